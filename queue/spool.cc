@@ -1,0 +1,402 @@
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "common/unique_fd.h"
+#include "queue/queue_id.h"
+
+namespace danerelay::queue {
+
+namespace {
+
+constexpr const char* kMagic = "DRQ1";
+constexpr size_t kMaxHeaderLine = 128;
+constexpr size_t kMaxEnvelopeBytes = 16 * 1024 * 1024;
+
+std::string sysError(const std::string& what, int err) {
+    return what + ": " + std::strerror(err);
+}
+
+uint64_t fnv1a(std::string_view a, std::string_view b) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (auto part : {a, b}) {
+        for (unsigned char c : part) {
+            h ^= c;
+            h *= 0x100000001b3ULL;
+        }
+    }
+    return h;
+}
+
+bool writeAll(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+}
+
+Result<std::string> readFile(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return Error::internal(sysError("open " + path, errno));
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return Error::internal(sysError("read " + path, errno));
+        }
+        if (n == 0) break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+}
+
+Status mkdirIfMissing(const std::string& path) {
+    // Parents first (mkdir -p), so a fresh spool_dir needs no set-up.
+    for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
+        std::string parent = path.substr(0, pos);
+        if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
+            return Error::internal(sysError("mkdir " + parent, errno));
+        }
+    }
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+        return Error::internal(sysError("mkdir " + path, errno));
+    }
+    return okStatus();
+}
+
+std::vector<std::string> listDir(const std::string& path) {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(path.c_str());
+    if (!d) return names;
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        names.emplace_back(e->d_name);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+// The parsed header of a message file.
+struct FileHeader {
+    size_t headerLen = 0;
+    size_t envLen = 0;
+    uint64_t contentLen = 0;
+    uint64_t checksum = 0;
+};
+
+Result<FileHeader> parseHeader(std::string_view data) {
+    auto nl = data.find('\n');
+    if (nl == std::string_view::npos || nl > kMaxHeaderLine) {
+        return Error::internal("no header line");
+    }
+    std::string line(data.substr(0, nl));
+    char magic[8] = {};
+    unsigned long long envLen = 0, contentLen = 0, sum = 0;
+    int used = 0;
+    if (std::sscanf(line.c_str(), "%4s %llu %llu %16llx%n", magic, &envLen, &contentLen, &sum,
+                    &used) != 4 ||
+        static_cast<size_t>(used) != line.size() || std::strcmp(magic, kMagic) != 0) {
+        return Error::internal("malformed header line");
+    }
+    if (envLen == 0 || envLen > kMaxEnvelopeBytes) return Error::internal("bad envelope length");
+    return FileHeader{nl + 1, static_cast<size_t>(envLen), contentLen, sum};
+}
+
+}  // namespace
+
+std::string encodeMessageFile(const Envelope& env, std::string_view content) {
+    std::string envText = envelopeToJson(env).dump();
+    char header[kMaxHeaderLine];
+    std::snprintf(header, sizeof header, "%s %zu %zu %016llx\n", kMagic, envText.size(),
+                  content.size(), static_cast<unsigned long long>(fnv1a(envText, content)));
+    std::string out;
+    out.reserve(std::strlen(header) + envText.size() + content.size());
+    out += header;
+    out += envText;
+    out += content;
+    return out;
+}
+
+Result<std::unique_ptr<Spool>> Spool::open(const std::string& dir, Mode mode) {
+    if (mode == Mode::Writer) {
+        for (const char* sub : {"", "/tmp", "/msg", "/state", "/quarantine"}) {
+            auto s = mkdirIfMissing(dir + sub);
+            if (!s) return s.error();
+        }
+    }
+    std::unique_ptr<Spool> sp(new Spool(dir));
+    if (mode == Mode::Writer) {
+        sp->lockFd_ = ::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (sp->lockFd_ < 0) return Error::internal(sysError("open " + dir + "/lock", errno));
+        if (::flock(sp->lockFd_, LOCK_EX | LOCK_NB) != 0) {
+            return Error::internal("spool " + dir + " is locked by another process");
+        }
+    }
+    sp->msgDirFd_ = ::open((dir + "/msg").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    sp->stateDirFd_ = ::open((dir + "/state").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->msgDirFd_ < 0 || sp->stateDirFd_ < 0) {
+        return Error::internal(sysError("no spool at " + dir + " (open msg/, state/)", errno));
+    }
+    return sp;
+}
+
+Spool::~Spool() {
+    for (int fd : {lockFd_, msgDirFd_, stateDirFd_}) {
+        if (fd >= 0) ::close(fd);
+    }
+}
+
+Status Spool::commitOne(const NewMessage& m) {
+    const NewMessage* one[] = {&m};
+    return commit(one).front();
+}
+
+std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
+    std::vector<Status> results(batch.size(), okStatus());
+    std::vector<UniqueFd> fds(batch.size());
+    std::vector<std::string> tmpPaths(batch.size());
+    auto fail = [&](size_t i, std::string why) {
+        if (!results[i]) return;
+        results[i] = Error::temporary(std::move(why));
+        fds[i].reset();
+        ::unlink(tmpPaths[i].c_str());
+    };
+
+    // 1. Write every file and start its write-back, so that the disk works on
+    //    all of them at once.
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const NewMessage& m = *batch[i];
+        tmpPaths[i] = dir_ + "/tmp/" + m.id;
+        fds[i].reset(::open(tmpPaths[i].c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!fds[i].valid()) {
+            int e = errno;
+            tmpPaths[i].clear();  // not ours to unlink
+            results[i] = Error::temporary(sysError("create spool file", e));
+            continue;
+        }
+        if (!writeAll(fds[i].get(), encodeMessageFile(m.envelope, m.content))) {
+            fail(i, sysError("write spool file", errno));
+            continue;
+        }
+        ::sync_file_range(fds[i].get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
+    stage(CommitStage::TmpWritten);
+
+    // 2. fsync each. The first one commits the journal for all; the others
+    //    find their data already on disk and return quickly.
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (!results[i]) continue;
+        if (::fsync(fds[i].get()) != 0) {
+            fail(i, sysError("fsync spool file", errno));
+            continue;
+        }
+        if (::close(fds[i].release()) != 0) fail(i, sysError("close spool file", errno));
+    }
+    stage(CommitStage::TmpSynced);
+
+    // 3. Move into msg/. RENAME_NOREPLACE: an existing message is never overwritten.
+    std::vector<bool> renamed(batch.size(), false);
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (!results[i]) continue;
+        std::string final = dir_ + "/msg/" + batch[i]->id;
+        if (::renameat2(AT_FDCWD, tmpPaths[i].c_str(), AT_FDCWD, final.c_str(),
+                        RENAME_NOREPLACE) != 0) {
+            fail(i, sysError("rename spool file", errno));
+            continue;
+        }
+        renamed[i] = true;
+    }
+    stage(CommitStage::Renamed);
+
+    // 4. One directory fsync makes every rename of the batch durable.
+    bool anyRenamed = std::find(renamed.begin(), renamed.end(), true) != renamed.end();
+    if (anyRenamed && ::fsync(msgDirFd_) != 0) {
+        std::string why = sysError("fsync spool directory", errno);
+        for (size_t i = 0; i < batch.size(); ++i) {
+            if (!renamed[i]) continue;
+            // Not durable: we must not say 250, so take the message back out.
+            ::unlink((dir_ + "/msg/" + batch[i]->id).c_str());
+            results[i] = Error::temporary(why);
+        }
+    }
+    stage(CommitStage::DirSynced);
+    return results;
+}
+
+Result<StoredMessage> Spool::load(const std::string& id) const {
+    if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    std::string path = dir_ + "/msg/" + id;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        if (errno == ENOENT) return Error::permanent("no such message: " + id);
+        return Error::internal(sysError("open " + path, errno));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return Error::internal(sysError("stat " + path, errno));
+    char head[kMaxHeaderLine + 1];
+    ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+    if (n < 0) return Error::internal(sysError("read " + path, errno));
+    auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
+    if (!h) return Error::internal(path + ": " + h.error().message);
+    if (static_cast<uint64_t>(st.st_size) != h->headerLen + h->envLen + h->contentLen) {
+        return Error::internal(path + ": file size does not match its header (truncated?)");
+    }
+    std::string envText(h->envLen, '\0');
+    if (::pread(fd.get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen)) !=
+        static_cast<ssize_t>(envText.size())) {
+        return Error::internal(path + ": short read of envelope");
+    }
+    auto j = nlohmann::json::parse(envText, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return Error::internal(path + ": envelope is not valid JSON");
+    auto env = envelopeFromJson(j);
+    if (!env) return Error::internal(path + ": " + env.error().message);
+
+    StoredMessage m;
+    m.id = id;
+    m.envelope = std::move(*env);
+    m.contentSize = h->contentLen;
+
+    std::string statePath = dir_ + "/state/" + id;
+    auto st2 = readFile(statePath);
+    if (st2) {
+        auto sj = nlohmann::json::parse(*st2, nullptr, false);
+        if (sj.is_discarded()) return Error::internal(statePath + ": not valid JSON");
+        auto status = statusFromJson(sj);
+        if (!status) return Error::internal(statePath + ": " + status.error().message);
+        if (status->size() != m.envelope.recipients.size()) {
+            return Error::internal(statePath + ": recipient count differs from envelope");
+        }
+        m.status = std::move(*status);
+    } else if (errno == ENOENT) {
+        m.status.assign(m.envelope.recipients.size(), RecipientStatus{});
+    } else {
+        return st2.error();
+    }
+    return m;
+}
+
+Result<std::string> Spool::loadContent(const std::string& id) const {
+    if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    std::string path = dir_ + "/msg/" + id;
+    auto data = readFile(path);
+    if (!data) return data.error();
+    auto h = parseHeader(*data);
+    if (!h) return Error::internal(path + ": " + h.error().message);
+    if (data->size() != h->headerLen + h->envLen + h->contentLen) {
+        return Error::internal(path + ": file size does not match its header");
+    }
+    std::string_view all(*data);
+    auto env = all.substr(h->headerLen, h->envLen);
+    auto content = all.substr(h->headerLen + h->envLen);
+    if (fnv1a(env, content) != h->checksum) return Error::internal(path + ": checksum mismatch");
+    return std::string(content);
+}
+
+Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStatus>& status) {
+    if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    std::string tmp = dir_ + "/tmp/" + id + ".state";
+    std::string final = dir_ + "/state/" + id;
+    std::string text = statusToJson(status).dump();
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Error::temporary(sysError("create " + tmp, errno));
+    if (!writeAll(fd.get(), text) || ::fsync(fd.get()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        return Error::temporary(sysError("write " + tmp, e));
+    }
+    fd.reset();
+    if (::rename(tmp.c_str(), final.c_str()) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        return Error::temporary(sysError("rename " + tmp, e));
+    }
+    if (::fsync(stateDirFd_) != 0) return Error::temporary(sysError("fsync state dir", errno));
+    return okStatus();
+}
+
+Status Spool::remove(const std::string& id) {
+    if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    // Message first: a crash in between leaves an orphaned state file, which
+    // recovery removes; never a message without the state saying what was done.
+    if (::unlink((dir_ + "/msg/" + id).c_str()) != 0) {
+        if (errno == ENOENT) return Error::permanent("no such message: " + id);
+        return Error::internal(sysError("unlink message " + id, errno));
+    }
+    ::fsync(msgDirFd_);
+    if (::unlink((dir_ + "/state/" + id).c_str()) == 0) ::fsync(stateDirFd_);
+    return okStatus();
+}
+
+Status Spool::quarantine(const std::string& id, const std::string& reason) {
+    std::string q = dir_ + "/quarantine/";
+    for (const char* sub : {"msg", "state"}) {
+        std::string from = dir_ + "/" + sub + "/" + id;
+        std::string to = q + id + (std::strcmp(sub, "state") == 0 ? ".state" : "");
+        if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+            return Error::internal(sysError("quarantine " + from, errno));
+        }
+    }
+    UniqueFd why(::open((q + id + ".why").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (why.valid()) {
+        writeAll(why.get(), reason + "\n");
+        ::fsync(why.get());
+    }
+    UniqueFd qd(::open(q.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (qd.valid()) ::fsync(qd.get());
+    ::fsync(msgDirFd_);
+    ::fsync(stateDirFd_);
+    return okStatus();
+}
+
+std::vector<std::string> Spool::listIds() const { return listDir(dir_ + "/msg"); }
+
+RecoveryReport Spool::recover() {
+    RecoveryReport report;
+    for (const auto& name : listDir(dir_ + "/tmp")) {
+        if (::unlink((dir_ + "/tmp/" + name).c_str()) == 0) ++report.debrisRemoved;
+    }
+    auto ids = listIds();
+    for (const auto& name : ids) {
+        if (!isValidQueueId(name)) {
+            std::string reason = "file name is not a queue ID";
+            if (quarantine(name, reason)) report.quarantined.push_back({"msg/" + name, reason});
+            continue;
+        }
+        auto m = load(name);
+        if (!m) {
+            if (quarantine(name, m.error().message)) {
+                report.quarantined.push_back({"msg/" + name, m.error().message});
+            }
+            continue;
+        }
+        report.queued.push_back(name);
+    }
+    // State files whose message is gone were left by an interrupted remove().
+    for (const auto& name : listDir(dir_ + "/state")) {
+        if (!std::binary_search(ids.begin(), ids.end(), name)) {
+            if (::unlink((dir_ + "/state/" + name).c_str()) == 0) ++report.debrisRemoved;
+        }
+    }
+    return report;
+}
+
+}  // namespace danerelay::queue

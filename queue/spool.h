@@ -1,0 +1,111 @@
+// spool.h — the on-disk queue: accepted messages and their recipients' state.
+//
+// Layout under the spool directory:
+//   tmp/         files being written; anything here at start-up is debris
+//   msg/ID       one file per message: header line, envelope JSON, content;
+//                written once, never modified
+//   state/ID     per-recipient delivery state (JSON), replaced atomically;
+//                absent means every recipient is still pending
+//   quarantine/  damaged files set aside by recovery, with a .why note
+//   lock         flock()ed by the daemon: one writer per spool
+//
+// Durability contract: commit() returns success for a message only after its
+// file was written, fsync'd, renamed into msg/ and msg/ itself was fsync'd.
+// Any failure on that path unlinks what it wrote and reports an error; a
+// message is never reported stored unless all of that succeeded. Several
+// messages committed together share the directory fsync and the journal
+// commit (group commit).
+//
+// All calls block on disk I/O: the daemon calls them from worker threads,
+// never from the event loop. A Spool may be used by one committer thread and
+// one other thread at the same time (they touch different files).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "queue/envelope.h"
+
+namespace danerelay::queue {
+
+struct StoredMessage {
+    std::string id;
+    Envelope envelope;
+    std::vector<RecipientStatus> status;  // one per envelope recipient
+    uint64_t contentSize = 0;
+};
+
+struct NewMessage {
+    std::string id;  // from QueueIdGenerator
+    Envelope envelope;
+    std::string content;  // the message as it will be relayed (CRLF lines, unstuffed)
+};
+
+// Points in commit() where a test may stop the process (crash tests).
+enum class CommitStage { TmpWritten, TmpSynced, Renamed, DirSynced };
+
+struct RecoveryReport {
+    std::vector<std::string> queued;  // IDs, in arrival order
+    struct Quarantined {
+        std::string file;
+        std::string reason;
+    };
+    std::vector<Quarantined> quarantined;
+    size_t debrisRemoved = 0;  // tmp/ leftovers and orphaned state files
+};
+
+class Spool {
+public:
+    enum class Mode {
+        Writer,  // the daemon: creates the layout, takes the lock
+        Reader,  // danectl's read-only view: creates nothing, takes no lock
+    };
+    static Result<std::unique_ptr<Spool>> open(const std::string& dir, Mode mode);
+    ~Spool();
+    Spool(const Spool&) = delete;
+    Spool& operator=(const Spool&) = delete;
+
+    // Group commit: one Status per message, in order.
+    std::vector<Status> commit(std::span<const NewMessage* const> batch);
+    Status commitOne(const NewMessage& m);
+
+    // Envelope, status and size of one message (not its content).
+    Result<StoredMessage> load(const std::string& id) const;
+    // The content, checked against the checksum in the header.
+    Result<std::string> loadContent(const std::string& id) const;
+    Status writeStatus(const std::string& id, const std::vector<RecipientStatus>& status);
+    Status remove(const std::string& id);
+
+    // Start-up: clear tmp/, quarantine what cannot be read, list the rest.
+    RecoveryReport recover();
+    // Every message ID in msg/, sorted (arrival order). No validation.
+    std::vector<std::string> listIds() const;
+
+    const std::string& dir() const { return dir_; }
+
+    // Test hook, called at each stage of commit().
+    void setCommitHook(std::function<void(CommitStage)> hook) { hook_ = std::move(hook); }
+
+private:
+    explicit Spool(std::string dir) : dir_(std::move(dir)) {}
+    Status quarantine(const std::string& id, const std::string& reason);
+    void stage(CommitStage s) {
+        if (hook_) hook_(s);
+    }
+
+    std::string dir_;
+    int lockFd_ = -1;
+    int msgDirFd_ = -1;
+    int stateDirFd_ = -1;
+    std::function<void(CommitStage)> hook_;
+};
+
+// Exposed for tests: the on-disk encoding of a message file.
+std::string encodeMessageFile(const Envelope& env, std::string_view content);
+
+}  // namespace danerelay::queue

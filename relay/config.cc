@@ -1,0 +1,206 @@
+#include "relay/config.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace danerelay::relay {
+
+using nlohmann::json;
+
+namespace {
+
+class Checker {
+public:
+    explicit Checker(std::string file) : file_(std::move(file)) {}
+
+    [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
+        throw ConfigError(file_ + ": " + key + ": " + msg);
+    }
+
+    void onlyKeys(const json& obj, const std::string& where, std::set<std::string> allowed) const {
+        if (!obj.is_object()) fail(where.empty() ? "(top level)" : where, "must be an object");
+        for (const auto& [k, v] : obj.items()) {
+            if (!allowed.count(k)) fail(join(where, k), "unknown key");
+        }
+    }
+
+    std::string str(const json& obj, const std::string& where, const std::string& key,
+                    bool required) const {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null()) {
+            if (required) fail(join(where, key), "is required");
+            return {};
+        }
+        if (!it->is_string()) fail(join(where, key), "must be a string");
+        return it->get<std::string>();
+    }
+
+    template <typename T>
+    void number(const json& obj, const std::string& where, const std::string& key, T* out,
+                uint64_t min, uint64_t max) const {
+        auto it = obj.find(key);
+        if (it == obj.end()) return;
+        if (!it->is_number_unsigned()) fail(join(where, key), "must be a non-negative integer");
+        auto v = it->get<uint64_t>();
+        if (v < min || v > max) {
+            fail(join(where, key),
+                 "must be between " + std::to_string(min) + " and " + std::to_string(max));
+        }
+        *out = static_cast<T>(v);
+    }
+
+    static std::string join(const std::string& where, const std::string& key) {
+        return where.empty() ? key : where + "." + key;
+    }
+
+private:
+    std::string file_;
+};
+
+std::string resolvePath(const std::string& configFile, const std::string& p) {
+    if (p.empty() || p.front() == '/') return p;
+    auto slash = configFile.rfind('/');
+    if (slash == std::string::npos) return p;
+    return configFile.substr(0, slash + 1) + p;
+}
+
+std::string lineColumn(const std::string& text, size_t byte) {
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < byte && i < text.size(); ++i) {
+        if (text[i] == '\n') {
+            ++line;
+            col = 1;
+        } else {
+            ++col;
+        }
+    }
+    return std::to_string(line) + ":" + std::to_string(col);
+}
+
+ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {
+    c.onlyKeys(lj, where, {"address", "tls"});
+    ListenerConfig l;
+    l.text = c.str(lj, where, "address", true);
+    // "host:port" or "[v6]:port"
+    std::string hostPart, portPart;
+    if (!l.text.empty() && l.text.front() == '[') {
+        auto close = l.text.find("]:");
+        if (close == std::string::npos) c.fail(where + ".address", "expected [IPv6]:port");
+        hostPart = l.text.substr(1, close - 1);
+        portPart = l.text.substr(close + 2);
+    } else {
+        auto colon = l.text.rfind(':');
+        if (colon == std::string::npos) c.fail(where + ".address", "expected host:port");
+        hostPart = l.text.substr(0, colon);
+        portPart = l.text.substr(colon + 1);
+    }
+    if (!Cidr::parse(hostPart)) c.fail(where + ".address", "'" + hostPart + "' is not an IP address");
+    if (portPart.empty() || portPart.size() > 5 ||
+        portPart.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(portPart) == 0 || std::stoul(portPart) > 65535) {
+        c.fail(where + ".address", "'" + portPart + "' is not a port number");
+    }
+    l.host = hostPart;
+    l.port = static_cast<uint16_t>(std::stoul(portPart));
+    std::string tls = c.str(lj, where, "tls", false);
+    if (tls.empty() || tls == "starttls") {
+        l.tls = ListenerTls::StartTls;
+    } else if (tls == "implicit") {
+        l.tls = ListenerTls::Implicit;
+    } else {
+        c.fail(where + ".tls", "must be \"starttls\" or \"implicit\"");
+    }
+    return l;
+}
+
+}  // namespace
+
+Config loadConfig(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw ConfigError(path + ": cannot open configuration file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        throw ConfigError(path + ":" + lineColumn(text, e.byte == 0 ? 0 : e.byte - 1) +
+                          ": JSON syntax error: " + e.what());
+    }
+    Checker c(path);
+    c.onlyKeys(j, "", {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth",
+                       "limits", "log_file", "commit_batch"});
+    Config cfg;
+    cfg.file = path;
+    cfg.hostname = c.str(j, "", "hostname", false);
+    if (cfg.hostname.empty()) {
+        char buf[256] = {};
+        ::gethostname(buf, sizeof buf - 1);
+        cfg.hostname = buf;
+    }
+    cfg.spoolDir = resolvePath(path, c.str(j, "", "spool_dir", true));
+
+    auto lit = j.find("listeners");
+    if (lit == j.end() || !lit->is_array() || lit->empty()) {
+        c.fail("listeners", "must be a non-empty array");
+    }
+    for (size_t i = 0; i < lit->size(); ++i) {
+        cfg.listeners.push_back(parseListener(c, (*lit)[i], "listeners[" + std::to_string(i) + "]"));
+    }
+
+    if (auto t = j.find("tls"); t != j.end()) {
+        c.onlyKeys(*t, "tls", {"certificate", "key"});
+        cfg.tlsCertificate = resolvePath(path, c.str(*t, "tls", "certificate", true));
+        cfg.tlsKey = resolvePath(path, c.str(*t, "tls", "key", true));
+    }
+    for (const auto& l : cfg.listeners) {
+        if (l.tls == ListenerTls::Implicit && cfg.tlsCertificate.empty()) {
+            c.fail("listeners", "listener " + l.text + " uses implicit TLS but there is no 'tls' section");
+        }
+    }
+
+    auto nets = j.find("relay_networks");
+    if (nets != j.end()) {
+        if (!nets->is_array()) c.fail("relay_networks", "must be an array of networks");
+        for (size_t i = 0; i < nets->size(); ++i) {
+            std::string where = "relay_networks[" + std::to_string(i) + "]";
+            if (!(*nets)[i].is_string()) c.fail(where, "must be a string");
+            auto n = Cidr::parse((*nets)[i].get<std::string>());
+            if (!n) c.fail(where, n.error().message);
+            cfg.relayNetworks.push_back(*n);
+        }
+    }
+
+    if (auto a = j.find("auth"); a != j.end()) {
+        c.onlyKeys(*a, "auth", {"credentials"});
+        cfg.credentialsFile = resolvePath(path, c.str(*a, "auth", "credentials", true));
+        if (cfg.tlsCertificate.empty()) {
+            c.fail("auth", "AUTH is only offered over TLS, so it needs a 'tls' section");
+        }
+    }
+
+    if (auto l = j.find("limits"); l != j.end()) {
+        c.onlyKeys(*l, "limits", {"max_message_size", "max_recipients", "max_sessions",
+                                  "max_sessions_per_client", "command_timeout",
+                                  "session_timeout", "max_errors"});
+        auto& L = cfg.limits;
+        c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
+        c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
+        c.number(*l, "limits", "max_sessions", &L.maxSessions, 1, 100000);
+        c.number(*l, "limits", "max_sessions_per_client", &L.maxSessionsPerClient, 1, 100000);
+        c.number(*l, "limits", "command_timeout", &L.commandTimeout, 1, 86400);
+        c.number(*l, "limits", "session_timeout", &L.sessionTimeout, 1, 86400);
+        c.number(*l, "limits", "max_errors", &L.maxErrors, 1, 1000);
+    }
+    c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
+    cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
+    return cfg;
+}
+
+}  // namespace danerelay::relay

@@ -1,0 +1,59 @@
+// config.h — the daemon's configuration file (JSON), loaded and validated once.
+//
+// Unknown keys, wrong types and impossible values are errors that name the
+// file and the key ("etc/danerelay.json: limits.max_recipients: ..."); syntax
+// errors name file:line:column. Relative paths are taken relative to the
+// directory of the configuration file. Loading throws ConfigError: this is
+// start-up, where exceptions are the house rule.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "relay/cidr.h"
+
+namespace danerelay::relay {
+
+class ConfigError : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+enum class ListenerTls { StartTls, Implicit };
+
+struct ListenerConfig {
+    std::string host;  // numeric address
+    uint16_t port = 0;
+    ListenerTls tls = ListenerTls::StartTls;
+    std::string text;  // as written, for logs
+};
+
+struct Limits {
+    uint64_t maxMessageSize = 10240000;  // Postfix's default message_size_limit
+    unsigned maxRecipients = 1000;
+    unsigned maxSessions = 100;
+    unsigned maxSessionsPerClient = 20;
+    unsigned commandTimeout = 300;   // seconds idle in a command or DATA (RFC 5321 4.5.3.2.7)
+    unsigned sessionTimeout = 3600;  // seconds from connect to forced close
+    unsigned maxErrors = 20;         // protocol errors before the session is dropped
+};
+
+struct Config {
+    std::string file;
+    std::string hostname;
+    std::string spoolDir;
+    std::vector<ListenerConfig> listeners;
+    std::string tlsCertificate;  // empty: no STARTTLS, no implicit TLS
+    std::string tlsKey;
+    std::vector<Cidr> relayNetworks;
+    std::string credentialsFile;  // empty: no AUTH
+    Limits limits;
+    std::string logFile;  // empty: standard error
+    unsigned commitBatch = 256;
+};
+
+Config loadConfig(const std::string& path);
+
+}  // namespace danerelay::relay

@@ -1,0 +1,24 @@
+// log.h — structured log lines: one line per event, "key=value" fields after
+// an ISO 8601 UTC timestamp and the event name. Values with spaces, quotes or
+// control characters are quoted and escaped, so a hostile HELO or address can
+// never forge a second log line. Thread-safe.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace danerelay::relay {
+
+// Empty path: standard error. Returns false (and keeps stderr) if the file
+// cannot be opened.
+bool logOpen(const std::string& path);
+
+using LogField = std::pair<std::string_view, std::string_view>;
+void logEvent(std::string_view event, std::initializer_list<LogField> fields);
+
+// Exposed for tests.
+std::string formatLogValue(std::string_view v);
+
+}  // namespace danerelay::relay

@@ -1,0 +1,143 @@
+// main.cc — danerelayd: load the configuration, recover the spool, listen,
+// run the event loop until SIGTERM/SIGINT.
+//
+// Exit codes: 0 clean stop (or --check-config passed), 1 configuration or
+// start-up error (the message names the file and key or the address), 2 usage.
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "queue/queue_id.h"
+#include "queue/spool.h"
+#include "relay/auth.h"
+#include "relay/config.h"
+#include "relay/event_loop.h"
+#include "relay/log.h"
+#include "relay/smtp_server.h"
+#include "tls/session.h"
+
+using namespace danerelay;
+using namespace danerelay::relay;
+
+namespace {
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: danerelayd --config FILE [--check-config]\n"
+                 "  --config FILE    configuration (JSON); see etc/danerelay.json\n"
+                 "  --check-config   validate the configuration and exit\n");
+}
+
+int run(const Config& cfg, const std::optional<Credentials>& creds,
+        std::shared_ptr<tls::ServerCredentials> tlsCreds) {
+    auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
+    if (!spool) {
+        std::fprintf(stderr, "danerelayd: %s\n", spool.error().message.c_str());
+        return 1;
+    }
+    auto report = (*spool)->recover();
+    for (const auto& q : report.quarantined) {
+        logEvent("quarantine", {{"file", cfg.spoolDir + "/" + q.file},
+                                {"reason", q.reason},
+                                {"moved_to", cfg.spoolDir + "/quarantine/"}});
+    }
+    queue::QueueIdGenerator ids;
+    if (!report.queued.empty()) ids.observe(report.queued.back());
+    logEvent("recovered", {{"spool", cfg.spoolDir},
+                           {"queued", std::to_string(report.queued.size())},
+                           {"quarantined", std::to_string(report.quarantined.size())},
+                           {"debris_removed", std::to_string(report.debrisRemoved)}});
+
+    EventBasePtr base(event_base_new());
+    LoopPoster poster(base.get());
+    WorkerPool workers(poster, 2);
+    Committer committer(poster, **spool, cfg.commitBatch);
+
+    ServerContext ctx;
+    ctx.config = &cfg;
+    ctx.base = base.get();
+    ctx.workers = &workers;
+    ctx.committer = &committer;
+    ctx.ids = &ids;
+    ctx.tlsCredentials = std::move(tlsCreds);
+    ctx.credentials = creds ? &*creds : nullptr;
+    SmtpServer server(ctx);
+    if (auto st = server.listen(); !st) {
+        std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
+        return 1;
+    }
+
+    auto stop = [&](short) {
+        logEvent("stop", {{"sessions", std::to_string(server.sessionCount())}});
+        event_base_loopexit(base.get(), nullptr);
+    };
+    Event sigterm(base.get(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
+    Event sigint(base.get(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
+    sigterm.add();
+    sigint.add();
+    logEvent("start", {{"version", "0.1.0"}, {"config", cfg.file}, {"hostname", cfg.hostname}});
+    event_base_dispatch(base.get());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string configPath;
+    bool checkOnly = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config" && i + 1 < argc) {
+            configPath = argv[++i];
+        } else if (a == "--check-config") {
+            checkOnly = true;
+        } else if (a == "--help" || a == "-h") {
+            usage();
+            return 0;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (configPath.empty()) {
+        usage();
+        return 2;
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+
+    Config cfg;
+    std::optional<Credentials> creds;
+    std::shared_ptr<tls::ServerCredentials> tlsCreds;
+    try {
+        cfg = loadConfig(configPath);
+        if (!cfg.credentialsFile.empty()) creds = Credentials::load(cfg.credentialsFile);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "danerelayd: %s\n", e.what());
+        return 1;
+    }
+    if (!cfg.tlsCertificate.empty()) {
+        auto c = tls::ServerCredentials::load(cfg.tlsCertificate, cfg.tlsKey);
+        if (!c) {
+            std::fprintf(stderr, "danerelayd: %s\n", c.error().message.c_str());
+            return 1;
+        }
+        tlsCreds = *c;
+    }
+    if (checkOnly) {
+        std::printf("%s: configuration ok\n", configPath.c_str());
+        return 0;
+    }
+    if (!logOpen(cfg.logFile)) {
+        std::fprintf(stderr, "danerelayd: cannot open log file %s: %s\n", cfg.logFile.c_str(),
+                     std::strerror(errno));
+        return 1;
+    }
+    return run(cfg, creds, std::move(tlsCreds));
+}

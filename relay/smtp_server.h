@@ -1,0 +1,79 @@
+// smtp_server.h — the inbound ESMTP server that internal hosts submit to.
+//
+// Listeners are plain-with-STARTTLS (25/587 style) or implicit TLS (465, RFC
+// 8314). Relaying is allowed to clients in relay_networks or authenticated
+// with AUTH PLAIN/LOGIN over TLS; anyone else gets 554 5.7.1 at RCPT.
+// "250 Ok: queued as ID" is sent only after the spool's group commit reported
+// the message durable; a failed write or fsync gets 452 4.3.1.
+//
+// Hostile input: command lines over 512 octets are refused without being
+// buffered; DATA is read by DataReader (only CRLF.CRLF ends it; bare CR/LF,
+// NUL, long lines refuse the message); input pipelined after STARTTLS is
+// discarded and all state reset after the handshake; per-command and
+// per-session timeouts; caps on recipients, errors and sessions. A session
+// that fails is closed alone; the server and other sessions go on.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "queue/queue_id.h"
+#include "relay/auth.h"
+#include "relay/config.h"
+#include "relay/event_loop.h"
+#include "tls/session.h"
+
+namespace danerelay::relay {
+
+class SmtpSession;
+
+struct ServerContext {
+    const Config* config = nullptr;
+    event_base* base = nullptr;
+    WorkerPool* workers = nullptr;
+    Committer* committer = nullptr;
+    queue::QueueIdGenerator* ids = nullptr;
+    std::shared_ptr<tls::ServerCredentials> tlsCredentials;  // null: no TLS
+    const Credentials* credentials = nullptr;                // null: no AUTH
+    std::function<void(const std::string& queueId)> onQueued;
+};
+
+class SmtpServer {
+public:
+    explicit SmtpServer(ServerContext ctx);
+    ~SmtpServer();
+    // Opens every configured listener; the error names the address.
+    Status listen();
+    size_t sessionCount() const { return sessions_.size(); }
+    const ServerContext& context() const { return ctx_; }
+
+private:
+    friend class SmtpSession;
+    struct Listener {
+        ListenerConfig config;
+        UniqueFd fd;
+        std::unique_ptr<Event> ev;
+    };
+    void onAccept(Listener& l);
+    // Called by a session that is done; it is destroyed later, not from
+    // under its own callback.
+    void release(uint64_t sessionId, const std::string& client);
+
+    ServerContext ctx_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::map<uint64_t, std::shared_ptr<SmtpSession>> sessions_;
+    std::map<std::string, unsigned> perClient_;
+    std::vector<std::shared_ptr<SmtpSession>> graveyard_;
+    Event reaper_;
+    uint64_t nextSessionId_ = 1;
+};
+
+}  // namespace danerelay::relay

@@ -1,0 +1,92 @@
+#include "tls/session.h"
+
+namespace danerelay::tls {
+
+const char* const kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
+
+namespace {
+Error tlsError(const char* what, int rc) {
+    return Error::temporary(std::string(what) + ": " + gnutls_strerror(rc));
+}
+}  // namespace
+
+Result<std::shared_ptr<ServerCredentials>> ServerCredentials::load(const std::string& certFile,
+                                                                   const std::string& keyFile) {
+    gnutls_certificate_credentials_t raw = nullptr;
+    int rc = gnutls_certificate_allocate_credentials(&raw);
+    if (rc < 0) return tlsError("allocate credentials", rc);
+    auto out = std::make_shared<ServerCredentials>();
+    out->creds_.reset(raw);
+    rc = gnutls_certificate_set_x509_key_file(raw, certFile.c_str(), keyFile.c_str(),
+                                              GNUTLS_X509_FMT_PEM);
+    if (rc < 0) {
+        return Error::permanent("TLS certificate " + certFile + " / key " + keyFile + ": " +
+                                gnutls_strerror(rc));
+    }
+    return out;
+}
+
+Result<std::unique_ptr<Session>> Session::server(int fd,
+                                                 std::shared_ptr<ServerCredentials> creds) {
+    std::unique_ptr<Session> s(new Session);
+    int rc = gnutls_init(&s->s_, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+    if (rc < 0) return tlsError("gnutls_init", rc);
+    s->creds_ = std::move(creds);
+    const char* errPos = nullptr;
+    rc = gnutls_priority_set_direct(s->s_, kPriority, &errPos);
+    if (rc < 0) return tlsError("priority", rc);
+    rc = gnutls_credentials_set(s->s_, GNUTLS_CRD_CERTIFICATE, s->creds_->get());
+    if (rc < 0) return tlsError("credentials", rc);
+    gnutls_certificate_server_set_request(s->s_, GNUTLS_CERT_IGNORE);
+    gnutls_transport_set_int(s->s_, fd);
+    return s;
+}
+
+Session::~Session() {
+    if (s_) gnutls_deinit(s_);
+}
+
+static IoState waitState(gnutls_session_t s) {
+    return gnutls_record_get_direction(s) == 1 ? IoState::NeedWrite : IoState::NeedRead;
+}
+
+Result<IoState> Session::handshake() {
+    int rc = gnutls_handshake(s_);
+    if (rc == GNUTLS_E_SUCCESS) return IoState::Done;
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return waitState(s_);
+    if (gnutls_error_is_fatal(rc) == 0) return waitState(s_);  // e.g. a warning alert
+    return tlsError("TLS handshake", rc);
+}
+
+Result<IoResult> Session::read(char* buf, size_t len) {
+    ssize_t n = gnutls_record_recv(s_, buf, len);
+    if (n > 0) return IoResult{IoState::Done, static_cast<size_t>(n), false};
+    if (n == 0) return IoResult{IoState::Done, 0, true};
+    int rc = static_cast<int>(n);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(s_), 0};
+    if (rc == GNUTLS_E_PREMATURE_TERMINATION) return IoResult{IoState::Done, 0, true};
+    if (rc == GNUTLS_E_REHANDSHAKE) return tlsError("TLS read", rc);  // we never renegotiate
+    if (gnutls_error_is_fatal(rc) == 0) return IoResult{IoState::NeedRead, 0};
+    return tlsError("TLS read", rc);
+}
+
+Result<IoResult> Session::write(const char* buf, size_t len) {
+    ssize_t n = gnutls_record_send(s_, buf, len);
+    if (n >= 0) return IoResult{IoState::Done, static_cast<size_t>(n), false};
+    int rc = static_cast<int>(n);
+    // On AGAIN GnuTLS wants the same call repeated with the same data.
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(s_), 0};
+    return tlsError("TLS write", rc);
+}
+
+size_t Session::pending() const { return gnutls_record_check_pending(s_); }
+
+std::string Session::description() const {
+    const char* v = gnutls_protocol_get_name(gnutls_protocol_get_version(s_));
+    const char* c = gnutls_cipher_get_name(gnutls_cipher_get(s_));
+    return std::string(v ? v : "?") + "/" + (c ? c : "?");
+}
+
+void Session::bye() { gnutls_bye(s_, GNUTLS_SHUT_WR); }
+
+}  // namespace danerelay::tls

@@ -1,0 +1,75 @@
+// session.h — GnuTLS sessions on non-blocking sockets.
+//
+// A Session never waits: handshake(), read() and write() return an IoState
+// (Done, NeedRead, NeedWrite) and the event loop decides when to call again.
+// Versions below TLS 1.2 are refused. The socket stays owned by the caller.
+// GnuTLS handles live in unique_ptrs; nothing here calls a *_deinit by hand.
+#pragma once
+
+#include <gnutls/gnutls.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+
+namespace danerelay::tls {
+
+enum class IoState { Done, NeedRead, NeedWrite };
+
+struct CredentialsDeleter {
+    void operator()(gnutls_certificate_credentials_t c) const {
+        gnutls_certificate_free_credentials(c);
+    }
+};
+using CertCredentials = std::unique_ptr<std::remove_pointer_t<gnutls_certificate_credentials_t>,
+                                        CredentialsDeleter>;
+
+// A certificate chain and key for the server side. Loading errors name the files.
+class ServerCredentials {
+public:
+    static Result<std::shared_ptr<ServerCredentials>> load(const std::string& certFile,
+                                                           const std::string& keyFile);
+    gnutls_certificate_credentials_t get() const { return creds_.get(); }
+
+private:
+    CertCredentials creds_;
+};
+
+// What one read() or write() call did.
+struct IoResult {
+    IoState state = IoState::Done;
+    size_t bytes = 0;  // bytes transferred when state == Done
+    bool eof = false;  // the peer closed (read only)
+};
+
+class Session {
+public:
+    static Result<std::unique_ptr<Session>> server(int fd,
+                                                   std::shared_ptr<ServerCredentials> creds);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    Result<IoState> handshake();
+    Result<IoResult> read(char* buf, size_t len);
+    Result<IoResult> write(const char* buf, size_t len);
+    // Bytes already decrypted and buffered inside GnuTLS; the socket will not
+    // signal readability for them, so the caller must drain them.
+    size_t pending() const;
+    // "TLS1.3/AES-256-GCM" once the handshake is done.
+    std::string description() const;
+    // Best effort close_notify; never waits.
+    void bye();
+
+private:
+    Session() = default;
+    gnutls_session_t s_ = nullptr;
+    std::shared_ptr<ServerCredentials> creds_;
+};
+
+// The priority string used on every session: TLS 1.2 and up, GnuTLS defaults otherwise.
+extern const char* const kPriority;
+
+}  // namespace danerelay::tls
