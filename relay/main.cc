@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::signal(SIGPIPE, SIG_IGN);
+    std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a write error, not a crash
 
     Config cfg;
     std::optional<Credentials> creds;

@@ -1,0 +1,14 @@
+#!/bin/sh
+# Installs what danerelay needs to build and test, from Debian's packages.
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+# Postfix (for smtp-source and the lab's receiving MTAs) must not start a
+# system instance or ask questions: "No configuration".
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config ca-certificates \
+  libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev \
+  gnutls-bin swaks postfix python3 util-linux procps >/dev/null

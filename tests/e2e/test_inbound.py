@@ -1,0 +1,296 @@
+"""End-to-end: the inbound smarthost listener, driven by swaks (and a raw
+socket where swaks cannot send the bytes), against a real danerelayd on
+loopback. Each test checks the reply and what is, or is not, in the spool."""
+import os
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import relayharness as h  # noqa: E402
+
+SENDER = "alice@inside.test"
+
+
+class InboundTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.relay = h.Relay(relay_networks=["127.0.0.1/32"],
+                            users={"app": "correct horse"},
+                            limits={"max_recipients": 5, "max_message_size": 100000})
+        cls.relay.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.relay.cleanup()
+
+    def ids_in_queue(self):
+        return {m["id"] for m in self.relay.queue()["messages"]}
+
+    def test_plain_submission_is_queued_with_received_header(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com,carol@example.net",
+                               "--body", "plain body")
+        qid = h.queued_id(out)
+        self.assertIsNotNone(qid, out)
+        msgs = {m["id"]: m for m in self.relay.queue()["messages"]}
+        self.assertIn(qid, msgs)
+        m = msgs[qid]
+        self.assertEqual(m["sender"], SENDER)
+        self.assertEqual([(r["address"], r["state"]) for r in m["recipients"]],
+                         [("bob@example.com", "pending"), ("carol@example.net", "pending")])
+        raw = self.relay.message_file(qid)
+        self.assertIn(b"Received: from ", raw)
+        self.assertIn(f"with ESMTP id {qid}".encode(), raw)
+        self.assertIn(b"plain body", raw)
+        self.assertIn(f"event=accept qid={qid}", self.relay.read_log())
+
+    def test_starttls_names_version_and_cipher(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com", "-tls")
+        qid = h.queued_id(out)
+        self.assertIsNotNone(qid, out)
+        m = next(m for m in self.relay.queue()["messages"] if m["id"] == qid)
+        self.assertRegex(m["tls"], r"^TLS1\.[23]/")
+        raw = self.relay.message_file(qid)
+        self.assertRegex(raw, rb"\(using TLS1\.[23]/[A-Z0-9-]+\)")
+        self.assertIn(b"with ESMTPS id", raw)
+
+    def test_implicit_tls_port(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com", "--tlsc",
+                               port=self.relay.tls_port)
+        qid = h.queued_id(out)
+        self.assertIsNotNone(qid, out)
+        self.assertIn(qid, self.ids_in_queue())
+
+    def test_relay_refused_outside_networks(self):
+        before = self.ids_in_queue()
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com",
+                               "--local-interface", "127.0.0.2")
+        codes = h.replies(out)
+        self.assertIn(554, [c for c, _ in codes], out)
+        self.assertTrue(any("5.7.1" in t and "Relay access denied" in t for _, t in codes))
+        self.assertEqual(self.ids_in_queue(), before)
+        self.assertIn("reason=\"relay access denied\"", self.relay.read_log())
+
+    def test_auth_over_tls_allows_relay_from_outside(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com", "-tls",
+                               "--local-interface", "127.0.0.2",
+                               "--auth", "PLAIN", "--auth-user", "app",
+                               "--auth-password", "correct horse")
+        self.assertIn("235 2.7.0", out)
+        qid = h.queued_id(out)
+        self.assertIsNotNone(qid, out)
+        self.assertIn(b"with ESMTPSA", self.relay.message_file(qid))
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com", "-tls",
+                               "--local-interface", "127.0.0.2",
+                               "--auth", "LOGIN", "--auth-user", "app",
+                               "--auth-password", "correct horse")
+        self.assertIsNotNone(h.queued_id(out), out)
+
+    def test_auth_wrong_password_and_no_auth_without_tls(self):
+        before = self.ids_in_queue()
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com", "-tls",
+                               "--local-interface", "127.0.0.2",
+                               "--auth", "PLAIN", "--auth-user", "app",
+                               "--auth-password", "wrong")
+        self.assertIn("535 5.7.8", out)
+        c = self.relay.connect()
+        c.reply()
+        code, lines = c.command("EHLO client.test")
+        self.assertEqual(code, 250)
+        self.assertFalse(any("AUTH" in l for l in lines), lines)
+        self.assertEqual(c.command("AUTH PLAIN AGFwcABjb3JyZWN0IGhvcnNl")[0], 538)
+        c.close()
+        self.assertEqual(self.ids_in_queue(), before)
+
+    def test_overlong_command_line(self):
+        out = self.relay.swaks("--from", "a" * 600 + "@inside.test", "--to", "bob@example.com")
+        self.assertIn("500 5.5.2", out)
+        self.assertIsNone(h.queued_id(out))
+        # the session went on: a raw client sees the refusal and then a normal reply
+        c = self.relay.connect()
+        c.reply()
+        c.send(b"NOOP " + b"x" * 5000 + b"\r\nNOOP\r\n")
+        self.assertEqual(c.reply()[0], 500)
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+
+    def test_bare_lf_in_data_is_refused_and_not_smuggled(self):
+        before = self.ids_in_queue()
+        with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
+            f.write(b"Subject: smuggle\r\n\r\nhello\n.\nMAIL FROM:<evil@outside.test>\r\n"
+                    b"RCPT TO:<victim@example.com>\r\nDATA\r\nSubject: forged\r\n\r\nx\r\n"
+                    b".\r\n")
+            path = f.name
+        try:
+            out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com",
+                                   "--data", "@" + path, "--no-data-fixup")
+        finally:
+            os.unlink(path)
+        self.assertIn("550 5.6.0", out)
+        self.assertEqual(self.ids_in_queue(), before)
+        self.assertNotIn("evil@outside.test", self.relay.read_log().split("event=accept")[-1])
+
+    def test_nul_in_command(self):
+        c = self.relay.connect()
+        c.reply()
+        c.send(b"EHLO a\x00b\r\n")
+        self.assertEqual(c.reply()[0], 500)
+        c.close()
+
+    def test_commands_pipelined_after_starttls_are_discarded(self):
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        # STARTTLS and an injected transaction in the same packet
+        c.send(b"STARTTLS\r\nMAIL FROM:<injected@outside.test>\r\n")
+        code, _ = c.reply()
+        self.assertEqual(code, 220)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        tls = ctx.wrap_socket(c.sock, server_hostname="relay.e2e.test")
+        t = h.SmtpConn(tls)
+        # If the injected MAIL had been kept, RCPT would be accepted (or EHLO
+        # would see a stray reply first).
+        code, lines = t.command("EHLO client.test")
+        self.assertEqual(code, 250)
+        self.assertEqual(lines[0], "250-relay.e2e.test")
+        self.assertEqual(t.command("RCPT TO:<bob@example.com>")[0], 503)
+        self.assertEqual(t.command("QUIT")[0], 221)
+        tls.close()
+        self.assertIn("data pipelined after STARTTLS", self.relay.read_log())
+
+    def test_too_many_recipients(self):
+        rcpts = ",".join(f"r{i}@example.com" for i in range(7))
+        out = self.relay.swaks("--from", SENDER, "--to", rcpts)
+        self.assertIn("452 4.5.3", out)
+        qid = h.queued_id(out)
+        self.assertIsNotNone(qid, out)  # the first five were accepted
+        m = next(m for m in self.relay.queue()["messages"] if m["id"] == qid)
+        self.assertEqual(len(m["recipients"]), 5)
+
+    def test_size_limit(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com",
+                               "--body", self.relay.body_file(("y" * 500 + "\n") * 300))
+        self.assertIn("552 5.3.4", out)
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        self.assertEqual(c.command("MAIL FROM:<a@inside.test> SIZE=999999999")[0], 552)
+        c.close()
+
+    def test_dsn_parameters_are_stored(self):
+        out = self.relay.swaks("--from", SENDER, "--to", "bob@example.com",
+                               "--quit-after", "RCPT", "--pipeline")
+        self.assertIn("250 2.1.5", out)
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        self.assertEqual(c.command("MAIL FROM:<a@inside.test> RET=HDRS ENVID=abc+2B1")[0], 250)
+        self.assertEqual(c.command("RCPT TO:<b@example.com> NOTIFY=FAILURE,DELAY "
+                                   "ORCPT=rfc822;b+2Bx@example.com")[0], 250)
+        self.assertEqual(c.command("RCPT TO:<c@example.com> NOTIFY=NEVER,SUCCESS")[0], 501)
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: dsn\r\n\r\nbody\r\n.\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250, lines)
+        qid = lines[-1].split()[-1]
+        c.command("QUIT")
+        c.close()
+        raw = self.relay.message_file(qid)
+        self.assertIn(b'"envid":"abc+1"', raw)
+        self.assertIn(b'"ret":"HDRS"', raw)
+        self.assertIn(b'"orcpt":"rfc822;b+x@example.com"', raw)
+        self.assertIn(b'"notify":12', raw)
+
+    def test_pipelining_whole_transaction_in_one_write(self):
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        c.send(b"MAIL FROM:<a@inside.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        self.assertEqual([c.reply()[0] for _ in range(3)], [250, 250, 354])
+        c.send(b"Subject: p\r\n\r\nx\r\n.\r\nMAIL FROM:<a@inside.test>\r\n"
+               b"RCPT TO:<d@example.com>\r\nDATA\r\nSubject: q\r\n\r\ny\r\n.\r\nQUIT\r\n")
+        codes = [c.reply()[0] for _ in range(6)]
+        self.assertEqual(codes, [250, 250, 250, 354, 250, 221])
+        c.close()
+
+
+class LimitsTest(unittest.TestCase):
+    def test_sessions_per_client_and_command_timeout(self):
+        relay = h.Relay(limits={"max_sessions_per_client": 2, "command_timeout": 2})
+        try:
+            relay.start()
+            a, b = relay.connect(), relay.connect()
+            self.assertEqual(a.reply()[0], 220)
+            self.assertEqual(b.reply()[0], 220)
+            third = relay.connect()
+            code, lines = third.reply()
+            self.assertEqual(code, 421, lines)
+            third.close()
+            # another client address is not affected by this one's cap
+            other = relay.connect(source="127.0.0.3")
+            self.assertEqual(other.reply()[0], 220)
+            # idle past command_timeout: 421 4.4.2 and the connection closes
+            code, lines = a.reply()
+            self.assertEqual(code, 421)
+            self.assertIn("4.4.2", lines[0])
+            for conn in (a, b, other):
+                conn.close()
+        finally:
+            relay.cleanup()
+
+
+class DiskTest(unittest.TestCase):
+    def test_write_error_gives_452_and_leaves_nothing(self):
+        # The daemon may write at most 64 KiB to any one file: a bigger
+        # message fails to reach the disk, exactly like a full file system.
+        relay = h.Relay(prlimit_fsize=65536)
+        try:
+            relay.start()
+            out = relay.swaks("--from", SENDER, "--to", "bob@example.com",
+                              "--body", relay.body_file(("z" * 900 + "\n") * 100))
+            self.assertIn("452 4.3.1", out)
+            self.assertEqual(relay.queue()["messages"], [])
+            self.assertEqual(os.listdir(os.path.join(relay.spool, "tmp")), [])
+            # and the next, smaller message is fine
+            out = relay.swaks("--from", SENDER, "--to", "bob@example.com")
+            self.assertIsNotNone(h.queued_id(out), out)
+        finally:
+            relay.cleanup()
+
+
+class RestartTest(unittest.TestCase):
+    def test_queue_survives_kill_and_restart(self):
+        relay = h.Relay()
+        try:
+            relay.start()
+            ids = set()
+            for i in range(5):
+                out = relay.swaks("--from", SENDER, "--to", f"r{i}@example.com")
+                ids.add(h.queued_id(out))
+            os.kill(relay.proc.pid, signal.SIGKILL)
+            relay.proc.wait(timeout=10)
+            relay.proc = None
+            relay.logfile.close()
+            # debris a crash could leave
+            with open(os.path.join(relay.spool, "tmp", "0000000000000A"), "w") as f:
+                f.write("half")
+            relay.start()
+            self.assertEqual({m["id"] for m in relay.queue()["messages"]}, ids)
+            self.assertIn("event=recovered", relay.read_log())
+            self.assertIn("queued=5", relay.read_log())
+            self.assertIn("debris_removed=1", relay.read_log())
+            out = relay.swaks("--from", SENDER, "--to", "after@example.com")
+            new = h.queued_id(out)
+            self.assertGreater(new, max(ids))  # IDs stay in arrival order
+        finally:
+            relay.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

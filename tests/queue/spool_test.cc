@@ -1,0 +1,271 @@
+#include "queue/spool.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "queue/queue_id.h"
+
+using namespace danerelay;
+using namespace danerelay::queue;
+namespace fs = std::filesystem;
+
+namespace {
+
+class SpoolTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/danerelay-spool-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    std::unique_ptr<Spool> open() {
+        auto s = Spool::open(dir_ + "/spool", Spool::Mode::Writer);
+        EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
+        return std::move(*s);
+    }
+
+    static NewMessage message(const std::string& id, std::string content = "Subject: hi\r\n\r\nbody\r\n") {
+        NewMessage m;
+        m.id = id;
+        m.envelope.sender = "alice@example.org";
+        m.envelope.recipients = {{"bob@example.com", "rfc822;bob@example.com", kNotifyFailure},
+                                 {"carol@example.net", "", kNotifyNone}};
+        m.envelope.envid = "env-1";
+        m.envelope.ret = DsnRet::Headers;
+        m.envelope.arrival = 1700000000;
+        m.envelope.clientAddress = "127.0.0.1";
+        m.content = std::move(content);
+        return m;
+    }
+
+    size_t count(const std::string& sub) {
+        size_t n = 0;
+        for ([[maybe_unused]] auto& e : fs::directory_iterator(dir_ + "/spool/" + sub)) ++n;
+        return n;
+    }
+
+    std::string dir_;
+    QueueIdGenerator ids_;
+};
+
+TEST_F(SpoolTest, CommitThenLoadRoundTrips) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    auto loaded = spool->load(m.id);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    EXPECT_EQ(loaded->envelope, m.envelope);
+    ASSERT_EQ(loaded->status.size(), 2u);
+    EXPECT_EQ(loaded->status[0].state, RcptState::Pending);
+    EXPECT_EQ(loaded->contentSize, m.content.size());
+    auto content = spool->loadContent(m.id);
+    ASSERT_TRUE(content.ok());
+    EXPECT_EQ(*content, m.content);
+    EXPECT_EQ(count("tmp"), 0u);
+}
+
+TEST_F(SpoolTest, GroupCommitStoresEveryMessageOfTheBatch) {
+    auto spool = open();
+    std::vector<NewMessage> msgs;
+    for (int i = 0; i < 50; ++i) msgs.push_back(message(ids_.next(), "n" + std::to_string(i)));
+    std::vector<const NewMessage*> ptrs;
+    for (auto& m : msgs) ptrs.push_back(&m);
+    auto results = spool->commit(ptrs);
+    ASSERT_EQ(results.size(), 50u);
+    for (auto& r : results) EXPECT_TRUE(r.ok());
+    EXPECT_EQ(spool->listIds().size(), 50u);
+    EXPECT_EQ(*spool->loadContent(msgs[17].id), "n17");
+}
+
+TEST_F(SpoolTest, ExistingMessageIsNeverOverwritten) {
+    auto spool = open();
+    auto m = message("0000000000000A", "first");
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    auto again = message("0000000000000A", "second");
+    EXPECT_FALSE(spool->commitOne(again).ok());
+    EXPECT_EQ(*spool->loadContent(m.id), "first");
+    EXPECT_EQ(count("tmp"), 0u);
+}
+
+TEST_F(SpoolTest, PerRecipientStateIsDurableAndIndependent) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    std::vector<RecipientStatus> st(2);
+    st[0].state = RcptState::Delivered;
+    st[1].state = RcptState::Deferred;
+    st[1].nextAttempt = 1700000300;
+    st[1].attempts = 1;
+    st[1].lastError = "4.7.5 TLSA mismatch";
+    ASSERT_TRUE(spool->writeStatus(m.id, st).ok());
+    // A second Spool object (a restart) sees the same.
+    spool.reset();
+    auto reopened = open();
+    auto loaded = reopened->load(m.id);
+    ASSERT_TRUE(loaded.ok());
+    EXPECT_EQ(loaded->status, st);
+}
+
+TEST_F(SpoolTest, SecondWriterIsRefusedByTheLock) {
+    auto spool = open();
+    auto second = Spool::open(dir_ + "/spool", Spool::Mode::Writer);
+    ASSERT_FALSE(second.ok());
+    EXPECT_NE(second.error().message.find("locked"), std::string::npos);
+}
+
+TEST_F(SpoolTest, RemoveDeletesMessageAndState) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    ASSERT_TRUE(spool->writeStatus(m.id, std::vector<RecipientStatus>(2)).ok());
+    ASSERT_TRUE(spool->remove(m.id).ok());
+    EXPECT_EQ(count("msg"), 0u);
+    EXPECT_EQ(count("state"), 0u);
+    EXPECT_FALSE(spool->remove(m.id).ok());
+}
+
+// ---- recovery of damaged spools: set aside and reported, never deleted
+
+TEST_F(SpoolTest, RecoveryQuarantinesTruncatedAndGarbageFiles) {
+    std::string good, truncated, garbageState;
+    {
+        auto spool = open();
+        good = ids_.next();
+        truncated = ids_.next();
+        garbageState = ids_.next();
+        for (auto& id : {good, truncated, garbageState}) {
+            ASSERT_TRUE(spool->commitOne(message(id)).ok());
+        }
+    }
+    fs::resize_file(dir_ + "/spool/msg/" + truncated, 40);
+    std::ofstream(dir_ + "/spool/state/" + garbageState) << "{not json";
+    std::ofstream(dir_ + "/spool/msg/not-an-id") << "whatever";
+
+    auto spool = open();
+    auto report = spool->recover();
+    EXPECT_EQ(report.queued, std::vector<std::string>{good});
+    ASSERT_EQ(report.quarantined.size(), 3u);
+    for (const auto& q : report.quarantined) EXPECT_FALSE(q.reason.empty()) << q.file;
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + truncated));
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + truncated + ".why"));
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + garbageState));
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + garbageState + ".state"));
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/not-an-id"));
+}
+
+TEST_F(SpoolTest, ChecksumCatchesFlippedContentByte) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    std::string path = dir_ + "/spool/msg/" + m.id;
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('X');
+    f.close();
+    auto c = spool->loadContent(m.id);
+    ASSERT_FALSE(c.ok());
+    EXPECT_NE(c.error().message.find("checksum"), std::string::npos);
+}
+
+TEST_F(SpoolTest, OrphanedStateAndTmpDebrisAreCleared) {
+    {
+        auto spool = open();
+        std::ofstream(dir_ + "/spool/state/0000000000000B") << "{}";
+        std::ofstream(dir_ + "/spool/tmp/0000000000000C") << "half a message";
+    }
+    auto spool = open();
+    auto report = spool->recover();
+    EXPECT_EQ(report.debrisRemoved, 2u);
+    EXPECT_TRUE(report.queued.empty());
+    EXPECT_EQ(count("tmp"), 0u);
+    EXPECT_EQ(count("state"), 0u);
+}
+
+// ---- a write error while accepting: an error, and nothing left behind
+
+TEST_F(SpoolTest, WriteFailureLeavesNoPartialFile) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        auto s = Spool::open(dir_ + "/spool", Spool::Mode::Writer);
+        if (!s) _exit(3);
+        rlimit lim{1024, 1024};  // the "disk" is full after 1 KiB
+        setrlimit(RLIMIT_FSIZE, &lim);
+        auto big = message("0000000000000D", std::string(4096, 'x'));
+        auto small = message("0000000000000E", "small");
+        const NewMessage* batch[] = {&big, &small};
+        auto r = (*s)->commit(batch);
+        _exit(!r[0].ok() && r[0].error().kind == ErrorKind::Temporary && r[1].ok() ? 0 : 4);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(count("tmp"), 0u);
+    auto spool = open();
+    EXPECT_EQ(spool->listIds(), std::vector<std::string>{"0000000000000E"});
+}
+
+// ---- crash tests: SIGKILL the writer at each stage of a commit
+
+class CrashTest : public SpoolTest, public ::testing::WithParamInterface<CommitStage> {};
+
+TEST_P(CrashTest, RecoveryFindsNothingHalfDone) {
+    const CommitStage killAt = GetParam();
+    const std::string id = "0000000000001F";
+    const std::string content = "Subject: crash\r\n\r\n" + std::string(100000, 'c') + "\r\n";
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        auto s = Spool::open(dir_ + "/spool", Spool::Mode::Writer);
+        if (!s) _exit(3);
+        (*s)->setCommitHook([killAt](CommitStage st) {
+            if (st == killAt) ::kill(::getpid(), SIGKILL);
+        });
+        auto m = message(id, content);
+        (void)(*s)->commitOne(m);
+        _exit(0);  // not reached
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGKILL);
+
+    auto spool = open();  // the dead writer's lock is gone with it
+    auto report = spool->recover();
+    EXPECT_TRUE(report.quarantined.empty());
+    EXPECT_EQ(count("tmp"), 0u);
+    bool renamed = killAt == CommitStage::Renamed || killAt == CommitStage::DirSynced;
+    if (renamed) {
+        // The rename happened: the whole message is there, intact.
+        ASSERT_EQ(report.queued, std::vector<std::string>{id});
+        auto c = spool->loadContent(id);
+        ASSERT_TRUE(c.ok()) << c.error().message;
+        EXPECT_EQ(*c, content);
+    } else {
+        // Never acknowledged, never visible: only debris, now removed.
+        EXPECT_TRUE(report.queued.empty());
+        EXPECT_EQ(report.debrisRemoved, 1u);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStage, CrashTest,
+                         ::testing::Values(CommitStage::TmpWritten, CommitStage::TmpSynced,
+                                           CommitStage::Renamed, CommitStage::DirSynced));
+
+TEST_F(SpoolTest, ReaderModeCreatesNothing) {
+    auto r = Spool::open(dir_ + "/nowhere", Spool::Mode::Reader);
+    EXPECT_FALSE(r.ok());
+    EXPECT_FALSE(fs::exists(dir_ + "/nowhere"));
+}
+
+}  // namespace

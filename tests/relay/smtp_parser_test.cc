@@ -1,0 +1,187 @@
+#include "relay/smtp_parser.h"
+
+#include <gtest/gtest.h>
+
+using namespace danerelay::relay;
+
+namespace {
+
+// Feeds the whole input at once, then again byte by byte: both must agree.
+struct DataOutcome {
+    bool done;
+    size_t used;
+    DataReader::Problem problem;
+    std::string content;
+};
+
+DataOutcome readData(std::string_view in, size_t max = 1 << 20) {
+    DataReader whole(max);
+    size_t used = whole.feed(in);
+    DataReader bytes(max);
+    size_t used2 = 0;
+    for (size_t i = 0; i < in.size() && !bytes.done(); ++i) used2 += bytes.feed(in.substr(i, 1));
+    EXPECT_EQ(whole.done(), bytes.done());
+    EXPECT_EQ(used, used2);
+    EXPECT_EQ(whole.content(), bytes.content());
+    EXPECT_EQ(whole.problem(), bytes.problem());
+    return {whole.done(), used, whole.problem(), whole.content()};
+}
+
+TEST(DataReader, EndsOnlyAtCrlfDotCrlf) {
+    auto r = readData("Subject: x\r\n\r\nhello\r\n.\r\nMAIL FROM:<a@b.c>\r\n");
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.problem, DataReader::Problem::None);
+    EXPECT_EQ(r.content, "Subject: x\r\n\r\nhello\r\n");
+    EXPECT_EQ(r.used, std::string("Subject: x\r\n\r\nhello\r\n.\r\n").size());
+}
+
+TEST(DataReader, EmptyMessage) {
+    auto r = readData(".\r\n");
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.content, "");
+}
+
+TEST(DataReader, DotStuffingIsRemoved) {
+    auto r = readData("..leading dot\r\n...\r\n.\r\n");
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.content, ".leading dot\r\n..\r\n");
+}
+
+TEST(DataReader, BareLfDotBareLfDoesNotEndData) {
+    // The SMTP smuggling payload: <LF>.<LF> followed by a second transaction.
+    std::string smuggle = "hi\n.\nMAIL FROM:<evil@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\n";
+    auto r = readData(smuggle);
+    EXPECT_FALSE(r.done);
+    EXPECT_EQ(r.used, smuggle.size());  // all of it swallowed as message text
+    EXPECT_EQ(r.problem, DataReader::Problem::BareLineEnding);
+    auto end = readData(smuggle + "\r\n.\r\n");
+    EXPECT_TRUE(end.done);
+    EXPECT_EQ(end.problem, DataReader::Problem::BareLineEnding);
+    EXPECT_TRUE(end.content.empty());  // a refused message keeps no bytes
+}
+
+TEST(DataReader, CrLfDotLfAndLfDotCrLfDoNotEndData) {
+    EXPECT_FALSE(readData("a\r\n.\nb").done);
+    EXPECT_FALSE(readData("a\n.\r\nb").done);
+    EXPECT_FALSE(readData("a\r.\r\nb").done);
+}
+
+TEST(DataReader, BareCrIsRefused) {
+    auto r = readData("a\rb\r\n.\r\n");
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.problem, DataReader::Problem::BareLineEnding);
+    EXPECT_EQ(DataReader(10).refusal().code, 0);
+}
+
+TEST(DataReader, NulIsRefused) {
+    auto r = readData(std::string("a\0b\r\n.\r\n", 8));
+    EXPECT_TRUE(r.done);
+    EXPECT_EQ(r.problem, DataReader::Problem::Nul);
+}
+
+TEST(DataReader, LineLimitIs1000OctetsWithCrlf) {
+    auto ok = readData(std::string(998, 'x') + "\r\n.\r\n");
+    EXPECT_EQ(ok.problem, DataReader::Problem::None);
+    auto bad = readData(std::string(999, 'x') + "\r\n.\r\n");
+    EXPECT_TRUE(bad.done);
+    EXPECT_EQ(bad.problem, DataReader::Problem::LineTooLong);
+}
+
+TEST(DataReader, SizeCapStopsBufferingButReadsToTheEnd) {
+    std::string big;
+    for (int i = 0; i < 100; ++i) big += std::string(100, 'y') + "\r\n";
+    DataReader r(1000);
+    size_t used = r.feed(big + ".\r\nQUIT\r\n");
+    EXPECT_TRUE(r.done());
+    EXPECT_EQ(r.problem(), DataReader::Problem::TooBig);
+    EXPECT_EQ(r.refusal().code, 552);
+    EXPECT_LE(r.content().capacity(), 2000u);
+    EXPECT_EQ(used, big.size() + 3);
+}
+
+TEST(Command, VerbIsUpperCasedArgKept) {
+    auto c = parseCommand("mail FROM:<A@b.c> SIZE=10");
+    EXPECT_EQ(c.verb, "MAIL");
+    EXPECT_EQ(c.arg, "FROM:<A@b.c> SIZE=10");
+    EXPECT_EQ(parseCommand("QUIT").arg, "");
+}
+
+TEST(PathArg, MailFromWithParams) {
+    PathArg p;
+    Reply err;
+    ASSERT_TRUE(parsePathArg("FROM:<alice@example.org> SIZE=100 body=8bitmime", "FROM:", true,
+                             false, &p, &err));
+    EXPECT_EQ(p.address, "alice@example.org");
+    ASSERT_EQ(p.params.size(), 2u);
+    EXPECT_EQ(p.params[0], (Param{"SIZE", "100"}));
+    EXPECT_EQ(p.params[1], (Param{"BODY", "8bitmime"}));
+}
+
+TEST(PathArg, NullSenderOnlyWhereAllowed) {
+    PathArg p;
+    Reply err;
+    EXPECT_TRUE(parsePathArg("FROM:<>", "FROM:", true, false, &p, &err));
+    EXPECT_EQ(p.address, "");
+    EXPECT_FALSE(parsePathArg("TO:<>", "TO:", false, false, &p, &err));
+}
+
+TEST(PathArg, SourceRouteIsIgnored) {
+    PathArg p;
+    Reply err;
+    ASSERT_TRUE(parsePathArg("TO:<@a.example,@b.example:user@c.example>", "TO:", false, false, &p,
+                             &err));
+    EXPECT_EQ(p.address, "user@c.example");
+}
+
+TEST(PathArg, QuotedLocalPartMayHoldSpacesAndBrackets) {
+    PathArg p;
+    Reply err;
+    ASSERT_TRUE(parsePathArg("TO:<\"john >doe\"@example.com>", "TO:", false, false, &p, &err));
+    EXPECT_EQ(p.address, "\"john >doe\"@example.com");
+}
+
+TEST(PathArg, RejectsMalformedAddresses) {
+    PathArg p;
+    Reply err;
+    for (const char* bad : {"TO:user@example.com", "TO:<user@example.com", "TO:<user>",
+                            "TO:<user@>", "TO:<@example.com>", "TO:<us er@example.com>",
+                            "TO:<user@exa..mple.com>", "TO:<user@example.com>garbage",
+                            "TO:<user\x01@example.com>", "FROM:<user@example.com>"}) {
+        EXPECT_FALSE(parsePathArg(bad, "TO:", false, false, &p, &err)) << bad;
+        EXPECT_GE(err.code, 500) << bad;
+    }
+}
+
+TEST(PathArg, EightBitNeedsSmtpUtf8) {
+    PathArg p;
+    Reply err;
+    EXPECT_FALSE(parsePathArg("TO:<j\xc3\xb6rg@example.com>", "TO:", false, false, &p, &err));
+    EXPECT_NE(err.text.find("5.6.7"), std::string::npos);
+    EXPECT_TRUE(parsePathArg("TO:<j\xc3\xb6rg@example.com>", "TO:", false, true, &p, &err));
+}
+
+TEST(PathArg, BadParameterKeyword) {
+    PathArg p;
+    Reply err;
+    EXPECT_FALSE(parsePathArg("FROM:<a@b.c> =x", "FROM:", true, false, &p, &err));
+    EXPECT_EQ(err.code, 555);
+}
+
+TEST(Xtext, DecodesPlusHex) {
+    std::string out;
+    ASSERT_TRUE(decodeXtext("rfc822;a+2Bb@example.com", &out));
+    EXPECT_EQ(out, "rfc822;a+b@example.com");
+    EXPECT_FALSE(decodeXtext("a+2", &out));
+    EXPECT_FALSE(decodeXtext("a+zz", &out));
+    EXPECT_FALSE(decodeXtext("a b", &out));
+}
+
+TEST(Helo, AcceptsNamesAndLiterals) {
+    EXPECT_TRUE(isValidHeloArg("mail.example.org"));
+    EXPECT_TRUE(isValidHeloArg("[192.0.2.1]"));
+    EXPECT_FALSE(isValidHeloArg(""));
+    EXPECT_FALSE(isValidHeloArg("evil\x1b[31m"));
+    EXPECT_FALSE(isValidHeloArg("a b"));
+}
+
+}  // namespace
