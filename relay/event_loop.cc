@@ -129,6 +129,8 @@ void Committer::loop() {
         std::vector<const queue::NewMessage*> ptrs;
         for (auto& it : batch) ptrs.push_back(&it.msg);
         auto results = spool_.commit(ptrs);
+        messages_ += batch.size();
+        ++batches_;
         for (size_t i = 0; i < batch.size(); ++i) {
             poster_.post([done = std::move(batch[i].done), r = std::move(results[i])]() mutable {
                 done(std::move(r));

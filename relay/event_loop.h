@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -87,6 +88,9 @@ public:
     Committer(LoopPoster& poster, queue::Spool& spool, unsigned maxBatch);
     ~Committer();
     void submit(queue::NewMessage m, std::function<void(Status)> done);
+    // How well group commit is doing: messages committed and in how many batches.
+    uint64_t messagesCommitted() const { return messages_; }
+    uint64_t batchesCommitted() const { return batches_; }
 
 private:
     void loop();
@@ -101,6 +105,8 @@ private:
     std::condition_variable cv_;
     std::deque<Item> pending_;
     bool stop_ = false;
+    std::atomic<uint64_t> messages_{0};
+    std::atomic<uint64_t> batches_{0};
     std::thread thread_;
 };
 

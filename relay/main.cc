@@ -75,7 +75,9 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     }
 
     auto stop = [&](short) {
-        logEvent("stop", {{"sessions", std::to_string(server.sessionCount())}});
+        logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},
+                          {"committed", std::to_string(committer.messagesCommitted())},
+                          {"commit_batches", std::to_string(committer.batchesCommitted())}});
         event_base_loopexit(base.get(), nullptr);
     };
     Event sigterm(base.get(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
