@@ -28,8 +28,8 @@ struct Error {
 
 template <typename T>
 class [[nodiscard]] Result {
-public:
-    Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  public:
+    Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
     Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
     bool ok() const { return v_.index() == 0; }
@@ -53,7 +53,7 @@ public:
         return std::get<1>(v_);
     }
 
-private:
+  private:
     std::variant<T, Error> v_;
 };
 
@@ -62,6 +62,8 @@ struct Ok {};
 // Result<void> in spirit: success carries nothing.
 using Status = Result<Ok>;
 
-inline Status okStatus() { return Ok{}; }
+inline Status okStatus() {
+    return Ok{};
+}
 
 }  // namespace danerelay

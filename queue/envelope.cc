@@ -8,11 +8,16 @@ using nlohmann::json;
 
 const char* toString(RcptState s) {
     switch (s) {
-        case RcptState::Pending: return "pending";
-        case RcptState::Deferred: return "deferred";
-        case RcptState::Delivered: return "delivered";
-        case RcptState::Bounced: return "bounced";
-        case RcptState::Held: return "held";
+        case RcptState::Pending:
+            return "pending";
+        case RcptState::Deferred:
+            return "deferred";
+        case RcptState::Delivered:
+            return "delivered";
+        case RcptState::Bounced:
+            return "bounced";
+        case RcptState::Held:
+            return "held";
     }
     return "unknown";
 }
@@ -30,9 +35,12 @@ bool parseRcptState(const std::string& s, RcptState* out) {
 
 static const char* retName(DsnRet r) {
     switch (r) {
-        case DsnRet::Full: return "FULL";
-        case DsnRet::Headers: return "HDRS";
-        case DsnRet::Unspecified: break;
+        case DsnRet::Full:
+            return "FULL";
+        case DsnRet::Headers:
+            return "HDRS";
+        case DsnRet::Unspecified:
+            break;
     }
     return "";
 }
@@ -94,9 +102,9 @@ Result<Envelope> envelopeFromJson(const json& j) {
     if (!field(j, "sender", &env.sender, &err) || !field(j, "envid", &env.envid, &err) ||
         !field(j, "ret", &ret, &err) || !field(j, "smtputf8", &env.smtputf8, &err) ||
         !field(j, "8bitmime", &env.eightBitMime, &err) ||
-        !field(j, "arrival", &env.arrival, &err) ||
-        !field(j, "client", &env.clientAddress, &err) || !field(j, "helo", &env.heloName, &err) ||
-        !field(j, "auth", &env.authUser, &err) || !field(j, "tls", &env.tls, &err)) {
+        !field(j, "arrival", &env.arrival, &err) || !field(j, "client", &env.clientAddress, &err) ||
+        !field(j, "helo", &env.heloName, &err) || !field(j, "auth", &env.authUser, &err) ||
+        !field(j, "tls", &env.tls, &err)) {
         return Error::internal("envelope: " + err);
     }
     if (ret == "FULL") {
@@ -141,8 +149,8 @@ Result<std::vector<RecipientStatus>> statusFromJson(const json& j) {
     for (const auto& sj : *rc) {
         RecipientStatus s;
         if (!sj.is_object() || !field(sj, "state", &state, &err) ||
-            !field(sj, "next", &s.nextAttempt, &err) ||
-            !field(sj, "attempts", &s.attempts, &err) || !field(sj, "error", &s.lastError, &err)) {
+            !field(sj, "next", &s.nextAttempt, &err) || !field(sj, "attempts", &s.attempts, &err) ||
+            !field(sj, "error", &s.lastError, &err)) {
             return Error::internal("status: " + (err.empty() ? "entry not an object" : err));
         }
         if (!parseRcptState(state, &s.state)) return Error::internal("status: bad state");

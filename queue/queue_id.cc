@@ -16,8 +16,8 @@ std::string QueueIdGenerator::next(uint64_t nowMicros) {
 
 std::string QueueIdGenerator::next() {
     auto now = std::chrono::system_clock::now().time_since_epoch();
-    return next(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(now).count()));
+    return next(
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(now).count()));
 }
 
 void QueueIdGenerator::observe(std::string_view id) {

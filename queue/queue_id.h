@@ -14,14 +14,14 @@
 namespace danerelay::queue {
 
 class QueueIdGenerator {
-public:
+  public:
     // Issue the next ID; nowMicros is injectable for tests.
     std::string next(uint64_t nowMicros);
     std::string next();
     // Never issue an ID <= this one (used after spool recovery).
     void observe(std::string_view existingId);
 
-private:
+  private:
     uint64_t last_ = 0;
 };
 

@@ -218,8 +218,8 @@ std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
     for (size_t i = 0; i < batch.size(); ++i) {
         if (!results[i]) continue;
         std::string final = dir_ + "/msg/" + batch[i]->id;
-        if (::renameat2(AT_FDCWD, tmpPaths[i].c_str(), AT_FDCWD, final.c_str(),
-                        RENAME_NOREPLACE) != 0) {
+        if (::renameat2(AT_FDCWD, tmpPaths[i].c_str(), AT_FDCWD, final.c_str(), RENAME_NOREPLACE) !=
+            0) {
             fail(i, sysError("rename spool file", errno));
             continue;
         }
@@ -367,7 +367,9 @@ Status Spool::quarantine(const std::string& id, const std::string& reason) {
     return okStatus();
 }
 
-std::vector<std::string> Spool::listIds() const { return listDir(dir_ + "/msg"); }
+std::vector<std::string> Spool::listIds() const {
+    return listDir(dir_ + "/msg");
+}
 
 RecoveryReport Spool::recover() {
     RecoveryReport report;

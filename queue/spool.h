@@ -60,7 +60,7 @@ struct RecoveryReport {
 };
 
 class Spool {
-public:
+  public:
     enum class Mode {
         Writer,  // the daemon: creates the layout, takes the lock
         Reader,  // danectl's read-only view: creates nothing, takes no lock
@@ -91,7 +91,7 @@ public:
     // Test hook, called at each stage of commit().
     void setCommitHook(std::function<void(CommitStage)> hook) { hook_ = std::move(hook); }
 
-private:
+  private:
     explicit Spool(std::string dir) : dir_(std::move(dir)) {}
     Status quarantine(const std::string& id, const std::string& reason);
     void stage(CommitStage s) {

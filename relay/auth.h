@@ -18,14 +18,14 @@
 namespace danerelay::relay {
 
 class Credentials {
-public:
+  public:
     // Throws ConfigError-like std::runtime_error naming file:line.
     static Credentials load(const std::string& path);
     // Constant-time compare of crypt() output. Unknown users cost the same.
     bool verify(const std::string& user, const std::string& password) const;
     size_t size() const { return users_.size(); }
 
-private:
+  private:
     std::map<std::string, std::string, std::less<>> users_;
 };
 

@@ -59,7 +59,8 @@ bool Cidr::contains(const sockaddr_storage& ss) const {
         const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
         const auto* a = reinterpret_cast<const uint8_t*>(&sin6->sin6_addr);
         if (family_ == AF_INET6) return prefixMatch(a, bytes_.data(), prefix_);
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) return prefixMatch(a + 12, bytes_.data(), prefix_);
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+            return prefixMatch(a + 12, bytes_.data(), prefix_);
     }
     return false;
 }

@@ -16,12 +16,12 @@
 namespace danerelay::relay {
 
 class Cidr {
-public:
+  public:
     static Result<Cidr> parse(std::string_view text);
     bool contains(const sockaddr_storage& addr) const;
     std::string toString() const;
 
-private:
+  private:
     int family_ = AF_INET;
     std::array<uint8_t, 16> bytes_{};
     int prefix_ = 0;

@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace {
 
 class Checker {
-public:
+  public:
     explicit Checker(std::string file) : file_(std::move(file)) {}
 
     [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
@@ -58,7 +58,7 @@ public:
         return where.empty() ? key : where + "." + key;
     }
 
-private:
+  private:
     std::string file_;
 };
 
@@ -99,7 +99,8 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
         hostPart = l.text.substr(0, colon);
         portPart = l.text.substr(colon + 1);
     }
-    if (!Cidr::parse(hostPart)) c.fail(where + ".address", "'" + hostPart + "' is not an IP address");
+    if (!Cidr::parse(hostPart))
+        c.fail(where + ".address", "'" + hostPart + "' is not an IP address");
     if (portPart.empty() || portPart.size() > 5 ||
         portPart.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(portPart) == 0 || std::stoul(portPart) > 65535) {
@@ -134,8 +135,9 @@ Config loadConfig(const std::string& path) {
                           ": JSON syntax error: " + e.what());
     }
     Checker c(path);
-    c.onlyKeys(j, "", {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth",
-                       "limits", "log_file", "commit_batch"});
+    c.onlyKeys(j, "",
+               {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
+                "log_file", "commit_batch"});
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
@@ -151,7 +153,8 @@ Config loadConfig(const std::string& path) {
         c.fail("listeners", "must be a non-empty array");
     }
     for (size_t i = 0; i < lit->size(); ++i) {
-        cfg.listeners.push_back(parseListener(c, (*lit)[i], "listeners[" + std::to_string(i) + "]"));
+        cfg.listeners.push_back(
+            parseListener(c, (*lit)[i], "listeners[" + std::to_string(i) + "]"));
     }
 
     if (auto t = j.find("tls"); t != j.end()) {
@@ -161,7 +164,8 @@ Config loadConfig(const std::string& path) {
     }
     for (const auto& l : cfg.listeners) {
         if (l.tls == ListenerTls::Implicit && cfg.tlsCertificate.empty()) {
-            c.fail("listeners", "listener " + l.text + " uses implicit TLS but there is no 'tls' section");
+            c.fail("listeners",
+                   "listener " + l.text + " uses implicit TLS but there is no 'tls' section");
         }
     }
 
@@ -186,9 +190,9 @@ Config loadConfig(const std::string& path) {
     }
 
     if (auto l = j.find("limits"); l != j.end()) {
-        c.onlyKeys(*l, "limits", {"max_message_size", "max_recipients", "max_sessions",
-                                  "max_sessions_per_client", "command_timeout",
-                                  "session_timeout", "max_errors"});
+        c.onlyKeys(*l, "limits",
+                   {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
+                    "command_timeout", "session_timeout", "max_errors"});
         auto& L = cfg.limits;
         c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
         c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);

@@ -72,8 +72,8 @@ int queueList(const std::string& spoolDir, bool asJson) {
                 rcpts.push_back({{"address", m.envelope.recipients[i].address},
                                  {"state", queue::toString(st.state)},
                                  {"attempts", st.attempts},
-                                 {"next_attempt", st.nextAttempt ? json(isoTime(st.nextAttempt))
-                                                                 : json(nullptr)},
+                                 {"next_attempt",
+                                  st.nextAttempt ? json(isoTime(st.nextAttempt)) : json(nullptr)},
                                  {"last_error", st.lastError}});
             }
             messages.push_back({{"id", m.id},
@@ -111,9 +111,10 @@ int queueList(const std::string& spoolDir, bool asJson) {
         std::printf("%-14s DAMAGED: %s\n", d["id"].get<std::string>().c_str(),
                     d["error"].get<std::string>().c_str());
     }
-    std::printf("-- %llu bytes in %zu message%s%s.\n", static_cast<unsigned long long>(totalSize),
-                list.size(), list.size() == 1 ? "" : "s",
-                damaged.empty() ? "" : (", " + std::to_string(damaged.size()) + " damaged").c_str());
+    std::printf(
+        "-- %llu bytes in %zu message%s%s.\n", static_cast<unsigned long long>(totalSize),
+        list.size(), list.size() == 1 ? "" : "s",
+        damaged.empty() ? "" : (", " + std::to_string(damaged.size()) + " damaged").c_str());
     return damaged.empty() ? 0 : 1;
 }
 

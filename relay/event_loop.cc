@@ -17,14 +17,18 @@ void Event::trampoline(evutil_socket_t, short what, void* self) {
     static_cast<Event*>(self)->cb_(what);
 }
 
-void Event::add(const timeval* timeout) { event_add(ev_, timeout); }
+void Event::add(const timeval* timeout) {
+    event_add(ev_, timeout);
+}
 
 void Event::addSeconds(unsigned seconds) {
     timeval tv{static_cast<time_t>(seconds), 0};
     event_add(ev_, &tv);
 }
 
-void Event::del() { event_del(ev_); }
+void Event::del() {
+    event_del(ev_);
+}
 
 bool Event::pending() const {
     return event_pending(ev_, EV_READ | EV_WRITE | EV_TIMEOUT, nullptr) != 0;

@@ -33,7 +33,7 @@ struct EventBaseDeleter {
 using EventBasePtr = std::unique_ptr<event_base, EventBaseDeleter>;
 
 class Event {
-public:
+  public:
     using Callback = std::function<void(short what)>;
     Event(event_base* base, int fd, short what, Callback cb);
     ~Event();
@@ -45,18 +45,18 @@ public:
     void del();
     bool pending() const;
 
-private:
+  private:
     static void trampoline(evutil_socket_t, short what, void* self);
     event* ev_;
     Callback cb_;
 };
 
 class LoopPoster {
-public:
+  public:
     explicit LoopPoster(event_base* base);
     void post(std::function<void()> fn);
 
-private:
+  private:
     void drain();
     UniqueFd fd_;
     Event ev_;
@@ -65,13 +65,13 @@ private:
 };
 
 class WorkerPool {
-public:
+  public:
     WorkerPool(LoopPoster& poster, unsigned threads);
     ~WorkerPool();
     // work() runs on a worker thread; done() then runs on the loop.
     void run(std::function<void()> work, std::function<void()> done);
 
-private:
+  private:
     void loop();
     LoopPoster& poster_;
     std::mutex mu_;
@@ -84,7 +84,7 @@ private:
 // Group commit: messages submitted while a batch is being fsync'd wait and
 // go together in the next batch.
 class Committer {
-public:
+  public:
     Committer(LoopPoster& poster, queue::Spool& spool, unsigned maxBatch);
     ~Committer();
     void submit(queue::NewMessage m, std::function<void(Status)> done);
@@ -92,7 +92,7 @@ public:
     uint64_t messagesCommitted() const { return messages_; }
     uint64_t batchesCommitted() const { return batches_; }
 
-private:
+  private:
     void loop();
     struct Item {
         queue::NewMessage msg;

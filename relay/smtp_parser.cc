@@ -40,8 +40,9 @@ bool validDomain(std::string_view d, bool allow8bit) {
     if (d.front() == '.' || d.back() == '.' || d.find("..") != std::string_view::npos) {
         return false;
     }
-    return std::all_of(d.begin(), d.end(),
-                       [&](char c) { return isDomainChar(static_cast<unsigned char>(c), allow8bit); });
+    return std::all_of(d.begin(), d.end(), [&](char c) {
+        return isDomainChar(static_cast<unsigned char>(c), allow8bit);
+    });
 }
 
 // Local part: dot-atom or quoted string (RFC 5321 4.1.2).
@@ -63,14 +64,17 @@ bool validLocalPart(std::string_view l, bool allow8bit) {
     if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
     static const std::string_view kAtext = "!#$%&'*+-/=?^_`{|}~.";
     for (unsigned char c : l) {
-        if (std::isalnum(c) || kAtext.find(static_cast<char>(c)) != std::string_view::npos) continue;
+        if (std::isalnum(c) || kAtext.find(static_cast<char>(c)) != std::string_view::npos)
+            continue;
         if (c >= 0x80 && allow8bit) continue;
         return false;
     }
     return true;
 }
 
-Reply syntax(std::string text) { return {501, "5.5.4 " + std::move(text)}; }
+Reply syntax(std::string text) {
+    return {501, "5.5.4 " + std::move(text)};
+}
 
 }  // namespace
 
@@ -160,8 +164,9 @@ bool parsePathArg(std::string_view arg, std::string_view prefix, bool allowEmpty
         Param param;
         param.keyword = upper(p.substr(0, eq));
         if (param.keyword.empty() ||
-            !std::all_of(param.keyword.begin(), param.keyword.end(),
-                         [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-'; })) {
+            !std::all_of(param.keyword.begin(), param.keyword.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+            })) {
             *err = {555, "5.5.4 Bad parameter keyword"};
             return false;
         }
@@ -270,13 +275,16 @@ size_t DataReader::feed(std::string_view in) {
 
 Reply DataReader::refusal() const {
     switch (problem_) {
-        case Problem::None: return {};
+        case Problem::None:
+            return {};
         case Problem::BareLineEnding:
             return {550, "5.6.0 Message refused: bare CR or LF; lines must end with CRLF"};
-        case Problem::Nul: return {550, "5.6.0 Message refused: NUL character in message"};
+        case Problem::Nul:
+            return {550, "5.6.0 Message refused: NUL character in message"};
         case Problem::LineTooLong:
             return {550, "5.6.0 Message refused: line longer than 1000 octets"};
-        case Problem::TooBig: return {552, "5.3.4 Message size exceeds fixed limit"};
+        case Problem::TooBig:
+            return {552, "5.3.4 Message size exceeds fixed limit"};
     }
     return {};
 }

@@ -61,7 +61,7 @@ bool isValidHeloArg(std::string_view s);
 // message as refused, but reading still goes on to the real end, so that
 // nothing inside the message is ever taken as a command (SMTP smuggling).
 class DataReader {
-public:
+  public:
     enum class Problem { None, BareLineEnding, Nul, LineTooLong, TooBig };
 
     explicit DataReader(size_t maxSize) : maxSize_(maxSize) {}
@@ -75,7 +75,7 @@ public:
     // The unstuffed content, CRLF line endings; empty once a problem is seen.
     std::string& content() { return content_; }
 
-private:
+  private:
     enum class LineState { Start, Dot, Body };
     void flag(Problem p);
     void append(char c);

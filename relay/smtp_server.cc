@@ -92,7 +92,8 @@ void SmtpServer::onAccept(Listener& l) {
         if (refuse) {
             logEvent("reject", {{"client", client}, {"reason", refuse}});
             if (l.config.tls != ListenerTls::Implicit) {
-                std::string msg = "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
+                std::string msg =
+                    "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
                 [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
             }
             ::close(fd);

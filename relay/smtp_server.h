@@ -47,7 +47,7 @@ struct ServerContext {
 };
 
 class SmtpServer {
-public:
+  public:
     explicit SmtpServer(ServerContext ctx);
     ~SmtpServer();
     // Opens every configured listener; the error names the address.
@@ -55,7 +55,7 @@ public:
     size_t sessionCount() const { return sessions_.size(); }
     const ServerContext& context() const { return ctx_; }
 
-private:
+  private:
     friend class SmtpSession;
     struct Listener {
         ListenerConfig config;

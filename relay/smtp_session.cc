@@ -64,9 +64,8 @@ SmtpSession::~SmtpSession() {
 
 void SmtpSession::start() {
     const auto& cfg = *server_.ctx_.config;
-    logEvent("connect", {{"client", client_},
-                         {"listener", listener_.text},
-                         {"session", std::to_string(id_)}});
+    logEvent("connect",
+             {{"client", client_}, {"listener", listener_.text}, {"session", std::to_string(id_)}});
     readEv_.add();
     sessionTimer_.addSeconds(cfg.limits.sessionTimeout);
     resetIdleTimer();
@@ -176,8 +175,9 @@ void SmtpSession::flush() {
     while (!out_.empty() && state_ != State::Closed) {
         size_t written = 0;
         if (tls_ && !(state_ == State::TlsHandshake)) {
-            auto r = tlsWriteInFlight_ ? tls_->write(nullptr, 0)
-                                       : tls_->write(out_.data(), std::min(out_.size(), kReadChunk));
+            auto r = tlsWriteInFlight_
+                         ? tls_->write(nullptr, 0)
+                         : tls_->write(out_.data(), std::min(out_.size(), kReadChunk));
             if (!r) {
                 finish("tls write error");
                 return;
@@ -405,7 +405,8 @@ void SmtpSession::cmdStartTls(const Command& c) {
 
 void SmtpSession::cmdAuth(const Command& c) {
     if (!server_.ctx_.credentials) return reply(502, "5.5.1 Error: authentication not enabled");
-    if (!tls_) return reply(538, "5.7.11 Encryption required for requested authentication mechanism");
+    if (!tls_)
+        return reply(538, "5.7.11 Encryption required for requested authentication mechanism");
     if (helo_.empty() || !esmtp_) return reply(503, "5.5.1 Error: send EHLO first");
     if (!authUser_.empty()) return reply(503, "5.5.1 Error: already authenticated");
     if (inTransaction_) return reply(503, "5.5.1 Error: MAIL transaction in progress");
@@ -458,7 +459,8 @@ void SmtpSession::authResponse(std::string_view line) {
             return reply(334, base64Encode("Password:"));
         case AuthStep::LoginPassword:
             return checkPassword(authLoginUser_, *decoded);
-        case AuthStep::None: break;
+        case AuthStep::None:
+            break;
     }
     fail(503, "5.5.1 Error: no authentication in progress");
 }

@@ -24,14 +24,14 @@ class SmtpServer;
 struct ListenerConfig;
 
 class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
-public:
+  public:
     SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
                 const ListenerConfig& listener, uint64_t id);
     ~SmtpSession();
     void start();
     const std::string& client() const { return client_; }
 
-private:
+  private:
     enum class State { TlsHandshake, Command, AuthResponse, Data, Waiting, Closing, Closed };
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };
 

@@ -26,8 +26,7 @@ Result<std::shared_ptr<ServerCredentials>> ServerCredentials::load(const std::st
     return out;
 }
 
-Result<std::unique_ptr<Session>> Session::server(int fd,
-                                                 std::shared_ptr<ServerCredentials> creds) {
+Result<std::unique_ptr<Session>> Session::server(int fd, std::shared_ptr<ServerCredentials> creds) {
     std::unique_ptr<Session> s(new Session);
     int rc = gnutls_init(&s->s_, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
     if (rc < 0) return tlsError("gnutls_init", rc);
@@ -79,7 +78,9 @@ Result<IoResult> Session::write(const char* buf, size_t len) {
     return tlsError("TLS write", rc);
 }
 
-size_t Session::pending() const { return gnutls_record_check_pending(s_); }
+size_t Session::pending() const {
+    return gnutls_record_check_pending(s_);
+}
 
 std::string Session::description() const {
     const char* v = gnutls_protocol_get_name(gnutls_protocol_get_version(s_));
@@ -87,6 +88,8 @@ std::string Session::description() const {
     return std::string(v ? v : "?") + "/" + (c ? c : "?");
 }
 
-void Session::bye() { gnutls_bye(s_, GNUTLS_SHUT_WR); }
+void Session::bye() {
+    gnutls_bye(s_, GNUTLS_SHUT_WR);
+}
 
 }  // namespace danerelay::tls

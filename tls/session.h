@@ -23,17 +23,17 @@ struct CredentialsDeleter {
         gnutls_certificate_free_credentials(c);
     }
 };
-using CertCredentials = std::unique_ptr<std::remove_pointer_t<gnutls_certificate_credentials_t>,
-                                        CredentialsDeleter>;
+using CertCredentials =
+    std::unique_ptr<std::remove_pointer_t<gnutls_certificate_credentials_t>, CredentialsDeleter>;
 
 // A certificate chain and key for the server side. Loading errors name the files.
 class ServerCredentials {
-public:
+  public:
     static Result<std::shared_ptr<ServerCredentials>> load(const std::string& certFile,
                                                            const std::string& keyFile);
     gnutls_certificate_credentials_t get() const { return creds_.get(); }
 
-private:
+  private:
     CertCredentials creds_;
 };
 
@@ -45,7 +45,7 @@ struct IoResult {
 };
 
 class Session {
-public:
+  public:
     static Result<std::unique_ptr<Session>> server(int fd,
                                                    std::shared_ptr<ServerCredentials> creds);
     ~Session();
@@ -63,7 +63,7 @@ public:
     // Best effort close_notify; never waits.
     void bye();
 
-private:
+  private:
     Session() = default;
     gnutls_session_t s_ = nullptr;
     std::shared_ptr<ServerCredentials> creds_;

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 class SpoolTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/danerelay-spool-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
@@ -32,7 +32,8 @@ protected:
         return std::move(*s);
     }
 
-    static NewMessage message(const std::string& id, std::string content = "Subject: hi\r\n\r\nbody\r\n") {
+    static NewMessage message(const std::string& id,
+                              std::string content = "Subject: hi\r\n\r\nbody\r\n") {
         NewMessage m;
         m.id = id;
         m.envelope.sender = "alice@example.org";

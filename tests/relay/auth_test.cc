@@ -19,7 +19,7 @@ std::string yescrypt(const std::string& pw) {
 }
 
 class AuthTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/danerelay-auth-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
@@ -55,7 +55,8 @@ TEST_F(AuthTest, DuplicateUserIsAnError) {
 }
 
 TEST(Base64, RoundTripAndRejects) {
-    for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", std::string("\0user\0pw", 8)}) {
+    for (const std::string& s :
+         std::vector<std::string>{"", "a", "ab", "abc", std::string("\0user\0pw", 8)}) {
         auto d = base64Decode(base64Encode(s));
         ASSERT_TRUE(d.has_value());
         EXPECT_EQ(*d, s);

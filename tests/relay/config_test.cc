@@ -11,7 +11,7 @@ using namespace danerelay::relay;
 namespace {
 
 class ConfigTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/danerelay-config-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
@@ -61,17 +61,19 @@ TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {
 }
 
 TEST_F(ConfigTest, SemanticErrorsNameTheKey) {
-    EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}], "bogus": 1})")
-                  .find("bogus: unknown key"),
-              std::string::npos);
+    EXPECT_NE(
+        errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}], "bogus": 1})")
+            .find("bogus: unknown key"),
+        std::string::npos);
     EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1"}]})")
                   .find("listeners[0].address"),
               std::string::npos);
     EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:99999"}]})")
                   .find("not a port"),
               std::string::npos);
-    EXPECT_NE(errorOf(R"({"listeners": [{"address": "127.0.0.1:25"}]})").find("spool_dir: is required"),
-              std::string::npos);
+    EXPECT_NE(
+        errorOf(R"({"listeners": [{"address": "127.0.0.1:25"}]})").find("spool_dir: is required"),
+        std::string::npos);
     EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
                           "relay_networks": ["127.0.0.1/8"]})")
                   .find("relay_networks[0]"),
@@ -80,9 +82,11 @@ TEST_F(ConfigTest, SemanticErrorsNameTheKey) {
                           "limits": {"max_recipients": 0}})")
                   .find("limits.max_recipients"),
               std::string::npos);
-    EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:465", "tls": "implicit"}]})")
-                  .find("no 'tls' section"),
-              std::string::npos);
+    EXPECT_NE(
+        errorOf(
+            R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:465", "tls": "implicit"}]})")
+            .find("no 'tls' section"),
+        std::string::npos);
     EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
                           "auth": {"credentials": "c"}})")
                   .find("only offered over TLS"),

@@ -128,8 +128,8 @@ TEST(PathArg, NullSenderOnlyWhereAllowed) {
 TEST(PathArg, SourceRouteIsIgnored) {
     PathArg p;
     Reply err;
-    ASSERT_TRUE(parsePathArg("TO:<@a.example,@b.example:user@c.example>", "TO:", false, false, &p,
-                             &err));
+    ASSERT_TRUE(
+        parsePathArg("TO:<@a.example,@b.example:user@c.example>", "TO:", false, false, &p, &err));
     EXPECT_EQ(p.address, "user@c.example");
 }
 
@@ -143,10 +143,10 @@ TEST(PathArg, QuotedLocalPartMayHoldSpacesAndBrackets) {
 TEST(PathArg, RejectsMalformedAddresses) {
     PathArg p;
     Reply err;
-    for (const char* bad : {"TO:user@example.com", "TO:<user@example.com", "TO:<user>",
-                            "TO:<user@>", "TO:<@example.com>", "TO:<us er@example.com>",
-                            "TO:<user@exa..mple.com>", "TO:<user@example.com>garbage",
-                            "TO:<user\x01@example.com>", "FROM:<user@example.com>"}) {
+    for (const char* bad :
+         {"TO:user@example.com", "TO:<user@example.com", "TO:<user>", "TO:<user@>",
+          "TO:<@example.com>", "TO:<us er@example.com>", "TO:<user@exa..mple.com>",
+          "TO:<user@example.com>garbage", "TO:<user\x01@example.com>", "FROM:<user@example.com>"}) {
         EXPECT_FALSE(parsePathArg(bad, "TO:", false, false, &p, &err)) << bad;
         EXPECT_GE(err.code, 500) << bad;
     }
