@@ -1,0 +1,340 @@
+"""The DNSSEC lab: a real authoritative server (NSD) serving zones signed at
+set-up with ldns-signzone, under the lab's own trust anchor for the TLD
+"test.", and two Unbound resolvers in front of it: one validating (with the
+lab's anchor) and one that does not validate.
+
+Addresses (loopback only):
+  127.53.0.1:53  NSD, authoritative for test. and every lab zone
+  127.53.0.2:53  Unbound, validating, trust anchor = the lab's test. key
+  127.53.0.3:53  Unbound, not validating ("iterator" only)
+
+The zones (see ZONES below) cover: secure (NSEC and NSEC3), insecure (no DS),
+bogus (bad RRSIG, expired RRSIGs, DS that does not match), null MX, no MX
+(address only), CNAME'd MX hosts (secure and partly insecure), TLSA records of
+every usage, selector and matching type, a bogus TLSA RRset, and a lame
+delegation (SERVFAIL). Every server is started and stopped by its PID.
+
+By hand:  python3 tests/e2e/lab/dnslab.py   (builds, starts, waits for Enter)
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from pki import Pki  # noqa: E402
+
+NSD = "127.53.0.1"
+RESOLVER = "127.53.0.2"
+PLAIN_RESOLVER = "127.53.0.3"
+
+# MX host addresses (the lab's receiving MTAs listen here in delivery tests).
+HOSTS = {
+    "mx1.secure.test": "127.0.1.1",
+    "mx2.secure.test": "127.0.1.2",
+    "mx1.nsec3.test": "127.0.1.3",
+    "mx.insecure.test": "127.0.2.1",
+    "mx.bogus.test": "127.0.2.2",
+    "mx.expired.test": "127.0.2.3",
+    "mx.dsmismatch.test": "127.0.2.4",
+    "nomx.test": "127.0.3.1",
+    "mx.bogustlsa.test": "127.0.3.2",
+    "mx.usage01.test": "127.0.3.3",
+    "mx.badlen.test": "127.0.3.4",
+}
+
+
+def _run(*args, **kw):
+    return subprocess.run(list(args), check=True, capture_output=True, timeout=120, **kw)
+
+
+class DnsLab:
+    def __init__(self, directory=None):
+        self.dir = directory or tempfile.mkdtemp(prefix="danerelay-dnslab-")
+        os.chmod(self.dir, 0o755)
+        self.zones_dir = os.path.join(self.dir, "zones")
+        os.makedirs(self.zones_dir, exist_ok=True)
+        self.pki = Pki(os.path.join(self.dir, "pki"))
+        self.certs = {}
+        self.procs = {}
+        self.anchor = os.path.join(self.dir, "test.anchor")
+
+    # ------------------------------------------------------------ zones
+
+    def _keys(self, zone, nsec3=False):
+        algo = "ECDSAP256SHA256"
+        ksk = _run("ldns-keygen", "-a", algo, "-k", zone, cwd=self.zones_dir).stdout.decode().strip()
+        zsk = _run("ldns-keygen", "-a", algo, zone, cwd=self.zones_dir).stdout.decode().strip()
+        return ksk, zsk
+
+    def _ds(self, key_base):
+        return _run("ldns-key2ds", "-n", "-2", key_base + ".key",
+                    cwd=self.zones_dir).stdout.decode().strip()
+
+    def _write_zone(self, zone, records, sign=True, nsec3=False, expired=False, dnskey=None):
+        base = os.path.join(self.zones_dir, zone.rstrip(".") or "root")
+        body = [f"$ORIGIN {zone}", "$TTL 300",
+                f"@ IN SOA ns.test. hostmaster.test. {int(time.time()) % 2**31} 3600 600 86400 60",
+                "@ IN NS ns.test."] + records
+        with open(base + ".zone", "w") as f:
+            f.write("\n".join(body) + "\n")
+        if not sign:
+            shutil.copy(base + ".zone", base + ".signed")
+            return None
+        ksk, zsk = dnskey or self._keys(zone)
+        args = ["ldns-signzone", "-o", zone, "-f", base + ".signed"]
+        if nsec3:
+            args += ["-n", "-s", "abcd", "-t", "1"]
+        if expired:
+            args += ["-i", "20200101000000", "-e", "20200201000000"]
+        args += [base + ".zone", ksk, zsk]
+        _run(*args, cwd=self.zones_dir)
+        return ksk
+
+    def _corrupt_rrsig(self, zone, covered_type, owner_prefix):
+        """Flip one character in the signature of an RRSIG over covered_type."""
+        path = os.path.join(self.zones_dir, zone.rstrip(".") + ".signed")
+        with open(path) as f:
+            lines = f.read().splitlines()
+        for i, line in enumerate(lines):
+            parts = line.split()
+            if (len(parts) > 5 and parts[3] == "RRSIG" and parts[4] == covered_type
+                    and parts[0].startswith(owner_prefix)):
+                sig = parts[-1]
+                flipped = ("A" if sig[5] != "A" else "B")
+                parts[-1] = sig[:5] + flipped + sig[6:]
+                lines[i] = "\t".join(parts)
+                break
+        else:
+            raise RuntimeError(f"no RRSIG {covered_type} at {owner_prefix} in {zone}")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def _host_records(self, host, zone):
+        rel = host[: -len(zone) - 1] if host != zone.rstrip(".") else "@"
+        return [f"{rel} IN A {HOSTS[host]}"]
+
+    def _tlsa_owner(self, host, zone):
+        rel = host[: -len(zone) - 1] if host != zone.rstrip(".") else ""
+        return f"_25._tcp.{rel}".rstrip(".") if rel else "_25._tcp"
+
+    def build(self):
+        pki = self.pki
+        for host in HOSTS:
+            self.certs[host] = pki.leaf(host.replace(".", "_"), [host])
+        tlsa = Pki.tlsa
+        ds = {}
+
+        def secure_zone(zone, records, **kw):
+            ksk = self._write_zone(zone, records, **kw)
+            ds[zone] = self._ds(ksk)
+
+        mx1, mx2 = self.certs["mx1.secure.test"]["crt"], self.certs["mx2.secure.test"]["crt"]
+        secure_zone("secure.test.", [
+            "@ IN MX 10 mx1", "@ IN MX 20 mx2",
+            *self._host_records("mx1.secure.test", "secure.test"),
+            *self._host_records("mx2.secure.test", "secure.test"),
+            f"_25._tcp.mx1 IN TLSA {tlsa(mx1, 3, 1, 1)}",
+            f"_25._tcp.mx1 IN TLSA {tlsa(mx1, 3, 0, 1)}",
+            f"_25._tcp.mx1 IN TLSA {tlsa(mx1, 3, 1, 2)}",
+            f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 0, 1)}",
+            f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 1, 1)}",
+            f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 0, 0)}",
+        ])
+        n3 = self.certs["mx1.nsec3.test"]["crt"]
+        secure_zone("nsec3.test.", [
+            "@ IN MX 10 mx1", *self._host_records("mx1.nsec3.test", "nsec3.test"),
+            f"_25._tcp.mx1 IN TLSA {tlsa(n3, 3, 1, 1)}",
+        ], nsec3=True)
+        self._write_zone("insecure.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.insecure.test", "insecure.test"),
+        ], sign=False)
+        secure_zone("bogus.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.bogus.test", "bogus.test"),
+        ])
+        self._corrupt_rrsig("bogus.test.", "MX", "bogus.test.")
+        secure_zone("expired.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.expired.test", "expired.test"),
+        ], expired=True)
+        # dsmismatch: signed with one key, the parent publishes the DS of another
+        self._write_zone("dsmismatch.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.dsmismatch.test", "dsmismatch.test"),
+        ])
+        other_ksk, _ = self._keys("dsmismatch.test.")
+        ds["dsmismatch.test."] = self._ds(other_ksk)
+        secure_zone("nullmx.test.", ["@ IN MX 0 ."])
+        nomx = self.certs["nomx.test"]["crt"]
+        secure_zone("nomx.test.", [
+            *self._host_records("nomx.test", "nomx.test"),
+            f"_25._tcp IN TLSA {tlsa(nomx, 3, 1, 1)}",
+        ])
+        secure_zone("cname.test.", [
+            "@ IN MX 10 mail",
+            "mail IN CNAME mx1.secure.test.",
+            "partial IN MX 10 mail2",
+            "mail2 IN CNAME mx.insecure.test.",
+        ])
+        bt = self.certs["mx.bogustlsa.test"]["crt"]
+        secure_zone("bogustlsa.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.bogustlsa.test", "bogustlsa.test"),
+            f"_25._tcp.mx IN TLSA {tlsa(bt, 3, 1, 1)}",
+        ])
+        self._corrupt_rrsig("bogustlsa.test.", "TLSA", "_25._tcp.mx.bogustlsa.test.")
+        u01 = self.certs["mx.usage01.test"]["crt"]
+        secure_zone("usage01.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.usage01.test", "usage01.test"),
+            f"_25._tcp.mx IN TLSA {tlsa(u01, 1, 1, 1)}",
+            f"_25._tcp.mx IN TLSA {tlsa(pki.ca['crt'], 0, 0, 1)}",
+        ])
+        bl = self.certs["mx.badlen.test"]["crt"]
+        secure_zone("badlen.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.badlen.test", "badlen.test"),
+            f"_25._tcp.mx IN TLSA 3 1 1 {tlsa(bl, 3, 1, 1).split()[-1][:40]}",
+            f"_25._tcp.mx IN TLSA 3 1 2 {tlsa(bl, 3, 1, 1).split()[-1]}",
+        ])
+        self.child_zones = ["secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
+                            "expired.test.", "dsmismatch.test.", "nullmx.test.", "nomx.test.",
+                            "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test."]
+        # The TLD: delegations, DS for the secure children, a lame delegation.
+        # lame.test: delegated to an address where no server listens (SERVFAIL)
+        records = ["ns IN A " + NSD, "lame IN NS ns.lame", "ns.lame IN A 127.53.0.9"]
+        for z in self.child_zones:
+            records.append(f"{z} IN NS ns.test.")
+            if z in ds:
+                records.append(ds[z])
+        tld_ksk = self._write_zone("test.", records)
+        with open(self.anchor, "w") as f:
+            f.write(self._ds(tld_ksk) + "\n")
+        self._write_configs()
+        return self
+
+    # ------------------------------------------------------------ servers
+
+    def _write_configs(self):
+        d = self.dir
+        zones = "".join(
+            f"zone:\n\tname: \"{z}\"\n\tzonefile: \"{os.path.join(self.zones_dir, z.rstrip('.'))}.signed\"\n"
+            for z in ["test."] + self.child_zones)
+        with open(os.path.join(d, "nsd.conf"), "w") as f:
+            f.write(f"""server:
+\tip-address: {NSD}
+\tport: 53
+\tusername: ""
+\tchroot: ""
+\tdatabase: ""
+\tzonelistfile: "{d}/zone.list"
+\txfrdfile: "{d}/xfrd.state"
+\tpidfile: "{d}/nsd.pid"
+\tlogfile: "{d}/nsd.log"
+\tserver-count: 1
+\thide-version: yes
+\tverbosity: 1
+remote-control:
+\tcontrol-enable: no
+{zones}""")
+        for name, addr, validating in (("unbound", RESOLVER, True),
+                                       ("unbound-plain", PLAIN_RESOLVER, False)):
+            anchor = f'\ttrust-anchor-file: "{self.anchor}"\n' if validating else ""
+            modules = "validator iterator" if validating else "iterator"
+            with open(os.path.join(d, f"{name}.conf"), "w") as f:
+                f.write(f"""server:
+\tinterface: {addr}
+\tport: 53
+\taccess-control: 127.0.0.0/8 allow
+\tdo-not-query-localhost: no
+\tdo-ip6: no
+\tusername: ""
+\tchroot: ""
+\tdirectory: "{d}"
+\tpidfile: "{d}/{name}.pid"
+\tlogfile: "{d}/{name}.log"
+\tuse-syslog: no
+\tverbosity: 1
+\tval-log-level: 2
+\tnum-threads: 1
+\tso-reuseport: no
+\tqname-minimisation: no
+\taggressive-nsec: no
+\tprefetch: no
+\tcache-max-ttl: 30
+\tcache-max-negative-ttl: 5
+\tinfra-host-ttl: 5
+\tlocal-zone: "test." nodefault
+\tmodule-config: "{modules}"
+{anchor}\ttarget-fetch-policy: "0 0 0 0 0"
+stub-zone:
+\tname: "test."
+\tstub-addr: {NSD}
+remote-control:
+\tcontrol-enable: no
+""")
+
+    def start(self):
+        d = self.dir
+        self._spawn("nsd", ["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], NSD)
+        self._spawn("unbound", ["unbound", "-d", "-c", os.path.join(d, "unbound.conf")], RESOLVER)
+        self._spawn("unbound-plain", ["unbound", "-d", "-c", os.path.join(d, "unbound-plain.conf")],
+                    PLAIN_RESOLVER)
+        return self
+
+    def _spawn(self, name, cmd, addr):
+        log = open(os.path.join(self.dir, f"{name}.stderr"), "wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.procs[name] = (proc, log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited at start: " + self.read(f"{name}.stderr"))
+            if self._answers(addr):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer on {addr}:53 within 20 s")
+
+    @staticmethod
+    def _answers(addr):
+        # A tiny SOA query for "test." over UDP; any reply means it is up.
+        q = bytes.fromhex("abcd01000001000000000000") + b"\x04test\x00" + b"\x00\x06\x00\x01"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            try:
+                s.sendto(q, (addr, 53))
+                return len(s.recv(4096)) >= 12
+            except OSError:
+                return False
+
+    def read(self, name):
+        try:
+            with open(os.path.join(self.dir, name), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        for name, (proc, log) in list(self.procs.items()):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+            log.close()
+        self.procs.clear()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    lab = DnsLab().build().start()
+    print(f"lab up in {lab.dir}: NSD {NSD}, validating Unbound {RESOLVER}, "
+          f"plain Unbound {PLAIN_RESOLVER}. Try: drill -D MX secure.test @{RESOLVER}")
+    try:
+        input("Enter stops the lab. ")
+    finally:
+        lab.cleanup()
