@@ -203,8 +203,59 @@ Config loadConfig(const std::string& path) {
         c.number(*l, "limits", "max_errors", &L.maxErrors, 1, 1000);
     }
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
+
+    if (auto d = j.find("dns"); d != j.end()) {
+        c.onlyKeys(*d, "dns", {"resolvers", "validation", "timeout_ms", "attempts",
+                               "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
+        auto& D = cfg.dns;
+        if (auto r = d->find("resolvers"); r != d->end()) {
+            if (!r->is_array() || r->empty()) c.fail("dns.resolvers", "must be a non-empty array");
+            for (size_t i = 0; i < r->size(); ++i) {
+                std::string where = "dns.resolvers[" + std::to_string(i) + "]";
+                const auto& e = (*r)[i];
+                std::string addr;
+                std::optional<bool> trusted;
+                if (e.is_string()) {
+                    addr = e.get<std::string>();
+                } else if (e.is_object()) {
+                    c.onlyKeys(e, where, {"address", "trusted"});
+                    addr = c.str(e, where, "address", true);
+                    if (auto t = e.find("trusted"); t != e.end()) {
+                        if (!t->is_boolean()) c.fail(where + ".trusted", "must be true or false");
+                        trusted = t->get<bool>();
+                    }
+                } else {
+                    c.fail(where, "must be \"address[:port]\" or {\"address\": ..., \"trusted\": ...}");
+                }
+                auto sa = dns::parseServerAddress(addr);
+                if (!sa) c.fail(where, sa.error().message);
+                if (trusted) sa->trusted = *trusted;
+                D.resolvers.push_back(*sa);
+            }
+        }
+        std::string v = c.str(*d, "dns", "validation", false);
+        if (!v.empty() && v != "resolver") {
+            c.fail("dns.validation", "must be \"resolver\" (local validation is not built yet)");
+        }
+        c.number(*d, "dns", "timeout_ms", &D.timeoutMs, 100, 60000);
+        c.number(*d, "dns", "attempts", &D.attempts, 1, 10);
+        c.number(*d, "dns", "reprobe_interval", &D.reprobeInterval, 10, 86400);
+        if (d->contains("probe_secure_name")) D.probeSecureName = c.str(*d, "dns", "probe_secure_name", true);
+        if (d->contains("probe_bogus_name")) D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
+    }
+    if (cfg.dns.resolvers.empty()) cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
     cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
     return cfg;
+}
+
+dns::ResolverOptions resolverOptions(const DnsConfig& d) {
+    dns::ResolverOptions o;
+    o.servers = d.resolvers;
+    o.timeoutMs = d.timeoutMs;
+    o.attempts = d.attempts;
+    o.probeSecureName = d.probeSecureName;
+    o.probeBogusName = d.probeBogusName;
+    return o;
 }
 
 }  // namespace danerelay::relay

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/resolver.h"
 #include "relay/cidr.h"
 
 namespace danerelay::relay {
@@ -40,6 +41,16 @@ struct Limits {
     unsigned maxErrors = 20;         // protocol errors before the session is dropped
 };
 
+struct DnsConfig {
+    std::vector<dns::ServerAddress> resolvers;  // default: 127.0.0.1:53
+    std::string validation = "resolver";        // trust the AD bit of trusted resolvers
+    unsigned timeoutMs = 2000;
+    unsigned attempts = 3;
+    std::string probeSecureName = "isc.org";            // signed: must validate
+    std::string probeBogusName = "dnssec-failed.org";  // deliberately broken: must fail
+    unsigned reprobeInterval = 300;                     // seconds
+};
+
 struct Config {
     std::string file;
     std::string hostname;
@@ -50,10 +61,14 @@ struct Config {
     std::vector<Cidr> relayNetworks;
     std::string credentialsFile;  // empty: no AUTH
     Limits limits;
+    DnsConfig dns;
     std::string logFile;  // empty: standard error
     unsigned commitBatch = 256;
 };
 
 Config loadConfig(const std::string& path);
+
+// The resolver options that a DnsConfig describes.
+dns::ResolverOptions resolverOptions(const DnsConfig& d);
 
 }  // namespace danerelay::relay

@@ -1,6 +1,9 @@
 // danectl.cc — the operator's command line.
 //
 //   danectl [--config FILE | --spool DIR] queue list [--json]
+//   danectl [--config FILE] probe [--json] [--resolver ADDR]... DOMAIN
+//                             what DNS says about DOMAIN for DANE: MX hosts,
+//                             addresses, TLSA records, each with its DNSSEC status
 //   danectl passwd            read a password on stdin, print a yescrypt hash
 //
 // queue list reads the spool directly and read-only (it works with the
@@ -18,8 +21,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <event2/event.h>
+
+#include "dns/resolver.h"
 #include "queue/spool.h"
 #include "relay/config.h"
+#include "relay/destination.h"
 
 using namespace danerelay;
 using nlohmann::json;
@@ -31,6 +38,8 @@ constexpr const char* kDefaultConfig = "/etc/danerelay/danerelay.json";
 int usage() {
     std::fprintf(stderr,
                  "usage: danectl [--config FILE | --spool DIR] queue list [--json]\n"
+                 "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
+                 "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
                  "       danectl passwd    (password on stdin; prints a yescrypt hash)\n");
     return 2;
 }
@@ -118,6 +127,87 @@ int queueList(const std::string& spoolDir, bool asJson) {
     return damaged.empty() ? 0 : 1;
 }
 
+int probe(const std::string& configPath, const std::vector<std::string>& args) {
+    bool asJson = false;
+    std::string domain;
+    relay::DnsConfig dnsConfig;
+    bool haveResolvers = false;
+    std::string probeSecure, probeBogus;
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--json") {
+            asJson = true;
+        } else if (args[i] == "--resolver" && i + 1 < args.size()) {
+            auto sa = dns::parseServerAddress(args[++i]);
+            if (!sa) {
+                std::fprintf(stderr, "danectl: --resolver %s\n", sa.error().message.c_str());
+                return 2;
+            }
+            if (!haveResolvers) dnsConfig.resolvers.clear();
+            dnsConfig.resolvers.push_back(*sa);
+            haveResolvers = true;
+        } else if (args[i] == "--probe-names" && i + 2 < args.size()) {
+            probeSecure = args[++i];
+            probeBogus = args[++i];
+        } else if (domain.empty() && !args[i].empty() && args[i][0] != '-') {
+            domain = args[i];
+        } else {
+            return usage();
+        }
+    }
+    if (domain.empty()) return usage();
+    if (!haveResolvers) {
+        try {
+            dnsConfig = relay::loadConfig(configPath).dns;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "danectl: %s\n", e.what());
+            return 1;
+        }
+    }
+    if (!probeSecure.empty()) {
+        dnsConfig.probeSecureName = probeSecure;
+        dnsConfig.probeBogusName = probeBogus;
+    }
+    std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(),
+                                                                 &event_base_free);
+    dns::Resolver resolver(base.get(), relay::resolverOptions(dnsConfig));
+    bool validating = false;
+    std::string probeDetail;
+    relay::DestinationInfo info;
+    bool done = false;
+    resolver.probe([&](bool ok, const std::string& detail) {
+        validating = ok;
+        probeDetail = detail;
+        relay::DestinationLookup::run(resolver, domain, 10, [&](const relay::DestinationInfo& d) {
+            info = d;
+            done = true;
+            event_base_loopbreak(base.get());
+        });
+    });
+    event_base_dispatch(base.get());
+    if (!done) {
+        std::fprintf(stderr, "danectl: probe did not finish\n");
+        return 1;
+    }
+    std::string servers;
+    for (const auto& s : dnsConfig.resolvers) {
+        servers += (servers.empty() ? "" : ",") + s.text() + (s.trusted ? "" : "(untrusted)");
+    }
+    if (asJson) {
+        auto j = relay::toJson(info);
+        j["resolver"] = {{"servers", servers}, {"validating", validating}, {"detail", probeDetail}};
+        std::cout << j.dump(2) << "\n";
+    } else {
+        std::printf("resolver %s: %s (%s)\n", servers.c_str(),
+                    validating ? "validating" : "NOT VALIDATING", probeDetail.c_str());
+        if (!validating) {
+            std::printf("  DNSSEC status cannot be trusted: deliveries that ask for DANE will defer\n");
+        }
+        std::fputs(relay::toText(info).c_str(), stdout);
+    }
+    bool resolved = info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;
+    return resolved ? 0 : 1;
+}
+
 int passwd() {
     std::string password;
     if (!std::getline(std::cin, password) || password.empty()) {
@@ -157,6 +247,11 @@ int main(int argc, char** argv) {
     std::vector<std::string> rest(args.begin() + static_cast<long>(i), args.end());
     if (rest.empty()) return usage();
     if (rest[0] == "passwd" && rest.size() == 1) return passwd();
+    if (configPath.empty()) {
+        const char* env = std::getenv("DANERELAY_CONFIG");
+        configPath = env ? env : kDefaultConfig;
+    }
+    if (rest[0] == "probe") return probe(configPath, {rest.begin() + 1, rest.end()});
     if (rest[0] == "queue" && rest.size() >= 2 && rest[1] == "list") {
         bool asJson = false;
         for (size_t k = 2; k < rest.size(); ++k) {
@@ -167,10 +262,6 @@ int main(int argc, char** argv) {
             }
         }
         if (spoolDir.empty()) {
-            if (configPath.empty()) {
-                const char* env = std::getenv("DANERELAY_CONFIG");
-                configPath = env ? env : kDefaultConfig;
-            }
             try {
                 spoolDir = relay::loadConfig(configPath).spoolDir;
             } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "dns/resolver.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "relay/auth.h"
@@ -73,6 +74,24 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
+
+    // DNSSEC: without a validating resolver the relay cannot tell which
+    // destinations publish DANE. Say so loudly, and keep asking.
+    dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
+    std::function<void()> runProbe;
+    Event reprobe(base.get(), -1, 0, [&](short) { runProbe(); });
+    runProbe = [&] {
+        bool before = resolver.validating();
+        resolver.probe([&, before](bool ok, const std::string& detail) {
+            if (ok != before || !ok) {
+                logEvent(ok ? "dnssec-probe" : "dnssec-probe-FAILED",
+                         {{"result", ok ? "validating" : "NOT VALIDATING: DANE deliveries defer"},
+                          {"detail", detail}});
+            }
+            reprobe.addSeconds(cfg.dns.reprobeInterval);
+        });
+    };
+    runProbe();
 
     auto stop = [&](short) {
         logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},

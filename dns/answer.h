@@ -1,0 +1,94 @@
+// answer.h — what a DNS lookup hands back, and the pure parser that builds it
+// from a response packet.
+//
+// Every Answer carries its DNSSEC status. Nothing above dns/ ever looks at an
+// AD bit: the parser turns it into Security here, and only when the caller
+// says the server is trusted. Bogus and Indeterminate are never "insecure".
+//
+// Responses are hostile input: the parser checks the question echoes ours,
+// follows CNAMEs only along the chain that starts at our name (bounded, with
+// loop detection), ignores records that do not belong to that chain, and caps
+// what it keeps. Any malformation is an Outcome::Error with a reason, never a
+// crash. tests/fuzz/dns_fuzz.cc exercises it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace danerelay::dns {
+
+enum class Security { Secure, Insecure, Bogus, Indeterminate };
+enum class Outcome { Data, NxDomain, NoData, ServFail, Timeout, Error };
+
+const char* toString(Security s);
+const char* toString(Outcome o);
+
+constexpr uint16_t kTypeA = 1;
+constexpr uint16_t kTypeCname = 5;
+constexpr uint16_t kTypeMx = 15;
+constexpr uint16_t kTypeAaaa = 28;
+constexpr uint16_t kTypeTlsa = 52;
+
+constexpr size_t kMaxCnameChain = 8;
+constexpr size_t kMaxRecords = 64;
+
+struct MxRecord {
+    uint16_t preference = 0;
+    std::string host;  // lower case, no trailing dot; "" for the null MX target "."
+    bool operator==(const MxRecord&) const = default;
+};
+
+struct TlsaRecord {
+    uint8_t usage = 0, selector = 0, mtype = 0;
+    std::vector<uint8_t> data;
+    bool usable = false;
+    std::string unusableReason;  // why not, when !usable
+};
+
+// RFC 7672 3.1.3 / RFC 7671: only DANE-TA(2) and DANE-EE(3), selectors 0/1,
+// matching types 0 (full, non-empty), 1 (32 octets), 2 (64 octets).
+void classifyTlsa(TlsaRecord& r);
+std::string tlsaToString(const TlsaRecord& r);
+
+struct Answer {
+    std::string qname;  // as asked, lower case, no trailing dot
+    uint16_t qtype = 0;
+    Outcome outcome = Outcome::Error;
+    Security security = Security::Indeterminate;
+    std::string canonicalName;            // end of the CNAME chain (== qname without one)
+    std::vector<std::string> cnameChain;  // the aliases followed, in order
+    uint32_t ttl = 0;                     // for caching: min TTL of what was used
+    std::vector<MxRecord> mx;
+    std::vector<std::string> addresses;  // A / AAAA, textual
+    std::vector<TlsaRecord> tlsa;
+    std::string detail;  // human-readable: why Error/Bogus/..., which server
+    bool fromCache = false;
+};
+
+// Parses one response to (qname, qtype). trustAd: the server is configured as
+// a trusted validating resolver, so its AD bit means Secure.
+Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, uint16_t qtype,
+                     bool trustAd);
+
+// True if the packet parses and its question is exactly (qname, qtype, IN):
+// anything else is not an answer to us and is dropped unread.
+bool questionMatches(const uint8_t* wire, size_t len, const std::string& qname, uint16_t qtype);
+
+// Lower case, strip one trailing dot; false if not a plausible host/domain
+// name (LDH labels, '_' allowed, 1..63 per label, 253 in all).
+bool normalizeName(const std::string& in, std::string* out);
+
+// What a TLSA answer means for DANE (RFC 7672 2.2), the three outcomes Postfix
+// keeps apart plus "not secure".
+enum class TlsaStatus {
+    Usable,          // secure, at least one usable record
+    NoneUsable,      // secure, records present, none usable
+    SecurelyAbsent,  // secure NXDOMAIN / NODATA
+    Insecure,        // answer not DNSSEC-secure: DANE does not apply
+    Failed,          // bogus, SERVFAIL, timeout, malformed: defer, never "absent"
+};
+TlsaStatus tlsaStatus(const Answer& a);
+const char* toString(TlsaStatus s);
+
+}  // namespace danerelay::dns

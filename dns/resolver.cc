@@ -1,0 +1,443 @@
+#include "dns/resolver.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ldns/ldns.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace danerelay::dns {
+
+using Clock = std::chrono::steady_clock;
+
+std::string ServerAddress::text() const {
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+           std::to_string(port);
+}
+
+Result<ServerAddress> parseServerAddress(const std::string& text) {
+    ServerAddress s;
+    std::string host = text, port;
+    if (!text.empty() && text.front() == '[') {
+        auto close = text.find(']');
+        if (close == std::string::npos) return Error::permanent("'" + text + "': missing ']'");
+        host = text.substr(1, close - 1);
+        if (close + 1 < text.size()) {
+            if (text[close + 1] != ':') return Error::permanent("'" + text + "': expected ]:port");
+            port = text.substr(close + 2);
+        }
+    } else if (std::count(text.begin(), text.end(), ':') == 1) {
+        host = text.substr(0, text.find(':'));
+        port = text.substr(text.find(':') + 1);
+    }
+    unsigned char buf[16];
+    bool v4 = inet_pton(AF_INET, host.c_str(), buf) == 1;
+    bool v6 = !v4 && inet_pton(AF_INET6, host.c_str(), buf) == 1;
+    if (!v4 && !v6) return Error::permanent("'" + text + "' is not an IP address");
+    if (!port.empty()) {
+        if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoul(port) == 0 || std::stoul(port) > 65535) {
+            return Error::permanent("'" + text + "': bad port");
+        }
+        s.port = static_cast<uint16_t>(std::stoul(port));
+    }
+    s.host = host;
+    s.trusted = v4 ? buf[0] == 127 : std::memcmp(buf, in6addr_loopback.s6_addr, 16) == 0;
+    return s;
+}
+
+// ------------------------------------------------------------------ Query
+
+// One question, asked until answered or out of attempts: UDP, then TCP if
+// truncated. Owned by the Resolver; reports through Resolver::finished().
+class Resolver::Query {
+public:
+    Query(Resolver& r, Key key, bool cd) : r_(r), key_(std::move(key)), cd_(cd) {}
+    ~Query() { closeSocket(); }
+    const Key& key() const { return key_; }
+    bool checkingDisabled() const { return cd_; }
+    const ServerAddress& server() const { return server_; }
+
+    void begin() { attempt(); }
+
+private:
+    void closeSocket() {
+        if (ev_) {
+            event_free(ev_);
+            ev_ = nullptr;
+        }
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+
+    bool buildWire() {
+        uint16_t id = 0;
+        if (getrandom(&id, sizeof id, 0) != sizeof id) return false;
+        id_ = id;
+        ldns_rdf* dname = ldns_dname_new_frm_str(key_.first.c_str());
+        if (!dname) return false;
+        ldns_pkt* pkt = ldns_pkt_query_new(dname, static_cast<ldns_rr_type>(key_.second),
+                                           LDNS_RR_CLASS_IN, LDNS_RD | (cd_ ? LDNS_CD : 0));
+        if (!pkt) return false;
+        ldns_pkt_set_id(pkt, id_);
+        ldns_pkt_set_edns_udp_size(pkt, 1232);
+        ldns_pkt_set_edns_do(pkt, true);
+        uint8_t* wire = nullptr;
+        size_t size = 0;
+        ldns_status st = ldns_pkt2wire(&wire, pkt, &size);
+        ldns_pkt_free(pkt);
+        if (st != LDNS_STATUS_OK) return false;
+        wire_.assign(wire, wire + size);
+        free(wire);
+        return true;
+    }
+
+    bool sockaddrFor(sockaddr_storage* ss, socklen_t* len) const {
+        std::memset(ss, 0, sizeof *ss);
+        auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+        auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+        if (inet_pton(AF_INET, server_.host.c_str(), &sin->sin_addr) == 1) {
+            sin->sin_family = AF_INET;
+            sin->sin_port = htons(server_.port);
+            *len = sizeof *sin;
+            return true;
+        }
+        if (inet_pton(AF_INET6, server_.host.c_str(), &sin6->sin6_addr) == 1) {
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_port = htons(server_.port);
+            *len = sizeof *sin6;
+            return true;
+        }
+        return false;
+    }
+
+    void attempt() {
+        closeSocket();
+        if (attempt_ >= r_.opts_.attempts || r_.opts_.servers.empty()) {
+            Answer a;
+            a.qname = key_.first;
+            a.qtype = key_.second;
+            a.canonicalName = key_.first;
+            a.outcome = Outcome::Timeout;
+            a.detail = lastError_.empty() ? "no answer from any resolver" : lastError_;
+            return r_.finished(this, std::move(a));
+        }
+        ++attempt_;
+        server_ = r_.opts_.servers[r_.nextServer_++ % r_.opts_.servers.size()];
+        tcp_ = false;
+        if (!buildWire()) {
+            Answer a;
+            a.qname = key_.first;
+            a.qtype = key_.second;
+            a.outcome = Outcome::Error;
+            a.detail = "cannot build a query for this name";
+            return r_.finished(this, std::move(a));
+        }
+        sockaddr_storage ss;
+        socklen_t len = 0;
+        sockaddrFor(&ss, &len);
+        fd_ = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+            ::send(fd_, wire_.data(), wire_.size(), 0) < 0) {
+            lastError_ = server_.text() + ": " + std::strerror(errno);
+            return attempt();
+        }
+        ++r_.queriesSent_;
+        deadline_ = Clock::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
+        ev_ = event_new(r_.base_, fd_, EV_READ, &Query::trampoline, this);
+        arm();
+    }
+
+    void arm() {
+        auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - Clock::now());
+        if (left.count() < 0) left = std::chrono::microseconds(0);
+        timeval tv{static_cast<time_t>(left.count() / 1000000),
+                   static_cast<suseconds_t>(left.count() % 1000000)};
+        event_add(ev_, &tv);
+    }
+
+    static void trampoline(evutil_socket_t, short what, void* self) {
+        auto* q = static_cast<Query*>(self);
+        q->tcp_ ? q->onTcp(what) : q->onUdp(what);
+    }
+
+    void onUdp(short what) {
+        if (what & EV_TIMEOUT) {
+            lastError_ = server_.text() + ": timeout";
+            return attempt();
+        }
+        uint8_t buf[65536];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return arm();
+            lastError_ = server_.text() + ": " + std::strerror(errno);  // e.g. ICMP refused
+            return attempt();
+        }
+        if (!acceptable(buf, static_cast<size_t>(n))) return arm();  // spoofed or stray: keep waiting
+        if (buf[2] & 0x02) return startTcp();                       // TC: ask again over TCP
+        handle(buf, static_cast<size_t>(n));
+    }
+
+    // Is this an answer to us at all: our ID, a response, our question?
+    // Anything else (spoofed, stray, late) is dropped and we keep waiting.
+    bool acceptable(const uint8_t* buf, size_t n) const {
+        if (n < 12) return false;
+        uint16_t id = static_cast<uint16_t>(buf[0] << 8 | buf[1]);
+        return id == id_ && (buf[2] & 0x80) && questionMatches(buf, n, key_.first, key_.second);
+    }
+
+    void handle(const uint8_t* buf, size_t n) {
+        Answer a = parseResponse(buf, n, key_.first, key_.second, server_.trusted);
+        a.detail = a.detail.empty() ? "from " + server_.text() : a.detail + " from " + server_.text();
+        if (a.outcome == Outcome::Error && attempt_ < r_.opts_.attempts) {
+            lastError_ = a.detail;
+            return attempt();
+        }
+        r_.finished(this, std::move(a));
+    }
+
+    void startTcp() {
+        closeSocket();
+        tcp_ = true;
+        sockaddr_storage ss;
+        socklen_t len = 0;
+        sockaddrFor(&ss, &len);
+        fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd_ < 0 || (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 &&
+                        errno != EINPROGRESS)) {
+            lastError_ = server_.text() + " (tcp): " + std::strerror(errno);
+            return attempt();
+        }
+        tcpOut_.clear();
+        tcpOut_.push_back(static_cast<char>(wire_.size() >> 8));
+        tcpOut_.push_back(static_cast<char>(wire_.size() & 0xff));
+        tcpOut_.append(reinterpret_cast<const char*>(wire_.data()), wire_.size());
+        tcpIn_.clear();
+        deadline_ = Clock::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
+        ev_ = event_new(r_.base_, fd_, EV_WRITE, &Query::trampoline, this);
+        arm();
+    }
+
+    void onTcp(short what) {
+        if (what & EV_TIMEOUT) {
+            lastError_ = server_.text() + " (tcp): timeout";
+            return attempt();
+        }
+        if (!tcpOut_.empty()) {
+            ssize_t n = ::send(fd_, tcpOut_.data(), tcpOut_.size(), MSG_NOSIGNAL);
+            if (n < 0 && errno != EAGAIN) {
+                lastError_ = server_.text() + " (tcp): " + std::strerror(errno);
+                return attempt();
+            }
+            if (n > 0) tcpOut_.erase(0, static_cast<size_t>(n));
+            if (!tcpOut_.empty()) return arm();
+            event_free(ev_);
+            ev_ = event_new(r_.base_, fd_, EV_READ, &Query::trampoline, this);
+            return arm();
+        }
+        uint8_t buf[16384];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return arm();
+        if (n <= 0) {
+            lastError_ = server_.text() + " (tcp): connection closed early";
+            return attempt();
+        }
+        tcpIn_.insert(tcpIn_.end(), buf, buf + n);
+        if (tcpIn_.size() < 2) return arm();
+        size_t want = static_cast<size_t>(tcpIn_[0] << 8 | tcpIn_[1]);
+        if (tcpIn_.size() < want + 2) return arm();
+        if (!acceptable(tcpIn_.data() + 2, want)) {
+            lastError_ = server_.text() + " (tcp): wrong ID";
+            return attempt();
+        }
+        handle(tcpIn_.data() + 2, want);
+    }
+
+    Resolver& r_;
+    Key key_;
+    bool cd_;
+    unsigned attempt_ = 0;
+    uint16_t id_ = 0;
+    std::vector<uint8_t> wire_;
+    ServerAddress server_;
+    int fd_ = -1;
+    event* ev_ = nullptr;
+    bool tcp_ = false;
+    std::string tcpOut_;
+    std::vector<uint8_t> tcpIn_;
+    Clock::time_point deadline_;
+    std::string lastError_;
+};
+
+// ------------------------------------------------------------------ Resolver
+
+Resolver::Resolver(event_base* base, ResolverOptions options)
+    : base_(base), opts_(std::move(options)), now_([] { return Clock::now(); }) {
+    reaper_ = event_new(
+        base_, -1, 0, [](evutil_socket_t, short, void* self) { static_cast<Resolver*>(self)->reap(); },
+        this);
+}
+
+Resolver::~Resolver() {
+    event_free(reaper_);
+}
+
+void Resolver::reap() {
+    graveyard_.clear();
+    auto ready = std::move(immediate_);
+    immediate_.clear();
+    for (auto& [cb, a] : ready) cb(a);
+}
+
+void Resolver::lookup(const std::string& name, uint16_t type, Callback cb) {
+    std::string norm;
+    if (!normalizeName(name, &norm)) {
+        Answer a;
+        a.qname = name;
+        a.qtype = type;
+        a.outcome = Outcome::Error;
+        a.detail = "'" + name + "' is not a valid DNS name";
+        immediate_.emplace_back(std::move(cb), std::move(a));
+        timeval zero{0, 0};
+        event_add(reaper_, &zero);
+        return;
+    }
+    Key key{norm, type};
+    auto c = cache_.find(key);
+    if (c != cache_.end()) {
+        if (now_() < c->second.expires) {
+            Answer a = c->second.answer;
+            a.fromCache = true;
+            immediate_.emplace_back(std::move(cb), std::move(a));
+            timeval zero{0, 0};
+            event_add(reaper_, &zero);
+            return;
+        }
+        cache_.erase(c);
+    }
+    auto& w = waiting_[key];
+    w.push_back(std::move(cb));
+    if (w.size() == 1) start(key, false);  // the first asker starts the query; others wait
+}
+
+void Resolver::start(const Key& key, bool checkingDisabled) {
+    auto q = std::make_unique<Query>(*this, key, checkingDisabled);
+    Query* raw = q.get();
+    inFlight_.emplace(raw, std::move(q));
+    raw->begin();
+}
+
+void Resolver::finished(Query* q, Answer a) {
+    auto it = inFlight_.find(q);
+    if (it == inFlight_.end()) return;
+    std::unique_ptr<Query> owned = std::move(it->second);
+    inFlight_.erase(it);
+    Key key = owned->key();
+    bool cd = owned->checkingDisabled();
+    bool trusted = owned->server().trusted;
+    graveyard_.push_back(std::move(owned));  // we may be inside its own callback
+    timeval zero{0, 0};
+    event_add(reaper_, &zero);
+
+    if (!cd && a.outcome == Outcome::ServFail && trusted) {
+        start(key, true);  // was it a validation failure? ask with CD
+        return;
+    }
+    if (cd) {
+        if (a.outcome == Outcome::Data || a.outcome == Outcome::NxDomain ||
+            a.outcome == Outcome::NoData) {
+            // The data exists but the validating resolver refused it: bogus.
+            // The records are not handed out.
+            Answer bogus;
+            bogus.qname = a.qname;
+            bogus.qtype = a.qtype;
+            bogus.canonicalName = a.qname;
+            bogus.outcome = Outcome::ServFail;
+            bogus.security = Security::Bogus;
+            bogus.detail = "DNSSEC validation failed (answer exists with checking disabled)";
+            a = std::move(bogus);
+        } else {
+            a.outcome = Outcome::ServFail;
+            a.security = Security::Indeterminate;
+        }
+    }
+    store(key, a);
+    deliver(key, a);
+}
+
+void Resolver::store(const Key& key, const Answer& a) {
+    uint32_t ttl;
+    switch (a.outcome) {
+        case Outcome::Data: ttl = std::min(a.ttl, opts_.maxTtl); break;
+        case Outcome::NxDomain:
+        case Outcome::NoData: ttl = std::min(a.ttl, opts_.maxNegativeTtl); break;
+        default: ttl = opts_.failureTtl; break;
+    }
+    if (a.security == Security::Bogus) ttl = opts_.failureTtl;
+    if (ttl == 0) return;
+    if (cache_.size() >= opts_.maxCacheEntries) {
+        auto now = now_();
+        std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });
+        if (cache_.size() >= opts_.maxCacheEntries) cache_.clear();  // a hard cap, never unbounded
+    }
+    cache_[key] = CacheEntry{a, now_() + std::chrono::seconds(ttl)};
+}
+
+void Resolver::deliver(const Key& key, const Answer& a) {
+    auto w = waiting_.find(key);
+    if (w == waiting_.end()) return;
+    auto callbacks = std::move(w->second);
+    waiting_.erase(w);
+    for (auto& cb : callbacks) cb(a);
+}
+
+void Resolver::probe(std::function<void(bool, const std::string&)> done) {
+    if (opts_.probeSecureName.empty()) {
+        validating_ = false;
+        probeDetail_ = "no probe names configured";
+        done(false, probeDetail_);
+        return;
+    }
+    // The probe must not be answered from the cache.
+    std::string s, b;
+    normalizeName(opts_.probeSecureName, &s);
+    normalizeName(opts_.probeBogusName, &b);
+    cache_.erase({s, kTypeA});
+    cache_.erase({b, kTypeA});
+    lookup(opts_.probeSecureName, kTypeA, [this, done](const Answer& secure) {
+        if (secure.security != Security::Secure) {
+            validating_ = false;
+            probeDetail_ = opts_.probeSecureName + " is " + toString(secure.security) + " (" +
+                           toString(secure.outcome) + ", " + secure.detail +
+                           "): the resolver does not validate, or is not trusted";
+            done(false, probeDetail_);
+            return;
+        }
+        if (opts_.probeBogusName.empty()) {
+            validating_ = true;
+            probeDetail_ = opts_.probeSecureName + " validated";
+            done(true, probeDetail_);
+            return;
+        }
+        lookup(opts_.probeBogusName, kTypeA, [this, done](const Answer& bogus) {
+            bool failed = bogus.outcome == Outcome::ServFail || bogus.security == Security::Bogus;
+            validating_ = failed;
+            probeDetail_ = failed ? opts_.probeSecureName + " validated and " +
+                                        opts_.probeBogusName + " was refused"
+                                  : opts_.probeBogusName + " was accepted (" +
+                                        toString(bogus.security) +
+                                        "): the resolver does not validate";
+            done(validating_, probeDetail_);
+        });
+    });
+}
+
+}  // namespace danerelay::dns

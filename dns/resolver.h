@@ -1,0 +1,113 @@
+// resolver.h — asynchronous DNS on a libevent loop, with ldns for packets.
+//
+// Queries go to the configured recursive resolvers (address:port) with RD,
+// EDNS0 (1232 octets) and the DO bit; over UDP, retried over TCP when the
+// answer is truncated; each attempt has a timeout, and attempts rotate
+// through the servers. Replies must come from the server asked (connected
+// socket), carry our random ID and echo our question, or they are dropped.
+// Nothing here blocks the loop.
+//
+// DNSSEC in "resolver" mode: the AD bit is believed only from servers marked
+// trusted (by default, loopback addresses). A SERVFAIL from a trusted server
+// is asked again with CD set: if data comes back then, the answer failed
+// validation (Bogus); otherwise it stays ServFail. The start-up probe checks
+// the resolver really validates: a known-signed name must come back Secure
+// and a known-bogus name must fail. Until it passes, validating() is false
+// and callers must treat DANE as unknowable (fail closed).
+//
+// Answers are cached by TTL (positive and negative, capped); identical
+// lookups in flight are coalesced into one query.
+#pragma once
+
+#include <event2/event.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "dns/answer.h"
+
+namespace danerelay::dns {
+
+struct ServerAddress {
+    std::string host;  // numeric IPv4/IPv6
+    uint16_t port = 53;
+    bool trusted = false;  // believe its AD bit
+    std::string text() const;
+};
+
+// "127.0.0.1", "127.0.0.1:5353", "[::1]:53"; trusted defaults to loopback.
+Result<ServerAddress> parseServerAddress(const std::string& text);
+
+struct ResolverOptions {
+    std::vector<ServerAddress> servers;
+    unsigned timeoutMs = 2000;   // per attempt
+    unsigned attempts = 3;       // in all, rotating through the servers
+    uint32_t maxTtl = 3600;      // cache cap for positive answers
+    uint32_t maxNegativeTtl = 300;
+    uint32_t failureTtl = 5;     // SERVFAIL / timeout / bogus are retried soon
+    size_t maxCacheEntries = 100000;
+    std::string probeSecureName;  // must validate (AD); empty: no probe
+    std::string probeBogusName;   // must fail validation
+};
+
+class Resolver {
+public:
+    using Callback = std::function<void(const Answer&)>;
+
+    Resolver(event_base* base, ResolverOptions options);
+    ~Resolver();
+    Resolver(const Resolver&) = delete;
+    Resolver& operator=(const Resolver&) = delete;
+
+    // name: any case, with or without trailing dot. The callback runs on the
+    // loop, never from inside lookup() itself.
+    void lookup(const std::string& name, uint16_t type, Callback cb);
+
+    // Runs the validation probe; done(validating, detail).
+    void probe(std::function<void(bool, const std::string&)> done);
+    bool validating() const { return validating_; }
+    const std::string& probeDetail() const { return probeDetail_; }
+
+    // Counters, for tests and status.
+    uint64_t queriesSent() const { return queriesSent_; }
+    size_t cacheSize() const { return cache_.size(); }
+
+    // Injected clock for the cache (tests).
+    void setClock(std::function<std::chrono::steady_clock::time_point()> now) { now_ = std::move(now); }
+
+private:
+    class Query;
+    struct CacheEntry {
+        Answer answer;
+        std::chrono::steady_clock::time_point expires;
+    };
+    using Key = std::pair<std::string, uint16_t>;
+
+    void start(const Key& key, bool checkingDisabled);
+    void finished(Query* q, Answer a);
+    void deliver(const Key& key, const Answer& a);
+    void store(const Key& key, const Answer& a);
+    void reap();
+
+    event_base* base_;
+    ResolverOptions opts_;
+    std::map<Key, CacheEntry> cache_;
+    std::map<Key, std::vector<Callback>> waiting_;
+    std::map<Query*, std::unique_ptr<Query>> inFlight_;
+    std::vector<std::unique_ptr<Query>> graveyard_;
+    std::vector<std::pair<Callback, Answer>> immediate_;
+    event* reaper_ = nullptr;
+    bool validating_ = false;
+    std::string probeDetail_ = "not probed yet";
+    uint64_t queriesSent_ = 0;
+    size_t nextServer_ = 0;
+    std::function<std::chrono::steady_clock::time_point()> now_;
+};
+
+}  // namespace danerelay::dns

@@ -1,0 +1,294 @@
+// Resolver behaviour against a fake DNS server on 127.0.0.1 (a thread with a
+// UDP socket and a TCP listener). The real resolver, Unbound, is met in the
+// end-to-end tests; this checks our transport rules quickly.
+#include "dns/resolver.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "tests/dns/dns_test_util.h"
+
+using namespace danerelay::dns;
+using danerelay::dns::testing::build;
+using danerelay::dns::testing::Reply;
+
+namespace {
+
+using Packets = std::vector<std::vector<uint8_t>>;
+
+struct Query {
+    uint16_t id;
+    std::string name;
+    uint16_t type;
+    bool cd;
+    bool tcp;
+};
+
+class FakeServer {
+public:
+    // handler returns the packets to send back, in order.
+    using Handler = std::function<std::vector<std::vector<uint8_t>>(const Query&)>;
+
+    explicit FakeServer(Handler h) : handler_(std::move(h)) {
+        udp_ = socket(AF_INET, SOCK_DGRAM, 0);
+        tcp_ = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(udp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        socklen_t len = sizeof sa;
+        getsockname(udp_, reinterpret_cast<sockaddr*>(&sa), &len);
+        port_ = ntohs(sa.sin_port);
+        bind(tcp_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        listen(tcp_, 8);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~FakeServer() {
+        stop_ = true;
+        thread_.join();
+        close(udp_);
+        close(tcp_);
+    }
+    uint16_t port() const { return port_; }
+    int count() const { return count_; }
+
+private:
+    static bool decode(const uint8_t* p, size_t n, Query* q) {
+        ldns_pkt* pkt = nullptr;
+        if (ldns_wire2pkt(&pkt, p, n) != LDNS_STATUS_OK) return false;
+        const ldns_rr* rr = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
+        char* name = ldns_rdf2str(ldns_rr_owner(rr));
+        q->id = ldns_pkt_id(pkt);
+        q->name = name;
+        q->type = static_cast<uint16_t>(ldns_rr_get_type(rr));
+        q->cd = ldns_pkt_cd(pkt);
+        free(name);
+        ldns_pkt_free(pkt);
+        return true;
+    }
+
+    void run() {
+        while (!stop_) {
+            pollfd fds[2] = {{udp_, POLLIN, 0}, {tcp_, POLLIN, 0}};
+            if (poll(fds, 2, 50) <= 0) continue;
+            uint8_t buf[65536];
+            if (fds[0].revents & POLLIN) {
+                sockaddr_storage from{};
+                socklen_t flen = sizeof from;
+                ssize_t n = recvfrom(udp_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+                Query q{};
+                if (n > 0 && decode(buf, static_cast<size_t>(n), &q)) {
+                    q.tcp = false;
+                    ++count_;
+                    for (auto& out : handler_(q)) {
+                        sendto(udp_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+                    }
+                }
+            }
+            if (fds[1].revents & POLLIN) {
+                int c = accept(tcp_, nullptr, nullptr);
+                uint8_t len[2];
+                if (c >= 0 && recv(c, len, 2, MSG_WAITALL) == 2) {
+                    size_t want = static_cast<size_t>(len[0] << 8 | len[1]);
+                    Query q{};
+                    if (recv(c, buf, want, MSG_WAITALL) == static_cast<ssize_t>(want) &&
+                        decode(buf, want, &q)) {
+                        q.tcp = true;
+                        ++count_;
+                        for (auto& out : handler_(q)) {
+                            uint8_t l[2] = {static_cast<uint8_t>(out.size() >> 8),
+                                            static_cast<uint8_t>(out.size() & 0xff)};
+                            send(c, l, 2, 0);
+                            send(c, out.data(), out.size(), 0);
+                        }
+                    }
+                }
+                if (c >= 0) close(c);
+            }
+        }
+    }
+
+    Handler handler_;
+    int udp_ = -1, tcp_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> count_{0};
+    std::thread thread_;
+};
+
+Reply mxReply(const Query& q, bool ad = true) {
+    Reply r;
+    r.id = q.id;
+    r.qname = q.name;
+    r.qtype = q.type;
+    r.ad = ad;
+    r.answer = {q.name + " 300 IN MX 10 mx.example.org."};
+    return r;
+}
+
+class ResolverTest : public ::testing::Test {
+protected:
+    void SetUp() override { base_ = event_base_new(); }
+    void TearDown() override { event_base_free(base_); }
+
+    ResolverOptions options(std::initializer_list<uint16_t> ports, unsigned timeoutMs = 300) {
+        ResolverOptions o;
+        for (auto p : ports) {
+            ServerAddress s;
+            s.host = "127.0.0.1";
+            s.port = p;
+            s.trusted = true;
+            o.servers.push_back(s);
+        }
+        o.timeoutMs = timeoutMs;
+        o.attempts = 3;
+        return o;
+    }
+    // Runs the loop until n answers arrived (or 5 s).
+    std::vector<Answer> run(Resolver& r, std::vector<std::pair<std::string, uint16_t>> qs) {
+        std::vector<Answer> out;
+        size_t want = qs.size();
+        for (auto& [name, type] : qs) {
+            r.lookup(name, type, [&, want](const Answer& a) {
+                out.push_back(a);
+                if (out.size() == want) event_base_loopbreak(base_);
+            });
+        }
+        timeval limit{5, 0};
+        event_base_loopexit(base_, &limit);
+        event_base_dispatch(base_);
+        return out;
+    }
+    event_base* base_ = nullptr;
+};
+
+TEST_F(ResolverTest, AnswersAndCoalescesIdenticalLookups) {
+    FakeServer server([](const Query& q) { return Packets{build(mxReply(q))}; });
+    Resolver r(base_, options({server.port()}));
+    auto answers = run(r, {{"example.org", kTypeMx}, {"EXAMPLE.org.", kTypeMx}});
+    ASSERT_EQ(answers.size(), 2u);
+    for (const auto& a : answers) {
+        EXPECT_EQ(a.outcome, Outcome::Data);
+        EXPECT_EQ(a.security, Security::Secure);
+    }
+    EXPECT_EQ(server.count(), 1);
+}
+
+TEST_F(ResolverTest, CacheHonoursTtlWithInjectedClock) {
+    FakeServer server([](const Query& q) { return Packets{build(mxReply(q))}; });
+    Resolver r(base_, options({server.port()}));
+    auto now = std::chrono::steady_clock::now();
+    r.setClock([&] { return now; });
+    run(r, {{"example.org", kTypeMx}});
+    auto cached = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(cached.size(), 1u);
+    EXPECT_TRUE(cached[0].fromCache);
+    EXPECT_EQ(server.count(), 1);
+    now += std::chrono::seconds(301);
+    auto fresh = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(fresh.size(), 1u);
+    EXPECT_FALSE(fresh[0].fromCache);
+    EXPECT_EQ(server.count(), 2);
+}
+
+TEST_F(ResolverTest, SpoofedIdAndForeignQuestionAreDropped) {
+    FakeServer server([](const Query& q) {
+        Query wrongId = q;
+        wrongId.id = static_cast<uint16_t>(q.id + 1);
+        Reply forged = mxReply(wrongId);
+        forged.answer = {q.name + " 300 IN MX 10 evil.example."};
+        Reply other = mxReply(q);
+        other.qname = "other.example.";
+        other.answer = {"other.example. 300 IN MX 10 evil.example."};
+        return Packets{build(forged), build(other), build(mxReply(q))};
+    });
+    Resolver r(base_, options({server.port()}));
+    auto a = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(a[0].mx.size(), 1u);
+    EXPECT_EQ(a[0].mx[0].host, "mx.example.org");
+}
+
+TEST_F(ResolverTest, TruncatedUdpIsRetriedOverTcp) {
+    FakeServer server([](const Query& q) {
+        Reply r = mxReply(q);
+        if (!q.tcp) {
+            r.tc = true;
+            r.answer.clear();
+        }
+        return Packets{build(r)};
+    });
+    Resolver r(base_, options({server.port()}));
+    auto a = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].outcome, Outcome::Data);
+    EXPECT_EQ(server.count(), 2);  // one UDP, one TCP
+}
+
+TEST_F(ResolverTest, SilentServerTimesOutAndTheNextAnswers) {
+    FakeServer silent([](const Query&) { return Packets{}; });
+    FakeServer good([](const Query& q) { return Packets{build(mxReply(q))}; });
+    Resolver r(base_, options({silent.port(), good.port()}, 200));
+    auto a = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].outcome, Outcome::Data);
+    Resolver r2(base_, options({silent.port()}, 100));
+    auto t = run(r2, {{"example.org", kTypeMx}});
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].outcome, Outcome::Timeout);
+    EXPECT_EQ(t[0].security, Security::Indeterminate);
+}
+
+TEST_F(ResolverTest, ServfailThatValidatesWithCdIsBogus) {
+    FakeServer server([](const Query& q) {
+        Reply r = mxReply(q, false);
+        if (!q.cd) {
+            r.rcode = LDNS_RCODE_SERVFAIL;
+            r.answer.clear();
+        }
+        return Packets{build(r)};
+    });
+    Resolver r(base_, options({server.port()}));
+    auto a = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].security, Security::Bogus);
+    EXPECT_TRUE(a[0].mx.empty());  // bogus data is never handed out
+}
+
+TEST_F(ResolverTest, InvalidNameFailsWithoutAQuery) {
+    FakeServer server([](const Query& q) { return Packets{build(mxReply(q))}; });
+    Resolver r(base_, options({server.port()}));
+    auto a = run(r, {{"bad name..example", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].outcome, Outcome::Error);
+    EXPECT_EQ(server.count(), 0);
+}
+
+TEST(ServerAddress, ParsesAndTrustsOnlyLoopbackByDefault) {
+    auto a = parseServerAddress("127.0.0.1:5353");
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->port, 5353);
+    EXPECT_TRUE(a->trusted);
+    auto b = parseServerAddress("192.0.2.53");
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(b->port, 53);
+    EXPECT_FALSE(b->trusted);
+    auto c = parseServerAddress("[::1]:53");
+    ASSERT_TRUE(c.ok());
+    EXPECT_TRUE(c->trusted);
+    EXPECT_FALSE(parseServerAddress("resolver.example").ok());
+    EXPECT_FALSE(parseServerAddress("127.0.0.1:0").ok());
+}
+
+}  // namespace
