@@ -1,43 +1,59 @@
 #include "dns/answer.h"
 
-#include <ldns/ldns.h>
-
 #include <algorithm>
 #include <cctype>
 #include <memory>
 #include <set>
 
+// After the standard headers: ldns's macros confuse libstdc++ under clang.
+#include <ldns/ldns.h>
+
 namespace danerelay::dns {
 
 const char* toString(Security s) {
     switch (s) {
-        case Security::Secure: return "secure";
-        case Security::Insecure: return "insecure";
-        case Security::Bogus: return "bogus";
-        case Security::Indeterminate: return "indeterminate";
+        case Security::Secure:
+            return "secure";
+        case Security::Insecure:
+            return "insecure";
+        case Security::Bogus:
+            return "bogus";
+        case Security::Indeterminate:
+            return "indeterminate";
     }
     return "?";
 }
 
 const char* toString(Outcome o) {
     switch (o) {
-        case Outcome::Data: return "data";
-        case Outcome::NxDomain: return "nxdomain";
-        case Outcome::NoData: return "nodata";
-        case Outcome::ServFail: return "servfail";
-        case Outcome::Timeout: return "timeout";
-        case Outcome::Error: return "error";
+        case Outcome::Data:
+            return "data";
+        case Outcome::NxDomain:
+            return "nxdomain";
+        case Outcome::NoData:
+            return "nodata";
+        case Outcome::ServFail:
+            return "servfail";
+        case Outcome::Timeout:
+            return "timeout";
+        case Outcome::Error:
+            return "error";
     }
     return "?";
 }
 
 const char* toString(TlsaStatus s) {
     switch (s) {
-        case TlsaStatus::Usable: return "usable";
-        case TlsaStatus::NoneUsable: return "none-usable";
-        case TlsaStatus::SecurelyAbsent: return "securely-absent";
-        case TlsaStatus::Insecure: return "insecure";
-        case TlsaStatus::Failed: return "failed";
+        case TlsaStatus::Usable:
+            return "usable";
+        case TlsaStatus::NoneUsable:
+            return "none-usable";
+        case TlsaStatus::SecurelyAbsent:
+            return "securely-absent";
+        case TlsaStatus::Insecure:
+            return "insecure";
+        case TlsaStatus::Failed:
+            return "failed";
     }
     return "?";
 }
@@ -98,8 +114,10 @@ TlsaStatus tlsaStatus(const Answer& a) {
     switch (a.outcome) {
         case Outcome::ServFail:
         case Outcome::Timeout:
-        case Outcome::Error: return TlsaStatus::Failed;
-        default: break;
+        case Outcome::Error:
+            return TlsaStatus::Failed;
+        default:
+            break;
     }
     if (a.security == Security::Bogus || a.security == Security::Indeterminate) {
         return TlsaStatus::Failed;
@@ -177,9 +195,13 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
 
     switch (ldns_pkt_get_rcode(pkt.get())) {
         case LDNS_RCODE_NOERROR:
-        case LDNS_RCODE_NXDOMAIN: break;
-        case LDNS_RCODE_SERVFAIL: return fail(a, Outcome::ServFail, "SERVFAIL");
-        default: return fail(a, Outcome::Error, "rcode " + std::to_string(ldns_pkt_get_rcode(pkt.get())));
+        case LDNS_RCODE_NXDOMAIN:
+            break;
+        case LDNS_RCODE_SERVFAIL:
+            return fail(a, Outcome::ServFail, "SERVFAIL");
+        default:
+            return fail(a, Outcome::Error,
+                        "rcode " + std::to_string(ldns_pkt_get_rcode(pkt.get())));
     }
 
     // Follow the CNAME chain from qname, using only records owned by the
@@ -203,7 +225,8 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
         if (next.empty()) break;
         if (!seen.insert(next).second) return fail(a, Outcome::Error, "CNAME loop at " + next);
         if (a.cnameChain.size() >= kMaxCnameChain) {
-            return fail(a, Outcome::Error, "CNAME chain longer than " + std::to_string(kMaxCnameChain));
+            return fail(a, Outcome::Error,
+                        "CNAME chain longer than " + std::to_string(kMaxCnameChain));
         }
         a.cnameChain.push_back(current);
         current = next;
@@ -228,7 +251,8 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
             case kTypeA:
             case kTypeAaaa: {
                 const ldns_rdf* rdf = ldns_rr_rdf(rr, 0);
-                if (!rdf || ldns_rr_rd_count(rr) != 1) return fail(a, Outcome::Error, "malformed address");
+                if (!rdf || ldns_rr_rd_count(rr) != 1)
+                    return fail(a, Outcome::Error, "malformed address");
                 char* s = ldns_rdf2str(rdf);
                 if (!s) return fail(a, Outcome::Error, "malformed address");
                 a.addresses.emplace_back(s);
@@ -247,7 +271,8 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
                 a.tlsa.push_back(std::move(t));
                 break;
             }
-            default: break;
+            default:
+                break;
         }
     }
     bool data = !a.mx.empty() || !a.addresses.empty() || !a.tlsa.empty() ||
@@ -262,8 +287,8 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
         for (size_t i = 0; auth && i < ldns_rr_list_rr_count(auth); ++i) {
             const ldns_rr* rr = ldns_rr_list_rr(auth, i);
             if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {
-                minTtl = std::min({minTtl, ldns_rr_ttl(rr),
-                                   ldns_rdf2native_int32(ldns_rr_rdf(rr, 6))});
+                minTtl =
+                    std::min({minTtl, ldns_rr_ttl(rr), ldns_rdf2native_int32(ldns_rr_rdf(rr, 6))});
             }
         }
     }

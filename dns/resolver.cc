@@ -57,7 +57,7 @@ Result<ServerAddress> parseServerAddress(const std::string& text) {
 // One question, asked until answered or out of attempts: UDP, then TCP if
 // truncated. Owned by the Resolver; reports through Resolver::finished().
 class Resolver::Query {
-public:
+  public:
     Query(Resolver& r, Key key, bool cd) : r_(r), key_(std::move(key)), cd_(cd) {}
     ~Query() { closeSocket(); }
     const Key& key() const { return key_; }
@@ -66,7 +66,7 @@ public:
 
     void begin() { attempt(); }
 
-private:
+  private:
     void closeSocket() {
         if (ev_) {
             event_free(ev_);
@@ -181,8 +181,9 @@ private:
             lastError_ = server_.text() + ": " + std::strerror(errno);  // e.g. ICMP refused
             return attempt();
         }
-        if (!acceptable(buf, static_cast<size_t>(n))) return arm();  // spoofed or stray: keep waiting
-        if (buf[2] & 0x02) return startTcp();                       // TC: ask again over TCP
+        if (!acceptable(buf, static_cast<size_t>(n)))
+            return arm();                      // spoofed or stray: keep waiting
+        if (buf[2] & 0x02) return startTcp();  // TC: ask again over TCP
         handle(buf, static_cast<size_t>(n));
     }
 
@@ -196,7 +197,8 @@ private:
 
     void handle(const uint8_t* buf, size_t n) {
         Answer a = parseResponse(buf, n, key_.first, key_.second, server_.trusted);
-        a.detail = a.detail.empty() ? "from " + server_.text() : a.detail + " from " + server_.text();
+        a.detail =
+            a.detail.empty() ? "from " + server_.text() : a.detail + " from " + server_.text();
         if (a.outcome == Outcome::Error && attempt_ < r_.opts_.attempts) {
             lastError_ = a.detail;
             return attempt();
@@ -211,8 +213,8 @@ private:
         socklen_t len = 0;
         sockaddrFor(&ss, &len);
         fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd_ < 0 || (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 &&
-                        errno != EINPROGRESS)) {
+        if (fd_ < 0 ||
+            (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)) {
             lastError_ = server_.text() + " (tcp): " + std::strerror(errno);
             return attempt();
         }
@@ -282,8 +284,8 @@ private:
 Resolver::Resolver(event_base* base, ResolverOptions options)
     : base_(base), opts_(std::move(options)), now_([] { return Clock::now(); }) {
     reaper_ = event_new(
-        base_, -1, 0, [](evutil_socket_t, short, void* self) { static_cast<Resolver*>(self)->reap(); },
-        this);
+        base_, -1, 0,
+        [](evutil_socket_t, short, void* self) { static_cast<Resolver*>(self)->reap(); }, this);
 }
 
 Resolver::~Resolver() {
@@ -376,10 +378,16 @@ void Resolver::finished(Query* q, Answer a) {
 void Resolver::store(const Key& key, const Answer& a) {
     uint32_t ttl;
     switch (a.outcome) {
-        case Outcome::Data: ttl = std::min(a.ttl, opts_.maxTtl); break;
+        case Outcome::Data:
+            ttl = std::min(a.ttl, opts_.maxTtl);
+            break;
         case Outcome::NxDomain:
-        case Outcome::NoData: ttl = std::min(a.ttl, opts_.maxNegativeTtl); break;
-        default: ttl = opts_.failureTtl; break;
+        case Outcome::NoData:
+            ttl = std::min(a.ttl, opts_.maxNegativeTtl);
+            break;
+        default:
+            ttl = opts_.failureTtl;
+            break;
     }
     if (a.security == Security::Bogus) ttl = opts_.failureTtl;
     if (ttl == 0) return;
@@ -430,11 +438,11 @@ void Resolver::probe(std::function<void(bool, const std::string&)> done) {
         lookup(opts_.probeBogusName, kTypeA, [this, done](const Answer& bogus) {
             bool failed = bogus.outcome == Outcome::ServFail || bogus.security == Security::Bogus;
             validating_ = failed;
-            probeDetail_ = failed ? opts_.probeSecureName + " validated and " +
-                                        opts_.probeBogusName + " was refused"
-                                  : opts_.probeBogusName + " was accepted (" +
-                                        toString(bogus.security) +
-                                        "): the resolver does not validate";
+            probeDetail_ = failed
+                               ? opts_.probeSecureName + " validated and " + opts_.probeBogusName +
+                                     " was refused"
+                               : opts_.probeBogusName + " was accepted (" +
+                                     toString(bogus.security) + "): the resolver does not validate";
             done(validating_, probeDetail_);
         });
     });

@@ -46,18 +46,18 @@ Result<ServerAddress> parseServerAddress(const std::string& text);
 
 struct ResolverOptions {
     std::vector<ServerAddress> servers;
-    unsigned timeoutMs = 2000;   // per attempt
-    unsigned attempts = 3;       // in all, rotating through the servers
-    uint32_t maxTtl = 3600;      // cache cap for positive answers
+    unsigned timeoutMs = 2000;  // per attempt
+    unsigned attempts = 3;      // in all, rotating through the servers
+    uint32_t maxTtl = 3600;     // cache cap for positive answers
     uint32_t maxNegativeTtl = 300;
-    uint32_t failureTtl = 5;     // SERVFAIL / timeout / bogus are retried soon
+    uint32_t failureTtl = 5;  // SERVFAIL / timeout / bogus are retried soon
     size_t maxCacheEntries = 100000;
     std::string probeSecureName;  // must validate (AD); empty: no probe
     std::string probeBogusName;   // must fail validation
 };
 
 class Resolver {
-public:
+  public:
     using Callback = std::function<void(const Answer&)>;
 
     Resolver(event_base* base, ResolverOptions options);
@@ -79,9 +79,11 @@ public:
     size_t cacheSize() const { return cache_.size(); }
 
     // Injected clock for the cache (tests).
-    void setClock(std::function<std::chrono::steady_clock::time_point()> now) { now_ = std::move(now); }
+    void setClock(std::function<std::chrono::steady_clock::time_point()> now) {
+        now_ = std::move(now);
+    }
 
-private:
+  private:
     class Query;
     struct CacheEntry {
         Answer answer;

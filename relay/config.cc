@@ -137,7 +137,7 @@ Config loadConfig(const std::string& path) {
     Checker c(path);
     c.onlyKeys(j, "",
                {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
-                "log_file", "commit_batch"});
+                "dns", "log_file", "commit_batch"});
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
@@ -205,8 +205,9 @@ Config loadConfig(const std::string& path) {
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
 
     if (auto d = j.find("dns"); d != j.end()) {
-        c.onlyKeys(*d, "dns", {"resolvers", "validation", "timeout_ms", "attempts",
-                               "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
+        c.onlyKeys(*d, "dns",
+                   {"resolvers", "validation", "timeout_ms", "attempts", "probe_secure_name",
+                    "probe_bogus_name", "reprobe_interval"});
         auto& D = cfg.dns;
         if (auto r = d->find("resolvers"); r != d->end()) {
             if (!r->is_array() || r->empty()) c.fail("dns.resolvers", "must be a non-empty array");
@@ -225,7 +226,8 @@ Config loadConfig(const std::string& path) {
                         trusted = t->get<bool>();
                     }
                 } else {
-                    c.fail(where, "must be \"address[:port]\" or {\"address\": ..., \"trusted\": ...}");
+                    c.fail(where,
+                           "must be \"address[:port]\" or {\"address\": ..., \"trusted\": ...}");
                 }
                 auto sa = dns::parseServerAddress(addr);
                 if (!sa) c.fail(where, sa.error().message);
@@ -240,10 +242,13 @@ Config loadConfig(const std::string& path) {
         c.number(*d, "dns", "timeout_ms", &D.timeoutMs, 100, 60000);
         c.number(*d, "dns", "attempts", &D.attempts, 1, 10);
         c.number(*d, "dns", "reprobe_interval", &D.reprobeInterval, 10, 86400);
-        if (d->contains("probe_secure_name")) D.probeSecureName = c.str(*d, "dns", "probe_secure_name", true);
-        if (d->contains("probe_bogus_name")) D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
+        if (d->contains("probe_secure_name"))
+            D.probeSecureName = c.str(*d, "dns", "probe_secure_name", true);
+        if (d->contains("probe_bogus_name"))
+            D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
     }
-    if (cfg.dns.resolvers.empty()) cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
+    if (cfg.dns.resolvers.empty())
+        cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
     cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
     return cfg;
 }

@@ -46,9 +46,9 @@ struct DnsConfig {
     std::string validation = "resolver";        // trust the AD bit of trusted resolvers
     unsigned timeoutMs = 2000;
     unsigned attempts = 3;
-    std::string probeSecureName = "isc.org";            // signed: must validate
+    std::string probeSecureName = "isc.org";           // signed: must validate
     std::string probeBogusName = "dnssec-failed.org";  // deliberately broken: must fail
-    unsigned reprobeInterval = 300;                     // seconds
+    unsigned reprobeInterval = 300;                    // seconds
 };
 
 struct Config {

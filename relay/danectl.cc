@@ -200,11 +200,13 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
         std::printf("resolver %s: %s (%s)\n", servers.c_str(),
                     validating ? "validating" : "NOT VALIDATING", probeDetail.c_str());
         if (!validating) {
-            std::printf("  DNSSEC status cannot be trusted: deliveries that ask for DANE will defer\n");
+            std::printf(
+                "  DNSSEC status cannot be trusted: deliveries that ask for DANE will defer\n");
         }
         std::fputs(relay::toText(info).c_str(), stdout);
     }
-    bool resolved = info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;
+    bool resolved =
+        info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;
     return resolved ? 0 : 1;
 }
 

@@ -10,10 +10,14 @@ using dns::Security;
 dns::Security HostInfo::addressSecurity() const {
     auto rank = [](Security s) {
         switch (s) {
-            case Security::Secure: return 3;
-            case Security::Insecure: return 2;
-            case Security::Indeterminate: return 1;
-            case Security::Bogus: return 0;
+            case Security::Secure:
+                return 3;
+            case Security::Insecure:
+                return 2;
+            case Security::Indeterminate:
+                return 1;
+            case Security::Bogus:
+                return 0;
         }
         return 0;
     };
@@ -73,14 +77,13 @@ void DestinationLookup::onAddresses(size_t i) {
     bool mxSecure = info_.mx.security == Security::Secure;
     if (!mxSecure || h.addressSecurity() != Security::Secure) return hostDone();
     h.tlsaLooked = true;
-    const std::string& canonical = h.a.outcome == Outcome::Data ? h.a.canonicalName
-                                                                : h.aaaa.canonicalName;
+    const std::string& canonical =
+        h.a.outcome == Outcome::Data ? h.a.canonicalName : h.aaaa.canonicalName;
     bool alias = !canonical.empty() && canonical != h.name;
     auto self = shared_from_this();
     std::string first = alias ? canonical : h.name;
-    r_.lookup("_25._tcp." + first, dns::kTypeTlsa, [self, i, alias](const dns::Answer& t) {
-        self->onTlsa(i, t, alias);
-    });
+    r_.lookup("_25._tcp." + first, dns::kTypeTlsa,
+              [self, i, alias](const dns::Answer& t) { self->onTlsa(i, t, alias); });
 }
 
 void DestinationLookup::onTlsa(size_t i, const dns::Answer& t, bool atCanonical) {
@@ -106,9 +109,8 @@ void DestinationLookup::hostDone() {
 // ------------------------------------------------------------------ output
 
 static nlohmann::json answerJson(const dns::Answer& a) {
-    nlohmann::json j = {{"name", a.qname},
-                        {"outcome", toString(a.outcome)},
-                        {"security", toString(a.security)}};
+    nlohmann::json j = {
+        {"name", a.qname}, {"outcome", toString(a.outcome)}, {"security", toString(a.security)}};
     if (!a.cnameChain.empty()) {
         j["cname_chain"] = a.cnameChain;
         j["canonical_name"] = a.canonicalName;
@@ -126,12 +128,10 @@ nlohmann::json toJson(const DestinationInfo& d) {
                 addrs.push_back({{"address", ip}, {"security", toString(ans->security)}});
             }
         }
-        nlohmann::json host = {{"preference", h.preference},
-                               {"name", h.name},
-                               {"addresses", addrs},
-                               {"a", answerJson(h.a)},
-                               {"aaaa", answerJson(h.aaaa)},
-                               {"address_security", toString(h.addressSecurity())}};
+        nlohmann::json host = {
+            {"preference", h.preference}, {"name", h.name},
+            {"addresses", addrs},         {"a", answerJson(h.a)},
+            {"aaaa", answerJson(h.aaaa)}, {"address_security", toString(h.addressSecurity())}};
         if (h.tlsaLooked) {
             nlohmann::json recs = nlohmann::json::array();
             for (const auto& t : h.tlsa.tlsa) {
@@ -148,17 +148,13 @@ nlohmann::json toJson(const DestinationInfo& d) {
         }
         hosts.push_back(host);
     }
-    return {{"version", 1},
-            {"domain", d.domain},
-            {"mx", answerJson(d.mx)},
-            {"null_mx", d.nullMx},
-            {"implicit_mx", d.implicitMx},
-            {"hosts", hosts}};
+    return {{"version", 1},        {"domain", d.domain},          {"mx", answerJson(d.mx)},
+            {"null_mx", d.nullMx}, {"implicit_mx", d.implicitMx}, {"hosts", hosts}};
 }
 
 std::string toText(const DestinationInfo& d) {
-    std::string out = "domain " + d.domain + ": MX " + toString(d.mx.outcome) + ", " +
-                      toString(d.mx.security);
+    std::string out =
+        "domain " + d.domain + ": MX " + toString(d.mx.outcome) + ", " + toString(d.mx.security);
     if (!d.mx.detail.empty() && d.mx.outcome != Outcome::Data) out += " (" + d.mx.detail + ")";
     out += "\n";
     if (d.nullMx) return out + "  null MX (RFC 7505): the domain accepts no mail\n";
@@ -184,7 +180,8 @@ std::string toText(const DestinationInfo& d) {
         for (const auto& t : h.tlsa.tlsa) {
             std::string rec = dns::tlsaToString(t);
             if (rec.size() > 40) rec = rec.substr(0, 40) + "...";
-            out += "        " + rec + (t.usable ? "  usable" : "  unusable: " + t.unusableReason) + "\n";
+            out += "        " + rec + (t.usable ? "  usable" : "  unusable: " + t.unusableReason) +
+                   "\n";
         }
     }
     return out;

@@ -42,13 +42,13 @@ struct DestinationInfo {
 };
 
 class DestinationLookup : public std::enable_shared_from_this<DestinationLookup> {
-public:
+  public:
     using Callback = std::function<void(const DestinationInfo&)>;
     // At most maxHosts MX hosts are examined (lowest preference first).
     static void run(dns::Resolver& resolver, const std::string& domain, size_t maxHosts,
                     Callback done);
 
-private:
+  private:
     DestinationLookup(dns::Resolver& r, Callback done) : r_(r), done_(std::move(done)) {}
     void onMx(const dns::Answer& a, size_t maxHosts);
     void lookupHost(size_t i);

@@ -22,7 +22,8 @@ constexpr const char* kDigest32 =
 TEST(Answer, MxSortedWithSecurityFromTrustedAd) {
     Reply r;
     r.ad = true;
-    r.answer = {"example.org. 300 IN MX 20 b.example.org.", "example.org. 100 IN MX 10 A.Example.org."};
+    r.answer = {"example.org. 300 IN MX 20 b.example.org.",
+                "example.org. 100 IN MX 10 A.Example.org."};
     auto a = parse(r);
     EXPECT_EQ(a.outcome, Outcome::Data);
     EXPECT_EQ(a.security, Security::Secure);
@@ -137,7 +138,8 @@ TEST(Tlsa, ClassificationPerRfc7672) {
     ASSERT_EQ(a.tlsa.size(), 9u);
     std::vector<bool> usable;
     for (const auto& t : a.tlsa) usable.push_back(t.usable);
-    EXPECT_EQ(usable, (std::vector<bool>{true, true, false, false, false, false, false, false, true}));
+    EXPECT_EQ(usable,
+              (std::vector<bool>{true, true, false, false, false, false, false, false, true}));
     EXPECT_NE(a.tlsa[4].unusableReason.find("5 octets"), std::string::npos);
     EXPECT_EQ(tlsaStatus(a), TlsaStatus::Usable);
 }

@@ -17,7 +17,7 @@ struct Reply {
     ldns_pkt_rcode rcode = LDNS_RCODE_NOERROR;
     bool ad = false;
     bool tc = false;
-    std::vector<std::string> answer;     // RRs in presentation format
+    std::vector<std::string> answer;  // RRs in presentation format
     std::vector<std::string> authority;
 };
 

@@ -34,7 +34,7 @@ struct Query {
 };
 
 class FakeServer {
-public:
+  public:
     // handler returns the packets to send back, in order.
     using Handler = std::function<std::vector<std::vector<uint8_t>>(const Query&)>;
 
@@ -63,7 +63,7 @@ public:
     uint16_t port() const { return port_; }
     int count() const { return count_; }
 
-private:
+  private:
     static bool decode(const uint8_t* p, size_t n, Query* q) {
         ldns_pkt* pkt = nullptr;
         if (ldns_wire2pkt(&pkt, p, n) != LDNS_STATUS_OK) return false;
@@ -86,13 +86,15 @@ private:
             if (fds[0].revents & POLLIN) {
                 sockaddr_storage from{};
                 socklen_t flen = sizeof from;
-                ssize_t n = recvfrom(udp_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+                ssize_t n =
+                    recvfrom(udp_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
                 Query q{};
                 if (n > 0 && decode(buf, static_cast<size_t>(n), &q)) {
                     q.tcp = false;
                     ++count_;
                     for (auto& out : handler_(q)) {
-                        sendto(udp_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+                        sendto(udp_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from),
+                               flen);
                     }
                 }
             }
@@ -138,7 +140,7 @@ Reply mxReply(const Query& q, bool ad = true) {
 }
 
 class ResolverTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { base_ = event_base_new(); }
     void TearDown() override { event_base_free(base_); }
 

@@ -50,7 +50,7 @@ class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 
     def __init__(self, relay_networks=("127.0.0.1/32",), limits=None, users=None,
-                 prlimit_fsize=None):
+                 prlimit_fsize=None, dns=None):
         self.dir = tempfile.mkdtemp(prefix="danerelay-e2e-")
         self.port = free_port()
         self.tls_port = free_port()
@@ -70,6 +70,8 @@ class Relay:
             "relay_networks": list(relay_networks),
             "limits": {"command_timeout": 30, "session_timeout": 120, **(limits or {})},
         }
+        if dns:
+            cfg["dns"] = dns
         if users:
             path = os.path.join(self.dir, "credentials")
             with open(path, "w") as f:

@@ -1,11 +1,18 @@
 #!/bin/sh
-# Coverage-guided fuzzing of the SMTP parsers with libFuzzer (clang), for
-# developers: tests/fuzz/run-libfuzzer.sh [SECONDS]. CI only replays the corpus.
+# Coverage-guided fuzzing with libFuzzer (clang), for developers:
+#   tests/fuzz/run-libfuzzer.sh smtp|dns [SECONDS]
+# CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
-out=${TMPDIR:-/tmp}/danerelay-fuzz
+target=${1:-smtp}
+out=${TMPDIR:-/tmp}/danerelay-fuzz-$target
 mkdir -p "$out/corpus"
-cp tests/fuzz/corpus/smtp/* "$out/corpus/"
-clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZER -I. \
-  tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt -o "$out/smtp_fuzz"
-"$out/smtp_fuzz" -max_total_time="${1:-60}" -max_len=4096 "$out/corpus"
+cp tests/fuzz/corpus/"$target"/* "$out/corpus/"
+flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZER -I."
+case "$target" in
+  smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt \
+          -o "$out/fuzz" ;;
+  dns)  clang++ $flags tests/fuzz/dns_fuzz.cc dns/answer.cc -lldns -o "$out/fuzz" ;;
+  *) echo "unknown target $target" >&2; exit 2 ;;
+esac
+"$out/fuzz" -max_total_time="${2:-60}" -max_len=4096 "$out/corpus"

@@ -266,6 +266,8 @@ remote-control:
 \tlocal-zone: "test." nodefault
 \tmodule-config: "{modules}"
 {anchor}\ttarget-fetch-policy: "0 0 0 0 0"
+\t# the lame delegation must fail fast (SERVFAIL), not after a minute of retries
+\tinfra-cache-max-rtt: 300
 stub-zone:
 \tname: "test."
 \tstub-addr: {NSD}
