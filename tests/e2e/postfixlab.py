@@ -16,8 +16,10 @@ import time
 
 
 class PostfixInstance:
-    def __init__(self, listen, extra_main=None, extra_master=None, name="pf"):
-        self.listen = listen  # "127.0.0.1:2626"
+    def __init__(self, listen, extra_main=None, extra_master=None, name="pf",
+                 probe_address=None):
+        self.listen = listen  # "127.0.0.1:2626", or None when extra_master has the listeners
+        self.probe_address = probe_address or listen
         self.dir = tempfile.mkdtemp(prefix=f"danerelay-{name}-")
         os.chmod(self.dir, 0o755)  # the postfix user must reach data/ and queue/
         self.conf = os.path.join(self.dir, "conf")
@@ -33,7 +35,7 @@ class PostfixInstance:
             "data_directory": self.data,
             "mail_owner": "postfix",
             "setgid_group": "postdrop",
-            "inet_interfaces": listen.rsplit(":", 1)[0],
+            "inet_interfaces": listen.rsplit(":", 1)[0] if listen else "127.0.0.1",
             "inet_protocols": "ipv4",
             "myhostname": f"{name}.lab.test",
             "mydestination": "",
@@ -57,8 +59,7 @@ class PostfixInstance:
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write(f"{k} = {v}\n")
-        services = [
-            f"{listen} inet n - n - - smtpd",
+        services = ([f"{listen} inet n - n - - smtpd"] if listen else []) + [
             "cleanup unix n - n - 0 cleanup",
             "qmgr unix n - n 300 1 qmgr",
             "rewrite unix - - n - - trivial-rewrite",
@@ -77,6 +78,7 @@ class PostfixInstance:
             "anvil unix - - n - 1 anvil",
             "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
+            "tlsmgr unix - - n 1000? 1 tlsmgr",
         ] + list(extra_master or [])
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write("\n".join(services) + "\n")
@@ -104,7 +106,7 @@ class PostfixInstance:
         self.proc = subprocess.Popen(["/usr/lib/postfix/sbin/master", "-d", "-c", self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.master_pid = self.proc.pid
-        host, port = self.listen.rsplit(":", 1)
+        host, port = self.probe_address.rsplit(":", 1)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
