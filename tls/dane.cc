@@ -1,0 +1,222 @@
+#include "tls/dane.h"
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include <memory>
+
+namespace danerelay::tls {
+
+const char* toString(DaneFailure f) {
+    switch (f) {
+        case DaneFailure::None: return "none";
+        case DaneFailure::ValidationFailure: return "validation-failure";
+        case DaneFailure::CertificateHostMismatch: return "certificate-host-mismatch";
+        case DaneFailure::CertificateExpired: return "certificate-expired";
+        case DaneFailure::TlsaInvalid: return "tlsa-invalid";
+    }
+    return "?";
+}
+
+std::string recordText(const TlsaRecord& r, size_t maxHex) {
+    static const char* hex = "0123456789abcdef";
+    std::string s = std::to_string(r.usage) + " " + std::to_string(r.selector) + " " +
+                    std::to_string(r.mtype) + " ";
+    for (size_t i = 0; i < r.data.size() && i * 2 < maxHex; ++i) {
+        s += hex[r.data[i] >> 4];
+        s += hex[r.data[i] & 15];
+    }
+    if (r.data.size() * 2 > maxHex) s += "...";
+    return s;
+}
+
+namespace {
+
+struct CrtDeleter {
+    void operator()(gnutls_x509_crt_t c) const { gnutls_x509_crt_deinit(c); }
+};
+using Crt = std::unique_ptr<std::remove_pointer_t<gnutls_x509_crt_t>, CrtDeleter>;
+
+struct PubkeyDeleter {
+    void operator()(gnutls_pubkey_t k) const { gnutls_pubkey_deinit(k); }
+};
+
+Crt importDer(const std::vector<uint8_t>& der) {
+    gnutls_x509_crt_t c = nullptr;
+    if (gnutls_x509_crt_init(&c) < 0) return nullptr;
+    Crt crt(c);
+    gnutls_datum_t d{const_cast<unsigned char*>(der.data()), static_cast<unsigned>(der.size())};
+    if (gnutls_x509_crt_import(c, &d, GNUTLS_X509_FMT_DER) < 0) return nullptr;
+    return crt;
+}
+
+// The bytes a selector picks from a certificate: the whole DER (0) or the
+// SubjectPublicKeyInfo (1).
+std::vector<uint8_t> selected(const std::vector<uint8_t>& der, gnutls_x509_crt_t crt,
+                              uint8_t selector) {
+    if (selector == 0) return der;
+    gnutls_pubkey_t k = nullptr;
+    if (gnutls_pubkey_init(&k) < 0) return {};
+    std::unique_ptr<std::remove_pointer_t<gnutls_pubkey_t>, PubkeyDeleter> key(k);
+    if (gnutls_pubkey_import_x509(k, crt, 0) < 0) return {};
+    gnutls_datum_t out{};
+    if (gnutls_pubkey_export2(k, GNUTLS_X509_FMT_DER, &out) < 0) return {};
+    std::vector<uint8_t> spki(out.data, out.data + out.size);
+    gnutls_free(out.data);
+    return spki;
+}
+
+bool matches(const TlsaRecord& r, const std::vector<uint8_t>& data) {
+    if (data.empty()) return false;
+    if (r.mtype == 0) return data == r.data;
+    gnutls_digest_algorithm_t alg = r.mtype == 1 ? GNUTLS_DIG_SHA256 : GNUTLS_DIG_SHA512;
+    std::vector<uint8_t> digest(gnutls_hash_get_len(alg));
+    if (gnutls_hash_fast(alg, data.data(), data.size(), digest.data()) < 0) return false;
+    return digest == r.data;
+}
+
+bool within(gnutls_x509_crt_t c, std::time_t now) {
+    return gnutls_x509_crt_get_activation_time(c) <= now &&
+           now <= gnutls_x509_crt_get_expiration_time(c);
+}
+
+}  // namespace
+
+// RFC 7671 section 9, digest algorithm agility: for each usage and selector,
+// when SHA2-512 records are present the SHA2-256 ones are not used, so a
+// weaker digest cannot stand in for a stronger one. Full (0) always counts.
+static std::vector<TlsaRecord> strongestDigests(const std::vector<TlsaRecord>& in) {
+    std::vector<TlsaRecord> out;
+    for (const auto& r : in) {
+        if (r.mtype == 1) {
+            bool stronger = false;
+            for (const auto& o : in) {
+                if (o.usage == r.usage && o.selector == r.selector && o.mtype == 2) stronger = true;
+            }
+            if (stronger) continue;
+        }
+        out.push_back(r);
+    }
+    return out;
+}
+
+DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
+                      const std::vector<TlsaRecord>& tlsaIn,
+                      const std::vector<std::string>& referenceNames, std::time_t now) {
+    DaneResult res;
+    const std::vector<TlsaRecord> usableTlsa = strongestDigests(tlsaIn);
+    if (usableTlsa.empty()) {
+        res.failure = DaneFailure::TlsaInvalid;
+        res.reason = "no usable TLSA record";
+        return res;
+    }
+    if (chain.empty()) {
+        res.failure = DaneFailure::ValidationFailure;
+        res.reason = "the server presented no certificate";
+        return res;
+    }
+    std::vector<Crt> crts;
+    for (const auto& der : chain) {
+        Crt c = importDer(der);
+        if (!c) {
+            res.failure = DaneFailure::ValidationFailure;
+            res.reason = "the server presented a certificate that does not parse";
+            return res;
+        }
+        crts.push_back(std::move(c));
+    }
+
+    // DANE-EE first: cheapest, and it needs nothing but the leaf.
+    for (const auto& r : usableTlsa) {
+        if (r.usage != 3) continue;
+        if (matches(r, selected(chain[0], crts[0].get(), r.selector))) {
+            res.authenticated = true;
+            res.matched = recordText(r);
+            return res;
+        }
+    }
+
+    // DANE-TA: find the anchor, then validate the path leaf → anchor.
+    DaneFailure best = DaneFailure::ValidationFailure;
+    std::string bestReason = "no TLSA record matched the certificate chain";
+    for (const auto& r : usableTlsa) {
+        if (r.usage != 2) continue;
+        std::vector<Crt> anchorHolder;
+        gnutls_x509_crt_t anchor = nullptr;
+        size_t pathEnd = 0;  // certificates [0, pathEnd) are the path below the anchor
+        for (size_t i = 1; i < chain.size(); ++i) {
+            if (matches(r, selected(chain[i], crts[i].get(), r.selector))) {
+                anchor = crts[i].get();
+                pathEnd = i;
+                break;
+            }
+        }
+        if (!anchor && r.selector == 0 && r.mtype == 0) {
+            // The whole anchor certificate is published in DNS (2 0 0).
+            Crt published = importDer(r.data);
+            if (published) {
+                anchor = published.get();
+                pathEnd = chain.size();
+                anchorHolder.push_back(std::move(published));
+            }
+        }
+        if (!anchor) continue;
+
+        // Build the path upward from the leaf, using only presented
+        // certificates below the anchor, and verify it against the anchor.
+        gnutls_x509_trust_list_t tl = nullptr;
+        if (gnutls_x509_trust_list_init(&tl, 0) < 0) continue;
+        gnutls_x509_crt_t ta = nullptr;
+        gnutls_x509_crt_init(&ta);
+        gnutls_datum_t taDer{};
+        gnutls_x509_crt_export2(anchor, GNUTLS_X509_FMT_DER, &taDer);
+        gnutls_x509_crt_import(ta, &taDer, GNUTLS_X509_FMT_DER);
+        gnutls_free(taDer.data);
+        gnutls_x509_trust_list_add_cas(tl, &ta, 1, 0);  // tl owns ta now
+        std::vector<gnutls_x509_crt_t> path;
+        for (size_t i = 0; i < pathEnd; ++i) path.push_back(crts[i].get());
+        unsigned status = 0;
+        int rc = gnutls_x509_trust_list_verify_crt2(
+            tl, path.data(), static_cast<unsigned>(path.size()), nullptr, 0,
+            GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
+                GNUTLS_VERIFY_ALLOW_UNSORTED_CHAIN,
+            &status, nullptr);
+        bool timesOk = within(anchor, now);
+        for (auto* c : path) timesOk = timesOk && within(c, now);
+        gnutls_x509_trust_list_deinit(tl, 1);
+        if (rc < 0 || status != 0) {
+            bestReason = "TLSA " + recordText(r) + " matched, but the chain does not verify to it";
+            continue;
+        }
+        if (!timesOk) {
+            best = DaneFailure::CertificateExpired;
+            bestReason = "TLSA " + recordText(r) +
+                         " matched, but a certificate of the chain is expired or not yet valid";
+            continue;
+        }
+        bool nameOk = false;
+        for (const auto& n : referenceNames) {
+            if (gnutls_x509_crt_check_hostname2(crts[0].get(), n.c_str(), 0)) {
+                nameOk = true;
+                break;
+            }
+        }
+        if (!nameOk) {
+            if (best != DaneFailure::CertificateExpired) best = DaneFailure::CertificateHostMismatch;
+            std::string names;
+            for (const auto& n : referenceNames) names += (names.empty() ? "" : ", ") + n;
+            bestReason = "TLSA " + recordText(r) + " matched, but the certificate names none of: " + names;
+            continue;
+        }
+        res.authenticated = true;
+        res.matched = recordText(r);
+        return res;
+    }
+    res.failure = best;
+    res.reason = bestReason;
+    return res;
+}
+
+}  // namespace danerelay::tls
