@@ -26,6 +26,7 @@
 #include "dns/resolver.h"
 #include "queue/spool.h"
 #include "relay/config.h"
+#include "relay/delivery.h"
 #include "relay/destination.h"
 
 using namespace danerelay;
@@ -195,6 +196,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     if (asJson) {
         auto j = relay::toJson(info);
         j["resolver"] = {{"servers", servers}, {"validating", validating}, {"detail", probeDetail}};
+        j["decision"] = relay::toJson(relay::plan(info, validating, false));
         std::cout << j.dump(2) << "\n";
     } else {
         std::printf("resolver %s: %s (%s)\n", servers.c_str(),
@@ -204,6 +206,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
                 "  DNSSEC status cannot be trusted: deliveries that ask for DANE will defer\n");
         }
         std::fputs(relay::toText(info).c_str(), stdout);
+        std::fputs(relay::toText(relay::plan(info, validating, false)).c_str(), stdout);
     }
     bool resolved =
         info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;

@@ -41,6 +41,44 @@ Result<std::unique_ptr<Session>> Session::server(int fd, std::shared_ptr<ServerC
     return s;
 }
 
+Result<std::shared_ptr<ClientCredentials>> ClientCredentials::create() {
+    gnutls_certificate_credentials_t raw = nullptr;
+    int rc = gnutls_certificate_allocate_credentials(&raw);
+    if (rc < 0) return tlsError("allocate credentials", rc);
+    auto out = std::make_shared<ClientCredentials>();
+    out->creds_.reset(raw);
+    return out;
+}
+
+Result<std::unique_ptr<Session>> Session::client(int fd, std::shared_ptr<ClientCredentials> creds,
+                                                 const std::string& sni) {
+    std::unique_ptr<Session> s(new Session);
+    int rc = gnutls_init(&s->s_, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+    if (rc < 0) return tlsError("gnutls_init", rc);
+    s->clientCreds_ = std::move(creds);
+    const char* errPos = nullptr;
+    rc = gnutls_priority_set_direct(s->s_, kPriority, &errPos);
+    if (rc < 0) return tlsError("priority", rc);
+    rc = gnutls_credentials_set(s->s_, GNUTLS_CRD_CERTIFICATE, s->clientCreds_->get());
+    if (rc < 0) return tlsError("credentials", rc);
+    if (!sni.empty()) {
+        rc = gnutls_server_name_set(s->s_, GNUTLS_NAME_DNS, sni.data(), sni.size());
+        if (rc < 0) return tlsError("server name", rc);
+    }
+    gnutls_transport_set_int(s->s_, fd);
+    return s;
+}
+
+std::vector<std::vector<uint8_t>> Session::peerChain() const {
+    std::vector<std::vector<uint8_t>> out;
+    unsigned n = 0;
+    const gnutls_datum_t* certs = gnutls_certificate_get_peers(s_, &n);
+    for (unsigned i = 0; certs && i < n && i < 16; ++i) {
+        out.emplace_back(certs[i].data, certs[i].data + certs[i].size);
+    }
+    return out;
+}
+
 Session::~Session() {
     if (s_) gnutls_deinit(s_);
 }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -44,10 +45,27 @@ struct IoResult {
     bool eof = false;  // the peer closed (read only)
 };
 
+// Client-side credentials: no trust store. Authentication, where there is
+// any, is DANE (verifyDane) on the peer chain, decided by the caller.
+class ClientCredentials {
+  public:
+    static Result<std::shared_ptr<ClientCredentials>> create();
+    gnutls_certificate_credentials_t get() const { return creds_.get(); }
+
+  private:
+    CertCredentials creds_;
+};
+
 class Session {
   public:
     static Result<std::unique_ptr<Session>> server(int fd,
                                                    std::shared_ptr<ServerCredentials> creds);
+    // sni may be empty (no server_name extension).
+    static Result<std::unique_ptr<Session>> client(int fd,
+                                                   std::shared_ptr<ClientCredentials> creds,
+                                                   const std::string& sni);
+    // The certificates the peer presented, DER, leaf first.
+    std::vector<std::vector<uint8_t>> peerChain() const;
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -67,6 +85,7 @@ class Session {
     Session() = default;
     gnutls_session_t s_ = nullptr;
     std::shared_ptr<ServerCredentials> creds_;
+    std::shared_ptr<ClientCredentials> clientCreds_;
 };
 
 // The priority string used on every session: TLS 1.2 and up, GnuTLS defaults otherwise.
