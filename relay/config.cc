@@ -137,7 +137,7 @@ Config loadConfig(const std::string& path) {
     Checker c(path);
     c.onlyKeys(j, "",
                {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
-                "dns", "log_file", "commit_batch"});
+                "dns", "delivery", "log_file", "commit_batch"});
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
@@ -246,6 +246,21 @@ Config loadConfig(const std::string& path) {
             D.probeSecureName = c.str(*d, "dns", "probe_secure_name", true);
         if (d->contains("probe_bogus_name"))
             D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
+    }
+    if (auto d = j.find("delivery"); d != j.end()) {
+        c.onlyKeys(*d, "delivery", {"max_concurrent", "max_hosts_per_attempt", "retry_initial",
+                                    "retry_max", "max_queue_lifetime", "port", "connect_timeout",
+                                    "command_timeout", "data_timeout"});
+        auto& D = cfg.delivery;
+        c.number(*d, "delivery", "max_concurrent", &D.maxConcurrent, 1, 10000);
+        c.number(*d, "delivery", "max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50);
+        c.number(*d, "delivery", "retry_initial", &D.retryInitial, 1, 86400);
+        c.number(*d, "delivery", "retry_max", &D.retryMax, 1, 604800);
+        c.number(*d, "delivery", "max_queue_lifetime", &D.maxQueueLifetime, 1, 8640000);
+        c.number(*d, "delivery", "port", &D.port, 1, 65535);
+        c.number(*d, "delivery", "connect_timeout", &D.connectTimeout, 1, 3600);
+        c.number(*d, "delivery", "command_timeout", &D.commandTimeout, 1, 3600);
+        c.number(*d, "delivery", "data_timeout", &D.dataTimeout, 1, 3600);
     }
     if (cfg.dns.resolvers.empty())
         cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));

@@ -51,6 +51,18 @@ struct DnsConfig {
     unsigned reprobeInterval = 300;                    // seconds
 };
 
+struct DeliveryConfig {
+    unsigned maxConcurrent = 50;       // message deliveries in flight
+    unsigned maxHostsPerAttempt = 5;   // MX hosts tried per attempt
+    unsigned retryInitial = 300;       // seconds until the first retry
+    unsigned retryMax = 3600;          // at most this between tries
+    unsigned maxQueueLifetime = 432000;  // 5 days, then a bounce
+    uint16_t port = 25;
+    unsigned connectTimeout = 30;
+    unsigned commandTimeout = 300;
+    unsigned dataTimeout = 600;
+};
+
 struct Config {
     std::string file;
     std::string hostname;
@@ -62,6 +74,7 @@ struct Config {
     std::string credentialsFile;  // empty: no AUTH
     Limits limits;
     DnsConfig dns;
+    DeliveryConfig delivery;
     std::string logFile;  // empty: standard error
     unsigned commitBatch = 256;
 };

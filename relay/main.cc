@@ -21,6 +21,7 @@
 #include "relay/config.h"
 #include "relay/event_loop.h"
 #include "relay/log.h"
+#include "relay/scheduler.h"
 #include "relay/smtp_server.h"
 #include "tls/session.h"
 
@@ -61,6 +62,10 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     WorkerPool workers(poster, 2);
     Committer committer(poster, **spool, cfg.commitBatch);
 
+    dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
+    Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
+    scheduler.load(report.queued);
+
     ServerContext ctx;
     ctx.config = &cfg;
     ctx.base = base.get();
@@ -69,6 +74,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     ctx.ids = &ids;
     ctx.tlsCredentials = std::move(tlsCreds);
     ctx.credentials = creds ? &*creds : nullptr;
+    ctx.onQueued = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
     SmtpServer server(ctx);
     if (auto st = server.listen(); !st) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
@@ -77,7 +83,6 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
 
     // DNSSEC: without a validating resolver the relay cannot tell which
     // destinations publish DANE. Say so loudly, and keep asking.
-    dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
     std::function<void()> runProbe;
     Event reprobe(base.get(), -1, 0, [&](short) { runProbe(); });
     runProbe = [&] {
@@ -88,6 +93,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                          {{"result", ok ? "validating" : "NOT VALIDATING: DANE deliveries defer"},
                           {"detail", detail}});
             }
+            scheduler.setReady();
             reprobe.addSeconds(cfg.dns.reprobeInterval);
         });
     };
@@ -99,6 +105,12 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                           {"commit_batches", std::to_string(committer.batchesCommitted())}});
         event_base_loopexit(base.get(), nullptr);
     };
+    // SIGUSR1: retry everything now, like "postqueue -f".
+    Event sigusr1(base.get(), SIGUSR1, EV_SIGNAL | EV_PERSIST, [&](short) {
+        logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
+        scheduler.flush();
+    });
+    sigusr1.add();
     Event sigterm(base.get(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
     Event sigint(base.get(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
     sigterm.add();

@@ -1,0 +1,421 @@
+#include "relay/scheduler.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "relay/bounce.h"
+#include "relay/delivery.h"
+#include "relay/destination.h"
+#include "relay/log.h"
+#include "relay/smtp_client.h"
+
+namespace danerelay::relay {
+
+using queue::RcptState;
+
+namespace {
+
+int64_t nowSeconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+std::string domainOf(const std::string& address) {
+    auto at = address.rfind('@');
+    std::string d = at == std::string::npos ? "" : address.substr(at + 1);
+    std::transform(d.begin(), d.end(), d.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return d;
+}
+
+// The first enhanced status code (RFC 3463, "c.sss.ddd") in a reply or
+// error text, or a default from the reply code's class.
+std::string statusOf(int code, const std::string& reply, const std::string& fallback) {
+    for (size_t i = 0; i + 4 < reply.size(); ++i) {
+        char c = reply[i];
+        if ((c != '2' && c != '4' && c != '5') || reply[i + 1] != '.') continue;
+        if (i > 0 && reply[i - 1] != ' ') continue;
+        size_t j = i + 2, digits1 = 0, digits2 = 0;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j, ++digits1;
+        if (digits1 == 0 || digits1 > 3 || j >= reply.size() || reply[j] != '.') continue;
+        ++j;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j, ++digits2;
+        if (digits2 == 0 || digits2 > 3) continue;
+        return reply.substr(i, j - i);
+    }
+    if (code >= 500) return "5.0.0";
+    if (code >= 400) return "4.0.0";
+    return fallback;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- one message
+
+// One delivery attempt of one message: every due recipient, grouped by
+// domain, each domain through DestinationLookup → plan() → SMTP sessions.
+class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
+public:
+    MessageDelivery(Scheduler& s, std::string id) : s_(s), id_(std::move(id)) {}
+
+    void start() {
+        auto self = shared_from_this();
+        auto loaded = std::make_shared<std::pair<Result<queue::StoredMessage>, Result<std::string>>>(
+            Error::internal("not loaded"), Error::internal("not loaded"));
+        s_.workers_.run(
+            [self, loaded] {
+                loaded->first = self->s_.spool_.load(self->id_);
+                if (loaded->first) loaded->second = self->s_.spool_.loadContent(self->id_);
+            },
+            [self, loaded] { self->onLoaded(std::move(loaded->first), std::move(loaded->second)); });
+    }
+
+private:
+    struct Outcome {
+        RcptState state = RcptState::Deferred;
+        std::string status, text, mx;
+    };
+
+    void onLoaded(Result<queue::StoredMessage> m, Result<std::string> content) {
+        if (!m || !content) {
+            const auto& e = !m ? m.error() : content.error();
+            logEvent("error", {{"qid", id_}, {"reason", e.message}});
+            // Gone (deleted meanwhile) or unreadable: stop scheduling it; a
+            // damaged file is quarantined at the next start, never deleted.
+            return s_.finished(id_, e.kind == ErrorKind::Permanent, 0);
+        }
+        msg_ = std::move(*m);
+        content_ = std::make_shared<const std::string>(std::move(*content));
+        int64_t now = nowSeconds();
+        std::map<std::string, std::vector<size_t>> byDomain;
+        for (size_t i = 0; i < msg_.status.size(); ++i) {
+            const auto& st = msg_.status[i];
+            bool due = st.state == RcptState::Pending ||
+                       (st.state == RcptState::Deferred && st.nextAttempt <= now);
+            if (due) byDomain[domainOf(msg_.envelope.recipients[i].address)].push_back(i);
+        }
+        if (byDomain.empty()) return complete();
+        pendingDomains_ = byDomain.size();
+        for (auto& [domain, idx] : byDomain) deliverDomain(domain, idx);
+    }
+
+    void deliverDomain(const std::string& domain, const std::vector<size_t>& idx) {
+        auto self = shared_from_this();
+        DestinationLookup::run(
+            s_.resolver_, domain, s_.cfg_.delivery.maxHostsPerAttempt,
+            [self, domain, idx](const DestinationInfo& info) {
+                DeliveryPlan p = plan(info, self->s_.resolver_.validating(), true);
+                if (p.action != DeliveryPlan::Action::Deliver) {
+                    RcptState st = p.action == DeliveryPlan::Action::Bounce ? RcptState::Bounced
+                                                                            : RcptState::Deferred;
+                    for (size_t i : idx) {
+                        self->record(i, {st, p.status, p.reason, ""}, "", "", "", "");
+                    }
+                    return self->domainDone();
+                }
+                auto attempt = std::make_shared<HostAttempt>();
+                attempt->plan = std::move(p);
+                attempt->rcpts = idx;
+                attempt->domain = domain;
+                self->tryNext(attempt);
+            });
+    }
+
+    struct HostAttempt {
+        DeliveryPlan plan;
+        std::string domain;
+        std::vector<size_t> rcpts;  // still undecided
+        size_t host = 0, address = 0, tries = 0;
+        std::string lastError = "no MX host could be tried";
+        std::string lastStatus = "4.4.1";
+    };
+
+    void tryNext(std::shared_ptr<HostAttempt> a) {
+        auto& hosts = a->plan.hosts;
+        while (a->host < hosts.size() &&
+               (hosts[a->host].skip || a->address >= hosts[a->host].addresses.size())) {
+            if (hosts[a->host].skip) {
+                a->lastError = hosts[a->host].name + ": " + hosts[a->host].why;
+                a->lastStatus = "4.7.5";
+            }
+            ++a->host;
+            a->address = 0;
+        }
+        if (a->host >= hosts.size() || a->tries >= s_.cfg_.delivery.maxHostsPerAttempt * 2) {
+            for (size_t i : a->rcpts) {
+                record(i, {RcptState::Deferred, a->lastStatus, a->lastError, ""}, "", "", "", "");
+            }
+            return domainDone();
+        }
+        const HostPlan& h = hosts[a->host];
+        ClientRequest req;
+        req.mxName = h.name;
+        req.address = h.addresses[a->address++];
+        req.port = s_.cfg_.delivery.port;
+        req.mode = h.mode;
+        req.tlsa = h.tlsa;
+        req.sni = h.sni;
+        req.referenceNames = h.referenceNames;
+        req.heloName = s_.cfg_.hostname;
+        req.envelope = msg_.envelope;
+        req.rcptIndexes = a->rcpts;
+        req.content = content_;
+        req.timeouts = {s_.cfg_.delivery.connectTimeout, s_.cfg_.delivery.commandTimeout,
+                        s_.cfg_.delivery.commandTimeout, s_.cfg_.delivery.dataTimeout};
+        ++a->tries;
+        auto self = shared_from_this();
+        std::string mx = h.name, ip = req.address, mode = toString(h.mode);
+        SmtpClient::run(s_.base_, s_.clientCreds_, std::move(req),
+                        [self, a, mx, ip, mode](const ClientResult& r) {
+                            self->onSession(a, r, mx, ip, mode);
+                        });
+    }
+
+    void onSession(std::shared_ptr<HostAttempt> a, const ClientResult& r, const std::string& mx,
+                   const std::string& ip, const std::string& mode) {
+        if (!r.sessionOk) {
+            if (r.permanent) {
+                for (size_t i : a->rcpts) {
+                    record(i, {RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error, mx}, mx, ip,
+                           r.tls, r.dane, mode);
+                }
+                return domainDone();
+            }
+            // Connection-level failure: log it for every recipient, then the
+            // next address or host, under that host's own plan. Never a
+            // plaintext or unauthenticated retry of this one.
+            for (size_t i : a->rcpts) {
+                logAttempt(i, mx, ip, r.tls, r.dane, mode, r.error, "retry-next-host");
+            }
+            a->lastError = mx + "[" + ip + "]: " + r.error;
+            a->lastStatus = (!r.dane.empty() && r.dane.rfind("matched", 0) != 0) ? "4.7.5" : "4.4.1";
+            return tryNext(a);
+        }
+        for (size_t k = 0; k < a->rcpts.size(); ++k) {
+            const auto& rr = r.rcpts[k];
+            RcptState st = rr.code / 100 == 2   ? RcptState::Delivered
+                           : rr.code / 100 == 5 ? RcptState::Bounced
+                                                : RcptState::Deferred;
+            record(a->rcpts[k], {st, statusOf(rr.code, rr.reply, "2.0.0"), rr.reply, mx}, mx, ip,
+                   r.tls, r.dane, mode);
+        }
+        domainDone();
+    }
+
+    void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
+                    const std::string& dane, const std::string& mode, const std::string& reply,
+                    const std::string& outcome) {
+        logEvent("delivery", {{"qid", id_},
+                              {"rcpt", msg_.envelope.recipients[i].address},
+                              {"mx", mx},
+                              {"ip", ip},
+                              {"tls_policy", mode},
+                              {"tls", tls.empty() ? "none" : tls},
+                              {"dane", dane.empty() ? "none" : dane},
+                              {"reply", reply},
+                              {"outcome", outcome}});
+    }
+
+    void record(size_t i, Outcome o, const std::string& mx, const std::string& ip,
+                const std::string& tls, const std::string& dane, const std::string& mode = "-") {
+        logAttempt(i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, mode,
+                   o.text.rfind(o.status, 4) != std::string::npos ? o.text : o.status + " " + o.text,
+                   queue::toString(o.state));
+        outcomes_[i] = std::move(o);
+    }
+
+    void domainDone() {
+        if (--pendingDomains_ == 0) complete();
+    }
+
+    // Every domain has an outcome: make the new state durable, bounce what
+    // failed, remove the message when nothing is left to do.
+    void complete() {
+        int64_t now = nowSeconds();
+        const auto& dc = s_.cfg_.delivery;
+        std::vector<FailedRecipient> failed;
+        int64_t nextDue = 0;
+        bool allFinal = true;
+        for (size_t i = 0; i < msg_.status.size(); ++i) {
+            auto& st = msg_.status[i];
+            auto it = outcomes_.find(i);
+            if (it != outcomes_.end()) {
+                const Outcome& o = it->second;
+                ++st.attempts;
+                st.lastError = o.status + " " + o.text;
+                st.state = o.state;
+                if (o.state == RcptState::Deferred) {
+                    if (now - msg_.envelope.arrival >= static_cast<int64_t>(dc.maxQueueLifetime)) {
+                        st.state = RcptState::Bounced;
+                        st.lastError = "5.4.7 delivery time expired; last error: " + o.status + " " + o.text;
+                        failed.push_back({i, "5.4.7", st.lastError, o.mx});
+                    } else {
+                        st.nextAttempt = now + Scheduler::backoff(dc, st.attempts);
+                    }
+                } else if (o.state == RcptState::Bounced) {
+                    failed.push_back({i, o.status.empty() ? "5.0.0" : o.status, o.status + " " + o.text, o.mx});
+                }
+            }
+            if (st.state == RcptState::Pending || st.state == RcptState::Deferred) {
+                allFinal = false;
+                int64_t due = st.state == RcptState::Pending ? now : st.nextAttempt;
+                nextDue = nextDue == 0 ? due : std::min(nextDue, due);
+            } else if (st.state == RcptState::Held) {
+                allFinal = false;
+            }
+        }
+        // The DSN: only for recipients that asked for one, never to <>.
+        std::erase_if(failed, [&](const FailedRecipient& f) {
+            return !wantsFailureDsn(msg_.envelope.recipients[f.index]);
+        });
+        std::shared_ptr<queue::NewMessage> dsn;
+        if (!failed.empty() && !msg_.envelope.sender.empty()) {
+            dsn = std::make_shared<queue::NewMessage>();
+            dsn->id = s_.ids_.next();
+            dsn->envelope.sender = "";
+            dsn->envelope.recipients = {{msg_.envelope.sender, "", queue::kNotifyNone}};
+            dsn->envelope.arrival = now;
+            dsn->envelope.clientAddress = "127.0.0.1";
+            dsn->envelope.heloName = s_.cfg_.hostname;
+            dsn->content = buildFailureDsn(s_.cfg_.hostname, msg_, *content_, failed, now);
+        }
+        auto self = shared_from_this();
+        auto status = msg_.status;
+        bool remove = allFinal;
+        auto done = [self, remove, nextDue](bool ok) {
+            self->s_.finished(self->id_, ok && remove, ok ? nextDue : nowSeconds() + 60);
+        };
+        auto writeState = [self, status, remove, done] {
+            auto result = std::make_shared<bool>(false);
+            self->s_.workers_.run(
+                [self, status, remove, result] {
+                    auto st = self->s_.spool_.writeStatus(self->id_, status);
+                    if (st && remove) st = self->s_.spool_.remove(self->id_);
+                    *result = st.ok();
+                    if (!st) logEvent("error", {{"qid", self->id_}, {"reason", st.error().message}});
+                },
+                [done, result] { done(*result); });
+        };
+        if (!dsn) return writeState();
+        // The DSN is on disk before the original's state says "bounced".
+        std::string dsnId = dsn->id;
+        s_.committer_.submit(std::move(*dsn), [self, dsnId, writeState, done](Status st) {
+            if (!st) {
+                logEvent("error", {{"qid", self->id_}, {"reason", "cannot queue DSN: " + st.error().message}});
+                return done(false);  // retry later; nothing was recorded as bounced
+            }
+            logEvent("bounce", {{"qid", self->id_}, {"dsn_qid", dsnId}, {"to", self->msg_.envelope.sender}});
+            self->s_.enqueue(dsnId);
+            writeState();
+        });
+    }
+
+    Scheduler& s_;
+    std::string id_;
+    queue::StoredMessage msg_;
+    std::shared_ptr<const std::string> content_;
+    std::map<size_t, Outcome> outcomes_;
+    size_t pendingDomains_ = 0;
+};
+
+// ---------------------------------------------------------------- scheduler
+
+Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, WorkerPool& workers,
+                     Committer& committer, dns::Resolver& resolver, queue::QueueIdGenerator& ids)
+    : base_(base),
+      cfg_(cfg),
+      spool_(spool),
+      workers_(workers),
+      committer_(committer),
+      resolver_(resolver),
+      ids_(ids),
+      timer_(base, -1, 0, [this](short) { pump(); }) {
+    auto c = tls::ClientCredentials::create();
+    if (c) clientCreds_ = *c;
+}
+
+Scheduler::~Scheduler() = default;
+
+int64_t Scheduler::backoff(const DeliveryConfig& d, int attempts) {
+    int64_t b = d.retryInitial;
+    for (int i = 1; i < attempts && b < d.retryMax; ++i) b *= 2;
+    return std::min<int64_t>(b, d.retryMax);
+}
+
+void Scheduler::load(const std::vector<std::string>& ids) {
+    int64_t now = nowSeconds();
+    for (const auto& id : ids) {
+        auto m = spool_.load(id);
+        if (!m) continue;
+        int64_t due = 0;
+        for (const auto& st : m->status) {
+            if (st.state == RcptState::Pending) due = due == 0 ? now : std::min(due, now);
+            if (st.state == RcptState::Deferred) {
+                due = due == 0 ? st.nextAttempt : std::min(due, st.nextAttempt);
+            }
+        }
+        if (due != 0) schedule(id, due);
+    }
+    kick();
+}
+
+void Scheduler::enqueue(const std::string& id) {
+    schedule(id, nowSeconds());
+    kick();
+}
+
+void Scheduler::flush() {
+    std::vector<std::string> ids;
+    for (const auto& [id, e] : entries_) {
+        if (!e.running) ids.push_back(id);
+    }
+    for (const auto& id : ids) schedule(id, 0);
+    kick();
+}
+
+void Scheduler::schedule(const std::string& id, int64_t due) {
+    auto& e = entries_[id];
+    if (e.running) return;
+    due_.erase({e.due, id});
+    e.due = due;
+    due_.insert({due, id});
+}
+
+void Scheduler::kick() {
+    timeval now{0, 0};
+    timer_.add(&now);
+}
+
+void Scheduler::setReady() {
+    if (ready_) return;
+    ready_ = true;
+    kick();
+}
+
+void Scheduler::pump() {
+    if (!ready_) return;
+    int64_t now = nowSeconds();
+    while (running_ < cfg_.delivery.maxConcurrent && !due_.empty() && due_.begin()->first <= now) {
+        std::string id = due_.begin()->second;
+        due_.erase(due_.begin());
+        auto& e = entries_[id];
+        e.running = true;
+        ++running_;
+        std::make_shared<MessageDelivery>(*this, id)->start();
+    }
+    // Wake for the next due message (at most a minute away, to notice flushes).
+    int64_t wait = 60;
+    if (!due_.empty()) wait = std::clamp<int64_t>(due_.begin()->first - now, 1, 60);
+    if (running_ < cfg_.delivery.maxConcurrent || due_.empty()) timer_.addSeconds(static_cast<unsigned>(wait));
+}
+
+void Scheduler::finished(const std::string& id, bool removed, int64_t nextDue) {
+    --running_;
+    auto it = entries_.find(id);
+    if (it != entries_.end()) it->second.running = false;
+    if (removed || nextDue == 0) {
+        entries_.erase(id);
+    } else {
+        schedule(id, nextDue);
+    }
+    kick();
+}
+
+}  // namespace danerelay::relay

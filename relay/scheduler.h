@@ -1,0 +1,83 @@
+// scheduler.h — drains the queue: picks due messages in order, delivers each
+// message's recipients grouped by destination domain, records every
+// recipient's outcome durably, retries with exponential backoff, bounces
+// permanent failures and expired messages with a DSN, and removes a message
+// once every recipient is final.
+//
+// Per-recipient state: one message can be delivered to one recipient,
+// deferred for another and bounced for a third. Held recipients are never
+// delivered. Disk work (load, status write, remove) runs on the worker pool;
+// the DSN is committed through the group committer like any accepted mail.
+// In memory: one small entry per queued message (its next due time), so
+// memory stays flat as the queue grows.
+#pragma once
+
+#include <event2/event.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dns/resolver.h"
+#include "queue/queue_id.h"
+#include "queue/spool.h"
+#include "relay/config.h"
+#include "relay/event_loop.h"
+#include "tls/session.h"
+
+namespace danerelay::relay {
+
+class MessageDelivery;
+
+class Scheduler {
+public:
+    Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, WorkerPool& workers,
+              Committer& committer, dns::Resolver& resolver, queue::QueueIdGenerator& ids);
+    ~Scheduler();
+
+    // At start-up, before the loop runs: index the recovered messages.
+    void load(const std::vector<std::string>& ids);
+    // A newly accepted message: due now.
+    void enqueue(const std::string& id);
+    // Everything due now (SIGUSR1, like "postqueue -f").
+    void flush();
+    // Deliveries start only once the first DNSSEC probe has answered, so that
+    // nothing is decided on a resolver state not yet known.
+    void setReady();
+
+    size_t queued() const { return entries_.size(); }
+    size_t running() const { return running_; }
+
+    // Backoff after `attempts` failed tries: initial * 2^(attempts-1), capped.
+    static int64_t backoff(const DeliveryConfig& d, int attempts);
+
+private:
+    friend class MessageDelivery;
+    struct Entry {
+        int64_t due = 0;
+        bool running = false;
+    };
+    void schedule(const std::string& id, int64_t due);
+    void kick();
+    void pump();
+    void finished(const std::string& id, bool removed, int64_t nextDue);
+
+    event_base* base_;
+    const Config& cfg_;
+    queue::Spool& spool_;
+    WorkerPool& workers_;
+    Committer& committer_;
+    dns::Resolver& resolver_;
+    queue::QueueIdGenerator& ids_;
+    std::shared_ptr<tls::ClientCredentials> clientCreds_;
+    std::map<std::string, Entry> entries_;
+    std::set<std::pair<int64_t, std::string>> due_;
+    Event timer_;
+    unsigned running_ = 0;
+    bool ready_ = false;
+};
+
+}  // namespace danerelay::relay

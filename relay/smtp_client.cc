@@ -1,0 +1,560 @@
+#include "relay/smtp_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "relay/log.h"
+
+namespace danerelay::relay {
+
+namespace {
+constexpr size_t kMaxReplyLine = 4096;
+constexpr size_t kMaxReplyBytes = 64 * 1024;
+constexpr size_t kWriteChunk = 16384;
+
+std::string xtextEncode(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c < 0x21 || c > 0x7e || c == '+' || c == '=') {
+            char buf[4];
+            std::snprintf(buf, sizeof buf, "+%02X", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+bool has8bit(const std::string& s) {
+    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+}  // namespace
+
+void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                     ClientRequest req, Callback done) {
+    std::shared_ptr<SmtpClient> c(new SmtpClient(base, std::move(creds), std::move(req), std::move(done)));
+    c->start();
+}
+
+SmtpClient::SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                       ClientRequest req, Callback done)
+    : base_(base), creds_(std::move(creds)), req_(std::move(req)), done_(std::move(done)) {
+    result_.rcpts.resize(req_.rcptIndexes.size());
+}
+
+SmtpClient::~SmtpClient() {
+    if (ev_) event_free(ev_);
+    if (timer_) event_free(timer_);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+// Every libevent callback holds a strong reference for its duration, so the
+// object is never destroyed from under its own callback.
+struct Holder {
+    std::shared_ptr<SmtpClient> self;
+};
+
+void SmtpClient::start() {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, req_.address.c_str(), &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(req_.port);
+        len = sizeof *sin;
+    } else if (inet_pton(AF_INET6, req_.address.c_str(), &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(req_.port);
+        len = sizeof *sin6;
+    } else {
+        return fail("bad address " + req_.address);
+    }
+    fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return fail(std::string("socket: ") + std::strerror(errno));
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+        return fail(std::string("connect: ") + std::strerror(errno));
+    }
+    ev_ = event_new(
+        base_, fd_, EV_WRITE,
+        [](evutil_socket_t, short what, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->onEvent(what);
+        },
+        this);
+    timer_ = event_new(
+        base_, -1, 0,
+        [](evutil_socket_t, short, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->fail("timeout in state " + std::to_string(static_cast<int>(self->state_)) +
+                       " after " + std::to_string(self->state_ == State::Connecting
+                                                      ? self->req_.timeouts.connect
+                                                      : self->req_.timeouts.command) +
+                       " s");
+        },
+        this);
+    // Keep ourselves alive while libevent holds raw pointers to us.
+    selfRef_ = shared_from_this();
+    event_add(ev_, nullptr);
+    arm(req_.timeouts.connect);
+}
+
+void SmtpClient::arm(unsigned seconds) {
+    timeval tv{static_cast<time_t>(seconds), 0};
+    event_add(timer_, &tv);
+}
+
+void SmtpClient::onEvent(short what) {
+    if (finished_) return;
+    if (state_ == State::Connecting) return onConnected();
+    if (state_ == State::Handshake) return continueHandshake();
+    if (what & EV_WRITE) flush();
+    if (finished_) return;
+    if (what & EV_READ) readSome();
+}
+
+void SmtpClient::onConnected() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
+    state_ = State::Greeting;
+    event_del(ev_);
+    event_assign(ev_, base_, fd_, EV_READ | EV_PERSIST,
+                 [](evutil_socket_t, short what, void* arg) {
+                     auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+                     self->onEvent(what);
+                 },
+                 this);
+    event_add(ev_, nullptr);
+    arm(req_.timeouts.command);
+}
+
+void SmtpClient::send(const std::string& data) {
+    out_ += data;
+    flush();
+}
+
+void SmtpClient::flush() {
+    while (!out_.empty() && !finished_) {
+        size_t n = 0;
+        if (tls_) {
+            auto r = tlsWriteInFlight_ ? tls_->write(nullptr, 0)
+                                       : tls_->write(out_.data(), std::min(out_.size(), kWriteChunk));
+            if (!r) return fail("TLS write: " + r.error().message);
+            if (r->state != tls::IoState::Done) {
+                if (!tlsWriteInFlight_) tlsWriteInFlight_ = std::min(out_.size(), kWriteChunk);
+                break;
+            }
+            n = tlsWriteInFlight_ ? tlsWriteInFlight_ : r->bytes;
+            tlsWriteInFlight_ = 0;
+        } else {
+            ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) break;
+                return fail(std::string("send: ") + std::strerror(errno));
+            }
+            n = static_cast<size_t>(w);
+        }
+        out_.erase(0, n);
+    }
+    if (finished_) return;
+    // Wait for writability only while something is pending.
+    event_del(ev_);
+    event_assign(ev_, base_, fd_, EV_READ | EV_PERSIST | (out_.empty() ? 0 : EV_WRITE),
+                 [](evutil_socket_t, short what, void* arg) {
+                     auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+                     self->onEvent(what);
+                 },
+                 this);
+    event_add(ev_, nullptr);
+}
+
+void SmtpClient::readSome() {
+    char buf[16384];
+    for (;;) {
+        size_t n = 0;
+        if (tls_) {
+            auto r = tls_->read(buf, sizeof buf);
+            if (!r) return fail("TLS read: " + r.error().message);
+            if (r->eof) return fail("connection closed by server");
+            if (r->state != tls::IoState::Done) break;
+            n = r->bytes;
+        } else {
+            ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) break;
+                return fail(std::string("recv: ") + std::strerror(errno));
+            }
+            if (got == 0) return fail("connection closed by server");
+            n = static_cast<size_t>(got);
+        }
+        in_.append(buf, n);
+        parseReplies();
+        if (finished_ || state_ == State::Handshake) return;
+    }
+}
+
+void SmtpClient::parseReplies() {
+    for (;;) {
+        auto nl = in_.find('\n');
+        if (nl == std::string::npos) {
+            if (in_.size() > kMaxReplyLine) return fail("server reply line too long");
+            return;
+        }
+        std::string line = in_.substr(0, nl);
+        in_.erase(0, nl + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        replyBytes_ += line.size();
+        if (line.size() > kMaxReplyLine || replyBytes_ > kMaxReplyBytes) {
+            return fail("server reply too long");
+        }
+        if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
+            !std::isdigit(static_cast<unsigned char>(line[1])) ||
+            !std::isdigit(static_cast<unsigned char>(line[2])) ||
+            (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+            return fail("malformed server reply: " + line.substr(0, 80));
+        }
+        replyLines_.push_back(line.size() > 4 ? line.substr(4) : "");
+        if (line.size() > 3 && line[3] == '-') continue;
+        int code = std::stoi(line.substr(0, 3));
+        std::string text = line.substr(0, 3) + " " + replyLines_.back();
+        if (state_ == State::Ehlo || state_ == State::Ehlo2) {
+            // keep every line: the extensions
+            text.clear();
+            for (size_t i = 0; i < replyLines_.size(); ++i) text += replyLines_[i] + "\n";
+        }
+        replyLines_.clear();
+        replyBytes_ = 0;
+        onReply(code, text);
+        if (finished_ || state_ == State::Handshake) return;
+    }
+}
+
+void SmtpClient::onReply(int code, const std::string& text) {
+    auto temporary = [&](const std::string& where) {
+        fail(where + ": " + text, code >= 500);
+    };
+    switch (state_) {
+        case State::Greeting:
+            if (code != 220) return temporary("greeting");
+            state_ = State::Ehlo;
+            arm(req_.timeouts.command);
+            return send("EHLO " + req_.heloName + "\r\n");
+        case State::Ehlo:
+            if (code != 250) {
+                if (req_.mode != TlsMode::Opportunistic) return temporary("EHLO");
+                // HELO only where no TLS is required
+                state_ = State::Ehlo2;
+                esmtp_ = false;
+                return send("HELO " + req_.heloName + "\r\n");
+            }
+            afterEhlo(text, false);
+            return;
+        case State::StartTls:
+            if (code != 220) {
+                if (req_.mode == TlsMode::Opportunistic) {
+                    // offered but refused: carry on in plaintext only where TLS is optional
+                    starttls_ = false;
+                    return sendEnvelope();
+                }
+                result_.dane = "starttls-not-supported";
+                return fail("STARTTLS refused: " + text);
+            }
+            if (!in_.empty()) {
+                // RFC 3207 / CVE-2011-0411 class: nothing read before the
+                // handshake may be taken as a reply after it.
+                logEvent("discard", {{"mx", req_.mxName},
+                                     {"reason", "server data ahead of TLS handshake"},
+                                     {"bytes", std::to_string(in_.size())}});
+                in_.clear();
+            }
+            return startHandshake();
+        case State::Ehlo2:
+            if (code != 250) return temporary(esmtp_ ? "EHLO after STARTTLS" : "HELO");
+            if (esmtp_ || tls_) {
+                afterEhlo(text, true);
+            } else {
+                sendEnvelope();
+            }
+            return;
+        case State::Mail:
+            if (code != 250) return temporary("MAIL FROM");
+            state_ = State::Rcpt;
+            if (!pipelining_) sendRcpt(0);
+            return;
+        case State::Rcpt: {
+            auto& r = result_.rcpts[nextRcpt_];
+            r.code = code;
+            r.reply = text;
+            if (code / 100 == 2) ++rcptAccepted_;
+            ++nextRcpt_;
+            if (nextRcpt_ < req_.rcptIndexes.size()) {
+                if (!pipelining_) sendRcpt(nextRcpt_);
+                return;
+            }
+            state_ = State::Data;
+            if (!pipelining_) {
+                if (rcptAccepted_ == 0) {
+                    result_.sessionOk = true;
+                    return finish();
+                }
+                arm(req_.timeouts.dataInit);
+                send("DATA\r\n");
+            }
+            return;
+        }
+        case State::Data:
+            if (code != 354) {
+                // Recipients accepted but DATA refused: each gets DATA's reply.
+                for (auto& r : result_.rcpts) {
+                    if (r.code / 100 == 2) {
+                        r.code = code;
+                        r.reply = text;
+                    }
+                }
+                result_.sessionOk = true;
+                return finish();
+            }
+            if (rcptAccepted_ == 0) {
+                // A pipelined DATA the server took with no recipient: end it empty.
+                state_ = State::Body;
+                return send(".\r\n");
+            }
+            return sendBody();
+        case State::Body:
+            for (auto& r : result_.rcpts) {
+                if (r.code / 100 == 2) {
+                    r.code = code;
+                    r.reply = text;
+                }
+            }
+            result_.sessionOk = true;
+            return finish();
+        default: return fail("unexpected reply: " + text);
+    }
+}
+
+void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
+    // Everything advertised before is forgotten: this EHLO reply alone counts.
+    esmtp_ = true;
+    pipelining_ = starttls_ = dsn_ = smtputf8_ = eightBitMime_ = size_ = false;
+    sizeLimit_ = 0;
+    size_t pos = 0;
+    bool first = true;
+    while (pos < lines.size()) {
+        auto nl = lines.find('\n', pos);
+        std::string l = lines.substr(pos, nl - pos);
+        pos = nl == std::string::npos ? lines.size() : nl + 1;
+        if (first) {  // the greeting line names the server, not an extension
+            first = false;
+            continue;
+        }
+        std::string kw = l.substr(0, l.find(' '));
+        std::transform(kw.begin(), kw.end(), kw.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+        if (kw == "PIPELINING") pipelining_ = true;
+        if (kw == "STARTTLS") starttls_ = true;
+        if (kw == "DSN") dsn_ = true;
+        if (kw == "SMTPUTF8") smtputf8_ = true;
+        if (kw == "8BITMIME") eightBitMime_ = true;
+        if (kw == "SIZE") size_ = true;
+        if (kw == "SIZE" && l.size() > 5) {
+            std::string v = l.substr(5);
+            if (!v.empty() && v.size() < 19 && v.find_first_not_of("0123456789") == std::string::npos) {
+                sizeLimit_ = std::stoull(v);
+            }
+        }
+    }
+    if (secondTime || tls_) return sendEnvelope();
+    if (starttls_) {
+        state_ = State::StartTls;
+        arm(req_.timeouts.command);
+        return send("STARTTLS\r\n");
+    }
+    if (req_.mode != TlsMode::Opportunistic) {
+        result_.dane = "starttls-not-supported";
+        return fail("STARTTLS not offered, but TLS is required (" + std::string(toString(req_.mode)) + ")");
+    }
+    sendEnvelope();
+}
+
+void SmtpClient::startHandshake() {
+    auto s = tls::Session::client(fd_, creds_, req_.sni);
+    if (!s) return fail("TLS setup: " + s.error().message);
+    tls_ = std::move(*s);
+    state_ = State::Handshake;
+    arm(req_.timeouts.command);
+    continueHandshake();
+}
+
+void SmtpClient::continueHandshake() {
+    auto r = tls_->handshake();
+    if (!r) return fail("TLS handshake: " + r.error().message);
+    if (*r != tls::IoState::Done) {
+        event_del(ev_);
+        event_assign(ev_, base_, fd_,
+                     (*r == tls::IoState::NeedWrite ? EV_WRITE : EV_READ) | EV_PERSIST,
+                     [](evutil_socket_t, short what, void* arg) {
+                         auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+                         self->onEvent(what);
+                     },
+                     this);
+        event_add(ev_, nullptr);
+        return;
+    }
+    result_.tls = tls_->description();
+    if (req_.mode == TlsMode::Dane) {
+        auto v = tls::verifyDane(tls_->peerChain(), req_.tlsa, req_.referenceNames, std::time(nullptr));
+        if (!v.authenticated) {
+            result_.dane = tls::toString(v.failure);
+            // No envelope goes to an unauthenticated peer; say goodbye over TLS.
+            return fail("DANE authentication failed (" + result_.dane + "): " + v.reason);
+        }
+        result_.dane = "matched " + v.matched;
+    }
+    state_ = State::Ehlo2;
+    arm(req_.timeouts.command);
+    flush();  // re-registers the read event
+    send("EHLO " + req_.heloName + "\r\n");
+    // The server may already have sent its reply inside the TLS records we read.
+    if (tls_->pending() > 0) readSome();
+}
+
+std::string SmtpClient::mailFromLine() const {
+    const auto& env = req_.envelope;
+    std::string l = "MAIL FROM:<" + env.sender + ">";
+    if (esmtp_) {
+        if (size_) l += " SIZE=" + std::to_string(req_.content->size());
+        if (env.eightBitMime && eightBitMime_) l += " BODY=8BITMIME";
+        if (env.smtputf8 && smtputf8_) l += " SMTPUTF8";
+        if (dsn_) {
+            if (env.ret == queue::DsnRet::Full) l += " RET=FULL";
+            if (env.ret == queue::DsnRet::Headers) l += " RET=HDRS";
+            if (!env.envid.empty()) l += " ENVID=" + xtextEncode(env.envid);
+        }
+    }
+    return l + "\r\n";
+}
+
+std::string SmtpClient::rcptLine(size_t i) const {
+    const auto& r = req_.envelope.recipients[req_.rcptIndexes[i]];
+    std::string l = "RCPT TO:<" + r.address + ">";
+    if (esmtp_ && dsn_) {
+        if (r.notify != queue::kNotifyNone) {
+            if (r.notify & queue::kNotifyNever) {
+                l += " NOTIFY=NEVER";
+            } else {
+                std::string n;
+                if (r.notify & queue::kNotifySuccess) n += ",SUCCESS";
+                if (r.notify & queue::kNotifyFailure) n += ",FAILURE";
+                if (r.notify & queue::kNotifyDelay) n += ",DELAY";
+                l += " NOTIFY=" + n.substr(1);
+            }
+        }
+        if (!r.orcpt.empty()) {
+            auto semi = r.orcpt.find(';');
+            l += " ORCPT=" + r.orcpt.substr(0, semi + 1) + xtextEncode(r.orcpt.substr(semi + 1));
+        }
+    }
+    return l + "\r\n";
+}
+
+void SmtpClient::sendEnvelope() {
+    const auto& env = req_.envelope;
+    if (env.smtputf8 && !smtputf8_) {
+        bool needs = has8bit(env.sender);
+        for (size_t i : req_.rcptIndexes) needs = needs || has8bit(env.recipients[i].address);
+        if (needs) {
+            return fail("5.6.7 the server does not support SMTPUTF8, which this message needs", true);
+        }
+    }
+    if (sizeLimit_ > 0 && req_.content->size() > sizeLimit_) {
+        return fail("5.3.4 message size " + std::to_string(req_.content->size()) +
+                        " exceeds the server's limit of " + std::to_string(sizeLimit_),
+                    true);
+    }
+    state_ = State::Mail;
+    arm(req_.timeouts.command);
+    if (pipelining_) {
+        std::string batch = mailFromLine();
+        for (size_t i = 0; i < req_.rcptIndexes.size(); ++i) batch += rcptLine(i);
+        batch += "DATA\r\n";
+        send(batch);
+    } else {
+        send(mailFromLine());
+    }
+}
+
+void SmtpClient::sendRcpt(size_t i) {
+    arm(req_.timeouts.command);
+    send(rcptLine(i));
+}
+
+void SmtpClient::sendBody() {
+    state_ = State::Body;
+    arm(req_.timeouts.dataFinal);
+    const std::string& c = *req_.content;
+    std::string out;
+    out.reserve(c.size() + c.size() / 64 + 8);
+    bool lineStart = true;
+    for (char ch : c) {
+        if (lineStart && ch == '.') out += '.';  // dot-stuffing
+        out += ch;
+        lineStart = ch == '\n';
+    }
+    if (!out.empty() && !(out.size() >= 2 && out.compare(out.size() - 2, 2, "\r\n") == 0)) {
+        out += "\r\n";
+    }
+    out += ".\r\n";
+    send(out);
+}
+
+void SmtpClient::fail(const std::string& error, bool permanent) {
+    if (finished_) return;
+    result_.sessionOk = false;
+    result_.permanent = permanent;
+    result_.error = error;
+    finish();
+}
+
+void SmtpClient::finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (fd_ >= 0 && state_ != State::Connecting) {
+        // Polite, best effort, never waited for.
+        const char quit[] = "QUIT\r\n";
+        if (tls_) {
+            if (!tlsWriteInFlight_) (void)tls_->write(quit, sizeof quit - 1);
+            tls_->bye();
+        } else {
+            [[maybe_unused]] auto n = ::send(fd_, quit, sizeof quit - 1, MSG_NOSIGNAL);
+        }
+    }
+    if (ev_) event_del(ev_);
+    if (timer_) event_del(timer_);
+    tls_.reset();
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+    state_ = State::Done;
+    auto done = std::move(done_);
+    auto keep = std::move(selfRef_);  // released when this function returns
+    done(result_);
+}
+
+}  // namespace danerelay::relay

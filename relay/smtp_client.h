@@ -1,0 +1,132 @@
+// smtp_client.h — one outbound SMTP session to one address of one MX host,
+// as an explicit state machine on the event loop (one enum class State, one
+// transition function, onReply()).
+//
+// EHLO (HELO only when no TLS is required), STARTTLS as the TlsMode demands,
+// EHLO again after the handshake with everything advertised before it
+// forgotten, and any bytes the server sent ahead of the handshake discarded
+// (response injection). DANE mode: the peer chain must pass tls::verifyDane
+// or the session ends (QUIT) before any envelope is sent. PIPELINING when
+// offered; SIZE, 8BITMIME, SMTPUTF8 (bounce 5.6.7 when the server lacks it),
+// DSN parameters passed on when the server offers DSN; dot-stuffing; the
+// per-command timeouts of RFC 5321 4.5.3.2; caps on reply line length and
+// reply size. Server replies are hostile input.
+#pragma once
+
+#include <event2/event.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "queue/envelope.h"
+#include "relay/delivery.h"
+#include "tls/dane.h"
+#include "tls/session.h"
+
+namespace danerelay::relay {
+
+struct ClientTimeouts {
+    unsigned connect = 30;
+    unsigned command = 300;    // greeting, EHLO, MAIL, RCPT (RFC 5321: 5 min)
+    unsigned dataInit = 120;   // DATA's 354
+    unsigned dataFinal = 600;  // the reply to "."
+};
+
+struct ClientRequest {
+    std::string mxName;
+    std::string address;
+    uint16_t port = 25;
+    TlsMode mode = TlsMode::Opportunistic;
+    std::vector<tls::TlsaRecord> tlsa;
+    std::string sni;
+    std::vector<std::string> referenceNames;
+    std::string heloName;
+    queue::Envelope envelope;         // sender, DSN parameters, flags
+    std::vector<size_t> rcptIndexes;  // which envelope recipients this session carries
+    std::shared_ptr<const std::string> content;
+    ClientTimeouts timeouts;
+};
+
+struct ClientResult {
+    bool sessionOk = false;  // the transaction ran; rcpts[] holds each recipient's reply
+    bool permanent = false;  // !sessionOk and the failure is permanent (5xx before RCPT)
+    std::string error;       // !sessionOk: what went wrong, e.g. "connect: Connection refused"
+    std::string tls;         // "TLS1.3/AES-256-GCM", empty without TLS
+    std::string dane;        // DANE result: "matched 3 1 1 ab…", an RFC 8460 name, or ""
+    struct Rcpt {
+        int code = 0;
+        std::string reply;
+    };
+    std::vector<Rcpt> rcpts;  // parallel to rcptIndexes
+};
+
+class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
+public:
+    using Callback = std::function<void(const ClientResult&)>;
+    static void run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                    ClientRequest req, Callback done);
+    ~SmtpClient();
+
+private:
+    enum class State {
+        Connecting,
+        Greeting,
+        Ehlo,
+        StartTls,
+        Handshake,
+        Ehlo2,
+        Mail,
+        Rcpt,
+        Data,
+        Body,
+        Done
+    };
+    SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds, ClientRequest req,
+               Callback done);
+    void start();
+    void onEvent(short what);
+    void onConnected();
+    void readSome();
+    void parseReplies();
+    void onReply(int code, const std::string& text);
+    void send(const std::string& data);
+    void flush();
+    void arm(unsigned seconds);
+    void startHandshake();
+    void continueHandshake();
+    void afterEhlo(const std::string& lines, bool secondTime);
+    void sendEnvelope();
+    void sendRcpt(size_t i);
+    void sendBody();
+    void fail(const std::string& error, bool permanent = false);
+    void finish();
+    std::string mailFromLine() const;
+    std::string rcptLine(size_t i) const;
+
+    event_base* base_;
+    std::shared_ptr<tls::ClientCredentials> creds_;
+    ClientRequest req_;
+    Callback done_;
+    ClientResult result_;
+    State state_ = State::Connecting;
+    int fd_ = -1;
+    event* ev_ = nullptr;
+    event* timer_ = nullptr;
+    std::unique_ptr<tls::Session> tls_;
+    size_t tlsWriteInFlight_ = 0;
+    std::string in_, out_;
+    std::vector<std::string> replyLines_;
+    size_t replyBytes_ = 0;
+    // what the server advertised (after the last EHLO)
+    bool esmtp_ = false, pipelining_ = false, starttls_ = false, dsn_ = false, smtputf8_ = false,
+         eightBitMime_ = false, size_ = false;
+    uint64_t sizeLimit_ = 0;
+    size_t nextRcpt_ = 0;        // replies to RCPT received so far
+    size_t rcptAccepted_ = 0;
+    bool finished_ = false;
+    std::shared_ptr<SmtpClient> selfRef_;  // alive while in flight
+};
+
+}  // namespace danerelay::relay
