@@ -45,6 +45,7 @@ HOSTS = {
     "mx.bogustlsa.test": "127.0.3.2",
     "mx.usage01.test": "127.0.3.3",
     "mx.badlen.test": "127.0.3.4",
+    "mx.notlsa.test": "127.0.3.5",
 }
 
 
@@ -196,7 +197,10 @@ class DnsLab:
             f"_25._tcp.mx IN TLSA 3 1 1 {tlsa(bl, 3, 1, 1).split()[-1][:40]}",
             f"_25._tcp.mx IN TLSA 3 1 2 {tlsa(bl, 3, 1, 1).split()[-1]}",
         ])
-        self.child_zones = ["secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
+        secure_zone("notlsa.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.notlsa.test", "notlsa.test"),
+        ])
+        self.child_zones = ["notlsa.test.", "secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
                             "expired.test.", "dsmismatch.test.", "nullmx.test.", "nomx.test.",
                             "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test."]
         # The TLD: delegations, DS for the secure children, a lame delegation.

@@ -15,12 +15,17 @@ import postfixlab  # noqa: E402
 
 class ReceivingMtas:
     def __init__(self, lab, hosts):
-        """hosts: {mx host name: starttls (bool)}; addresses and certificates
-        come from the DNS lab."""
+        """hosts: {mx host name: starttls (bool), or {"starttls": bool,
+        "cert": another host's name, to present the wrong certificate}};
+        addresses and certificates come from the DNS lab."""
         from dnslab import HOSTS  # noqa: E402
         services = []
+        norm = {}
+        for name, spec in hosts.items():
+            norm[name] = spec if isinstance(spec, dict) else {"starttls": spec}
+        hosts = {n: v["starttls"] for n, v in norm.items()}
         for name, starttls in hosts.items():
-            cert = lab.certs[name]
+            cert = lab.certs[norm[name].get("cert", name)]
             opts = [f"-o myhostname={name}",
                     "-o smtpd_tls_received_header=yes",
                     f"-o smtpd_tls_security_level={'may' if starttls else 'none'}",

@@ -1,0 +1,240 @@
+"""End-to-end: delivery with DANE (RFC 7672) in the lab. The relay is the real
+danerelayd; DNS is NSD with signed zones behind a validating Unbound; the
+receiving MTAs are a real Postfix on the MX host addresses. Each test checks
+what arrived where (and over what TLS), what stayed in the queue, and what
+the log says about the DANE result."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
+import dnslab  # noqa: E402
+import mtalab  # noqa: E402
+import relayharness as h  # noqa: E402
+
+LAB = None
+SENDER = "sender@insecure.test"  # DSNs come back through mx.insecure.test
+
+
+def setUpModule():
+    global LAB
+    LAB = dnslab.DnsLab().build().start()
+
+
+def tearDownModule():
+    LAB.cleanup()
+
+
+def wait_until(pred, timeout=30, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()
+
+
+class Env:
+    """A relay pointed at the lab resolver, plus receiving MTAs."""
+
+    def __init__(self, hosts, start_mtas=True):
+        self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
+        self.relay = h.Relay(
+            dns={"resolvers": [dnslab.RESOLVER], "probe_secure_name": "secure.test",
+                 "probe_bogus_name": "dsmismatch.test", "timeout_ms": 3000},
+            limits={})
+        with open(self.relay.config) as f:
+            cfg = json.load(f)
+        cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,
+                           "command_timeout": 15, "data_timeout": 15}
+        with open(self.relay.config, "w") as f:
+            json.dump(cfg, f)
+        try:
+            if self.mtas and start_mtas:
+                self.mtas.start()
+            self.relay.start()
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        self.relay.cleanup()
+        if self.mtas:
+            self.mtas.cleanup()
+
+    def submit(self, to, subject="test"):
+        out = self.relay.swaks("--from", SENDER, "--to", to, "--header", f"Subject: {subject}")
+        qid = h.queued_id(out)
+        assert qid, out
+        return qid
+
+    def states(self, qid):
+        for m in self.relay.queue()["messages"]:
+            if m["id"] == qid:
+                return {r["address"]: (r["state"], r["last_error"]) for r in m["recipients"]}
+        return None  # gone from the queue: every recipient final
+
+    def received(self, rcpt=None):
+        msgs = self.mtas.messages() if self.mtas else []
+        return [m for m in msgs if rcpt is None or rcpt in m["recipients"]]
+
+    def log_lines(self, rcpt):
+        return [l for l in self.relay.read_log().splitlines()
+                if "event=delivery" in l and f"rcpt={rcpt}" in l]
+
+
+class DeliveryTest(unittest.TestCase):
+    def env(self, hosts, **kw):
+        e = Env(hosts, **kw)
+        self.addCleanup(e.close)
+        return e
+
+    def assert_deferred(self, env, qid, rcpt, text):
+        st = wait_until(lambda: (env.states(qid) or {}).get(rcpt, ("", ""))[0] == "deferred"
+                        and env.states(qid))
+        self.assertTrue(st, env.relay.read_log()[-3000:])
+        self.assertIn(text, st[rcpt][1])
+
+    def test_dane_ee_delivered_to_first_mx(self):
+        env = self.env({"mx1.secure.test": True, "mx2.secure.test": True})
+        qid = env.submit("alice@secure.test")
+        got = wait_until(lambda: env.received("alice@secure.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertEqual(got[0]["host"], "mx1.secure.test")
+        self.assertRegex(got[0]["tls"], r"TLSv1\.[23]")
+        self.assertTrue(wait_until(lambda: env.states(qid) is None))  # removed once final
+        line = env.log_lines("alice@secure.test")[-1]
+        self.assertIn('dane="matched 3 ', line)
+        self.assertIn("outcome=delivered", line)
+        self.assertIn("tls_policy=dane", line)
+
+    def test_first_mx_fails_dane_second_passes_with_dane_ta(self):
+        env = self.env({"mx1.secure.test": {"starttls": True, "cert": "mx.insecure.test"},
+                        "mx2.secure.test": True})
+        env.submit("bob@secure.test")
+        got = wait_until(lambda: env.received("bob@secure.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertEqual(got[0]["host"], "mx2.secure.test")
+        lines = env.log_lines("bob@secure.test")
+        self.assertTrue(any("mx=mx1.secure.test" in l and "dane=validation-failure" in l
+                            for l in lines), lines)
+        self.assertTrue(any("mx=mx2.secure.test" in l and 'dane="matched 2 ' in l for l in lines),
+                        lines)
+
+    def test_tlsa_mismatch_everywhere_defers_and_delivers_nothing(self):
+        env = self.env({"mx1.secure.test": {"starttls": True, "cert": "mx.insecure.test"},
+                        "mx2.secure.test": {"starttls": True, "cert": "mx.insecure.test"}})
+        qid = env.submit("carol@secure.test")
+        self.assert_deferred(env, qid, "carol@secure.test", "4.7.5")
+        self.assertEqual(env.received(), [])
+
+    def test_tlsa_but_no_starttls_defers(self):
+        env = self.env({"mx1.secure.test": False, "mx2.secure.test": False})
+        qid = env.submit("dave@secure.test")
+        self.assert_deferred(env, qid, "dave@secure.test", "STARTTLS not offered")
+        self.assertEqual(env.received(), [])
+        self.assertTrue(any("dane=starttls-not-supported" in l
+                            for l in env.log_lines("dave@secure.test")))
+
+    def test_only_usage_0_1_records_need_tls_but_not_authentication(self):
+        env = self.env({"mx.usage01.test": True})
+        env.submit("erin@usage01.test")
+        got = wait_until(lambda: env.received("erin@usage01.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIsNotNone(got[0]["tls"])
+        env.close()
+        env2 = self.env({"mx.usage01.test": False})
+        qid = env2.submit("frank@usage01.test")
+        self.assert_deferred(env2, qid, "frank@usage01.test", "STARTTLS not offered")
+        self.assertEqual(env2.received(), [])
+
+    def test_tlsa_securely_absent_is_opportunistic(self):
+        env = self.env({"mx.notlsa.test": True})
+        env.submit("gina@notlsa.test")
+        got = wait_until(lambda: env.received("gina@notlsa.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIsNotNone(got[0]["tls"])
+        self.assertIn("tls_policy=opportunistic", env.log_lines("gina@notlsa.test")[-1])
+
+    def test_insecure_zone_delivered_without_tls_when_not_offered(self):
+        env = self.env({"mx.insecure.test": False})
+        env.submit("hank@insecure.test")
+        got = wait_until(lambda: env.received("hank@insecure.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIsNone(got[0]["tls"])
+
+    def test_bogus_mx_and_bogus_tlsa_defer(self):
+        env = self.env({"mx.bogus.test": True, "mx.bogustlsa.test": True})
+        q1 = env.submit("ivy@bogus.test")
+        q2 = env.submit("jack@bogustlsa.test")
+        self.assert_deferred(env, q1, "ivy@bogus.test", "dnssec-invalid")
+        self.assert_deferred(env, q2, "jack@bogustlsa.test", "4.7.5")
+        self.assertEqual(env.received(), [])
+
+    def test_null_mx_and_nxdomain_bounce_with_a_dsn(self):
+        env = self.env({"mx.insecure.test": False})
+        q1 = env.submit("kim@nullmx.test", subject="to-null-mx")
+        q2 = env.submit("lou@nothere.secure.test", subject="to-nxdomain")
+        dsns = wait_until(lambda: len(env.received(SENDER)) >= 2 and env.received(SENDER))
+        self.assertTrue(dsns, env.relay.read_log()[-3000:])
+        texts = "\n".join(d["text"] for d in dsns)
+        self.assertIn("multipart/report; report-type=delivery-status", texts)
+        self.assertIn("Status: 5.1.10", texts)
+        self.assertIn("Status: 5.1.2", texts)
+        self.assertIn("Final-Recipient: rfc822; kim@nullmx.test", texts)
+        self.assertIn("Subject: to-null-mx", texts)  # the original is returned (RET default)
+        self.assertTrue(wait_until(lambda: env.states(q1) is None and env.states(q2) is None))
+
+    def test_no_mx_implicit_mx_with_its_tlsa(self):
+        env = self.env({"nomx.test": True})
+        env.submit("max@nomx.test")
+        got = wait_until(lambda: env.received("max@nomx.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertEqual(got[0]["host"], "nomx.test")
+        self.assertIn('dane="matched 3 1 1', env.log_lines("max@nomx.test")[-1])
+
+    def test_per_recipient_state_delivered_deferred_bounced(self):
+        env = self.env({"mx.insecure.test": False})
+        out = env.relay.swaks("--from", SENDER,
+                              "--to", "ned@insecure.test,ola@bogus.test,pat@nullmx.test")
+        qid = h.queued_id(out)
+        st = wait_until(lambda: (s := env.states(qid)) and
+                        [s[r][0] for r in ("ned@insecure.test", "ola@bogus.test", "pat@nullmx.test")]
+                        == ["delivered", "deferred", "bounced"] and s)
+        self.assertTrue(st, (env.states(qid), env.relay.read_log()[-3000:]))
+        self.assertEqual(len(env.received("ned@insecure.test")), 1)
+
+    def test_restart_with_full_queue_loses_nothing_redelivers_nothing(self):
+        env = self.env({"mx.insecure.test": False}, start_mtas=False)
+        # Phase 1: the MX is down; everything waits in the queue.
+        ids = [env.submit(f"r{i}@insecure.test", subject=f"restart-{i}") for i in range(5)]
+        wait_until(lambda: all((env.states(q) or {}).get(f"r{i}@insecure.test", ("",))[0]
+                               == "deferred" for i, q in enumerate(ids)))
+        # The relay dies hard; the MX comes up; the relay comes back.
+        os.kill(env.relay.proc.pid, signal.SIGKILL)
+        env.relay.proc.wait(timeout=10)
+        env.relay.proc = None
+        env.relay.logfile.close()
+        env.mtas.start()
+        env.relay.start()
+        got = wait_until(lambda: len(env.received()) >= 5 and env.received(), timeout=40)
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertTrue(wait_until(lambda: all(env.states(q) is None for q in ids)))
+        # Another restart: nothing that had its 250 is sent again.
+        env.relay.stop()
+        env.relay.start()
+        time.sleep(3)
+        subjects = sorted(re.search(r"Subject: (restart-\d)", m["text"]).group(1)
+                          for m in env.received())
+        self.assertEqual(subjects, [f"restart-{i}" for i in range(5)])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
