@@ -40,8 +40,11 @@ class InboundTest(unittest.TestCase):
         self.assertIn(qid, msgs)
         m = msgs[qid]
         self.assertEqual(m["sender"], SENDER)
-        self.assertEqual([(r["address"], r["state"]) for r in m["recipients"]],
-                         [("bob@example.com", "pending"), ("carol@example.net", "pending")])
+        # No DNS in this test: the recipients wait in the queue (pending, or
+        # deferred once the scheduler found the resolver does not validate).
+        self.assertEqual([r["address"] for r in m["recipients"]],
+                         ["bob@example.com", "carol@example.net"])
+        self.assertTrue(all(r["state"] in ("pending", "deferred") for r in m["recipients"]))
         raw = self.relay.message_file(qid)
         self.assertIn(b"Received: from ", raw)
         self.assertIn(f"with ESMTP id {qid}".encode(), raw)
