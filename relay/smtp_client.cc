@@ -18,7 +18,6 @@ namespace danerelay::relay {
 namespace {
 constexpr size_t kMaxReplyLine = 4096;
 constexpr size_t kMaxReplyBytes = 64 * 1024;
-constexpr size_t kWriteChunk = 16384;
 
 std::string xtextEncode(const std::string& s) {
     std::string out;
@@ -130,14 +129,7 @@ void SmtpClient::onConnected() {
     ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
     state_ = State::Greeting;
-    event_del(ev_);
-    event_assign(ev_, base_, fd_, EV_READ | EV_PERSIST,
-                 [](evutil_socket_t, short what, void* arg) {
-                     auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-                     self->onEvent(what);
-                 },
-                 this);
-    event_add(ev_, nullptr);
+    watch(EV_READ);
     arm(req_.timeouts.command);
 }
 
@@ -147,33 +139,27 @@ void SmtpClient::send(const std::string& data) {
 }
 
 void SmtpClient::flush() {
-    while (!out_.empty() && !finished_) {
-        size_t n = 0;
-        if (tls_) {
-            auto r = tlsWriteInFlight_ ? tls_->write(nullptr, 0)
-                                       : tls_->write(out_.data(), std::min(out_.size(), kWriteChunk));
-            if (!r) return fail("TLS write: " + r.error().message);
-            if (r->state != tls::IoState::Done) {
-                if (!tlsWriteInFlight_) tlsWriteInFlight_ = std::min(out_.size(), kWriteChunk);
-                break;
-            }
-            n = tlsWriteInFlight_ ? tlsWriteInFlight_ : r->bytes;
-            tlsWriteInFlight_ = 0;
-        } else {
-            ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) break;
-                return fail(std::string("send: ") + std::strerror(errno));
-            }
-            n = static_cast<size_t>(w);
+    if (tls_) {
+        auto r = tls_->drain(out_);
+        if (!r) return fail("TLS write: " + r.error().message);
+    }
+    while (!tls_ && !out_.empty() && !finished_) {
+        ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            return fail(std::string("send: ") + std::strerror(errno));
         }
-        out_.erase(0, n);
+        out_.erase(0, static_cast<size_t>(w));
     }
     if (finished_) return;
     // Wait for writability only while something is pending.
+    watch(EV_READ | (out_.empty() ? 0 : EV_WRITE));
+}
+
+void SmtpClient::watch(short events) {
     event_del(ev_);
-    event_assign(ev_, base_, fd_, EV_READ | EV_PERSIST | (out_.empty() ? 0 : EV_WRITE),
+    event_assign(ev_, base_, fd_, events | EV_PERSIST,
                  [](evutil_socket_t, short what, void* arg) {
                      auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
                      self->onEvent(what);
@@ -405,15 +391,7 @@ void SmtpClient::continueHandshake() {
     auto r = tls_->handshake();
     if (!r) return fail("TLS handshake: " + r.error().message);
     if (*r != tls::IoState::Done) {
-        event_del(ev_);
-        event_assign(ev_, base_, fd_,
-                     (*r == tls::IoState::NeedWrite ? EV_WRITE : EV_READ) | EV_PERSIST,
-                     [](evutil_socket_t, short what, void* arg) {
-                         auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-                         self->onEvent(what);
-                     },
-                     this);
-        event_add(ev_, nullptr);
+        watch(*r == tls::IoState::NeedWrite ? EV_WRITE : EV_READ);
         return;
     }
     result_.tls = tls_->description();
@@ -538,7 +516,8 @@ void SmtpClient::finish() {
         // Polite, best effort, never waited for.
         const char quit[] = "QUIT\r\n";
         if (tls_) {
-            if (!tlsWriteInFlight_) (void)tls_->write(quit, sizeof quit - 1);
+            std::string q = quit;
+            (void)tls_->drain(q);
             tls_->bye();
         } else {
             [[maybe_unused]] auto n = ::send(fd_, quit, sizeof quit - 1, MSG_NOSIGNAL);

@@ -93,6 +93,7 @@ private:
     void onReply(int code, const std::string& text);
     void send(const std::string& data);
     void flush();
+    void watch(short events);  // (re)register the socket event
     void arm(unsigned seconds);
     void startHandshake();
     void continueHandshake();
@@ -115,7 +116,6 @@ private:
     event* ev_ = nullptr;
     event* timer_ = nullptr;
     std::unique_ptr<tls::Session> tls_;
-    size_t tlsWriteInFlight_ = 0;
     std::string in_, out_;
     std::vector<std::string> replyLines_;
     size_t replyBytes_ = 0;

@@ -172,37 +172,26 @@ void SmtpSession::closeAfterReply(int code, const std::string& text) {
 }
 
 void SmtpSession::flush() {
-    while (!out_.empty() && state_ != State::Closed) {
-        size_t written = 0;
-        if (tls_ && !(state_ == State::TlsHandshake)) {
-            auto r = tlsWriteInFlight_
-                         ? tls_->write(nullptr, 0)
-                         : tls_->write(out_.data(), std::min(out_.size(), kReadChunk));
-            if (!r) {
-                finish("tls write error");
-                return;
-            }
-            if (r->state != tls::IoState::Done) {
-                if (!tlsWriteInFlight_) tlsWriteInFlight_ = std::min(out_.size(), kReadChunk);
+    if (tls_ && state_ != State::TlsHandshake) {
+        auto r = tls_->drain(out_);
+        if (!r) {
+            finish("tls write error");
+            return;
+        }
+        if (*r != tls::IoState::Done) writeEv_.add();
+    }
+    while ((!tls_ || state_ == State::TlsHandshake) && !out_.empty() && state_ != State::Closed) {
+        ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 writeEv_.add();
                 return;
             }
-            written = tlsWriteInFlight_ ? tlsWriteInFlight_ : r->bytes;
-            tlsWriteInFlight_ = 0;
-        } else {
-            ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    writeEv_.add();
-                    return;
-                }
-                finish(std::strerror(errno));
-                return;
-            }
-            written = static_cast<size_t>(n);
+            finish(std::strerror(errno));
+            return;
         }
-        out_.erase(0, written);
+        out_.erase(0, static_cast<size_t>(n));
     }
     if (!out_.empty()) return;
     if (state_ == State::Closing) {

@@ -79,7 +79,6 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
 
     std::unique_ptr<tls::Session> tls_;
     std::string tlsDescription_;
-    size_t tlsWriteInFlight_ = 0;
     bool startTlsAfterFlush_ = false;
 
     std::string in_, out_;

@@ -1,5 +1,7 @@
 #include "tls/session.h"
 
+#include <algorithm>
+
 namespace danerelay::tls {
 
 const char* const kPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE";
@@ -114,6 +116,21 @@ Result<IoResult> Session::write(const char* buf, size_t len) {
     // On AGAIN GnuTLS wants the same call repeated with the same data.
     if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(s_), 0};
     return tlsError("TLS write", rc);
+}
+
+Result<IoState> Session::drain(std::string& out) {
+    constexpr size_t kChunk = 16384;
+    while (!out.empty()) {
+        auto r = writeInFlight_ ? write(nullptr, 0) : write(out.data(), std::min(out.size(), kChunk));
+        if (!r) return r.error();
+        if (r->state != IoState::Done) {
+            if (!writeInFlight_) writeInFlight_ = std::min(out.size(), kChunk);
+            return r->state;
+        }
+        out.erase(0, writeInFlight_ ? writeInFlight_ : r->bytes);
+        writeInFlight_ = 0;
+    }
+    return IoState::Done;
 }
 
 size_t Session::pending() const {

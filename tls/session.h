@@ -73,6 +73,10 @@ class Session {
     Result<IoState> handshake();
     Result<IoResult> read(char* buf, size_t len);
     Result<IoResult> write(const char* buf, size_t len);
+    // Writes as much of `out` as the socket takes and erases what was sent.
+    // Keeps GnuTLS's rule that a write interrupted by EAGAIN is resumed, not
+    // restarted with other data. Done when `out` is empty.
+    Result<IoState> drain(std::string& out);
     // Bytes already decrypted and buffered inside GnuTLS; the socket will not
     // signal readability for them, so the caller must drain them.
     size_t pending() const;
@@ -86,6 +90,7 @@ class Session {
     gnutls_session_t s_ = nullptr;
     std::shared_ptr<ServerCredentials> creds_;
     std::shared_ptr<ClientCredentials> clientCreds_;
+    size_t writeInFlight_ = 0;  // bytes of an interrupted record_send
 };
 
 // The priority string used on every session: TLS 1.2 and up, GnuTLS defaults otherwise.

@@ -17,7 +17,7 @@ import time
 
 class PostfixInstance:
     def __init__(self, listen, extra_main=None, extra_master=None, name="pf",
-                 probe_address=None):
+                 probe_address=None, resolver=None):
         self.listen = listen  # "127.0.0.1:2626", or None when extra_master has the listeners
         self.probe_address = probe_address or listen
         self.dir = tempfile.mkdtemp(prefix=f"danerelay-{name}-")
@@ -83,6 +83,9 @@ class PostfixInstance:
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write("\n".join(services) + "\n")
         self.master_pid = None
+        # Postfix resolves with the C library, which reads /etc/resolv.conf:
+        # give this instance its own, in a private mount namespace.
+        self.resolver = resolver
 
     def _make_queue(self):
         # What postfix-script's set-permissions would do. The postfix(1)
@@ -103,8 +106,14 @@ class PostfixInstance:
 
     def start(self):
         self._make_queue()
-        self.proc = subprocess.Popen(["/usr/lib/postfix/sbin/master", "-d", "-c", self.conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = ["/usr/lib/postfix/sbin/master", "-d", "-c", self.conf]
+        if self.resolver:
+            resolv = os.path.join(self.dir, "resolv.conf")
+            with open(resolv, "w") as f:
+                f.write(f"nameserver {self.resolver}\noptions edns0 trust-ad\n")
+            cmd = ["unshare", "-m", "sh", "-c",
+                   f"mount --bind {resolv} /etc/resolv.conf && exec " + " ".join(cmd)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.master_pid = self.proc.pid
         host, port = self.probe_address.rsplit(":", 1)
         deadline = time.monotonic() + 15
