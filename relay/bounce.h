@@ -13,10 +13,10 @@
 namespace danerelay::relay {
 
 struct FailedRecipient {
-    size_t index = 0;          // in the envelope
-    std::string status;        // "5.1.10"
-    std::string diagnostic;    // the remote reply, or our reason
-    std::string remoteMta;     // MX host name, if one answered
+    size_t index = 0;        // in the envelope
+    std::string status;      // "5.1.10"
+    std::string diagnostic;  // the remote reply, or our reason
+    std::string remoteMta;   // MX host name, if one answered
 };
 
 // True if this recipient asked for (or defaults to) a failure DSN.

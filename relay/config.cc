@@ -248,9 +248,10 @@ Config loadConfig(const std::string& path) {
             D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
     }
     if (auto d = j.find("delivery"); d != j.end()) {
-        c.onlyKeys(*d, "delivery", {"max_concurrent", "max_hosts_per_attempt", "retry_initial",
-                                    "retry_max", "max_queue_lifetime", "port", "connect_timeout",
-                                    "command_timeout", "data_timeout"});
+        c.onlyKeys(*d, "delivery",
+                   {"max_concurrent", "max_hosts_per_attempt", "retry_initial", "retry_max",
+                    "max_queue_lifetime", "port", "connect_timeout", "command_timeout",
+                    "data_timeout", "connection_reuse_time"});
         auto& D = cfg.delivery;
         c.number(*d, "delivery", "max_concurrent", &D.maxConcurrent, 1, 10000);
         c.number(*d, "delivery", "max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50);
@@ -261,6 +262,7 @@ Config loadConfig(const std::string& path) {
         c.number(*d, "delivery", "connect_timeout", &D.connectTimeout, 1, 3600);
         c.number(*d, "delivery", "command_timeout", &D.commandTimeout, 1, 3600);
         c.number(*d, "delivery", "data_timeout", &D.dataTimeout, 1, 3600);
+        c.number(*d, "delivery", "connection_reuse_time", &D.connectionReuseTime, 0, 300);
     }
     if (cfg.dns.resolvers.empty())
         cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));

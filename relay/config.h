@@ -52,15 +52,17 @@ struct DnsConfig {
 };
 
 struct DeliveryConfig {
-    unsigned maxConcurrent = 50;       // message deliveries in flight
-    unsigned maxHostsPerAttempt = 5;   // MX hosts tried per attempt
-    unsigned retryInitial = 300;       // seconds until the first retry
-    unsigned retryMax = 3600;          // at most this between tries
+    unsigned maxConcurrent = 50;         // message deliveries in flight
+    unsigned maxHostsPerAttempt = 5;     // MX hosts tried per attempt
+    unsigned retryInitial = 300;         // seconds until the first retry
+    unsigned retryMax = 3600;            // at most this between tries
     unsigned maxQueueLifetime = 432000;  // 5 days, then a bounce
     uint16_t port = 25;
     unsigned connectTimeout = 30;
     unsigned commandTimeout = 300;
     unsigned dataTimeout = 600;
+    unsigned connectionReuseTime =
+        2;  // seconds an idle connection waits for the next message; 0: off
 };
 
 struct Config {

@@ -13,18 +13,24 @@ using dns::TlsaStatus;
 
 const char* toString(TlsMode m) {
     switch (m) {
-        case TlsMode::Opportunistic: return "opportunistic";
-        case TlsMode::Mandatory: return "mandatory-unauthenticated";
-        case TlsMode::Dane: return "dane";
+        case TlsMode::Opportunistic:
+            return "opportunistic";
+        case TlsMode::Mandatory:
+            return "mandatory-unauthenticated";
+        case TlsMode::Dane:
+            return "dane";
     }
     return "?";
 }
 
 const char* toString(DeliveryPlan::Action a) {
     switch (a) {
-        case DeliveryPlan::Action::Deliver: return "deliver";
-        case DeliveryPlan::Action::Defer: return "defer";
-        case DeliveryPlan::Action::Bounce: return "bounce";
+        case DeliveryPlan::Action::Deliver:
+            return "deliver";
+        case DeliveryPlan::Action::Defer:
+            return "defer";
+        case DeliveryPlan::Action::Bounce:
+            return "bounce";
     }
     return "?";
 }
@@ -42,12 +48,14 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
     const auto& mx = d.mx;
     // The MX lookup itself.
     if (mx.security == Security::Bogus) {
-        return verdict(A::Defer, "4.7.5", "MX lookup for " + d.domain + " failed DNSSEC validation (dnssec-invalid)");
+        return verdict(A::Defer, "4.7.5",
+                       "MX lookup for " + d.domain + " failed DNSSEC validation (dnssec-invalid)");
     }
     if (mx.outcome == Outcome::ServFail || mx.outcome == Outcome::Timeout ||
         mx.outcome == Outcome::Error) {
-        return verdict(A::Defer, "4.4.3", "MX lookup for " + d.domain + " failed: " +
-                                              dns::toString(mx.outcome) + " (" + mx.detail + ")");
+        return verdict(A::Defer, "4.4.3",
+                       "MX lookup for " + d.domain + " failed: " + dns::toString(mx.outcome) +
+                           " (" + mx.detail + ")");
     }
     if (!resolverValidating || mx.security == Security::Indeterminate) {
         return verdict(A::Defer, "4.7.5",
@@ -70,12 +78,14 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
         hp.name = h.name;
         for (const auto* ans : {&h.a, &h.aaaa}) {
             if (ans->security != Security::Bogus) {
-                hp.addresses.insert(hp.addresses.end(), ans->addresses.begin(), ans->addresses.end());
+                hp.addresses.insert(hp.addresses.end(), ans->addresses.begin(),
+                                    ans->addresses.end());
             }
         }
         Security as = h.addressSecurity();
-        if (as == Security::Bogus || (h.a.outcome != Outcome::Data && h.aaaa.outcome != Outcome::Data &&
-                                      (h.a.outcome == Outcome::ServFail || h.a.outcome == Outcome::Timeout))) {
+        if (as == Security::Bogus ||
+            (h.a.outcome != Outcome::Data && h.aaaa.outcome != Outcome::Data &&
+             (h.a.outcome == Outcome::ServFail || h.a.outcome == Outcome::Timeout))) {
             hp.skip = true;
             hp.why = "address lookup failed (" + std::string(dns::toString(h.a.outcome)) + ", " +
                      dns::toString(as) + ")";
@@ -96,7 +106,8 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                     }
                     hp.referenceNames = {h.tlsaBase};
                     if (h.name != h.tlsaBase) hp.referenceNames.push_back(h.name);
-                    if (d.domain != h.tlsaBase && d.domain != h.name) hp.referenceNames.push_back(d.domain);
+                    if (d.domain != h.tlsaBase && d.domain != h.name)
+                        hp.referenceNames.push_back(d.domain);
                     hp.why = "usable TLSA at _25._tcp." + h.tlsaBase;
                     break;
                 case TlsaStatus::NoneUsable:
@@ -125,8 +136,8 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
     std::stable_sort(p.hosts.begin(), p.hosts.end(),
                      [](const auto& a, const auto& b) { return a.preference < b.preference; });
     if (std::none_of(p.hosts.begin(), p.hosts.end(), [](const auto& h) { return !h.skip; })) {
-        auto v = verdict(A::Defer, daneSkipped ? "4.7.5" : "4.4.3",
-                         "no usable MX host for " + d.domain);
+        auto v =
+            verdict(A::Defer, daneSkipped ? "4.7.5" : "4.4.3", "no usable MX host for " + d.domain);
         v.hosts = std::move(p.hosts);
         return v;
     }
@@ -144,7 +155,9 @@ nlohmann::json toJson(const DeliveryPlan& p) {
                          {"reference_names", h.referenceNames},
                          {"why", h.why}});
     }
-    return {{"action", toString(p.action)}, {"status", p.status}, {"reason", p.reason},
+    return {{"action", toString(p.action)},
+            {"status", p.status},
+            {"reason", p.reason},
             {"hosts", hosts}};
 }
 

@@ -44,9 +44,9 @@ struct HostPlan {
     std::string name;
     std::vector<std::string> addresses;
     TlsMode mode = TlsMode::Opportunistic;
-    std::vector<tls::TlsaRecord> tlsa;         // usable records (Dane only)
-    std::string sni;                           // TLSA base domain (Dane only)
-    std::vector<std::string> referenceNames;   // for DANE-TA name checks
+    std::vector<tls::TlsaRecord> tlsa;        // usable records (Dane only)
+    std::string sni;                          // TLSA base domain (Dane only)
+    std::vector<std::string> referenceNames;  // for DANE-TA name checks
     bool skip = false;
     std::string why;  // the reason for mode or skip, for logs and probe
 };

@@ -15,7 +15,9 @@ using queue::RcptState;
 
 namespace {
 
-int64_t nowSeconds() { return static_cast<int64_t>(std::time(nullptr)); }
+int64_t nowSeconds() {
+    return static_cast<int64_t>(std::time(nullptr));
+}
 
 std::string domainOf(const std::string& address) {
     auto at = address.rfind('@');
@@ -33,10 +35,12 @@ std::string statusOf(int code, const std::string& reply, const std::string& fall
         if ((c != '2' && c != '4' && c != '5') || reply[i + 1] != '.') continue;
         if (i > 0 && reply[i - 1] != ' ') continue;
         size_t j = i + 2, digits1 = 0, digits2 = 0;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j, ++digits1;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
+            ++j, ++digits1;
         if (digits1 == 0 || digits1 > 3 || j >= reply.size() || reply[j] != '.') continue;
         ++j;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j]))) ++j, ++digits2;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
+            ++j, ++digits2;
         if (digits2 == 0 || digits2 > 3) continue;
         return reply.substr(i, j - i);
     }
@@ -52,22 +56,25 @@ std::string statusOf(int code, const std::string& reply, const std::string& fall
 // One delivery attempt of one message: every due recipient, grouped by
 // domain, each domain through DestinationLookup → plan() → SMTP sessions.
 class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
-public:
+  public:
     MessageDelivery(Scheduler& s, std::string id) : s_(s), id_(std::move(id)) {}
 
     void start() {
         auto self = shared_from_this();
-        auto loaded = std::make_shared<std::pair<Result<queue::StoredMessage>, Result<std::string>>>(
-            Error::internal("not loaded"), Error::internal("not loaded"));
+        auto loaded =
+            std::make_shared<std::pair<Result<queue::StoredMessage>, Result<std::string>>>(
+                Error::internal("not loaded"), Error::internal("not loaded"));
         s_.workers_.run(
             [self, loaded] {
                 loaded->first = self->s_.spool_.load(self->id_);
                 if (loaded->first) loaded->second = self->s_.spool_.loadContent(self->id_);
             },
-            [self, loaded] { self->onLoaded(std::move(loaded->first), std::move(loaded->second)); });
+            [self, loaded] {
+                self->onLoaded(std::move(loaded->first), std::move(loaded->second));
+            });
     }
 
-private:
+  private:
     struct Outcome {
         RcptState state = RcptState::Deferred;
         std::string status, text, mx;
@@ -162,10 +169,10 @@ private:
         ++a->tries;
         auto self = shared_from_this();
         std::string mx = h.name, ip = req.address, mode = toString(h.mode);
-        SmtpClient::run(s_.base_, s_.clientCreds_, std::move(req),
-                        [self, a, mx, ip, mode](const ClientResult& r) {
-                            self->onSession(a, r, mx, ip, mode);
-                        });
+        SmtpClient::run(
+            s_.base_, s_.clientCreds_, std::move(req),
+            [self, a, mx, ip, mode](const ClientResult& r) { self->onSession(a, r, mx, ip, mode); },
+            s_.cfg_.delivery.connectionReuseTime > 0 ? &s_.connections_ : nullptr);
     }
 
     void onSession(std::shared_ptr<HostAttempt> a, const ClientResult& r, const std::string& mx,
@@ -173,8 +180,8 @@ private:
         if (!r.sessionOk) {
             if (r.permanent) {
                 for (size_t i : a->rcpts) {
-                    record(i, {RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error, mx}, mx, ip,
-                           r.tls, r.dane, mode);
+                    record(i, {RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error, mx},
+                           mx, ip, r.tls, r.dane, mode);
                 }
                 return domainDone();
             }
@@ -185,7 +192,8 @@ private:
                 logAttempt(i, mx, ip, r.tls, r.dane, mode, r.error, "retry-next-host");
             }
             a->lastError = mx + "[" + ip + "]: " + r.error;
-            a->lastStatus = (!r.dane.empty() && r.dane.rfind("matched", 0) != 0) ? "4.7.5" : "4.4.1";
+            a->lastStatus =
+                (!r.dane.empty() && r.dane.rfind("matched", 0) != 0) ? "4.7.5" : "4.4.1";
             return tryNext(a);
         }
         for (size_t k = 0; k < a->rcpts.size(); ++k) {
@@ -194,14 +202,14 @@ private:
                            : rr.code / 100 == 5 ? RcptState::Bounced
                                                 : RcptState::Deferred;
             record(a->rcpts[k], {st, statusOf(rr.code, rr.reply, "2.0.0"), rr.reply, mx}, mx, ip,
-                   r.tls, r.dane, mode);
+                   r.tls, r.dane, mode, r.reusedConnection ? "reused" : "new");
         }
         domainDone();
     }
 
     void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
                     const std::string& dane, const std::string& mode, const std::string& reply,
-                    const std::string& outcome) {
+                    const std::string& outcome, const char* conn = "-") {
         logEvent("delivery", {{"qid", id_},
                               {"rcpt", msg_.envelope.recipients[i].address},
                               {"mx", mx},
@@ -209,15 +217,18 @@ private:
                               {"tls_policy", mode},
                               {"tls", tls.empty() ? "none" : tls},
                               {"dane", dane.empty() ? "none" : dane},
+                              {"conn", conn},
                               {"reply", reply},
                               {"outcome", outcome}});
     }
 
     void record(size_t i, Outcome o, const std::string& mx, const std::string& ip,
-                const std::string& tls, const std::string& dane, const std::string& mode = "-") {
-        logAttempt(i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, mode,
-                   o.text.rfind(o.status, 4) != std::string::npos ? o.text : o.status + " " + o.text,
-                   queue::toString(o.state));
+                const std::string& tls, const std::string& dane, const std::string& mode = "-",
+                const char* conn = "-") {
+        logAttempt(
+            i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, mode,
+            o.text.rfind(o.status, 4) != std::string::npos ? o.text : o.status + " " + o.text,
+            queue::toString(o.state), conn);
         outcomes_[i] = std::move(o);
     }
 
@@ -244,13 +255,15 @@ private:
                 if (o.state == RcptState::Deferred) {
                     if (now - msg_.envelope.arrival >= static_cast<int64_t>(dc.maxQueueLifetime)) {
                         st.state = RcptState::Bounced;
-                        st.lastError = "5.4.7 delivery time expired; last error: " + o.status + " " + o.text;
+                        st.lastError =
+                            "5.4.7 delivery time expired; last error: " + o.status + " " + o.text;
                         failed.push_back({i, "5.4.7", st.lastError, o.mx});
                     } else {
                         st.nextAttempt = now + Scheduler::backoff(dc, st.attempts);
                     }
                 } else if (o.state == RcptState::Bounced) {
-                    failed.push_back({i, o.status.empty() ? "5.0.0" : o.status, o.status + " " + o.text, o.mx});
+                    failed.push_back(
+                        {i, o.status.empty() ? "5.0.0" : o.status, o.status + " " + o.text, o.mx});
                 }
             }
             if (st.state == RcptState::Pending || st.state == RcptState::Deferred) {
@@ -286,10 +299,14 @@ private:
             auto result = std::make_shared<bool>(false);
             self->s_.workers_.run(
                 [self, status, remove, result] {
-                    auto st = self->s_.spool_.writeStatus(self->id_, status);
-                    if (st && remove) st = self->s_.spool_.remove(self->id_);
+                    // Every recipient final: the message goes; its last state
+                    // need not be written first (a crash in between means
+                    // at worst a second delivery, never a lost one).
+                    auto st = remove ? self->s_.spool_.remove(self->id_)
+                                     : self->s_.spool_.writeStatus(self->id_, status);
                     *result = st.ok();
-                    if (!st) logEvent("error", {{"qid", self->id_}, {"reason", st.error().message}});
+                    if (!st)
+                        logEvent("error", {{"qid", self->id_}, {"reason", st.error().message}});
                 },
                 [done, result] { done(*result); });
         };
@@ -298,10 +315,12 @@ private:
         std::string dsnId = dsn->id;
         s_.committer_.submit(std::move(*dsn), [self, dsnId, writeState, done](Status st) {
             if (!st) {
-                logEvent("error", {{"qid", self->id_}, {"reason", "cannot queue DSN: " + st.error().message}});
+                logEvent("error", {{"qid", self->id_},
+                                   {"reason", "cannot queue DSN: " + st.error().message}});
                 return done(false);  // retry later; nothing was recorded as bounced
             }
-            logEvent("bounce", {{"qid", self->id_}, {"dsn_qid", dsnId}, {"to", self->msg_.envelope.sender}});
+            logEvent("bounce",
+                     {{"qid", self->id_}, {"dsn_qid", dsnId}, {"to", self->msg_.envelope.sender}});
             self->s_.enqueue(dsnId);
             writeState();
         });
@@ -326,6 +345,7 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
       committer_(committer),
       resolver_(resolver),
       ids_(ids),
+      connections_(cfg.delivery.connectionReuseTime, cfg.delivery.maxConcurrent),
       timer_(base, -1, 0, [this](short) { pump(); }) {
     auto c = tls::ClientCredentials::create();
     if (c) clientCreds_ = *c;
@@ -403,7 +423,8 @@ void Scheduler::pump() {
     // Wake for the next due message (at most a minute away, to notice flushes).
     int64_t wait = 60;
     if (!due_.empty()) wait = std::clamp<int64_t>(due_.begin()->first - now, 1, 60);
-    if (running_ < cfg_.delivery.maxConcurrent || due_.empty()) timer_.addSeconds(static_cast<unsigned>(wait));
+    if (running_ < cfg_.delivery.maxConcurrent || due_.empty())
+        timer_.addSeconds(static_cast<unsigned>(wait));
 }
 
 void Scheduler::finished(const std::string& id, bool removed, int64_t nextDue) {

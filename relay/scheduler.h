@@ -26,6 +26,7 @@
 #include "queue/spool.h"
 #include "relay/config.h"
 #include "relay/event_loop.h"
+#include "relay/smtp_client.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
@@ -33,7 +34,7 @@ namespace danerelay::relay {
 class MessageDelivery;
 
 class Scheduler {
-public:
+  public:
     Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, WorkerPool& workers,
               Committer& committer, dns::Resolver& resolver, queue::QueueIdGenerator& ids);
     ~Scheduler();
@@ -54,7 +55,7 @@ public:
     // Backoff after `attempts` failed tries: initial * 2^(attempts-1), capped.
     static int64_t backoff(const DeliveryConfig& d, int attempts);
 
-private:
+  private:
     friend class MessageDelivery;
     struct Entry {
         int64_t due = 0;
@@ -73,6 +74,7 @@ private:
     dns::Resolver& resolver_;
     queue::QueueIdGenerator& ids_;
     std::shared_ptr<tls::ClientCredentials> clientCreds_;
+    ConnectionCache connections_;
     std::map<std::string, Entry> entries_;
     std::set<std::pair<int64_t, std::string>> due_;
     Event timer_;

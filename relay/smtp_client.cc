@@ -34,14 +34,83 @@ std::string xtextEncode(const std::string& s) {
 }
 
 bool has8bit(const std::string& s) {
-    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 }  // namespace
 
+std::shared_ptr<SmtpClient> ConnectionCache::take(const std::string& key) {
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        if (it->first == key) {
+            auto c = std::move(it->second);
+            idle_.erase(it);
+            ++reused_;
+            return c;
+        }
+    }
+    return nullptr;
+}
+
+bool ConnectionCache::put(const std::string& key, std::shared_ptr<SmtpClient> c) {
+    if (idle_.size() >= maxIdle_) return false;
+    idle_.emplace_back(key, std::move(c));
+    return true;
+}
+
+void ConnectionCache::remove(const SmtpClient* c) {
+    std::erase_if(idle_, [c](const auto& e) { return e.second.get() == c; });
+}
+
+std::string SmtpClient::cacheKey(const ClientRequest& req) {
+    std::string k = req.mxName + "|" + req.address + "|" + std::to_string(req.port) + "|" +
+                    toString(req.mode) + "|" + req.sni + "|" + req.heloName;
+    for (const auto& t : req.tlsa) k += "|" + tls::recordText(t, 256);
+    return k;
+}
+
 void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
-                     ClientRequest req, Callback done) {
-    std::shared_ptr<SmtpClient> c(new SmtpClient(base, std::move(creds), std::move(req), std::move(done)));
+                     ClientRequest req, Callback done, ConnectionCache* cache) {
+    std::string key = cacheKey(req);
+    if (cache) {
+        if (auto idle = cache->take(key)) return idle->reuse(std::move(req), std::move(done));
+    }
+    std::shared_ptr<SmtpClient> c(
+        new SmtpClient(base, std::move(creds), std::move(req), std::move(done)));
+    c->cache_ = cache;
+    c->cacheKey_ = std::move(key);
     c->start();
+}
+
+// A parked session takes the next message: same peer, same TLS and DANE
+// outcome (already verified on this connection), a fresh transaction.
+void SmtpClient::reuse(ClientRequest req, Callback done) {
+    std::string tlsDesc = result_.tls, dane = result_.dane;
+    req_ = std::move(req);
+    done_ = std::move(done);
+    result_ = ClientResult{};
+    result_.tls = tlsDesc;
+    result_.dane = dane;
+    result_.rcpts.resize(req_.rcptIndexes.size());
+    result_.reusedConnection = true;
+    nextRcpt_ = rcptAccepted_ = 0;
+    replyLines_.clear();
+    replyBytes_ = 0;
+    reused_ = true;
+    selfRef_ = shared_from_this();
+    sendEnvelope();
+}
+
+void SmtpClient::transactionDone() {
+    result_.sessionOk = true;
+    if (!cache_ || state_ != State::Body || !in_.empty()) return finish();
+    // Park for the next message to the same destination and policy.
+    state_ = State::Idle;
+    reused_ = false;
+    if (!cache_->put(cacheKey_, shared_from_this())) return finish();
+    arm(cache_->idleSeconds());
+    auto done = std::move(done_);
+    auto keep = std::move(selfRef_);
+    done(result_);
 }
 
 SmtpClient::SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
@@ -96,11 +165,11 @@ void SmtpClient::start() {
         base_, -1, 0,
         [](evutil_socket_t, short, void* arg) {
             auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-            self->fail("timeout in state " + std::to_string(static_cast<int>(self->state_)) +
-                       " after " + std::to_string(self->state_ == State::Connecting
-                                                      ? self->req_.timeouts.connect
-                                                      : self->req_.timeouts.command) +
-                       " s");
+            self->fail(
+                "timeout in state " + std::to_string(static_cast<int>(self->state_)) + " after " +
+                std::to_string(self->state_ == State::Connecting ? self->req_.timeouts.connect
+                                                                 : self->req_.timeouts.command) +
+                " s");
         },
         this);
     // Keep ourselves alive while libevent holds raw pointers to us.
@@ -116,6 +185,10 @@ void SmtpClient::arm(unsigned seconds) {
 
 void SmtpClient::onEvent(short what) {
     if (finished_) return;
+    if (state_ == State::Idle) {
+        auto keep = shared_from_this();
+        return finish();  // the server spoke or hung up while we were idle
+    }
     if (state_ == State::Connecting) return onConnected();
     if (state_ == State::Handshake) return continueHandshake();
     if (what & EV_WRITE) flush();
@@ -159,12 +232,13 @@ void SmtpClient::flush() {
 
 void SmtpClient::watch(short events) {
     event_del(ev_);
-    event_assign(ev_, base_, fd_, events | EV_PERSIST,
-                 [](evutil_socket_t, short what, void* arg) {
-                     auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-                     self->onEvent(what);
-                 },
-                 this);
+    event_assign(
+        ev_, base_, fd_, events | EV_PERSIST,
+        [](evutil_socket_t, short what, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->onEvent(what);
+        },
+        this);
     event_add(ev_, nullptr);
 }
 
@@ -231,9 +305,7 @@ void SmtpClient::parseReplies() {
 }
 
 void SmtpClient::onReply(int code, const std::string& text) {
-    auto temporary = [&](const std::string& where) {
-        fail(where + ": " + text, code >= 500);
-    };
+    auto temporary = [&](const std::string& where) { fail(where + ": " + text, code >= 500); };
     switch (state_) {
         case State::Greeting:
             if (code != 220) return temporary("greeting");
@@ -328,9 +400,9 @@ void SmtpClient::onReply(int code, const std::string& text) {
                     r.reply = text;
                 }
             }
-            result_.sessionOk = true;
-            return finish();
-        default: return fail("unexpected reply: " + text);
+            return transactionDone();
+        default:
+            return fail("unexpected reply: " + text);
     }
 }
 
@@ -360,7 +432,8 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
         if (kw == "SIZE") size_ = true;
         if (kw == "SIZE" && l.size() > 5) {
             std::string v = l.substr(5);
-            if (!v.empty() && v.size() < 19 && v.find_first_not_of("0123456789") == std::string::npos) {
+            if (!v.empty() && v.size() < 19 &&
+                v.find_first_not_of("0123456789") == std::string::npos) {
                 sizeLimit_ = std::stoull(v);
             }
         }
@@ -373,7 +446,8 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
     }
     if (req_.mode != TlsMode::Opportunistic) {
         result_.dane = "starttls-not-supported";
-        return fail("STARTTLS not offered, but TLS is required (" + std::string(toString(req_.mode)) + ")");
+        return fail("STARTTLS not offered, but TLS is required (" +
+                    std::string(toString(req_.mode)) + ")");
     }
     sendEnvelope();
 }
@@ -396,7 +470,8 @@ void SmtpClient::continueHandshake() {
     }
     result_.tls = tls_->description();
     if (req_.mode == TlsMode::Dane) {
-        auto v = tls::verifyDane(tls_->peerChain(), req_.tlsa, req_.referenceNames, std::time(nullptr));
+        auto v =
+            tls::verifyDane(tls_->peerChain(), req_.tlsa, req_.referenceNames, std::time(nullptr));
         if (!v.authenticated) {
             result_.dane = tls::toString(v.failure);
             // No envelope goes to an unauthenticated peer; say goodbye over TLS.
@@ -457,7 +532,8 @@ void SmtpClient::sendEnvelope() {
         bool needs = has8bit(env.sender);
         for (size_t i : req_.rcptIndexes) needs = needs || has8bit(env.recipients[i].address);
         if (needs) {
-            return fail("5.6.7 the server does not support SMTPUTF8, which this message needs", true);
+            return fail("5.6.7 the server does not support SMTPUTF8, which this message needs",
+                        true);
         }
     }
     if (sizeLimit_ > 0 && req_.content->size() > sizeLimit_) {
@@ -503,6 +579,16 @@ void SmtpClient::sendBody() {
 
 void SmtpClient::fail(const std::string& error, bool permanent) {
     if (finished_) return;
+    if (reused_ && state_ == State::Mail && nextRcpt_ == 0 && done_) {
+        // The parked connection died while idle (server timeout): this
+        // message never reached it. Start it afresh on a new connection.
+        reused_ = false;
+        auto req = req_;
+        auto done = std::move(done_);
+        auto keep = shared_from_this();
+        finish();
+        return run(base_, creds_, std::move(req), std::move(done), cache_);
+    }
     result_.sessionOk = false;
     result_.permanent = permanent;
     result_.error = error;
@@ -530,10 +616,11 @@ void SmtpClient::finish() {
         ::close(fd_);
         fd_ = -1;
     }
+    if (state_ == State::Idle && cache_) cache_->remove(this);
     state_ = State::Done;
     auto done = std::move(done_);
     auto keep = std::move(selfRef_);  // released when this function returns
-    done(result_);
+    if (done) done(result_);
 }
 
 }  // namespace danerelay::relay

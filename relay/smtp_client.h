@@ -55,6 +55,7 @@ struct ClientResult {
     std::string error;       // !sessionOk: what went wrong, e.g. "connect: Connection refused"
     std::string tls;         // "TLS1.3/AES-256-GCM", empty without TLS
     std::string dane;        // DANE result: "matched 3 1 1 ab…", an RFC 8460 name, or ""
+    bool reusedConnection = false;
     struct Rcpt {
         int code = 0;
         std::string reply;
@@ -62,14 +63,40 @@ struct ClientResult {
     std::vector<Rcpt> rcpts;  // parallel to rcptIndexes
 };
 
-class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
-public:
-    using Callback = std::function<void(const ClientResult&)>;
-    static void run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
-                    ClientRequest req, Callback done);
-    ~SmtpClient();
+class SmtpClient;
 
-private:
+// Connection reuse: after a completed transaction a session may wait here,
+// idle, for the next message to the same host, address, TLS mode, TLSA base
+// domain and TLSA RRset (RFC 7672: never across a change of policy). An idle
+// session is closed after idleSeconds, or when the server speaks or hangs up.
+class ConnectionCache {
+  public:
+    ConnectionCache(unsigned idleSeconds, size_t maxIdle)
+        : idleSeconds_(idleSeconds), maxIdle_(maxIdle) {}
+    std::shared_ptr<SmtpClient> take(const std::string& key);
+    bool put(const std::string& key, std::shared_ptr<SmtpClient> c);
+    void remove(const SmtpClient* c);
+    unsigned idleSeconds() const { return idleSeconds_; }
+    size_t size() const { return idle_.size(); }
+    uint64_t reused() const { return reused_; }
+
+  private:
+    unsigned idleSeconds_;
+    size_t maxIdle_;
+    std::vector<std::pair<std::string, std::shared_ptr<SmtpClient>>> idle_;
+    uint64_t reused_ = 0;
+};
+
+class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
+  public:
+    using Callback = std::function<void(const ClientResult&)>;
+    // cache may be null (no reuse).
+    static void run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                    ClientRequest req, Callback done, ConnectionCache* cache = nullptr);
+    ~SmtpClient();
+    static std::string cacheKey(const ClientRequest& req);
+
+  private:
     enum class State {
         Connecting,
         Greeting,
@@ -81,6 +108,7 @@ private:
         Rcpt,
         Data,
         Body,
+        Idle,  // parked in the ConnectionCache after a transaction
         Done
     };
     SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds, ClientRequest req,
@@ -103,6 +131,8 @@ private:
     void sendBody();
     void fail(const std::string& error, bool permanent = false);
     void finish();
+    void transactionDone();
+    void reuse(ClientRequest req, Callback done);
     std::string mailFromLine() const;
     std::string rcptLine(size_t i) const;
 
@@ -123,10 +153,13 @@ private:
     bool esmtp_ = false, pipelining_ = false, starttls_ = false, dsn_ = false, smtputf8_ = false,
          eightBitMime_ = false, size_ = false;
     uint64_t sizeLimit_ = 0;
-    size_t nextRcpt_ = 0;        // replies to RCPT received so far
+    size_t nextRcpt_ = 0;  // replies to RCPT received so far
     size_t rcptAccepted_ = 0;
     bool finished_ = false;
     std::shared_ptr<SmtpClient> selfRef_;  // alive while in flight
+    ConnectionCache* cache_ = nullptr;
+    std::string cacheKey_;
+    bool reused_ = false;
 };
 
 }  // namespace danerelay::relay

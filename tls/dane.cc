@@ -11,11 +11,16 @@ namespace danerelay::tls {
 
 const char* toString(DaneFailure f) {
     switch (f) {
-        case DaneFailure::None: return "none";
-        case DaneFailure::ValidationFailure: return "validation-failure";
-        case DaneFailure::CertificateHostMismatch: return "certificate-host-mismatch";
-        case DaneFailure::CertificateExpired: return "certificate-expired";
-        case DaneFailure::TlsaInvalid: return "tlsa-invalid";
+        case DaneFailure::None:
+            return "none";
+        case DaneFailure::ValidationFailure:
+            return "validation-failure";
+        case DaneFailure::CertificateHostMismatch:
+            return "certificate-host-mismatch";
+        case DaneFailure::CertificateExpired:
+            return "certificate-expired";
+        case DaneFailure::TlsaInvalid:
+            return "tlsa-invalid";
     }
     return "?";
 }
@@ -204,10 +209,12 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
             }
         }
         if (!nameOk) {
-            if (best != DaneFailure::CertificateExpired) best = DaneFailure::CertificateHostMismatch;
+            if (best != DaneFailure::CertificateExpired)
+                best = DaneFailure::CertificateHostMismatch;
             std::string names;
             for (const auto& n : referenceNames) names += (names.empty() ? "" : ", ") + n;
-            bestReason = "TLSA " + recordText(r) + " matched, but the certificate names none of: " + names;
+            bestReason =
+                "TLSA " + recordText(r) + " matched, but the certificate names none of: " + names;
             continue;
         }
         res.authenticated = true;

@@ -121,7 +121,8 @@ Result<IoResult> Session::write(const char* buf, size_t len) {
 Result<IoState> Session::drain(std::string& out) {
     constexpr size_t kChunk = 16384;
     while (!out.empty()) {
-        auto r = writeInFlight_ ? write(nullptr, 0) : write(out.data(), std::min(out.size(), kChunk));
+        auto r =
+            writeInFlight_ ? write(nullptr, 0) : write(out.data(), std::min(out.size(), kChunk));
         if (!r) return r.error();
         if (r->state != IoState::Done) {
             if (!writeInFlight_) writeInFlight_ = std::min(out.size(), kChunk);

@@ -61,8 +61,7 @@ class Session {
     static Result<std::unique_ptr<Session>> server(int fd,
                                                    std::shared_ptr<ServerCredentials> creds);
     // sni may be empty (no server_name extension).
-    static Result<std::unique_ptr<Session>> client(int fd,
-                                                   std::shared_ptr<ClientCredentials> creds,
+    static Result<std::unique_ptr<Session>> client(int fd, std::shared_ptr<ClientCredentials> creds,
                                                    const std::string& sni);
     // The certificates the peer presented, DER, leaf first.
     std::vector<std::vector<uint8_t>> peerChain() const;

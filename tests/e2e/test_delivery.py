@@ -211,6 +211,21 @@ class DeliveryTest(unittest.TestCase):
         self.assertTrue(st, (env.states(qid), env.relay.read_log()[-3000:]))
         self.assertEqual(len(env.received("ned@insecure.test")), 1)
 
+    def test_connection_reuse_only_under_the_same_tlsa_base_and_policy(self):
+        env = self.env({"mx1.secure.test": True, "mx2.secure.test": True})
+        for i in range(3):
+            env.submit(f"reuse{i}@secure.test")
+            self.assertTrue(wait_until(lambda: env.received(f"reuse{i}@secure.test")))
+        conns = [re.search(r"conn=(\w+)", env.log_lines(f"reuse{i}@secure.test")[-1]).group(1)
+                 for i in range(3)]
+        self.assertEqual(conns[0], "new")
+        self.assertIn("reused", conns[1:])
+        # Same MX address, but reached as mail.cname.test: another TLSA base
+        # domain and reference names, so never the parked connection.
+        env.submit("other@cname.test")
+        self.assertTrue(wait_until(lambda: env.received("other@cname.test")))
+        self.assertIn("conn=new", env.log_lines("other@cname.test")[-1])
+
     def test_restart_with_full_queue_loses_nothing_redelivers_nothing(self):
         env = self.env({"mx.insecure.test": False}, start_mtas=False)
         # Phase 1: the MX is down; everything waits in the queue.

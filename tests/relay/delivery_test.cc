@@ -41,7 +41,8 @@ HostInfo host(const std::string& name, uint16_t pref, Security addr, TlsaStatus 
     return h;
 }
 
-DestinationInfo dest(Security mxSec, std::vector<HostInfo> hosts, Outcome mxOutcome = Outcome::Data) {
+DestinationInfo dest(Security mxSec, std::vector<HostInfo> hosts,
+                     Outcome mxOutcome = Outcome::Data) {
     DestinationInfo d;
     d.domain = "example.org";
     d.mx = ans(mxOutcome, mxSec);
@@ -50,21 +51,23 @@ DestinationInfo dest(Security mxSec, std::vector<HostInfo> hosts, Outcome mxOutc
 }
 
 TEST(Plan, SecureMxSecureHostUsableTlsaIsDane) {
-    auto p = plan(dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
-                  true, false);
+    auto p = plan(
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
+        true, false);
     ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
     ASSERT_EQ(p.hosts.size(), 1u);
     EXPECT_EQ(p.hosts[0].mode, TlsMode::Dane);
     EXPECT_EQ(p.hosts[0].sni, "mx.example.org");
     EXPECT_EQ(p.hosts[0].tlsa.size(), 1u);
     // reference names: TLSA base (= MX host here) and the next-hop domain
-    EXPECT_EQ(p.hosts[0].referenceNames, (std::vector<std::string>{"mx.example.org", "example.org"}));
+    EXPECT_EQ(p.hosts[0].referenceNames,
+              (std::vector<std::string>{"mx.example.org", "example.org"}));
 }
 
 TEST(Plan, TlsaOutcomesMapToTlsModes) {
     auto mode = [](TlsaStatus t) {
-        auto p = plan(dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, t)}), true,
-                      false);
+        auto p = plan(dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, t)}),
+                      true, false);
         return p.hosts.at(0).skip ? std::string("skip") : std::string(toString(p.hosts[0].mode));
     };
     EXPECT_EQ(mode(TlsaStatus::NoneUsable), "mandatory-unauthenticated");
@@ -73,24 +76,28 @@ TEST(Plan, TlsaOutcomesMapToTlsModes) {
 }
 
 TEST(Plan, FailedTlsaOnEveryHostDefers475) {
-    auto p = plan(dest(Security::Secure, {host("a.example.org", 10, Security::Secure, TlsaStatus::Failed)}),
-                  true, false);
+    auto p = plan(
+        dest(Security::Secure, {host("a.example.org", 10, Security::Secure, TlsaStatus::Failed)}),
+        true, false);
     EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
     EXPECT_EQ(p.status, "4.7.5");
 }
 
 TEST(Plan, InsecureMxOrHostIsOpportunistic) {
-    auto p = plan(dest(Security::Insecure, {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
+    auto p = plan(dest(Security::Insecure,
+                       {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
                   true, false);
     EXPECT_EQ(p.hosts.at(0).mode, TlsMode::Opportunistic);
-    auto q = plan(dest(Security::Secure, {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
+    auto q = plan(dest(Security::Secure,
+                       {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
                   true, false);
     EXPECT_EQ(q.hosts.at(0).mode, TlsMode::Opportunistic);
 }
 
 TEST(Plan, BogusAddressSkipsTheHostOnly) {
-    auto p = plan(dest(Security::Secure, {host("bad.example.org", 10, Security::Bogus, TlsaStatus::Failed),
-                                          host("good.example.org", 20, Security::Secure, TlsaStatus::Usable)}),
+    auto p = plan(dest(Security::Secure,
+                       {host("bad.example.org", 10, Security::Bogus, TlsaStatus::Failed),
+                        host("good.example.org", 20, Security::Secure, TlsaStatus::Usable)}),
                   true, false);
     ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
     EXPECT_TRUE(p.hosts[0].skip);
@@ -107,7 +114,8 @@ TEST(Plan, MxLookupFailuresDeferNeverInsecure) {
 }
 
 TEST(Plan, NonValidatingResolverDefers) {
-    auto p = plan(dest(Security::Insecure, {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
+    auto p = plan(dest(Security::Insecure,
+                       {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)}),
                   false, false);
     EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
     EXPECT_EQ(p.status, "4.7.5");
@@ -123,9 +131,10 @@ TEST(Plan, NxDomainAndNullMxBounce) {
 }
 
 TEST(Plan, PreferenceOrderKept) {
-    auto p = plan(dest(Security::Secure, {host("b.example.org", 20, Security::Secure, TlsaStatus::Usable),
-                                          host("a.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
-                  true, true);
+    auto p = plan(
+        dest(Security::Secure, {host("b.example.org", 20, Security::Secure, TlsaStatus::Usable),
+                                host("a.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
+        true, true);
     EXPECT_EQ(p.hosts[0].name, "a.example.org");
     EXPECT_EQ(p.hosts[1].name, "b.example.org");
 }

@@ -23,15 +23,15 @@ namespace {
 using Der = std::vector<uint8_t>;
 
 class Pki {
-public:
+  public:
     Pki() {
         char tmpl[] = "/tmp/danerelay-dane-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
         ca("root", "Test Root");
         issued("inter", "Test Intermediate", "root", true, "");
         issued("leaf", "mx.example.org", "inter", false, "dns_name = mx.example.org\n");
-        issued("expired", "mx.example.org", "inter", false,
-               "dns_name = mx.example.org\n", /*expired=*/true);
+        issued("expired", "mx.example.org", "inter", false, "dns_name = mx.example.org\n",
+               /*expired=*/true);
         issued("misnamed", "other.example.net", "inter", false, "dns_name = other.example.net\n");
         ca("otherroot", "Other Root");
         issued("otherinter", "Other Intermediate", "otherroot", true, "");
@@ -58,11 +58,13 @@ public:
         return r;
     }
 
-private:
+  private:
     void run(const std::string& cmd) {
         ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
     }
-    std::string p(const std::string& name, const char* ext) const { return dir_ + "/" + name + ext; }
+    std::string p(const std::string& name, const char* ext) const {
+        return dir_ + "/" + name + ext;
+    }
     void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
     void load(const std::string& name) {
         run("certtool --certificate-info --infile " + p(name, ".pem") + " --outder --outfile " +
@@ -72,13 +74,14 @@ private:
     }
     void ca(const std::string& name, const std::string& cn) {
         run("certtool --generate-privkey --key-type=ecdsa --outfile " + p(name, ".key"));
-        write(p(name, ".tmpl"), "cn = \"" + cn + "\"\nca\ncert_signing_key\nexpiration_days = 365\n");
+        write(p(name, ".tmpl"),
+              "cn = \"" + cn + "\"\nca\ncert_signing_key\nexpiration_days = 365\n");
         run("certtool --generate-self-signed --load-privkey " + p(name, ".key") + " --template " +
             p(name, ".tmpl") + " --outfile " + p(name, ".pem"));
         load(name);
     }
-    void issued(const std::string& name, const std::string& cn, const std::string& issuer, bool isCa,
-                const std::string& extra, bool expired = false) {
+    void issued(const std::string& name, const std::string& cn, const std::string& issuer,
+                bool isCa, const std::string& extra, bool expired = false) {
         run("certtool --generate-privkey --key-type=ecdsa --outfile " + p(name, ".key"));
         std::string t = "cn = \"" + cn + "\"\n" + extra;
         t += isCa ? "ca\ncert_signing_key\n" : "tls_www_server\nsigning_key\n";
@@ -88,7 +91,8 @@ private:
         write(p(name, ".tmpl"), t);
         run("certtool --generate-certificate --load-privkey " + p(name, ".key") +
             " --load-ca-certificate " + p(issuer, ".pem") + " --load-ca-privkey " +
-            p(issuer, ".key") + " --template " + p(name, ".tmpl") + " --outfile " + p(name, ".pem"));
+            p(issuer, ".key") + " --template " + p(name, ".tmpl") + " --outfile " +
+            p(name, ".pem"));
         load(name);
     }
     std::string dir_;
@@ -98,7 +102,7 @@ private:
 Pki* pki = nullptr;
 
 class DaneTest : public ::testing::Test {
-protected:
+  protected:
     static void SetUpTestSuite() { pki = new Pki; }
     static void TearDownTestSuite() {
         delete pki;
@@ -202,15 +206,15 @@ TEST_F(DaneTest, MismatchAndEmptyInputs) {
 TEST_F(DaneTest, DigestAgilityPrefersTheStrongerDigest) {
     TlsaRecord wrong512 = of("otherleaf", 3, 1, 2);
     // SHA2-256 matches, but a SHA2-512 record for the same usage/selector exists: not used.
-    EXPECT_FALSE(verifyDane(chain({"leaf"}), {of("leaf", 3, 1, 1), wrong512}, names_, now_)
-                     .authenticated);
+    EXPECT_FALSE(
+        verifyDane(chain({"leaf"}), {of("leaf", 3, 1, 1), wrong512}, names_, now_).authenticated);
     // The other way round: the stronger one matches.
-    EXPECT_TRUE(verifyDane(chain({"leaf"}), {of("otherleaf", 3, 1, 1), of("leaf", 3, 1, 2)},
-                           names_, now_)
-                    .authenticated);
+    EXPECT_TRUE(
+        verifyDane(chain({"leaf"}), {of("otherleaf", 3, 1, 1), of("leaf", 3, 1, 2)}, names_, now_)
+            .authenticated);
     // A different selector is a different set: 3 0 1 still counts.
-    EXPECT_TRUE(verifyDane(chain({"leaf"}), {of("leaf", 3, 0, 1), wrong512}, names_, now_)
-                    .authenticated);
+    EXPECT_TRUE(
+        verifyDane(chain({"leaf"}), {of("leaf", 3, 0, 1), wrong512}, names_, now_).authenticated);
 }
 
 }  // namespace
