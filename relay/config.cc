@@ -249,11 +249,12 @@ Config loadConfig(const std::string& path) {
     }
     if (auto d = j.find("delivery"); d != j.end()) {
         c.onlyKeys(*d, "delivery",
-                   {"max_concurrent", "max_hosts_per_attempt", "retry_initial", "retry_max",
-                    "max_queue_lifetime", "port", "connect_timeout", "command_timeout",
-                    "data_timeout", "connection_reuse_time"});
+                   {"max_concurrent", "max_per_destination", "max_hosts_per_attempt",
+                    "retry_initial", "retry_max", "max_queue_lifetime", "port", "connect_timeout",
+                    "command_timeout", "data_timeout", "connection_reuse_time"});
         auto& D = cfg.delivery;
         c.number(*d, "delivery", "max_concurrent", &D.maxConcurrent, 1, 10000);
+        c.number(*d, "delivery", "max_per_destination", &D.maxPerDestination, 1, 10000);
         c.number(*d, "delivery", "max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50);
         c.number(*d, "delivery", "retry_initial", &D.retryInitial, 1, 86400);
         c.number(*d, "delivery", "retry_max", &D.retryMax, 1, 604800);

@@ -53,6 +53,7 @@ struct DnsConfig {
 
 struct DeliveryConfig {
     unsigned maxConcurrent = 50;         // message deliveries in flight
+    unsigned maxPerDestination = 20;     // deliveries in flight to one domain
     unsigned maxHostsPerAttempt = 5;     // MX hosts tried per attempt
     unsigned retryInitial = 300;         // seconds until the first retry
     unsigned retryMax = 3600;            // at most this between tries

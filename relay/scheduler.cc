@@ -100,7 +100,10 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         }
         if (byDomain.empty()) return complete();
         pendingDomains_ = byDomain.size();
-        for (auto& [domain, idx] : byDomain) deliverDomain(domain, idx);
+        auto self = shared_from_this();
+        for (auto& [domain, idx] : byDomain) {
+            s_.acquireDomain(domain, [self, domain, idx] { self->deliverDomain(domain, idx); });
+        }
     }
 
     void deliverDomain(const std::string& domain, const std::vector<size_t>& idx) {
@@ -115,7 +118,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                     for (size_t i : idx) {
                         self->record(i, {st, p.status, p.reason, ""}, "", "", "", "");
                     }
-                    return self->domainDone();
+                    return self->domainDone(domain);
                 }
                 auto attempt = std::make_shared<HostAttempt>();
                 attempt->plan = std::move(p);
@@ -149,7 +152,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             for (size_t i : a->rcpts) {
                 record(i, {RcptState::Deferred, a->lastStatus, a->lastError, ""}, "", "", "", "");
             }
-            return domainDone();
+            return domainDone(a->domain);
         }
         const HostPlan& h = hosts[a->host];
         ClientRequest req;
@@ -183,7 +186,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                     record(i, {RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error, mx},
                            mx, ip, r.tls, r.dane, mode);
                 }
-                return domainDone();
+                return domainDone(a->domain);
             }
             // Connection-level failure: log it for every recipient, then the
             // next address or host, under that host's own plan. Never a
@@ -204,7 +207,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             record(a->rcpts[k], {st, statusOf(rr.code, rr.reply, "2.0.0"), rr.reply, mx}, mx, ip,
                    r.tls, r.dane, mode, r.reusedConnection ? "reused" : "new");
         }
-        domainDone();
+        domainDone(a->domain);
     }
 
     void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
@@ -232,7 +235,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         outcomes_[i] = std::move(o);
     }
 
-    void domainDone() {
+    void domainDone(const std::string& domain) {
+        s_.releaseDomain(domain);
         if (--pendingDomains_ == 0) complete();
     }
 
@@ -425,6 +429,26 @@ void Scheduler::pump() {
     if (!due_.empty()) wait = std::clamp<int64_t>(due_.begin()->first - now, 1, 60);
     if (running_ < cfg_.delivery.maxConcurrent || due_.empty())
         timer_.addSeconds(static_cast<unsigned>(wait));
+}
+
+void Scheduler::acquireDomain(const std::string& domain, std::function<void()> start) {
+    auto& n = domainInFlight_[domain];
+    if (n < cfg_.delivery.maxPerDestination) {
+        ++n;
+        return start();
+    }
+    domainWaiting_[domain].push_back(std::move(start));
+}
+
+void Scheduler::releaseDomain(const std::string& domain) {
+    auto w = domainWaiting_.find(domain);
+    if (w != domainWaiting_.end() && !w->second.empty()) {
+        auto next = std::move(w->second.front());
+        w->second.erase(w->second.begin());
+        if (w->second.empty()) domainWaiting_.erase(w);
+        return next();  // the slot passes straight to the next waiter
+    }
+    if (--domainInFlight_[domain] == 0) domainInFlight_.erase(domain);
 }
 
 void Scheduler::finished(const std::string& id, bool removed, int64_t nextDue) {

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -65,6 +66,9 @@ class Scheduler {
     void kick();
     void pump();
     void finished(const std::string& id, bool removed, int64_t nextDue);
+    // Per-destination concurrency: start() runs now, or when a slot frees.
+    void acquireDomain(const std::string& domain, std::function<void()> start);
+    void releaseDomain(const std::string& domain);
 
     event_base* base_;
     const Config& cfg_;
@@ -80,6 +84,8 @@ class Scheduler {
     Event timer_;
     unsigned running_ = 0;
     bool ready_ = false;
+    std::map<std::string, unsigned> domainInFlight_;
+    std::map<std::string, std::vector<std::function<void()>>> domainWaiting_;
 };
 
 }  // namespace danerelay::relay

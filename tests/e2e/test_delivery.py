@@ -44,7 +44,7 @@ def wait_until(pred, timeout=30, step=0.2):
 class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
-    def __init__(self, hosts, start_mtas=True):
+    def __init__(self, hosts, start_mtas=True, delivery=None):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
         self.relay = h.Relay(
             dns={"resolvers": [dnslab.RESOLVER], "probe_secure_name": "secure.test",
@@ -53,7 +53,7 @@ class Env:
         with open(self.relay.config) as f:
             cfg = json.load(f)
         cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,
-                           "command_timeout": 15, "data_timeout": 15}
+                           "command_timeout": 15, "data_timeout": 15, **(delivery or {})}
         with open(self.relay.config, "w") as f:
             json.dump(cfg, f)
         try:
@@ -225,6 +225,26 @@ class DeliveryTest(unittest.TestCase):
         env.submit("other@cname.test")
         self.assertTrue(wait_until(lambda: env.received("other@cname.test")))
         self.assertIn("conn=new", env.log_lines("other@cname.test")[-1])
+
+    def test_per_destination_concurrency_limit(self):
+        env = self.env({"mx.insecure.test": True}, delivery={"max_per_destination": 1})
+        # Three messages in one burst: with one slot for the domain they go
+        # one after another, so the second and third reuse the first's connection.
+        c = env.relay.connect()
+        c.reply()
+        c.command("EHLO burst.test")
+        batch = b""
+        for i in range(3):
+            batch += (f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<burst{i}@insecure.test>\r\nDATA\r\n"
+                      f"Subject: burst {i}\r\n\r\nx\r\n.\r\n").encode()
+        c.send(batch + b"QUIT\r\n")
+        codes = [c.reply()[0] for _ in range(13)]
+        c.close()
+        self.assertEqual(codes.count(250), 9, codes)
+        self.assertTrue(wait_until(lambda: len(env.received()) >= 3))
+        conns = [re.search(r"conn=(\w+)", env.log_lines(f"burst{i}@insecure.test")[-1]).group(1)
+                 for i in range(3)]
+        self.assertEqual(sorted(conns), ["new", "reused", "reused"], env.relay.read_log()[-2000:])
 
     def test_restart_with_full_queue_loses_nothing_redelivers_nothing(self):
         env = self.env({"mx.insecure.test": False}, start_mtas=False)
