@@ -137,7 +137,7 @@ Config loadConfig(const std::string& path) {
     Checker c(path);
     c.onlyKeys(j, "",
                {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
-                "dns", "delivery", "log_file", "commit_batch"});
+                "dns", "delivery", "policy_dir", "log_file", "commit_batch"});
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
@@ -268,6 +268,7 @@ Config loadConfig(const std::string& path) {
     if (cfg.dns.resolvers.empty())
         cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
     cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
+    cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
     return cfg;
 }
 

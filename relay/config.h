@@ -78,6 +78,7 @@ struct Config {
     Limits limits;
     DnsConfig dns;
     DeliveryConfig delivery;
+    std::string policyDir;  // empty: built-in policy (dane) for every destination
     std::string logFile;  // empty: standard error
     unsigned commitBatch = 256;
 };

@@ -4,6 +4,7 @@
 //   danectl [--config FILE] probe [--json] [--resolver ADDR]... DOMAIN
 //                             what DNS says about DOMAIN for DANE: MX hosts,
 //                             addresses, TLSA records, each with its DNSSEC status
+//   danectl policy check DIR  validate a policy directory without a daemon
 //   danectl passwd            read a password on stdin, print a yescrypt hash
 //
 // queue list reads the spool directly and read-only (it works with the
@@ -24,6 +25,7 @@
 #include <event2/event.h>
 
 #include "dns/resolver.h"
+#include "policy/policy.h"
 #include "queue/spool.h"
 #include "relay/config.h"
 #include "relay/delivery.h"
@@ -41,6 +43,7 @@ int usage() {
                  "usage: danectl [--config FILE | --spool DIR] queue list [--json]\n"
                  "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
                  "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
+                 "       danectl policy check DIR\n"
                  "       danectl passwd    (password on stdin; prints a yescrypt hash)\n");
     return 2;
 }
@@ -156,13 +159,26 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
         }
     }
     if (domain.empty()) return usage();
+    std::string policyDir;
     if (!haveResolvers) {
         try {
-            dnsConfig = relay::loadConfig(configPath).dns;
+            auto cfg = relay::loadConfig(configPath);
+            dnsConfig = cfg.dns;
+            policyDir = cfg.policyDir;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "danectl: %s\n", e.what());
             return 1;
         }
+    }
+    policy::Decision pol;
+    pol.effective.destination = "(built-in default)";
+    if (!policyDir.empty()) {
+        auto ps = policy::PolicySet::loadDir(policyDir);
+        if (!ps) {
+            std::fprintf(stderr, "danectl: %s\n", ps.error().message.c_str());
+            return 1;
+        }
+        pol = (*ps)->lookup(domain, static_cast<int64_t>(std::time(nullptr)));
     }
     if (!probeSecure.empty()) {
         dnsConfig.probeSecureName = probeSecure;
@@ -178,11 +194,17 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     resolver.probe([&](bool ok, const std::string& detail) {
         validating = ok;
         probeDetail = detail;
-        relay::DestinationLookup::run(resolver, domain, 10, [&](const relay::DestinationInfo& d) {
+        auto got = [&](const relay::DestinationInfo& d) {
             info = d;
             done = true;
             event_base_loopbreak(base.get());
-        });
+        };
+        const auto& hop = pol.effective.nextHop;
+        if (hop) {
+            relay::DestinationLookup::runNextHop(resolver, domain, hop->host, hop->literal, hop->port, got);
+        } else {
+            relay::DestinationLookup::run(resolver, domain, 10, got);
+        }
     });
     event_base_dispatch(base.get());
     if (!done) {
@@ -196,7 +218,11 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     if (asJson) {
         auto j = relay::toJson(info);
         j["resolver"] = {{"servers", servers}, {"validating", validating}, {"detail", probeDetail}};
-        j["decision"] = relay::toJson(relay::plan(info, validating, false));
+        j["decision"] = relay::toJson(relay::plan(info, validating, false, pol.effective.level));
+        j["policy"] = {{"destination", pol.effective.destination},
+                       {"level", policy::toString(pol.effective.level)},
+                       {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
+                       {"warnings", pol.warnings}};
         std::cout << j.dump(2) << "\n";
     } else {
         std::printf("resolver %s: %s (%s)\n", servers.c_str(),
@@ -206,11 +232,26 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
                 "  DNSSEC status cannot be trusted: deliveries that ask for DANE will defer\n");
         }
         std::fputs(relay::toText(info).c_str(), stdout);
-        std::fputs(relay::toText(relay::plan(info, validating, false)).c_str(), stdout);
+        std::printf("policy: %s for %s%s\n", policy::toString(pol.effective.level),
+                    pol.effective.destination.c_str(),
+                    pol.effective.file.empty() ? "" : (" (" + pol.effective.where() + ")").c_str());
+        for (const auto& w : pol.warnings) std::printf("  warning: %s\n", w.c_str());
+        std::fputs(relay::toText(relay::plan(info, validating, false, pol.effective.level)).c_str(),
+                   stdout);
     }
     bool resolved =
         info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;
     return resolved ? 0 : 1;
+}
+
+int policyCheck(const std::string& dir) {
+    auto p = policy::PolicySet::loadDir(dir);
+    if (!p) {
+        std::fprintf(stderr, "%s\n", p.error().message.c_str());
+        return 1;
+    }
+    std::printf("%s: ok, %zu entries in %zu files\n", dir.c_str(), (*p)->size(), (*p)->files());
+    return 0;
 }
 
 int passwd() {
@@ -252,6 +293,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> rest(args.begin() + static_cast<long>(i), args.end());
     if (rest.empty()) return usage();
     if (rest[0] == "passwd" && rest.size() == 1) return passwd();
+    if (rest[0] == "policy" && rest.size() == 3 && rest[1] == "check") return policyCheck(rest[2]);
     if (configPath.empty()) {
         const char* env = std::getenv("DANERELAY_CONFIG");
         configPath = env ? env : kDefaultConfig;

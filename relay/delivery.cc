@@ -13,6 +13,7 @@ using dns::TlsaStatus;
 
 const char* toString(TlsMode m) {
     switch (m) {
+        case TlsMode::None: return "none";
         case TlsMode::Opportunistic:
             return "opportunistic";
         case TlsMode::Mandatory:
@@ -43,8 +44,11 @@ static DeliveryPlan verdict(DeliveryPlan::Action a, std::string status, std::str
     return p;
 }
 
-DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle) {
+DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
+                  policy::Level level) {
     using A = DeliveryPlan::Action;
+    using policy::Level;
+    const bool lowered = level == Level::May || level == Level::None;
     const auto& mx = d.mx;
     // The MX lookup itself.
     if (mx.security == Security::Bogus) {
@@ -57,7 +61,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                        "MX lookup for " + d.domain + " failed: " + dns::toString(mx.outcome) +
                            " (" + mx.detail + ")");
     }
-    if (!resolverValidating || mx.security == Security::Indeterminate) {
+    if (!lowered && (!resolverValidating || mx.security == Security::Indeterminate)) {
         return verdict(A::Defer, "4.7.5",
                        "the resolver does not validate DNSSEC: cannot tell whether " + d.domain +
                            " publishes DANE");
@@ -127,6 +131,41 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
             }
         }
         p.hosts.push_back(std::move(hp));
+    }
+    // The destination's policy, applied host by host.
+    for (auto& hp : p.hosts) {
+        bool addressFailed = hp.addresses.empty();
+        switch (level) {
+            case Level::None:
+                if (!addressFailed) {
+                    hp.skip = false;
+                    hp.mode = TlsMode::None;
+                    hp.why = "policy none: no TLS (" + hp.why + ")";
+                }
+                break;
+            case Level::May:
+                if (!addressFailed) {
+                    hp.skip = false;
+                    hp.mode = TlsMode::Opportunistic;
+                    hp.tlsa.clear();
+                    hp.why = "policy may: opportunistic TLS, DANE not enforced (" + hp.why + ")";
+                }
+                break;
+            case Level::Encrypt:
+                if (!hp.skip && hp.mode == TlsMode::Opportunistic) {
+                    hp.mode = TlsMode::Mandatory;
+                    hp.why = "policy encrypt: TLS required (" + hp.why + ")";
+                }
+                break;
+            case Level::DaneOnly:
+                if (!hp.skip && hp.mode != TlsMode::Dane) {
+                    hp.skip = true;
+                    hp.why = "policy dane-only: no usable DANE TLSA (" + hp.why + ")";
+                    daneSkipped = true;
+                }
+                break;
+            case Level::Dane: break;
+        }
     }
     // Preference order, random among equals (RFC 5321 5.1).
     if (shuffle) {

@@ -27,12 +27,14 @@
 #include <string>
 #include <vector>
 
+#include "policy/policy.h"
 #include "relay/destination.h"
 #include "tls/dane.h"
 
 namespace danerelay::relay {
 
 enum class TlsMode {
+    None,           // no TLS at all (policy "none", written by an operator)
     Opportunistic,  // STARTTLS if offered, unauthenticated
     Mandatory,      // STARTTLS required, unauthenticated
     Dane,           // STARTTLS required, peer authenticated by TLSA
@@ -60,7 +62,13 @@ struct DeliveryPlan {
 const char* toString(DeliveryPlan::Action a);
 
 // shuffle: randomize hosts of equal preference (off in tests and probe).
-DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle);
+// level: the policy for this destination (policy/): "dane" is RFC 7672 as
+// above; "dane-only" skips every host without usable TLSA; "encrypt" makes
+// TLS mandatory where DANE does not apply; "may" (an operator's explicit,
+// reasoned exception) delivers opportunistically even where TLSA failed or
+// does not match; "none" sends without TLS.
+DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
+                  policy::Level level = policy::Level::Dane);
 
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);

@@ -32,6 +32,35 @@ void DestinationLookup::run(dns::Resolver& resolver, const std::string& domain, 
                     [self, maxHosts](const dns::Answer& a) { self->onMx(a, maxHosts); });
 }
 
+void DestinationLookup::runNextHop(dns::Resolver& resolver, const std::string& domain,
+                                   const std::string& host, bool literal, uint16_t port,
+                                   Callback done) {
+    std::shared_ptr<DestinationLookup> self(new DestinationLookup(resolver, std::move(done)));
+    auto& info = self->info_;
+    info.domain = domain;
+    info.nextHop = (literal ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    info.port = port;
+    self->port_ = port;
+    // The operator named this host: it stands where a secure MX RRset would.
+    info.mx.qname = domain;
+    info.mx.outcome = Outcome::Data;
+    info.mx.security = literal ? Security::Insecure : Security::Secure;
+    info.mx.detail = "next hop from policy";
+    HostInfo h{0, host, {}, {}, false, {}, {}, {}};
+    if (literal) {
+        h.a.outcome = Outcome::Data;
+        h.a.security = Security::Insecure;  // no DNS, so no DNSSEC, so no DANE
+        h.a.addresses = {host};
+        h.aaaa.outcome = Outcome::NoData;
+        h.aaaa.security = Security::Insecure;
+        info.hosts.push_back(std::move(h));
+        return self->done_(self->info_);
+    }
+    info.hosts.push_back(std::move(h));
+    self->pendingHosts_ = 1;
+    self->lookupHost(0);
+}
+
 void DestinationLookup::onMx(const dns::Answer& a, size_t maxHosts) {
     info_.mx = a;
     if (a.outcome == Outcome::Data) {
@@ -82,7 +111,7 @@ void DestinationLookup::onAddresses(size_t i) {
     bool alias = !canonical.empty() && canonical != h.name;
     auto self = shared_from_this();
     std::string first = alias ? canonical : h.name;
-    r_.lookup("_25._tcp." + first, dns::kTypeTlsa,
+    r_.lookup(tlsaPrefix() + first, dns::kTypeTlsa,
               [self, i, alias](const dns::Answer& t) { self->onTlsa(i, t, alias); });
 }
 
@@ -92,13 +121,14 @@ void DestinationLookup::onTlsa(size_t i, const dns::Answer& t, bool atCanonical)
     if (atCanonical && status == dns::TlsaStatus::SecurelyAbsent) {
         // RFC 7672 2.2.3: nothing at the expanded name; try the original name.
         auto self = shared_from_this();
-        r_.lookup("_25._tcp." + h.name, dns::kTypeTlsa,
+        r_.lookup(tlsaPrefix() + h.name, dns::kTypeTlsa,
                   [self, i](const dns::Answer& t2) { self->onTlsa(i, t2, false); });
         return;
     }
     h.tlsa = t;
     h.tlsaStatus = status;
-    h.tlsaBase = t.qname.size() > 9 ? t.qname.substr(9) : t.qname;  // strip "_25._tcp."
+    auto tcp = t.qname.find("._tcp.");  // strip "_25._tcp."
+    h.tlsaBase = tcp == std::string::npos ? t.qname : t.qname.substr(tcp + 6);
     hostDone();
 }
 
@@ -175,7 +205,7 @@ std::string toText(const DestinationInfo& d) {
             out += "      TLSA: not looked up (MX or address not DNSSEC-secure: no DANE)\n";
             continue;
         }
-        out += "      TLSA _25._tcp." + h.tlsaBase + ": " + toString(h.tlsaStatus) + " (" +
+        out += "      TLSA _" + std::to_string(d.port) + "._tcp." + h.tlsaBase + ": " + toString(h.tlsaStatus) + " (" +
                toString(h.tlsa.outcome) + ", " + toString(h.tlsa.security) + ")\n";
         for (const auto& t : h.tlsa.tlsa) {
             std::string rec = dns::tlsaToString(t);

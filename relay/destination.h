@@ -35,6 +35,8 @@ struct HostInfo {
 
 struct DestinationInfo {
     std::string domain;
+    std::string nextHop;  // "host:port" when policy replaced the MX lookup
+    uint16_t port = 25;
     dns::Answer mx;
     bool nullMx = false;
     bool implicitMx = false;  // no MX: the domain's own address records
@@ -47,6 +49,10 @@ class DestinationLookup : public std::enable_shared_from_this<DestinationLookup>
     // At most maxHosts MX hosts are examined (lowest preference first).
     static void run(dns::Resolver& resolver, const std::string& domain, size_t maxHosts,
                     Callback done);
+    // A next hop from policy instead of the MX lookup: one host (a name, or an
+    // IP literal, which has no DNSSEC and so no DANE), TLSA at _port._tcp.host.
+    static void runNextHop(dns::Resolver& resolver, const std::string& domain,
+                           const std::string& host, bool literal, uint16_t port, Callback done);
 
   private:
     DestinationLookup(dns::Resolver& r, Callback done) : r_(r), done_(std::move(done)) {}
@@ -60,6 +66,8 @@ class DestinationLookup : public std::enable_shared_from_this<DestinationLookup>
     Callback done_;
     DestinationInfo info_;
     size_t pendingHosts_ = 0;
+    uint16_t port_ = 25;
+    std::string tlsaPrefix() const { return "_" + std::to_string(port_) + "._tcp."; }
 };
 
 nlohmann::json toJson(const DestinationInfo& d);

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "dns/resolver.h"
+#include "policy/policy.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "relay/auth.h"
@@ -38,7 +39,8 @@ void usage() {
 }
 
 int run(const Config& cfg, const std::optional<Credentials>& creds,
-        std::shared_ptr<tls::ServerCredentials> tlsCreds) {
+        std::shared_ptr<tls::ServerCredentials> tlsCreds,
+        std::shared_ptr<const policy::PolicySet> policySet) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
         std::fprintf(stderr, "danerelayd: %s\n", spool.error().message.c_str());
@@ -64,6 +66,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
 
     dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
     Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
+    scheduler.setPolicy(policySet);
     scheduler.load(report.queued);
 
     ServerContext ctx;
@@ -105,6 +108,21 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                           {"commit_batches", std::to_string(committer.batchesCommitted())}});
         event_base_loopexit(base.get(), nullptr);
     };
+    // SIGHUP: reload the policy; a broken file keeps the policy in force.
+    Event sighup(base.get(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
+        if (cfg.policyDir.empty()) return;
+        auto p = policy::PolicySet::loadDir(cfg.policyDir);
+        if (!p) {
+            logEvent("policy-reload-FAILED", {{"error", p.error().message},
+                                              {"result", "previous policy stays in force"}});
+            return;
+        }
+        scheduler.setPolicy(*p);
+        logEvent("policy-reload", {{"dir", cfg.policyDir},
+                                   {"entries", std::to_string((*p)->size())},
+                                   {"files", std::to_string((*p)->files())}});
+    });
+    sighup.add();
     // SIGUSR1: retry everything now, like "postqueue -f".
     Event sigusr1(base.get(), SIGUSR1, EV_SIGNAL | EV_PERSIST, [&](short) {
         logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
@@ -164,6 +182,15 @@ int main(int argc, char** argv) {
         }
         tlsCreds = *c;
     }
+    std::shared_ptr<const policy::PolicySet> policySet;
+    if (!cfg.policyDir.empty()) {
+        auto p = policy::PolicySet::loadDir(cfg.policyDir);
+        if (!p) {
+            std::fprintf(stderr, "danerelayd: %s\n", p.error().message.c_str());
+            return 1;
+        }
+        policySet = *p;
+    }
     if (checkOnly) {
         std::printf("%s: configuration ok\n", configPath.c_str());
         return 0;
@@ -173,5 +200,5 @@ int main(int argc, char** argv) {
                      std::strerror(errno));
         return 1;
     }
-    return run(cfg, creds, std::move(tlsCreds));
+    return run(cfg, creds, std::move(tlsCreds), std::move(policySet));
 }

@@ -108,24 +108,64 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
 
     void deliverDomain(const std::string& domain, const std::vector<size_t>& idx) {
         auto self = shared_from_this();
-        DestinationLookup::run(
-            s_.resolver_, domain, s_.cfg_.delivery.maxHostsPerAttempt,
-            [self, domain, idx](const DestinationInfo& info) {
-                DeliveryPlan p = plan(info, self->s_.resolver_.validating(), true);
-                if (p.action != DeliveryPlan::Action::Deliver) {
-                    RcptState st = p.action == DeliveryPlan::Action::Bounce ? RcptState::Bounced
-                                                                            : RcptState::Deferred;
-                    for (size_t i : idx) {
-                        self->record(i, {st, p.status, p.reason, ""}, "", "", "", "");
-                    }
-                    return self->domainDone(domain);
+        policy::Decision pol;
+        if (s_.policy_) {
+            pol = s_.policy_->lookup(domain, nowSeconds());
+        } else {
+            pol.effective.destination = "(built-in default)";
+        }
+        for (const auto& w : pol.warnings) logEvent("policy-warning", {{"qid", id_}, {"detail", w}});
+        const auto& eff = pol.effective;
+        policyText_[domain] = std::string(policy::toString(eff.level)) +
+                              (eff.file.empty() ? "" : "@" + eff.where());
+        auto onInfo = [self, domain, idx, pol](const DestinationInfo& info) {
+            bool validating = self->s_.resolver_.validating();
+            DeliveryPlan p = plan(info, validating, true, pol.effective.level);
+            if (pol.reported) self->report(domain, info, *pol.reported, p);
+            if (p.action != DeliveryPlan::Action::Deliver) {
+                RcptState st = p.action == DeliveryPlan::Action::Bounce ? RcptState::Bounced
+                                                                        : RcptState::Deferred;
+                for (size_t i : idx) {
+                    self->record(i, {st, p.status, p.reason, ""}, "", "", "", "");
                 }
-                auto attempt = std::make_shared<HostAttempt>();
-                attempt->plan = std::move(p);
-                attempt->rcpts = idx;
-                attempt->domain = domain;
-                self->tryNext(attempt);
-            });
+                return self->domainDone(domain);
+            }
+            auto attempt = std::make_shared<HostAttempt>();
+            attempt->plan = std::move(p);
+            attempt->rcpts = idx;
+            attempt->domain = domain;
+            attempt->port = info.nextHop.empty() ? self->s_.cfg_.delivery.port : info.port;
+            self->tryNext(attempt);
+        };
+        if (eff.nextHop) {
+            DestinationLookup::runNextHop(s_.resolver_, domain, eff.nextHop->host,
+                                          eff.nextHop->literal, eff.nextHop->port, onInfo);
+        } else {
+            DestinationLookup::run(s_.resolver_, domain, s_.cfg_.delivery.maxHostsPerAttempt, onInfo);
+        }
+    }
+
+    // A report-only entry: what it would have done, logged; delivery follows
+    // the effective policy.
+    void report(const std::string& domain, const DestinationInfo& info, const policy::Entry& e,
+                const DeliveryPlan& effective) {
+        DeliveryPlan strict = plan(info, s_.resolver_.validating(), false, e.level);
+        std::string would;
+        if (strict.action != DeliveryPlan::Action::Deliver) {
+            would = std::string("would ") + toString(strict.action) + ": " + strict.status + " " + strict.reason;
+        } else {
+            for (const auto& h : strict.hosts) {
+                if (!h.skip) {
+                    would = "would deliver via " + h.name + " (" + toString(h.mode) + ")";
+                    break;
+                }
+            }
+        }
+        logEvent("policy-report", {{"qid", id_},
+                                   {"domain", domain},
+                                   {"policy", std::string(policy::toString(e.level)) + "@" + e.where()},
+                                   {"result", would},
+                                   {"enforced", toString(effective.action)}});
     }
 
     struct HostAttempt {
@@ -135,6 +175,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         size_t host = 0, address = 0, tries = 0;
         std::string lastError = "no MX host could be tried";
         std::string lastStatus = "4.4.1";
+        uint16_t port = 25;
     };
 
     void tryNext(std::shared_ptr<HostAttempt> a) {
@@ -158,7 +199,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         ClientRequest req;
         req.mxName = h.name;
         req.address = h.addresses[a->address++];
-        req.port = s_.cfg_.delivery.port;
+        req.port = a->port;
         req.mode = h.mode;
         req.tlsa = h.tlsa;
         req.sni = h.sni;
@@ -221,6 +262,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                               {"tls", tls.empty() ? "none" : tls},
                               {"dane", dane.empty() ? "none" : dane},
                               {"conn", conn},
+                              {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
                               {"reply", reply},
                               {"outcome", outcome}});
     }
@@ -335,6 +377,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     queue::StoredMessage msg_;
     std::shared_ptr<const std::string> content_;
     std::map<size_t, Outcome> outcomes_;
+    std::map<std::string, std::string> policyText_;  // domain → "level@file:line"
     size_t pendingDomains_ = 0;
 };
 

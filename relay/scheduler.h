@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "dns/resolver.h"
+#include "policy/policy.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "relay/config.h"
@@ -49,6 +50,8 @@ class Scheduler {
     // Deliveries start only once the first DNSSEC probe has answered, so that
     // nothing is decided on a resolver state not yet known.
     void setReady();
+    // The per-destination policy; replaced whole on reload (never half-applied).
+    void setPolicy(std::shared_ptr<const policy::PolicySet> p) { policy_ = std::move(p); }
 
     size_t queued() const { return entries_.size(); }
     size_t running() const { return running_; }
@@ -79,6 +82,7 @@ class Scheduler {
     queue::QueueIdGenerator& ids_;
     std::shared_ptr<tls::ClientCredentials> clientCreds_;
     ConnectionCache connections_;
+    std::shared_ptr<const policy::PolicySet> policy_;
     std::map<std::string, Entry> entries_;
     std::set<std::pair<int64_t, std::string>> due_;
     Event timer_;

@@ -314,7 +314,9 @@ void SmtpClient::onReply(int code, const std::string& text) {
             return send("EHLO " + req_.heloName + "\r\n");
         case State::Ehlo:
             if (code != 250) {
-                if (req_.mode != TlsMode::Opportunistic) return temporary("EHLO");
+                if (req_.mode != TlsMode::Opportunistic && req_.mode != TlsMode::None) {
+                    return temporary("EHLO");
+                }
                 // HELO only where no TLS is required
                 state_ = State::Ehlo2;
                 esmtp_ = false;
@@ -438,7 +440,7 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
             }
         }
     }
-    if (secondTime || tls_) return sendEnvelope();
+    if (secondTime || tls_ || req_.mode == TlsMode::None) return sendEnvelope();
     if (starttls_) {
         state_ = State::StartTls;
         arm(req_.timeouts.command);

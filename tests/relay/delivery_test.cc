@@ -140,3 +140,41 @@ TEST(Plan, PreferenceOrderKept) {
 }
 
 }  // namespace
+
+namespace {
+
+using danerelay::policy::Level;
+
+DeliveryPlan planWith(Level level, TlsaStatus t, Security addr = Security::Secure,
+                      bool validating = true) {
+    return plan(dest(Security::Secure, {host("mx.example.org", 10, addr, t)}), validating, false, level);
+}
+
+TEST(PlanPolicy, DaneOnlySkipsHostsWithoutDane) {
+    auto p = planWith(Level::DaneOnly, TlsaStatus::SecurelyAbsent);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_EQ(planWith(Level::DaneOnly, TlsaStatus::Usable).hosts.at(0).mode, TlsMode::Dane);
+}
+
+TEST(PlanPolicy, EncryptRaisesOpportunisticOnly) {
+    EXPECT_EQ(planWith(Level::Encrypt, TlsaStatus::SecurelyAbsent).hosts.at(0).mode, TlsMode::Mandatory);
+    EXPECT_EQ(planWith(Level::Encrypt, TlsaStatus::Usable).hosts.at(0).mode, TlsMode::Dane);
+}
+
+TEST(PlanPolicy, MayLowersEvenAFailedTlsaAndNoneDropsTls) {
+    auto may = planWith(Level::May, TlsaStatus::Failed);
+    ASSERT_EQ(may.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(may.hosts.at(0).mode, TlsMode::Opportunistic);
+    EXPECT_TRUE(may.hosts.at(0).tlsa.empty());
+    EXPECT_EQ(planWith(Level::None, TlsaStatus::Usable).hosts.at(0).mode, TlsMode::None);
+}
+
+TEST(PlanPolicy, NonValidatingResolverDefersDaneButNotAnExplicitMay) {
+    EXPECT_EQ(planWith(Level::Dane, TlsaStatus::Insecure, Security::Insecure, false).action,
+              DeliveryPlan::Action::Defer);
+    EXPECT_EQ(planWith(Level::May, TlsaStatus::Insecure, Security::Insecure, false).action,
+              DeliveryPlan::Action::Deliver);
+}
+
+}  // namespace

@@ -1,0 +1,314 @@
+#include "policy/policy.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace danerelay::policy {
+
+using nlohmann::json;
+
+const char* toString(Level l) {
+    switch (l) {
+        case Level::None: return "none";
+        case Level::May: return "may";
+        case Level::Encrypt: return "encrypt";
+        case Level::Dane: return "dane";
+        case Level::DaneOnly: return "dane-only";
+    }
+    return "?";
+}
+
+int strictness(Level l) {
+    switch (l) {
+        case Level::None: return 0;
+        case Level::May: return 1;
+        case Level::Encrypt: return 2;
+        case Level::Dane: return 2;  // DANE where published, else opportunistic
+        case Level::DaneOnly: return 3;
+    }
+    return 0;
+}
+
+static bool lowers(Level l) { return l == Level::None || l == Level::May; }
+
+bool parseIso8601(const std::string& s, int64_t* out) {
+    int Y, M, D, h, m, sec;
+    char tail[16] = {};
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, tail) != 7) {
+        return false;
+    }
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return false;
+    int offset = 0;
+    std::string t = tail;
+    if (t == "Z") {
+        offset = 0;
+    } else if (t.size() == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':') {
+        int oh = std::atoi(t.substr(1, 2).c_str()), om = std::atoi(t.substr(4, 2).c_str());
+        offset = (oh * 60 + om) * 60 * (t[0] == '-' ? -1 : 1);
+    } else {
+        return false;
+    }
+    tm tmv{};
+    tmv.tm_year = Y - 1900;
+    tmv.tm_mon = M - 1;
+    tmv.tm_mday = D;
+    tmv.tm_hour = h;
+    tmv.tm_min = m;
+    tmv.tm_sec = sec;
+    *out = static_cast<int64_t>(timegm(&tmv)) - offset;
+    return true;
+}
+
+namespace {
+
+bool validDomain(const std::string& d) {
+    if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return false;
+    size_t label = 0;
+    for (char c : d) {
+        if (c == '.') {
+            if (label == 0) return false;
+            label = 0;
+            continue;
+        }
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
+        if (++label > 63) return false;
+    }
+    return true;
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+// Where a JSON key first appears at or after `from` in the text: its line and
+// column, so that errors point at the place a human must edit.
+struct Locator {
+    const std::string& text;
+    size_t find(const std::string& key, size_t from) const {
+        auto p = text.find("\"" + key + "\"", from);
+        return p == std::string::npos ? from : p;
+    }
+    std::string at(size_t pos) const {
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < pos && i < text.size(); ++i) {
+            if (text[i] == '\n') {
+                ++line;
+                col = 1;
+            } else {
+                ++col;
+            }
+        }
+        return std::to_string(line) + ":" + std::to_string(col);
+    }
+    int lineOf(size_t pos) const {
+        return static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(std::min(pos, text.size())), '\n')) + 1;
+    }
+};
+
+Result<NextHop> parseNextHop(const std::string& s) {
+    NextHop h;
+    std::string port;
+    if (!s.empty() && s.front() == '[') {
+        auto close = s.find(']');
+        if (close == std::string::npos) return Error::permanent("missing ']'");
+        h.host = s.substr(1, close - 1);
+        h.literal = true;
+        if (close + 1 < s.size()) {
+            if (s[close + 1] != ':') return Error::permanent("expected [ip]:port");
+            port = s.substr(close + 2);
+        }
+    } else {
+        auto colon = s.rfind(':');
+        h.host = colon == std::string::npos ? s : s.substr(0, colon);
+        if (colon != std::string::npos) port = s.substr(colon + 1);
+        if (!validDomain(h.host)) return Error::permanent("'" + h.host + "' is not a host name");
+        h.host = lower(h.host);
+    }
+    if (!port.empty()) {
+        if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoul(port) == 0 || std::stoul(port) > 65535) {
+            return Error::permanent("'" + port + "' is not a port number");
+        }
+        h.port = static_cast<uint16_t>(std::stoul(port));
+    }
+    if (h.host.empty()) return Error::permanent("empty host");
+    return h;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
+    const std::vector<std::pair<std::string, std::string>>& files) {
+    auto set = std::make_shared<PolicySet>();
+    std::map<std::string, std::string> seen;  // destination → where
+    for (const auto& [name, text] : files) {
+        Locator loc{text};
+        json j;
+        try {
+            j = json::parse(text);
+        } catch (const json::parse_error& e) {
+            return Error::permanent(name + ":" + loc.at(e.byte == 0 ? 0 : e.byte - 1) +
+                                    ": JSON syntax error: " + e.what());
+        }
+        auto err = [&](size_t pos, const std::string& msg) {
+            return Error::permanent(name + ":" + loc.at(pos) + ": " + msg);
+        };
+        if (!j.is_object()) return err(0, "a policy file must be a JSON object");
+        for (const auto& [k, v] : j.items()) {
+            if (k != "policies") return err(loc.find(k, 0), "unknown key '" + k + "'");
+        }
+        auto p = j.find("policies");
+        if (p == j.end() || !p->is_object()) return err(0, "'policies' must be an object");
+        size_t cursor = loc.find("policies", 0);
+        for (const auto& [dest, ej] : p->items()) {
+            size_t at = loc.find(dest, cursor);
+            Entry e;
+            e.destination = lower(dest);
+            e.file = name;
+            e.line = loc.lineOf(at);
+            std::string bare = e.destination.front() == '.' ? e.destination.substr(1) : e.destination;
+            if (e.destination != "default" && !validDomain(bare)) {
+                return err(at, "'" + dest + "' is not a domain, a .suffix or \"default\"");
+            }
+            if (!ej.is_object()) return err(at, "the policy for '" + dest + "' must be an object");
+            for (const auto& [k, v] : ej.items()) {
+                static const char* known[] = {"level", "next_hop", "reason", "expires", "mode"};
+                if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
+                    return err(loc.find(k, at), "'" + dest + "': unknown key '" + k + "'");
+                }
+                if (!v.is_string()) {
+                    return err(loc.find(k, at), "'" + dest + "': '" + k + "' must be a string");
+                }
+            }
+            if (auto l = ej.find("level"); l != ej.end()) {
+                std::string s = l->get<std::string>();
+                bool ok = false;
+                for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly}) {
+                    if (s == toString(lv)) {
+                        e.level = lv;
+                        ok = true;
+                    }
+                }
+                if (!ok) {
+                    return err(loc.find("level", at), "'" + dest + "': level '" + s +
+                                                          "' is not none, may, encrypt, dane or dane-only");
+                }
+            }
+            if (auto n = ej.find("next_hop"); n != ej.end()) {
+                auto hop = parseNextHop(n->get<std::string>());
+                if (!hop) return err(loc.find("next_hop", at), "'" + dest + "': next_hop: " + hop.error().message);
+                e.nextHop = *hop;
+            }
+            if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
+            if (auto x = ej.find("expires"); x != ej.end()) {
+                int64_t t = 0;
+                if (!parseIso8601(x->get<std::string>(), &t)) {
+                    return err(loc.find("expires", at), "'" + dest + "': expires must be an ISO 8601 instant like 2026-12-01T00:00:00Z");
+                }
+                e.expires = t;
+            }
+            if (auto m = ej.find("mode"); m != ej.end()) {
+                std::string mode = m->get<std::string>();
+                if (mode == "report-only") {
+                    e.reportOnly = true;
+                } else if (mode != "enforce") {
+                    return err(loc.find("mode", at), "'" + dest + "': mode must be enforce or report-only");
+                }
+            }
+            if (lowers(e.level) && e.reason.empty()) {
+                return err(at, "'" + dest + "': level " + toString(e.level) +
+                                   " lowers security below dane and needs a \"reason\"");
+            }
+            if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) && e.level != Level::Encrypt) {
+                return err(at, "'" + dest + "': report-only is for stricter entries (encrypt, dane-only)");
+            }
+            if (lowers(e.level) && e.destination == "default") {
+                return err(at, "the default may not lower security; name each domain");
+            }
+            if (auto prev = seen.find(e.destination); prev != seen.end()) {
+                return err(at, "'" + dest + "' is already defined at " + prev->second);
+            }
+            seen[e.destination] = e.where();
+            set->entries_.push_back(std::move(e));
+            cursor = at;
+        }
+        ++set->files_;
+    }
+    return std::shared_ptr<const PolicySet>(set);
+}
+
+Result<std::shared_ptr<const PolicySet>> PolicySet::loadDir(const std::string& dir) {
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return Error::permanent(dir + ": cannot open policy directory");
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && n[0] != '.') names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& n : names) {
+        std::ifstream in(dir + "/" + n);
+        if (!in) return Error::permanent(dir + "/" + n + ": cannot read");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        files.emplace_back(dir + "/" + n, ss.str());
+    }
+    return loadText(files);
+}
+
+Decision PolicySet::lookup(const std::string& domainIn, int64_t now) const {
+    std::string domain = lower(domainIn);
+    Decision d;
+    // Candidates in precedence order: exact, longest suffix first, default.
+    std::vector<const Entry*> order;
+    for (const auto& e : entries_) {
+        if (e.destination == domain) order.push_back(&e);
+    }
+    std::vector<const Entry*> suffixes;
+    for (const auto& e : entries_) {
+        if (e.destination.front() == '.' && domain.size() > e.destination.size() &&
+            domain.compare(domain.size() - e.destination.size(), e.destination.size(), e.destination) == 0) {
+            suffixes.push_back(&e);
+        }
+    }
+    std::sort(suffixes.begin(), suffixes.end(),
+              [](const Entry* a, const Entry* b) { return a->destination.size() > b->destination.size(); });
+    order.insert(order.end(), suffixes.begin(), suffixes.end());
+    for (const auto& e : entries_) {
+        if (e.destination == "default") order.push_back(&e);
+    }
+    Entry builtin;
+    builtin.destination = "(built-in default)";
+    builtin.level = Level::Dane;
+    bool haveEffective = false;
+    for (const Entry* e : order) {
+        if (e->expires && now >= *e->expires) {
+            d.warnings.push_back("policy " + e->where() + " for '" + e->destination +
+                                 "' expired; it no longer applies");
+            continue;
+        }
+        if (e->reportOnly) {
+            if (!d.reported && !haveEffective) d.reported = *e;
+            continue;
+        }
+        d.effective = *e;
+        haveEffective = true;
+        break;
+    }
+    if (!haveEffective) d.effective = builtin;
+    return d;
+}
+
+}  // namespace danerelay::policy
