@@ -44,7 +44,7 @@ def wait_until(pred, timeout=30, step=0.2):
 class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
-    def __init__(self, hosts, start_mtas=True, delivery=None):
+    def __init__(self, hosts, start_mtas=True, delivery=None, policies=None):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
         self.relay = h.Relay(
             dns={"resolvers": [dnslab.RESOLVER], "probe_secure_name": "secure.test",
@@ -54,6 +54,11 @@ class Env:
             cfg = json.load(f)
         cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,
                            "command_timeout": 15, "data_timeout": 15, **(delivery or {})}
+        if policies is not None:
+            self.policy_dir = os.path.join(self.relay.dir, "policy")
+            os.makedirs(self.policy_dir)
+            self.write_policy("site.json", policies)
+            cfg["policy_dir"] = self.policy_dir
         with open(self.relay.config, "w") as f:
             json.dump(cfg, f)
         try:
@@ -63,6 +68,13 @@ class Env:
         except Exception:
             self.close()
             raise
+
+    def write_policy(self, name, policies):
+        with open(os.path.join(self.policy_dir, name), "w") as f:
+            if isinstance(policies, str):
+                f.write(policies)
+            else:
+                json.dump({"policies": policies}, f, indent=2)
 
     def close(self):
         self.relay.cleanup()
@@ -90,7 +102,9 @@ class Env:
                 if "event=delivery" in l and f"rcpt={rcpt}" in l]
 
 
-class DeliveryTest(unittest.TestCase):
+class LabCase(unittest.TestCase):
+    """Helpers for tests in the lab; no tests of its own."""
+
     def env(self, hosts, **kw):
         e = Env(hosts, **kw)
         self.addCleanup(e.close)
@@ -102,6 +116,8 @@ class DeliveryTest(unittest.TestCase):
         self.assertTrue(st, env.relay.read_log()[-3000:])
         self.assertIn(text, st[rcpt][1])
 
+
+class DeliveryTest(LabCase):
     def test_dane_ee_delivered_to_first_mx(self):
         env = self.env({"mx1.secure.test": True, "mx2.secure.test": True})
         qid = env.submit("alice@secure.test")
