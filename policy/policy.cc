@@ -11,38 +11,53 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text_position.h"
+
 namespace danerelay::policy {
 
 using nlohmann::json;
 
 const char* toString(Level l) {
     switch (l) {
-        case Level::None: return "none";
-        case Level::May: return "may";
-        case Level::Encrypt: return "encrypt";
-        case Level::Dane: return "dane";
-        case Level::DaneOnly: return "dane-only";
+        case Level::None:
+            return "none";
+        case Level::May:
+            return "may";
+        case Level::Encrypt:
+            return "encrypt";
+        case Level::Dane:
+            return "dane";
+        case Level::DaneOnly:
+            return "dane-only";
     }
     return "?";
 }
 
 int strictness(Level l) {
     switch (l) {
-        case Level::None: return 0;
-        case Level::May: return 1;
-        case Level::Encrypt: return 2;
-        case Level::Dane: return 2;  // DANE where published, else opportunistic
-        case Level::DaneOnly: return 3;
+        case Level::None:
+            return 0;
+        case Level::May:
+            return 1;
+        case Level::Encrypt:
+            return 2;
+        case Level::Dane:
+            return 2;  // DANE where published, else opportunistic
+        case Level::DaneOnly:
+            return 3;
     }
     return 0;
 }
 
-static bool lowers(Level l) { return l == Level::None || l == Level::May; }
+static bool lowers(Level l) {
+    return l == Level::None || l == Level::May;
+}
 
 bool parseIso8601(const std::string& s, int64_t* out) {
     int Y, M, D, h, m, sec;
     char tail[16] = {};
-    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, tail) != 7) {
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%15s", &Y, &M, &D, &h, &m, &sec, tail) !=
+        7) {
         return false;
     }
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return false;
@@ -98,20 +113,12 @@ struct Locator {
         auto p = text.find("\"" + key + "\"", from);
         return p == std::string::npos ? from : p;
     }
-    std::string at(size_t pos) const {
-        size_t line = 1, col = 1;
-        for (size_t i = 0; i < pos && i < text.size(); ++i) {
-            if (text[i] == '\n') {
-                ++line;
-                col = 1;
-            } else {
-                ++col;
-            }
-        }
-        return std::to_string(line) + ":" + std::to_string(col);
-    }
+    std::string at(size_t pos) const { return lineColumn(text, pos); }
     int lineOf(size_t pos) const {
-        return static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(std::min(pos, text.size())), '\n')) + 1;
+        return static_cast<int>(
+                   std::count(text.begin(),
+                              text.begin() + static_cast<long>(std::min(pos, text.size())), '\n')) +
+               1;
     }
 };
 
@@ -176,7 +183,8 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
             e.destination = lower(dest);
             e.file = name;
             e.line = loc.lineOf(at);
-            std::string bare = e.destination.front() == '.' ? e.destination.substr(1) : e.destination;
+            std::string bare =
+                e.destination.front() == '.' ? e.destination.substr(1) : e.destination;
             if (e.destination != "default" && !validDomain(bare)) {
                 return err(at, "'" + dest + "' is not a domain, a .suffix or \"default\"");
             }
@@ -193,27 +201,34 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
             if (auto l = ej.find("level"); l != ej.end()) {
                 std::string s = l->get<std::string>();
                 bool ok = false;
-                for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly}) {
+                for (Level lv :
+                     {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly}) {
                     if (s == toString(lv)) {
                         e.level = lv;
                         ok = true;
                     }
                 }
                 if (!ok) {
-                    return err(loc.find("level", at), "'" + dest + "': level '" + s +
-                                                          "' is not none, may, encrypt, dane or dane-only");
+                    return err(loc.find("level", at),
+                               "'" + dest + "': level '" + s +
+                                   "' is not none, may, encrypt, dane or dane-only");
                 }
             }
             if (auto n = ej.find("next_hop"); n != ej.end()) {
                 auto hop = parseNextHop(n->get<std::string>());
-                if (!hop) return err(loc.find("next_hop", at), "'" + dest + "': next_hop: " + hop.error().message);
+                if (!hop)
+                    return err(loc.find("next_hop", at),
+                               "'" + dest + "': next_hop: " + hop.error().message);
                 e.nextHop = *hop;
             }
             if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
             if (auto x = ej.find("expires"); x != ej.end()) {
                 int64_t t = 0;
                 if (!parseIso8601(x->get<std::string>(), &t)) {
-                    return err(loc.find("expires", at), "'" + dest + "': expires must be an ISO 8601 instant like 2026-12-01T00:00:00Z");
+                    return err(
+                        loc.find("expires", at),
+                        "'" + dest +
+                            "': expires must be an ISO 8601 instant like 2026-12-01T00:00:00Z");
                 }
                 e.expires = t;
             }
@@ -222,15 +237,18 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
                 if (mode == "report-only") {
                     e.reportOnly = true;
                 } else if (mode != "enforce") {
-                    return err(loc.find("mode", at), "'" + dest + "': mode must be enforce or report-only");
+                    return err(loc.find("mode", at),
+                               "'" + dest + "': mode must be enforce or report-only");
                 }
             }
             if (lowers(e.level) && e.reason.empty()) {
                 return err(at, "'" + dest + "': level " + toString(e.level) +
                                    " lowers security below dane and needs a \"reason\"");
             }
-            if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) && e.level != Level::Encrypt) {
-                return err(at, "'" + dest + "': report-only is for stricter entries (encrypt, dane-only)");
+            if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) &&
+                e.level != Level::Encrypt) {
+                return err(
+                    at, "'" + dest + "': report-only is for stricter entries (encrypt, dane-only)");
             }
             if (lowers(e.level) && e.destination == "default") {
                 return err(at, "the default may not lower security; name each domain");
@@ -253,7 +271,8 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadDir(const std::string& d
     std::vector<std::string> names;
     while (dirent* e = ::readdir(d)) {
         std::string n = e->d_name;
-        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && n[0] != '.') names.push_back(n);
+        if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0 && n[0] != '.')
+            names.push_back(n);
     }
     ::closedir(d);
     std::sort(names.begin(), names.end());
@@ -279,12 +298,14 @@ Decision PolicySet::lookup(const std::string& domainIn, int64_t now) const {
     std::vector<const Entry*> suffixes;
     for (const auto& e : entries_) {
         if (e.destination.front() == '.' && domain.size() > e.destination.size() &&
-            domain.compare(domain.size() - e.destination.size(), e.destination.size(), e.destination) == 0) {
+            domain.compare(domain.size() - e.destination.size(), e.destination.size(),
+                           e.destination) == 0) {
             suffixes.push_back(&e);
         }
     }
-    std::sort(suffixes.begin(), suffixes.end(),
-              [](const Entry* a, const Entry* b) { return a->destination.size() > b->destination.size(); });
+    std::sort(suffixes.begin(), suffixes.end(), [](const Entry* a, const Entry* b) {
+        return a->destination.size() > b->destination.size();
+    });
     order.insert(order.end(), suffixes.begin(), suffixes.end());
     for (const auto& e : entries_) {
         if (e.destination == "default") order.push_back(&e);

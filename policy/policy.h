@@ -52,13 +52,13 @@ struct Entry {
 
 // What applies to one domain at one time.
 struct Decision {
-    Entry effective;                // what delivery follows
-    std::optional<Entry> reported;  // a report-only entry evaluated beside it
+    Entry effective;                    // what delivery follows
+    std::optional<Entry> reported;      // a report-only entry evaluated beside it
     std::vector<std::string> warnings;  // e.g. an entry that expired
 };
 
 class PolicySet {
-public:
+  public:
     // Every *.json file of the directory, in name order.
     static Result<std::shared_ptr<const PolicySet>> loadDir(const std::string& dir);
     // One file's text (for tests and `danectl policy check`).
@@ -69,7 +69,7 @@ public:
     size_t size() const { return entries_.size(); }
     size_t files() const { return files_; }
 
-private:
+  private:
     std::vector<Entry> entries_;
     size_t files_ = 0;
 };

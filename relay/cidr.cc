@@ -94,4 +94,23 @@ std::string addressToString(const sockaddr_storage& ss) {
     return buf;
 }
 
+bool toSockaddr(const std::string& host, uint16_t port, sockaddr_storage* ss, socklen_t* len) {
+    *ss = sockaddr_storage{};
+    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+    if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        *len = sizeof *sin;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        *len = sizeof *sin6;
+        return true;
+    }
+    return false;
+}
+
 }  // namespace danerelay::relay

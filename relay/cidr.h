@@ -32,4 +32,8 @@ bool anyContains(const std::vector<Cidr>& nets, const sockaddr_storage& addr);
 // "192.0.2.1" or "2001:db8::1" (IPv4-mapped IPv6 shown as IPv4).
 std::string addressToString(const sockaddr_storage& addr);
 
+// A numeric IPv4/IPv6 address and a port as a socket address; false if the
+// text is not a numeric address.
+bool toSockaddr(const std::string& host, uint16_t port, sockaddr_storage* ss, socklen_t* len);
+
 }  // namespace danerelay::relay

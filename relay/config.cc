@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/text_position.h"
+
 namespace danerelay::relay {
 
 using nlohmann::json;
@@ -67,19 +69,6 @@ std::string resolvePath(const std::string& configFile, const std::string& p) {
     auto slash = configFile.rfind('/');
     if (slash == std::string::npos) return p;
     return configFile.substr(0, slash + 1) + p;
-}
-
-std::string lineColumn(const std::string& text, size_t byte) {
-    size_t line = 1, col = 1;
-    for (size_t i = 0; i < byte && i < text.size(); ++i) {
-        if (text[i] == '\n') {
-            ++line;
-            col = 1;
-        } else {
-            ++col;
-        }
-    }
-    return std::to_string(line) + ":" + std::to_string(col);
 }
 
 ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {

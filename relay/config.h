@@ -79,7 +79,7 @@ struct Config {
     DnsConfig dns;
     DeliveryConfig delivery;
     std::string policyDir;  // empty: built-in policy (dane) for every destination
-    std::string logFile;  // empty: standard error
+    std::string logFile;    // empty: standard error
     unsigned commitBatch = 256;
 };
 

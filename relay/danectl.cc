@@ -201,7 +201,8 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
         };
         const auto& hop = pol.effective.nextHop;
         if (hop) {
-            relay::DestinationLookup::runNextHop(resolver, domain, hop->host, hop->literal, hop->port, got);
+            relay::DestinationLookup::runNextHop(resolver, domain, hop->host, hop->literal,
+                                                 hop->port, got);
         } else {
             relay::DestinationLookup::run(resolver, domain, 10, got);
         }

@@ -13,7 +13,8 @@ using dns::TlsaStatus;
 
 const char* toString(TlsMode m) {
     switch (m) {
-        case TlsMode::None: return "none";
+        case TlsMode::None:
+            return "none";
         case TlsMode::Opportunistic:
             return "opportunistic";
         case TlsMode::Mandatory:
@@ -164,7 +165,8 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                     daneSkipped = true;
                 }
                 break;
-            case Level::Dane: break;
+            case Level::Dane:
+                break;
         }
     }
     // Preference order, random among equals (RFC 5321 5.1).

@@ -205,8 +205,9 @@ std::string toText(const DestinationInfo& d) {
             out += "      TLSA: not looked up (MX or address not DNSSEC-secure: no DANE)\n";
             continue;
         }
-        out += "      TLSA _" + std::to_string(d.port) + "._tcp." + h.tlsaBase + ": " + toString(h.tlsaStatus) + " (" +
-               toString(h.tlsa.outcome) + ", " + toString(h.tlsa.security) + ")\n";
+        out += "      TLSA _" + std::to_string(d.port) + "._tcp." + h.tlsaBase + ": " +
+               toString(h.tlsaStatus) + " (" + toString(h.tlsa.outcome) + ", " +
+               toString(h.tlsa.security) + ")\n";
         for (const auto& t : h.tlsa.tlsa) {
             std::string rec = dns::tlsaToString(t);
             if (rec.size() > 40) rec = rec.substr(0, 40) + "...";

@@ -113,8 +113,8 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         if (cfg.policyDir.empty()) return;
         auto p = policy::PolicySet::loadDir(cfg.policyDir);
         if (!p) {
-            logEvent("policy-reload-FAILED", {{"error", p.error().message},
-                                              {"result", "previous policy stays in force"}});
+            logEvent("policy-reload-FAILED",
+                     {{"error", p.error().message}, {"result", "previous policy stays in force"}});
             return;
         }
         scheduler.setPolicy(*p);

@@ -114,10 +114,11 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         } else {
             pol.effective.destination = "(built-in default)";
         }
-        for (const auto& w : pol.warnings) logEvent("policy-warning", {{"qid", id_}, {"detail", w}});
+        for (const auto& w : pol.warnings)
+            logEvent("policy-warning", {{"qid", id_}, {"detail", w}});
         const auto& eff = pol.effective;
-        policyText_[domain] = std::string(policy::toString(eff.level)) +
-                              (eff.file.empty() ? "" : "@" + eff.where());
+        policyText_[domain] =
+            std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
         auto onInfo = [self, domain, idx, pol](const DestinationInfo& info) {
             bool validating = self->s_.resolver_.validating();
             DeliveryPlan p = plan(info, validating, true, pol.effective.level);
@@ -141,7 +142,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             DestinationLookup::runNextHop(s_.resolver_, domain, eff.nextHop->host,
                                           eff.nextHop->literal, eff.nextHop->port, onInfo);
         } else {
-            DestinationLookup::run(s_.resolver_, domain, s_.cfg_.delivery.maxHostsPerAttempt, onInfo);
+            DestinationLookup::run(s_.resolver_, domain, s_.cfg_.delivery.maxHostsPerAttempt,
+                                   onInfo);
         }
     }
 
@@ -152,7 +154,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         DeliveryPlan strict = plan(info, s_.resolver_.validating(), false, e.level);
         std::string would;
         if (strict.action != DeliveryPlan::Action::Deliver) {
-            would = std::string("would ") + toString(strict.action) + ": " + strict.status + " " + strict.reason;
+            would = std::string("would ") + toString(strict.action) + ": " + strict.status + " " +
+                    strict.reason;
         } else {
             for (const auto& h : strict.hosts) {
                 if (!h.skip) {
@@ -161,11 +164,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                 }
             }
         }
-        logEvent("policy-report", {{"qid", id_},
-                                   {"domain", domain},
-                                   {"policy", std::string(policy::toString(e.level)) + "@" + e.where()},
-                                   {"result", would},
-                                   {"enforced", toString(effective.action)}});
+        logEvent("policy-report",
+                 {{"qid", id_},
+                  {"domain", domain},
+                  {"policy", std::string(policy::toString(e.level)) + "@" + e.where()},
+                  {"result", would},
+                  {"enforced", toString(effective.action)}});
     }
 
     struct HostAttempt {
@@ -254,17 +258,18 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
                     const std::string& dane, const std::string& mode, const std::string& reply,
                     const std::string& outcome, const char* conn = "-") {
-        logEvent("delivery", {{"qid", id_},
-                              {"rcpt", msg_.envelope.recipients[i].address},
-                              {"mx", mx},
-                              {"ip", ip},
-                              {"tls_policy", mode},
-                              {"tls", tls.empty() ? "none" : tls},
-                              {"dane", dane.empty() ? "none" : dane},
-                              {"conn", conn},
-                              {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
-                              {"reply", reply},
-                              {"outcome", outcome}});
+        logEvent("delivery",
+                 {{"qid", id_},
+                  {"rcpt", msg_.envelope.recipients[i].address},
+                  {"mx", mx},
+                  {"ip", ip},
+                  {"tls_policy", mode},
+                  {"tls", tls.empty() ? "none" : tls},
+                  {"dane", dane.empty() ? "none" : dane},
+                  {"conn", conn},
+                  {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
+                  {"reply", reply},
+                  {"outcome", outcome}});
     }
 
     void record(size_t i, Outcome o, const std::string& mx, const std::string& ip,

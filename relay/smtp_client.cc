@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "relay/cidr.h"
 #include "relay/log.h"
 
 namespace danerelay::relay {
@@ -134,19 +135,7 @@ struct Holder {
 void SmtpClient::start() {
     sockaddr_storage ss{};
     socklen_t len = 0;
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, req_.address.c_str(), &sin->sin_addr) == 1) {
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons(req_.port);
-        len = sizeof *sin;
-    } else if (inet_pton(AF_INET6, req_.address.c_str(), &sin6->sin6_addr) == 1) {
-        sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons(req_.port);
-        len = sizeof *sin6;
-    } else {
-        return fail("bad address " + req_.address);
-    }
+    if (!toSockaddr(req_.address, req_.port, &ss, &len)) return fail("bad address " + req_.address);
     fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return fail(std::string("socket: ") + std::strerror(errno));
     int one = 1;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "relay/cidr.h"
 #include "relay/log.h"
 #include "relay/smtp_session.h"
 
@@ -26,17 +27,7 @@ Status SmtpServer::listen() {
         l->config = lc;
         sockaddr_storage ss{};
         socklen_t len = 0;
-        auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-        auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        if (inet_pton(AF_INET, lc.host.c_str(), &sin->sin_addr) == 1) {
-            sin->sin_family = AF_INET;
-            sin->sin_port = htons(lc.port);
-            len = sizeof *sin;
-        } else if (inet_pton(AF_INET6, lc.host.c_str(), &sin6->sin6_addr) == 1) {
-            sin6->sin6_family = AF_INET6;
-            sin6->sin6_port = htons(lc.port);
-            len = sizeof *sin6;
-        } else {
+        if (!toSockaddr(lc.host, lc.port, &ss, &len)) {
             return Error::permanent("listener " + lc.text + ": bad address");
         }
         l->fd.reset(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));

@@ -18,7 +18,9 @@ std::string errorOf(const std::vector<std::pair<std::string, std::string>>& file
     return r.ok() ? "" : r.error().message;
 }
 
-std::string errorOf(const std::string& text) { return errorOf({{"p.json", text}}); }
+std::string errorOf(const std::string& text) {
+    return errorOf({{"p.json", text}});
+}
 
 constexpr int64_t kNow = 1795000000;  // 2026-11-18
 
@@ -34,7 +36,8 @@ TEST(Policy, PrecedenceExactThenLongestSuffixThenDefault) {
     EXPECT_EQ(p->lookup("EXAMPLE.org", kNow).effective.level, Level::May);
     EXPECT_EQ(p->lookup("a.example.org", kNow).effective.level, Level::Encrypt);
     EXPECT_EQ(p->lookup("x.mail.example.org", kNow).effective.level, Level::DaneOnly);
-    EXPECT_EQ(p->lookup("mail.example.org", kNow).effective.level, Level::Encrypt);  // suffix: subdomains only
+    EXPECT_EQ(p->lookup("mail.example.org", kNow).effective.level,
+              Level::Encrypt);  // suffix: subdomains only
     EXPECT_EQ(p->lookup("other.net", kNow).effective.destination, "default");
     auto none = load(R"({"policies": {}})");
     EXPECT_EQ(none->lookup("x.net", kNow).effective.level, Level::Dane);  // built in
@@ -83,7 +86,8 @@ TEST(Policy, NextHopForms) {
 }
 
 TEST(Policy, ErrorsNameFileLineAndColumn) {
-    EXPECT_NE(errorOf("{\n \"policies\": {\n  \"a.example\": {\"level\": \"dane\",}\n }\n}").find("p.json:3:"),
+    EXPECT_NE(errorOf("{\n \"policies\": {\n  \"a.example\": {\"level\": \"dane\",}\n }\n}")
+                  .find("p.json:3:"),
               std::string::npos);
     EXPECT_NE(errorOf("{\"policies\": {\n\"a.example\": {\"levle\": \"dane\"}}}").find("p.json:2:"),
               std::string::npos);
@@ -93,9 +97,11 @@ TEST(Policy, ErrorsNameFileLineAndColumn) {
               std::string::npos);
     EXPECT_NE(errorOf(R"({"policies": {"a.example": {"level": 3}}})").find("must be a string"),
               std::string::npos);
-    EXPECT_NE(errorOf(R"({"policies": {"bad domain": {}}})").find("is not a domain"), std::string::npos);
-    EXPECT_NE(errorOf(R"({"policies": {"a.example": {"level": "none"}}})").find("needs a \"reason\""),
+    EXPECT_NE(errorOf(R"({"policies": {"bad domain": {}}})").find("is not a domain"),
               std::string::npos);
+    EXPECT_NE(
+        errorOf(R"({"policies": {"a.example": {"level": "none"}}})").find("needs a \"reason\""),
+        std::string::npos);
     EXPECT_NE(errorOf(R"({"policies": {"default": {"level": "may", "reason": "x"}}})")
                   .find("default may not lower"),
               std::string::npos);

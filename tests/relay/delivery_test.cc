@@ -147,7 +147,8 @@ using danerelay::policy::Level;
 
 DeliveryPlan planWith(Level level, TlsaStatus t, Security addr = Security::Secure,
                       bool validating = true) {
-    return plan(dest(Security::Secure, {host("mx.example.org", 10, addr, t)}), validating, false, level);
+    return plan(dest(Security::Secure, {host("mx.example.org", 10, addr, t)}), validating, false,
+                level);
 }
 
 TEST(PlanPolicy, DaneOnlySkipsHostsWithoutDane) {
@@ -158,7 +159,8 @@ TEST(PlanPolicy, DaneOnlySkipsHostsWithoutDane) {
 }
 
 TEST(PlanPolicy, EncryptRaisesOpportunisticOnly) {
-    EXPECT_EQ(planWith(Level::Encrypt, TlsaStatus::SecurelyAbsent).hosts.at(0).mode, TlsMode::Mandatory);
+    EXPECT_EQ(planWith(Level::Encrypt, TlsaStatus::SecurelyAbsent).hosts.at(0).mode,
+              TlsMode::Mandatory);
     EXPECT_EQ(planWith(Level::Encrypt, TlsaStatus::Usable).hosts.at(0).mode, TlsMode::Dane);
 }
 
