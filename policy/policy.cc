@@ -29,6 +29,8 @@ const char* toString(Level l) {
             return "dane";
         case Level::DaneOnly:
             return "dane-only";
+        case Level::Verify:
+            return "verify";
     }
     return "?";
 }
@@ -44,6 +46,8 @@ int strictness(Level l) {
         case Level::Dane:
             return 2;  // DANE where published, else opportunistic
         case Level::DaneOnly:
+            return 3;
+        case Level::Verify:
             return 3;
     }
     return 0;
@@ -122,6 +126,34 @@ struct Locator {
     }
 };
 
+// A pin: 32 octets, written as 64 hex digits or as base64.
+std::optional<std::vector<uint8_t>> decodePin(const std::string& s) {
+    std::vector<uint8_t> out;
+    if (s.size() == 64 && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos) {
+        for (size_t i = 0; i < 64; i += 2) {
+            out.push_back(static_cast<uint8_t>(std::stoi(s.substr(i, 2), nullptr, 16)));
+        }
+        return out;
+    }
+    static const std::string b64 =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned acc = 0;
+    int bits = 0;
+    for (char c : s) {
+        if (c == '=') break;
+        auto p = b64.find(c);
+        if (p == std::string::npos) return std::nullopt;
+        acc = (acc << 6) | static_cast<unsigned>(p);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<uint8_t>((acc >> bits) & 0xff));
+        }
+    }
+    if (out.size() != 32) return std::nullopt;
+    return out;
+}
+
 Result<NextHop> parseNextHop(const std::string& s) {
     NextHop h;
     std::string port;
@@ -155,6 +187,13 @@ Result<NextHop> parseNextHop(const std::string& s) {
 }  // namespace
 
 Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
+    const std::vector<std::pair<std::string, std::string>>& files) {
+    auto r = parse(files);
+    if (!r) return r.error();
+    return std::shared_ptr<const PolicySet>(*r);
+}
+
+Result<std::shared_ptr<PolicySet>> PolicySet::parse(
     const std::vector<std::pair<std::string, std::string>>& files) {
     auto set = std::make_shared<PolicySet>();
     std::map<std::string, std::string> seen;  // destination → where
@@ -190,19 +229,27 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
             }
             if (!ej.is_object()) return err(at, "the policy for '" + dest + "' must be an object");
             for (const auto& [k, v] : ej.items()) {
-                static const char* known[] = {"level", "next_hop", "reason", "expires", "mode"};
+                static const char* known[] = {
+                    "level",        "next_hop", "reason",   "expires",         "mode",
+                    "implicit_tls", "auth",     "tls_pins", "min_tls_version", "trust_store"};
                 if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
                     return err(loc.find(k, at), "'" + dest + "': unknown key '" + k + "'");
                 }
-                if (!v.is_string()) {
-                    return err(loc.find(k, at), "'" + dest + "': '" + k + "' must be a string");
+                bool ok = k == "implicit_tls" ? v.is_boolean()
+                          : k == "tls_pins"   ? v.is_array()
+                                              : v.is_string();
+                if (!ok) {
+                    const char* want = k == "implicit_tls" ? "true or false"
+                                       : k == "tls_pins"   ? "an array of strings"
+                                                           : "a string";
+                    return err(loc.find(k, at), "'" + dest + "': '" + k + "' must be " + want);
                 }
             }
             if (auto l = ej.find("level"); l != ej.end()) {
                 std::string s = l->get<std::string>();
                 bool ok = false;
-                for (Level lv :
-                     {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly}) {
+                for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane,
+                                 Level::DaneOnly, Level::Verify}) {
                     if (s == toString(lv)) {
                         e.level = lv;
                         ok = true;
@@ -211,7 +258,7 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
                 if (!ok) {
                     return err(loc.find("level", at),
                                "'" + dest + "': level '" + s +
-                                   "' is not none, may, encrypt, dane or dane-only");
+                                   "' is not none, may, encrypt, dane, dane-only or verify");
                 }
             }
             if (auto n = ej.find("next_hop"); n != ej.end()) {
@@ -222,6 +269,43 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
                 e.nextHop = *hop;
             }
             if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
+            if (auto x = ej.find("implicit_tls"); x != ej.end()) e.implicitTls = x->get<bool>();
+            if (auto x = ej.find("auth"); x != ej.end()) e.authFile = x->get<std::string>();
+            if (auto x = ej.find("trust_store"); x != ej.end())
+                e.trustStore = x->get<std::string>();
+            if (auto x = ej.find("min_tls_version"); x != ej.end()) {
+                std::string v = x->get<std::string>();
+                if (v == "TLS1.2") {
+                    e.minTlsVersion = 12;
+                } else if (v == "TLS1.3") {
+                    e.minTlsVersion = 13;
+                } else {
+                    return err(loc.find("min_tls_version", at),
+                               "'" + dest + "': min_tls_version must be TLS1.2 or TLS1.3");
+                }
+            }
+            if (auto x = ej.find("tls_pins"); x != ej.end()) {
+                for (const auto& pin : *x) {
+                    auto bytes = pin.is_string() ? decodePin(pin.get<std::string>()) : std::nullopt;
+                    if (!bytes) {
+                        return err(
+                            loc.find("tls_pins", at),
+                            "'" + dest +
+                                "': each pin must be the SHA-256 of a public key, base64 or hex");
+                    }
+                    e.tlsPins.push_back(*bytes);
+                }
+            }
+            if (!e.authFile.empty() && !e.nextHop) {
+                return err(
+                    loc.find("auth", at),
+                    "'" + dest +
+                        "': auth needs a next_hop (credentials go to one named server only)");
+            }
+            if (e.implicitTls && !e.nextHop) {
+                return err(loc.find("implicit_tls", at),
+                           "'" + dest + "': implicit_tls needs a next_hop");
+            }
             if (auto x = ej.find("expires"); x != ej.end()) {
                 int64_t t = 0;
                 if (!parseIso8601(x->get<std::string>(), &t)) {
@@ -262,7 +346,7 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
         }
         ++set->files_;
     }
-    return std::shared_ptr<const PolicySet>(set);
+    return set;
 }
 
 Result<std::shared_ptr<const PolicySet>> PolicySet::loadDir(const std::string& dir) {
@@ -284,7 +368,32 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadDir(const std::string& d
         ss << in.rdbuf();
         files.emplace_back(dir + "/" + n, ss.str());
     }
-    return loadText(files);
+    auto set = parse(files);
+    if (!set) return set.error();
+    // Paths are relative to the policy directory; credentials are read now,
+    // so that a missing or malformed file stops the load, not a delivery.
+    for (auto& e : (*set)->entries_) {
+        auto resolve = [&](std::string& path) {
+            if (!path.empty() && path.front() != '/') path = dir + "/" + path;
+        };
+        resolve(e.trustStore);
+        if (e.authFile.empty()) continue;
+        resolve(e.authFile);
+        std::ifstream in(e.authFile);
+        std::string line;
+        if (!in || !std::getline(in, line)) {
+            return Error::permanent(e.where() + ": auth file " + e.authFile + " cannot be read");
+        }
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        auto colon = line.find(':');
+        if (colon == std::string::npos || colon == 0) {
+            return Error::permanent(e.where() + ": auth file " + e.authFile +
+                                    ": expected user:password");
+        }
+        e.authUser = line.substr(0, colon);
+        e.authPassword = line.substr(colon + 1);
+    }
+    return std::shared_ptr<const PolicySet>(*set);
 }
 
 Decision PolicySet::lookup(const std::string& domainIn, int64_t now) const {

@@ -4,8 +4,16 @@
 // an exact domain ("example.org"), a suffix (".example.org": its subdomains,
 // not itself) or "default". An ENTRY:
 //   level        "none" | "may" | "encrypt" | "dane" (the default) | "dane-only"
+//                | "verify" (PKIX: a certificate chain to the trust store and a
+//                name match, for destinations without DANE)
 //   next_hop     "host:port" or "[ip]:port": replaces the MX lookup; DANE
 //                still applies to that host when its TLSA is published
+//   implicit_tls true: TLS from the first byte (an upstream on a 465-style port)
+//   auth         path of a file "user:password" for SMTP AUTH PLAIN (only over TLS)
+//   tls_pins     ["base64 or hex SHA-256 of the server's SPKI", ...]: TLS required
+//                and the leaf key must be one of them
+//   min_tls_version "TLS1.2" | "TLS1.3"
+//   trust_store  PEM CA file for "verify" (default: the system's CAs)
 //   reason       required when the entry lowers security below "dane"
 //   expires      ISO 8601 instant ("2026-12-01T00:00:00Z"); after it the
 //                entry no longer applies and a warning is logged
@@ -27,7 +35,7 @@
 
 namespace danerelay::policy {
 
-enum class Level { None, May, Encrypt, Dane, DaneOnly };
+enum class Level { None, May, Encrypt, Dane, DaneOnly, Verify };
 const char* toString(Level l);
 // Higher is stricter. Dane is the baseline a site gets without any entry.
 int strictness(Level l);
@@ -42,6 +50,12 @@ struct Entry {
     std::string destination;  // as written: "example.org", ".example.org", "default"
     Level level = Level::Dane;
     std::optional<NextHop> nextHop;
+    bool implicitTls = false;
+    std::string authFile;
+    std::string authUser, authPassword;         // read from authFile by loadDir()
+    std::vector<std::vector<uint8_t>> tlsPins;  // SHA-256 of SPKI, 32 octets each
+    int minTlsVersion = 0;                      // 0: library default (1.2), 12, 13
+    std::string trustStore;
     std::string reason;
     std::optional<int64_t> expires;  // Unix seconds
     bool reportOnly = false;
@@ -70,6 +84,8 @@ class PolicySet {
     size_t files() const { return files_; }
 
   private:
+    static Result<std::shared_ptr<PolicySet>> parse(
+        const std::vector<std::pair<std::string, std::string>>& files);
     std::vector<Entry> entries_;
     size_t files_ = 0;
 };

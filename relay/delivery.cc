@@ -21,6 +21,8 @@ const char* toString(TlsMode m) {
             return "mandatory-unauthenticated";
         case TlsMode::Dane:
             return "dane";
+        case TlsMode::Verify:
+            return "verify";
     }
     return "?";
 }
@@ -163,6 +165,13 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                     hp.skip = true;
                     hp.why = "policy dane-only: no usable DANE TLSA (" + hp.why + ")";
                     daneSkipped = true;
+                }
+                break;
+            case Level::Verify:
+                if (!hp.skip && hp.mode != TlsMode::Dane) {
+                    hp.mode = TlsMode::Verify;
+                    hp.why = "policy verify: TLS required, certificate checked against CAs (" +
+                             hp.why + ")";
                 }
                 break;
             case Level::Dane:

@@ -38,6 +38,7 @@ enum class TlsMode {
     Opportunistic,  // STARTTLS if offered, unauthenticated
     Mandatory,      // STARTTLS required, unauthenticated
     Dane,           // STARTTLS required, peer authenticated by TLSA
+    Verify,         // STARTTLS required, peer authenticated by PKIX (policy "verify")
 };
 const char* toString(TlsMode m);
 

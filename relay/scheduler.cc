@@ -136,6 +136,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             attempt->rcpts = idx;
             attempt->domain = domain;
             attempt->port = info.nextHop.empty() ? self->s_.cfg_.delivery.port : info.port;
+            attempt->policy = pol.effective;
             self->tryNext(attempt);
         };
         if (eff.nextHop) {
@@ -180,6 +181,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         std::string lastError = "no MX host could be tried";
         std::string lastStatus = "4.4.1";
         uint16_t port = 25;
+        policy::Entry policy;
     };
 
     void tryNext(std::shared_ptr<HostAttempt> a) {
@@ -204,6 +206,14 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         req.mxName = h.name;
         req.address = h.addresses[a->address++];
         req.port = a->port;
+        const auto& pe = a->policy;
+        req.implicitTls = pe.implicitTls;
+        req.authUser = pe.authUser;
+        req.authPassword = pe.authPassword;
+        req.tlsPins = pe.tlsPins;
+        req.minTlsVersion = pe.minTlsVersion;
+        req.trustStore = pe.trustStore;
+        req.verifyName = h.name;
         req.mode = h.mode;
         req.tlsa = h.tlsa;
         req.sni = h.sni;
@@ -214,6 +224,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         req.content = content_;
         req.timeouts = {s_.cfg_.delivery.connectTimeout, s_.cfg_.delivery.commandTimeout,
                         s_.cfg_.delivery.commandTimeout, s_.cfg_.delivery.dataTimeout};
+        // Pins, a minimum version or credentials all need TLS.
+        bool needsTls =
+            pe.implicitTls || !pe.authUser.empty() || !pe.tlsPins.empty() || pe.minTlsVersion > 0;
+        if (needsTls && (req.mode == TlsMode::Opportunistic || req.mode == TlsMode::None)) {
+            req.mode = TlsMode::Mandatory;
+        }
         ++a->tries;
         auto self = shared_from_this();
         std::string mx = h.name, ip = req.address, mode = toString(h.mode);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "relay/auth.h"
 #include "relay/cidr.h"
 #include "relay/log.h"
 
@@ -66,6 +67,10 @@ std::string SmtpClient::cacheKey(const ClientRequest& req) {
     std::string k = req.mxName + "|" + req.address + "|" + std::to_string(req.port) + "|" +
                     toString(req.mode) + "|" + req.sni + "|" + req.heloName;
     for (const auto& t : req.tlsa) k += "|" + tls::recordText(t, 256);
+    // The rest of the policy: a connection is reused only under the same one.
+    k += "|" + std::to_string(req.implicitTls) + "|" + req.authUser + "|" +
+         std::to_string(req.minTlsVersion) + "|" + req.trustStore + "|" + req.verifyName;
+    for (const auto& p : req.tlsPins) k += "|" + std::string(p.begin(), p.end());
     return k;
 }
 
@@ -190,6 +195,7 @@ void SmtpClient::onConnected() {
     socklen_t len = sizeof err;
     ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
+    if (req_.implicitTls) return startHandshake();  // RFC 8314: TLS before the greeting
     state_ = State::Greeting;
     watch(EV_READ);
     arm(req_.timeouts.command);
@@ -315,7 +321,7 @@ void SmtpClient::onReply(int code, const std::string& text) {
             return;
         case State::StartTls:
             if (code != 220) {
-                if (req_.mode == TlsMode::Opportunistic) {
+                if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
                     // offered but refused: carry on in plaintext only where TLS is optional
                     starttls_ = false;
                     return sendEnvelope();
@@ -340,6 +346,9 @@ void SmtpClient::onReply(int code, const std::string& text) {
                 sendEnvelope();
             }
             return;
+        case State::Auth:
+            if (code != 235) return temporary("AUTH");
+            return sendEnvelope();
         case State::Mail:
             if (code != 250) return temporary("MAIL FROM");
             state_ = State::Rcpt;
@@ -429,7 +438,8 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
             }
         }
     }
-    if (secondTime || tls_ || req_.mode == TlsMode::None) return sendEnvelope();
+    if (secondTime || tls_) return afterTlsEhlo();
+    if (req_.mode == TlsMode::None) return sendEnvelope();
     if (starttls_) {
         state_ = State::StartTls;
         arm(req_.timeouts.command);
@@ -441,6 +451,49 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
                     std::string(toString(req_.mode)) + ")");
     }
     sendEnvelope();
+}
+
+bool SmtpClient::checkPeer() {
+    auto chain = tls_->peerChain();
+    if (req_.mode == TlsMode::Dane) {
+        auto v = tls::verifyDane(chain, req_.tlsa, req_.referenceNames, std::time(nullptr));
+        if (!v.authenticated) {
+            result_.dane = tls::toString(v.failure);
+            // No envelope goes to an unauthenticated peer; say goodbye over TLS.
+            fail("DANE authentication failed (" + result_.dane + "): " + v.reason);
+            return false;
+        }
+        result_.dane = "matched " + v.matched;
+    }
+    if (req_.mode == TlsMode::Verify) {
+        std::string why;
+        if (!tls::verifyPkix(chain, req_.trustStore, req_.verifyName, std::time(nullptr), &why)) {
+            result_.dane = "certificate-not-trusted";
+            fail("certificate verification failed: " + why);
+            return false;
+        }
+        result_.dane = "pkix-verified " + req_.verifyName;
+    }
+    if (!req_.tlsPins.empty()) {
+        auto pin = chain.empty() ? std::vector<uint8_t>{} : tls::spkiSha256(chain[0]);
+        if (std::find(req_.tlsPins.begin(), req_.tlsPins.end(), pin) == req_.tlsPins.end()) {
+            fail("the server's key matches none of the policy's tls_pins");
+            return false;
+        }
+    }
+    if (req_.minTlsVersion > 0 && tls_->protocolVersion() < req_.minTlsVersion) {
+        fail("TLS version " + result_.tls + " is below the policy's min_tls_version");
+        return false;
+    }
+    return true;
+}
+
+void SmtpClient::afterTlsEhlo() {
+    if (req_.authUser.empty()) return sendEnvelope();
+    std::string plain = std::string(1, '\0') + req_.authUser + '\0' + req_.authPassword;
+    state_ = State::Auth;
+    arm(req_.timeouts.command);
+    send("AUTH PLAIN " + base64Encode(plain) + "\r\n");
 }
 
 void SmtpClient::startHandshake() {
@@ -460,15 +513,13 @@ void SmtpClient::continueHandshake() {
         return;
     }
     result_.tls = tls_->description();
-    if (req_.mode == TlsMode::Dane) {
-        auto v =
-            tls::verifyDane(tls_->peerChain(), req_.tlsa, req_.referenceNames, std::time(nullptr));
-        if (!v.authenticated) {
-            result_.dane = tls::toString(v.failure);
-            // No envelope goes to an unauthenticated peer; say goodbye over TLS.
-            return fail("DANE authentication failed (" + result_.dane + "): " + v.reason);
-        }
-        result_.dane = "matched " + v.matched;
+    if (!checkPeer()) return;
+    if (req_.implicitTls) {
+        state_ = State::Greeting;
+        arm(req_.timeouts.command);
+        flush();  // re-registers the read event
+        if (tls_->pending() > 0) readSome();
+        return;
     }
     state_ = State::Ehlo2;
     arm(req_.timeouts.command);

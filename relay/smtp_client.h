@@ -47,6 +47,13 @@ struct ClientRequest {
     std::vector<size_t> rcptIndexes;  // which envelope recipients this session carries
     std::shared_ptr<const std::string> content;
     ClientTimeouts timeouts;
+    // From the destination's policy:
+    bool implicitTls = false;                   // TLS from the first byte (465 style)
+    std::string authUser, authPassword;         // AUTH PLAIN, only ever over TLS
+    std::vector<std::vector<uint8_t>> tlsPins;  // SHA-256 of acceptable leaf SPKIs
+    int minTlsVersion = 0;                      // 12 or 13; 0: TLS 1.2 (the floor)
+    std::string trustStore;                     // Verify mode: CA file ("" = system)
+    std::string verifyName;                     // Verify mode: the name to match
 };
 
 struct ClientResult {
@@ -104,6 +111,7 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
         StartTls,
         Handshake,
         Ehlo2,
+        Auth,
         Mail,
         Rcpt,
         Data,
@@ -127,6 +135,8 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     void continueHandshake();
     void afterEhlo(const std::string& lines, bool secondTime);
     void sendEnvelope();
+    void afterTlsEhlo();  // AUTH if configured, then the envelope
+    bool checkPeer();     // DANE / PKIX / pins / version after the handshake
     void sendRcpt(size_t i);
     void sendBody();
     void fail(const std::string& error, bool permanent = false);

@@ -226,4 +226,68 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
     return res;
 }
 
+std::vector<uint8_t> spkiSha256(const std::vector<uint8_t>& certDer) {
+    Crt c = importDer(certDer);
+    if (!c) return {};
+    auto spki = selected(certDer, c.get(), 1);
+    if (spki.empty()) return {};
+    std::vector<uint8_t> out(32);
+    gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data(), spki.size(), out.data());
+    return out;
+}
+
+bool verifyPkix(const std::vector<std::vector<uint8_t>>& chain, const std::string& trustFile,
+                const std::string& hostname, std::time_t now, std::string* reason) {
+    if (chain.empty()) {
+        *reason = "the server presented no certificate";
+        return false;
+    }
+    std::vector<Crt> crts;
+    std::vector<gnutls_x509_crt_t> raw;
+    for (const auto& der : chain) {
+        Crt c = importDer(der);
+        if (!c) {
+            *reason = "a presented certificate does not parse";
+            return false;
+        }
+        raw.push_back(c.get());
+        crts.push_back(std::move(c));
+    }
+    gnutls_x509_trust_list_t tl = nullptr;
+    if (gnutls_x509_trust_list_init(&tl, 0) < 0) {
+        *reason = "cannot make a trust list";
+        return false;
+    }
+    int n = trustFile.empty() ? gnutls_x509_trust_list_add_system_trust(tl, 0, 0)
+                              : gnutls_x509_trust_list_add_trust_file(
+                                    tl, trustFile.c_str(), nullptr, GNUTLS_X509_FMT_PEM, 0, 0);
+    if (n <= 0) {
+        gnutls_x509_trust_list_deinit(tl, 1);
+        *reason = "no CA certificates in " +
+                  (trustFile.empty() ? std::string("the system trust store") : trustFile);
+        return false;
+    }
+    unsigned status = 0;
+    int rc = gnutls_x509_trust_list_verify_crt2(
+        tl, raw.data(), static_cast<unsigned>(raw.size()), nullptr, 0,
+        GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS, &status,
+        nullptr);
+    gnutls_x509_trust_list_deinit(tl, 1);
+    if (rc < 0 || status != 0) {
+        *reason = "the certificate chain does not lead to a trusted CA";
+        return false;
+    }
+    for (auto* c : raw) {
+        if (!within(c, now)) {
+            *reason = "a certificate of the chain is expired or not yet valid";
+            return false;
+        }
+    }
+    if (!gnutls_x509_crt_check_hostname2(raw[0], hostname.c_str(), 0)) {
+        *reason = "the certificate does not name " + hostname;
+        return false;
+    }
+    return true;
+}
+
 }  // namespace danerelay::tls

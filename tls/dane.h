@@ -54,4 +54,13 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
 
 std::string recordText(const TlsaRecord& r, size_t maxHex = 16);
 
+// PKIX for policy "verify": the chain must lead to a CA of the trust store
+// (a PEM file; empty: the system's CAs), be valid at `now`, and the leaf must
+// name `hostname`. reason says why not.
+bool verifyPkix(const std::vector<std::vector<uint8_t>>& chain, const std::string& trustFile,
+                const std::string& hostname, std::time_t now, std::string* reason);
+
+// SHA-256 of the leaf's SubjectPublicKeyInfo, for tls_pins.
+std::vector<uint8_t> spkiSha256(const std::vector<uint8_t>& certDer);
+
 }  // namespace danerelay::tls

@@ -138,6 +138,17 @@ size_t Session::pending() const {
     return gnutls_record_check_pending(s_);
 }
 
+int Session::protocolVersion() const {
+    switch (gnutls_protocol_get_version(s_)) {
+        case GNUTLS_TLS1_2:
+            return 12;
+        case GNUTLS_TLS1_3:
+            return 13;
+        default:
+            return 0;
+    }
+}
+
 std::string Session::description() const {
     const char* v = gnutls_protocol_get_name(gnutls_protocol_get_version(s_));
     const char* c = gnutls_cipher_get_name(gnutls_cipher_get(s_));

@@ -79,6 +79,8 @@ class Session {
     // Bytes already decrypted and buffered inside GnuTLS; the socket will not
     // signal readability for them, so the caller must drain them.
     size_t pending() const;
+    // 12 for TLS 1.2, 13 for TLS 1.3, once the handshake is done.
+    int protocolVersion() const;
     // "TLS1.3/AES-256-GCM" once the handshake is done.
     std::string description() const;
     // Best effort close_notify; never waits.

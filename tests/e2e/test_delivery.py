@@ -44,7 +44,7 @@ def wait_until(pred, timeout=30, step=0.2):
 class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
-    def __init__(self, hosts, start_mtas=True, delivery=None, policies=None):
+    def __init__(self, hosts, start_mtas=True, delivery=None, policies=None, policy_files=None):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
         self.relay = h.Relay(
             dns={"resolvers": [dnslab.RESOLVER], "probe_secure_name": "secure.test",
@@ -58,6 +58,9 @@ class Env:
             self.policy_dir = os.path.join(self.relay.dir, "policy")
             os.makedirs(self.policy_dir)
             self.write_policy("site.json", policies)
+            for name, text in (policy_files or {}).items():
+                with open(os.path.join(self.policy_dir, name), "w") as f:
+                    f.write(text)
             cfg["policy_dir"] = self.policy_dir
         with open(self.relay.config, "w") as f:
             json.dump(cfg, f)

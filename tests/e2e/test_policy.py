@@ -82,6 +82,53 @@ class PolicyTest(td.LabCase):
         os.kill(env.relay.proc.pid, signal.SIGUSR1)
         self.assertTrue(wait_until(lambda: env.received("g@insecure.test")))
 
+    def test_verify_with_the_lab_ca_as_trust_store(self):
+        ca = td.LAB.pki.ca["crt"]
+        env = self.env({"mx.insecure.test": True, "mx.notlsa.test": {"starttls": True, "cert": "mx.insecure.test"}},
+                       policies={"insecure.test": {"level": "verify", "trust_store": ca},
+                                 "notlsa.test": {"level": "verify", "trust_store": ca}})
+        env.submit("h@insecure.test")
+        got = wait_until(lambda: env.received("h@insecure.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIn('dane="pkix-verified mx.insecure.test"', env.log_lines("h@insecure.test")[-1])
+        # a certificate from the right CA, but for another name: deferred
+        q = env.submit("i@notlsa.test")
+        self.assert_deferred(env, q, "i@notlsa.test", "does not name mx.notlsa.test")
+        self.assertEqual(env.received("i@notlsa.test"), [])
+
+    def test_tls_pins(self):
+        import base64
+        import hashlib
+        from pki import Pki
+        pin = base64.b64encode(hashlib.sha256(
+            Pki.spki_der(td.LAB.certs["mx.insecure.test"]["crt"])).digest()).decode()
+        wrong = base64.b64encode(hashlib.sha256(b"another key").digest()).decode()
+        env = self.env({"mx.insecure.test": True, "mx.notlsa.test": True},
+                       policies={"insecure.test": {"tls_pins": [pin]},
+                                 "notlsa.test": {"tls_pins": [wrong]}})
+        env.submit("j@insecure.test")
+        self.assertTrue(wait_until(lambda: env.received("j@insecure.test")))
+        q = env.submit("k@notlsa.test")
+        self.assert_deferred(env, q, "k@notlsa.test", "tls_pins")
+        self.assertEqual(env.received("k@notlsa.test"), [])
+
+    def test_next_hop_with_implicit_tls_and_auth(self):
+        # The upstream is a second danerelayd that relays only for
+        # authenticated clients, on its implicit-TLS (465-style) port.
+        upstream = td.h.Relay(relay_networks=[], users={"relayuser": "s3cret pass"})
+        self.addCleanup(upstream.cleanup)
+        upstream.start()
+        env = self.env(None, policies={"upstream.example": {
+            "next_hop": f"[127.0.0.1]:{upstream.tls_port}", "implicit_tls": True,
+            "auth": "upstream-auth.txt", "level": "encrypt"}},
+            policy_files={"upstream-auth.txt": "relayuser:s3cret pass\n"})
+        env.submit("l@upstream.example")
+        msg = wait_until(lambda: next((m for m in upstream.queue()["messages"]
+                                       if m["recipients"][0]["address"] == "l@upstream.example"), None))
+        self.assertTrue(msg, env.relay.read_log()[-3000:])
+        self.assertRegex(msg["tls"], r"^TLS1\.[23]/")
+        self.assertIn("event=auth client=127.0.0.1 user=relayuser result=ok", upstream.read_log())
+
     def test_invalid_policy_stops_the_start(self):
         with self.assertRaises(RuntimeError) as ctx:
             Env(None, policies='{"policies": {\n"x.example": {"level": "sometimes"}}}')

@@ -115,6 +115,35 @@ TEST(Policy, ErrorsNameFileLineAndColumn) {
     EXPECT_NE(errorOf(R"({"rules": {}})").find("unknown key 'rules'"), std::string::npos);
 }
 
+TEST(Policy, TlsKeys) {
+    auto p = load(R"({"policies": {
+        "a.example": {"level": "verify", "trust_store": "/etc/ssl/certs/ca-certificates.crt",
+                      "min_tls_version": "TLS1.3",
+                      "tls_pins": ["47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+                                   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]},
+        "b.example": {"next_hop": "[127.0.0.1]:465", "implicit_tls": true, "auth": "b.auth"}
+    }})");
+    ASSERT_TRUE(p);
+    auto a = p->lookup("a.example", kNow).effective;
+    EXPECT_EQ(a.level, Level::Verify);
+    EXPECT_EQ(a.minTlsVersion, 13);
+    ASSERT_EQ(a.tlsPins.size(), 2u);
+    EXPECT_EQ(a.tlsPins[0], a.tlsPins[1]);  // the same digest, base64 and hex
+    auto b = p->lookup("b.example", kNow).effective;
+    EXPECT_TRUE(b.implicitTls);
+    EXPECT_EQ(b.authFile, "b.auth");
+    EXPECT_NE(errorOf(R"({"policies": {"a.example": {"tls_pins": ["short"]}}})").find("SHA-256"),
+              std::string::npos);
+    EXPECT_NE(
+        errorOf(R"({"policies": {"a.example": {"min_tls_version": "TLS1.1"}}})").find("TLS1.2"),
+        std::string::npos);
+    EXPECT_NE(errorOf(R"({"policies": {"a.example": {"auth": "x"}}})").find("needs a next_hop"),
+              std::string::npos);
+    EXPECT_NE(
+        errorOf(R"({"policies": {"a.example": {"implicit_tls": "yes"}}})").find("true or false"),
+        std::string::npos);
+}
+
 TEST(Policy, ConflictingEntriesAcrossFiles) {
     auto e = errorOf({{"one.json", R"({"policies": {"a.example": {"level": "dane"}}})"},
                       {"two.json", "{\"policies\": {\n\"a.example\": {\"level\": \"encrypt\"}}}"}});
