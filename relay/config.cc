@@ -238,10 +238,14 @@ Config loadConfig(const std::string& path) {
     }
     if (auto d = j.find("delivery"); d != j.end()) {
         c.onlyKeys(*d, "delivery",
-                   {"max_concurrent", "max_per_destination", "max_hosts_per_attempt",
+                   {"enabled", "max_concurrent", "max_per_destination", "max_hosts_per_attempt",
                     "retry_initial", "retry_max", "max_queue_lifetime", "port", "connect_timeout",
                     "command_timeout", "data_timeout", "connection_reuse_time"});
         auto& D = cfg.delivery;
+        if (auto en = d->find("enabled"); en != d->end()) {
+            if (!en->is_boolean()) c.fail("delivery.enabled", "must be true or false");
+            D.enabled = en->get<bool>();
+        }
         c.number(*d, "delivery", "max_concurrent", &D.maxConcurrent, 1, 10000);
         c.number(*d, "delivery", "max_per_destination", &D.maxPerDestination, 1, 10000);
         c.number(*d, "delivery", "max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50);

@@ -478,7 +478,7 @@ void Scheduler::setReady() {
 }
 
 void Scheduler::pump() {
-    if (!ready_) return;
+    if (!ready_ || !cfg_.delivery.enabled) return;
     int64_t now = nowSeconds();
     while (running_ < cfg_.delivery.maxConcurrent && !due_.empty() && due_.begin()->first <= now) {
         std::string id = due_.begin()->second;

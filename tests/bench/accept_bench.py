@@ -4,8 +4,8 @@ Postfix's smtpd, on this machine, in the same run, with the same client.
 
 Both servers fsync every accepted message before answering 250. The client
 for both is Postfix's smtp-source. Postfix puts what it accepts on hold (so
-its queue manager does no delivery work), and danerelay does no delivery yet
-either: this measures acceptance alone.
+its queue manager does no delivery work), and danerelay runs with
+"delivery": {"enabled": false}: this measures acceptance alone.
 
 Then memory: N_QUEUED messages are queued into one danerelayd and its
 resident set size is printed.
@@ -15,6 +15,7 @@ Usage: tests/bench/accept_bench.py [--messages N] [--sessions C] [--size BYTES]
 Prints one line per measurement; loopback only; every server stopped by PID.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -45,9 +46,18 @@ def rss_kib(pid):
     return -1
 
 
+def no_delivery(relay):
+    with open(relay.config) as f:
+        cfg = json.load(f)
+    cfg["delivery"] = {"enabled": False}
+    with open(relay.config, "w") as f:
+        json.dump(cfg, f)
+
+
 def bench_danerelay(args):
     relay = h.Relay(relay_networks=["127.0.0.0/8"],
                     limits={"max_sessions": 1000, "max_sessions_per_client": 1000})
+    no_delivery(relay)
     try:
         relay.start()
         smtp_source(relay.port, min(200, args.messages), args.sessions, args.size)  # warm-up
@@ -78,6 +88,7 @@ def bench_postfix(args):
 def bench_memory(args):
     relay = h.Relay(relay_networks=["127.0.0.0/8"],
                     limits={"max_sessions": 1000, "max_sessions_per_client": 1000})
+    no_delivery(relay)
     try:
         relay.start()
         pid = relay.proc.pid

@@ -1,6 +1,7 @@
 """End-to-end: the inbound smarthost listener, driven by swaks (and a raw
 socket where swaks cannot send the bytes), against a real danerelayd on
 loopback. Each test checks the reply and what is, or is not, in the spool."""
+import json
 import os
 import re
 import signal
@@ -245,6 +246,26 @@ class LimitsTest(unittest.TestCase):
             self.assertIn("4.4.2", lines[0])
             for conn in (a, b, other):
                 conn.close()
+        finally:
+            relay.cleanup()
+
+
+class DeliveryDisabledTest(unittest.TestCase):
+    def test_mail_is_kept_and_not_attempted(self):
+        relay = h.Relay()
+        try:
+            with open(relay.config) as f:
+                cfg = json.load(f)
+            cfg["delivery"] = {"enabled": False}
+            with open(relay.config, "w") as f:
+                json.dump(cfg, f)
+            relay.start()
+            qid = h.queued_id(relay.swaks("--from", SENDER, "--to", "kept@example.com"))
+            self.assertIsNotNone(qid)
+            time.sleep(1.5)
+            m = next(m for m in relay.queue()["messages"] if m["id"] == qid)
+            self.assertEqual(m["recipients"][0]["state"], "pending")
+            self.assertNotIn("event=delivery", relay.read_log())
         finally:
             relay.cleanup()
 
