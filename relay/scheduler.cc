@@ -1,6 +1,7 @@
 #include "relay/scheduler.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 
 #include "relay/bounce.h"
@@ -449,21 +450,32 @@ void Scheduler::enqueue(const std::string& id) {
     kick();
 }
 
+Scheduler::Key Scheduler::keyOf(const std::string& id) {
+    return std::stoull(id, nullptr, 16);  // the spool only hands out valid IDs
+}
+
+std::string Scheduler::idOf(Key k) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%014llX", static_cast<unsigned long long>(k));
+    return buf;
+}
+
 void Scheduler::flush() {
-    std::vector<std::string> ids;
-    for (const auto& [id, e] : entries_) {
-        if (!e.running) ids.push_back(id);
+    std::vector<Key> keys;
+    for (const auto& [k, e] : entries_) {
+        if (!e.running) keys.push_back(k);
     }
-    for (const auto& id : ids) schedule(id, 0);
+    for (Key k : keys) schedule(idOf(k), 0);
     kick();
 }
 
 void Scheduler::schedule(const std::string& id, int64_t due) {
-    auto& e = entries_[id];
+    Key k = keyOf(id);
+    auto& e = entries_[k];
     if (e.running) return;
-    due_.erase({e.due, id});
+    due_.erase({e.due, k});
     e.due = due;
-    due_.insert({due, id});
+    due_.insert({due, k});
 }
 
 void Scheduler::kick() {
@@ -481,12 +493,11 @@ void Scheduler::pump() {
     if (!ready_ || !cfg_.delivery.enabled) return;
     int64_t now = nowSeconds();
     while (running_ < cfg_.delivery.maxConcurrent && !due_.empty() && due_.begin()->first <= now) {
-        std::string id = due_.begin()->second;
+        Key k = due_.begin()->second;
         due_.erase(due_.begin());
-        auto& e = entries_[id];
-        e.running = true;
+        entries_[k].running = true;
         ++running_;
-        std::make_shared<MessageDelivery>(*this, id)->start();
+        std::make_shared<MessageDelivery>(*this, idOf(k))->start();
     }
     // Wake for the next due message (at most a minute away, to notice flushes).
     int64_t wait = 60;
@@ -517,10 +528,10 @@ void Scheduler::releaseDomain(const std::string& domain) {
 
 void Scheduler::finished(const std::string& id, bool removed, int64_t nextDue) {
     --running_;
-    auto it = entries_.find(id);
+    auto it = entries_.find(keyOf(id));
     if (it != entries_.end()) it->second.running = false;
     if (removed || nextDue == 0) {
-        entries_.erase(id);
+        entries_.erase(keyOf(id));
     } else {
         schedule(id, nextDue);
     }

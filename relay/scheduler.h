@@ -20,6 +20,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dns/resolver.h"
@@ -83,8 +84,13 @@ class Scheduler {
     std::shared_ptr<tls::ClientCredentials> clientCreds_;
     ConnectionCache connections_;
     std::shared_ptr<const policy::PolicySet> policy_;
-    std::map<std::string, Entry> entries_;
-    std::set<std::pair<int64_t, std::string>> due_;
+    // Keyed by the queue ID's number (IDs are 14 hex digits): a few dozen
+    // bytes per queued message, however large the queue.
+    using Key = uint64_t;
+    static Key keyOf(const std::string& id);
+    static std::string idOf(Key k);
+    std::unordered_map<Key, Entry> entries_;
+    std::set<std::pair<int64_t, Key>> due_;
     Event timer_;
     unsigned running_ = 0;
     bool ready_ = false;
