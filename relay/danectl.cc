@@ -1,6 +1,8 @@
 // danectl.cc — the operator's command line.
 //
-//   danectl [--config FILE | --spool DIR] queue list [--json]
+//   danectl [--config FILE | --spool DIR] queue list [--json] [filters]
+//   danectl [--config FILE | --spool DIR] queue show ID [--json] [--body]
+//   danectl [--config FILE | --spool DIR] queue summary [--json]
 //   danectl [--config FILE] probe [--json] [--resolver ADDR]... DOMAIN
 //                             what DNS says about DOMAIN for DANE: MX hosts,
 //                             addresses, TLSA records, each with its DNSSEC status
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,7 +43,10 @@ constexpr const char* kDefaultConfig = "/etc/danerelay/danerelay.json";
 
 int usage() {
     std::fprintf(stderr,
-                 "usage: danectl [--config FILE | --spool DIR] queue list [--json]\n"
+                 "usage: danectl [--config FILE | --spool DIR] queue list [--json] [--state S]\n"
+                 "               [--domain D] [--sender ADDR] [--older-than SECONDS]\n"
+                 "       danectl [--config FILE | --spool DIR] queue show ID [--json] [--body]\n"
+                 "       danectl [--config FILE | --spool DIR] queue summary [--json]\n"
                  "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
                  "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
                  "       danectl policy check DIR\n"
@@ -57,26 +63,74 @@ std::string isoTime(int64_t t) {
     return buf;
 }
 
-int queueList(const std::string& spoolDir, bool asJson) {
+// Which messages a verb applies to. A message matches when one of its
+// recipients matches the state and domain filters.
+struct Filter {
+    std::string state, domain, sender;
+    int64_t olderThan = -1;  // seconds
+    bool matches(const queue::StoredMessage& m, int64_t now) const {
+        if (!sender.empty() && lowerCase(m.envelope.sender) != lowerCase(sender)) return false;
+        if (olderThan >= 0 && now - m.envelope.arrival < olderThan) return false;
+        for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
+            if (!state.empty() && queue::toString(m.status[i].state) != state) continue;
+            if (!domain.empty() && domainOf(m.envelope.recipients[i].address) != lowerCase(domain))
+                continue;
+            return true;
+        }
+        return false;
+    }
+    static std::string lowerCase(std::string s) {
+        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return s;
+    }
+    static std::string domainOf(const std::string& a) {
+        auto at = a.rfind('@');
+        return lowerCase(at == std::string::npos ? "" : a.substr(at + 1));
+    }
+};
+
+// Every readable message (filtered), and the unreadable ones as damaged.
+bool loadAll(const std::string& spoolDir, const Filter& f, std::vector<queue::StoredMessage>* out,
+             json* damaged) {
     auto spool = queue::Spool::open(spoolDir, queue::Spool::Mode::Reader);
     if (!spool) {
         std::fprintf(stderr, "danectl: %s\n", spool.error().message.c_str());
-        return 1;
+        return false;
     }
-    json messages = json::array(), damaged = json::array();
-    uint64_t totalSize = 0;
-    std::vector<queue::StoredMessage> list;
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
     for (const auto& id : (*spool)->listIds()) {
         auto m = (*spool)->load(id);
         if (!m) {
             // Gone between listing and reading: delivered meanwhile, not damage.
             if (m.error().kind == ErrorKind::Permanent) continue;
-            damaged.push_back({{"id", id}, {"error", m.error().message}});
+            damaged->push_back({{"id", id}, {"error", m.error().message}});
             continue;
         }
-        totalSize += m->contentSize;
-        list.push_back(std::move(*m));
+        if (f.matches(*m, now)) out->push_back(std::move(*m));
     }
+    return true;
+}
+
+json recipientsJson(const queue::StoredMessage& m) {
+    json rcpts = json::array();
+    for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
+        const auto& st = m.status[i];
+        rcpts.push_back(
+            {{"address", m.envelope.recipients[i].address},
+             {"state", queue::toString(st.state)},
+             {"attempts", st.attempts},
+             {"next_attempt", st.nextAttempt ? json(isoTime(st.nextAttempt)) : json(nullptr)},
+             {"last_error", st.lastError}});
+    }
+    return rcpts;
+}
+
+int queueList(const std::string& spoolDir, bool asJson, const Filter& filter) {
+    json messages = json::array(), damaged = json::array();
+    std::vector<queue::StoredMessage> list;
+    if (!loadAll(spoolDir, filter, &list, &damaged)) return 1;
+    uint64_t totalSize = 0;
+    for (const auto& m : list) totalSize += m.contentSize;
     if (asJson) {
         for (const auto& m : list) {
             json rcpts = json::array();
@@ -245,6 +299,109 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     return resolved ? 0 : 1;
 }
 
+int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, bool body) {
+    auto spool = queue::Spool::open(spoolDir, queue::Spool::Mode::Reader);
+    if (!spool) {
+        std::fprintf(stderr, "danectl: %s\n", spool.error().message.c_str());
+        return 1;
+    }
+    auto m = (*spool)->load(id);
+    if (!m) {
+        std::fprintf(stderr, "danectl: %s\n", m.error().message.c_str());
+        return 1;
+    }
+    auto content = (*spool)->loadContent(id);
+    if (!content) {
+        std::fprintf(stderr, "danectl: %s\n", content.error().message.c_str());
+        return 1;
+    }
+    auto split = content->find("\r\n\r\n");
+    std::string headers =
+        content->substr(0, split == std::string::npos ? content->size() : split + 2);
+    const auto& e = m->envelope;
+    if (asJson) {
+        json j = {{"version", 1},
+                  {"id", m->id},
+                  {"arrival", isoTime(e.arrival)},
+                  {"size", m->contentSize},
+                  {"sender", e.sender},
+                  {"client", e.clientAddress},
+                  {"helo", e.heloName},
+                  {"auth", e.authUser},
+                  {"tls", e.tls},
+                  {"envid", e.envid},
+                  {"recipients", recipientsJson(*m)},
+                  {"headers", headers}};
+        if (body) j["content"] = *content;
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("Queue ID: %s\nArrival:  %s\nSize:     %llu\nSender:   <%s>\n", m->id.c_str(),
+                isoTime(e.arrival).c_str(), static_cast<unsigned long long>(m->contentSize),
+                e.sender.c_str());
+    std::printf("Client:   %s (HELO %s)%s%s\nTLS:      %s\n", e.clientAddress.c_str(),
+                e.heloName.c_str(), e.authUser.empty() ? "" : ", authenticated as ",
+                e.authUser.c_str(), e.tls.empty() ? "none" : e.tls.c_str());
+    for (size_t i = 0; i < e.recipients.size(); ++i) {
+        const auto& st = m->status[i];
+        std::printf("Recipient <%s>: %s, %d attempt%s", e.recipients[i].address.c_str(),
+                    queue::toString(st.state), st.attempts, st.attempts == 1 ? "" : "s");
+        if (st.nextAttempt) std::printf(", next %s", isoTime(st.nextAttempt).c_str());
+        std::printf("\n");
+        if (!st.lastError.empty()) std::printf("    last result: %s\n", st.lastError.c_str());
+    }
+    std::printf("\n%s", (body ? *content : headers).c_str());
+    return 0;
+}
+
+int queueSummary(const std::string& spoolDir, bool asJson) {
+    std::vector<queue::StoredMessage> list;
+    json damaged = json::array();
+    if (!loadAll(spoolDir, Filter{}, &list, &damaged)) return 1;
+    std::map<std::string, int> byState, byDomain, byError;
+    const queue::StoredMessage* oldest = nullptr;
+    for (const auto& m : list) {
+        if (!oldest || m.envelope.arrival < oldest->envelope.arrival) oldest = &m;
+        for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
+            const auto& st = m.status[i];
+            ++byState[queue::toString(st.state)];
+            if (st.state == queue::RcptState::Delivered || st.state == queue::RcptState::Bounced)
+                continue;
+            std::string domain = Filter::domainOf(m.envelope.recipients[i].address);
+            ++byDomain[domain];
+            // The reason, without what varies per message (queue IDs, times).
+            std::string reason = st.lastError.substr(0, 80);
+            if (!reason.empty()) ++byError[domain + ": " + reason];
+        }
+    }
+    if (asJson) {
+        json j = {{"version", 1},
+                  {"messages", list.size()},
+                  {"recipients_by_state", byState},
+                  {"pending_by_domain", byDomain},
+                  {"pending_by_reason", byError},
+                  {"oldest",
+                   oldest ? json{{"id", oldest->id}, {"arrival", isoTime(oldest->envelope.arrival)}}
+                          : json(nullptr)},
+                  {"damaged", damaged.size()}};
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("%zu message%s in the queue", list.size(), list.size() == 1 ? "" : "s");
+    if (oldest)
+        std::printf(", oldest %s (%s)", oldest->id.c_str(),
+                    isoTime(oldest->envelope.arrival).c_str());
+    std::printf("\nrecipients by state:\n");
+    for (const auto& [k, v] : byState) std::printf("  %-10s %d\n", k.c_str(), v);
+    std::printf("waiting, by destination:\n");
+    for (const auto& [k, v] : byDomain) std::printf("  %-30s %d\n", k.c_str(), v);
+    std::printf("waiting, by last result:\n");
+    for (const auto& [k, v] : byError) std::printf("  %5d  %s\n", v, k.c_str());
+    if (!damaged.empty())
+        std::printf("%zu damaged file(s): see danectl queue list\n", damaged.size());
+    return 0;
+}
+
 int policyCheck(const std::string& dir) {
     auto p = policy::PolicySet::loadDir(dir);
     if (!p) {
@@ -300,15 +457,47 @@ int main(int argc, char** argv) {
         configPath = env ? env : kDefaultConfig;
     }
     if (rest[0] == "probe") return probe(configPath, {rest.begin() + 1, rest.end()});
-    if (rest[0] == "queue" && rest.size() >= 2 && rest[1] == "list") {
-        bool asJson = false;
+    if (rest[0] == "queue" && rest.size() >= 2 &&
+        (rest[1] == "list" || rest[1] == "show" || rest[1] == "summary")) {
+        bool asJson = false, body = false;
+        Filter filter;
+        std::string id;
         for (size_t k = 2; k < rest.size(); ++k) {
-            if (rest[k] == "--json") {
+            const auto& a = rest[k];
+            bool hasValue = k + 1 < rest.size();
+            if (a == "--json") {
                 asJson = true;
+            } else if (a == "--body" && rest[1] == "show") {
+                body = true;
+            } else if (a == "--state" && hasValue && rest[1] == "list") {
+                filter.state = rest[++k];
+                queue::RcptState ignored;
+                if (!queue::parseRcptState(filter.state, &ignored)) {
+                    std::fprintf(stderr,
+                                 "danectl: unknown state '%s' (pending, deferred, delivered, "
+                                 "bounced, held)\n",
+                                 filter.state.c_str());
+                    return 2;
+                }
+            } else if (a == "--domain" && hasValue && rest[1] == "list") {
+                filter.domain = rest[++k];
+            } else if (a == "--sender" && hasValue && rest[1] == "list") {
+                filter.sender = rest[++k];
+            } else if (a == "--older-than" && hasValue && rest[1] == "list") {
+                const auto& v = rest[++k];
+                if (v.empty() || v.size() > 9 ||
+                    v.find_first_not_of("0123456789") != std::string::npos) {
+                    std::fprintf(stderr, "danectl: --older-than takes seconds\n");
+                    return 2;
+                }
+                filter.olderThan = std::stoll(v);
+            } else if (rest[1] == "show" && id.empty() && !a.empty() && a[0] != '-') {
+                id = a;
             } else {
                 return usage();
             }
         }
+        if (rest[1] == "show" && id.empty()) return usage();
         if (spoolDir.empty()) {
             try {
                 spoolDir = relay::loadConfig(configPath).spoolDir;
@@ -317,7 +506,9 @@ int main(int argc, char** argv) {
                 return 1;
             }
         }
-        return queueList(spoolDir, asJson);
+        if (rest[1] == "show") return queueShow(spoolDir, id, asJson, body);
+        if (rest[1] == "summary") return queueSummary(spoolDir, asJson);
+        return queueList(spoolDir, asJson, filter);
     }
     return usage();
 }

@@ -265,6 +265,45 @@ class DeliveryTest(LabCase):
                  for i in range(3)]
         self.assertEqual(sorted(conns), ["new", "reused", "reused"], env.relay.read_log()[-2000:])
 
+    def test_queue_list_filters_show_and_summary(self):
+        env = self.env({"mx.insecure.test": False})
+        out = env.relay.swaks("--from", SENDER, "--to", "sam@insecure.test,tom@bogus.test",
+                              "--header", "Subject: inspect me")
+        qid = h.queued_id(out)
+        self.assertTrue(wait_until(lambda: (env.states(qid) or {}).get("tom@bogus.test", ("",))[0]
+                                   == "deferred"))
+
+        def ctl(*args):
+            r = subprocess.run([h.DANECTL, "--spool", env.relay.spool, "queue", *args],
+                               capture_output=True, text=True, timeout=30)
+            return r.returncode, r.stdout
+
+        def ids(*args):
+            return {m["id"] for m in json.loads(ctl("list", "--json", *args)[1])["messages"]}
+
+        self.assertIn(qid, ids("--state", "deferred"))
+        self.assertIn(qid, ids("--state", "delivered"))  # sam's part
+        self.assertNotIn(qid, ids("--state", "held"))
+        self.assertIn(qid, ids("--domain", "bogus.test"))
+        self.assertNotIn(qid, ids("--domain", "other.example"))
+        self.assertIn(qid, ids("--sender", SENDER.upper()))
+        self.assertNotIn(qid, ids("--older-than", "3600"))
+        rc, text = ctl("show", qid, "--json")
+        shown = json.loads(text)
+        self.assertEqual(rc, 0)
+        self.assertEqual({r["address"]: r["state"] for r in shown["recipients"]},
+                         {"sam@insecure.test": "delivered", "tom@bogus.test": "deferred"})
+        self.assertIn("Subject: inspect me", shown["headers"])
+        self.assertNotIn("content", shown)
+        rc, text = ctl("show", qid)
+        self.assertIn("last result: 4.7.5", text)
+        self.assertEqual(ctl("show", "0000000000000F")[0], 1)
+        summary = json.loads(ctl("summary", "--json")[1])
+        self.assertEqual(summary["version"], 1)
+        self.assertGreaterEqual(summary["recipients_by_state"]["deferred"], 1)
+        self.assertIn("bogus.test", summary["pending_by_domain"])
+        self.assertTrue(any("dnssec-invalid" in k for k in summary["pending_by_reason"]))
+
     def test_restart_with_full_queue_loses_nothing_redelivers_nothing(self):
         env = self.env({"mx.insecure.test": False}, start_mtas=False)
         # Phase 1: the MX is down; everything waits in the queue.
