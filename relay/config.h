@@ -52,7 +52,7 @@ struct DnsConfig {
 };
 
 struct DeliveryConfig {
-    unsigned maxConcurrent = 50;         // message deliveries in flight
+    unsigned maxConcurrent = 50;  // message deliveries in flight
     bool enabled = true;  // false: accept and keep mail, deliver nothing (maintenance, benchmarks)
     unsigned maxPerDestination = 20;     // deliveries in flight to one domain
     unsigned maxHostsPerAttempt = 5;     // MX hosts tried per attempt
