@@ -109,18 +109,25 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         event_base_loopexit(base.get(), nullptr);
     };
     // SIGHUP: reload the policy; a broken file keeps the policy in force.
+    // The files are read on a worker thread, never on the loop.
     Event sighup(base.get(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
         if (cfg.policyDir.empty()) return;
-        auto p = policy::PolicySet::loadDir(cfg.policyDir);
-        if (!p) {
-            logEvent("policy-reload-FAILED",
-                     {{"error", p.error().message}, {"result", "previous policy stays in force"}});
-            return;
-        }
-        scheduler.setPolicy(*p);
-        logEvent("policy-reload", {{"dir", cfg.policyDir},
-                                   {"entries", std::to_string((*p)->size())},
-                                   {"files", std::to_string((*p)->files())}});
+        auto loaded = std::make_shared<Result<std::shared_ptr<const policy::PolicySet>>>(
+            Error::internal("not loaded"));
+        workers.run([&cfg, loaded] { *loaded = policy::PolicySet::loadDir(cfg.policyDir); },
+                    [&cfg, &scheduler, loaded] {
+                        auto& p = *loaded;
+                        if (!p) {
+                            logEvent("policy-reload-FAILED",
+                                     {{"error", p.error().message},
+                                      {"result", "previous policy stays in force"}});
+                            return;
+                        }
+                        scheduler.setPolicy(*p);
+                        logEvent("policy-reload", {{"dir", cfg.policyDir},
+                                                   {"entries", std::to_string((*p)->size())},
+                                                   {"files", std::to_string((*p)->files())}});
+                    });
     });
     sighup.add();
     // SIGUSR1: retry everything now, like "postqueue -f".
