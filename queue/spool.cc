@@ -333,7 +333,7 @@ Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStat
     return okStatus();
 }
 
-Status Spool::remove(const std::string& id) {
+Status Spool::remove(const std::string& id, bool durable) {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     // Message first: a crash in between leaves an orphaned state file, which
     // recovery removes; never a message without the state saying what was done.
@@ -345,6 +345,8 @@ Status Spool::remove(const std::string& id) {
         return Error::internal(sysError("unlink message " + id, errno));
     }
     ::unlink((dir_ + "/state/" + id).c_str());
+    if (durable && ::fsync(msgDirFd_) != 0)
+        return Error::internal(sysError("fsync msg dir", errno));
     return okStatus();
 }
 

@@ -79,7 +79,9 @@ class Spool {
     // The content, checked against the checksum in the header.
     Result<std::string> loadContent(const std::string& id) const;
     Status writeStatus(const std::string& id, const std::vector<RecipientStatus>& status);
-    Status remove(const std::string& id);
+    // durable=false after delivery (a crash may bring it back: at-least-once);
+    // durable=true for an operator's delete, which must not come back.
+    Status remove(const std::string& id, bool durable = false);
 
     // Start-up: clear tmp/, quarantine what cannot be read, list the rest.
     RecoveryReport recover();

@@ -126,7 +126,7 @@ Config loadConfig(const std::string& path) {
     Checker c(path);
     c.onlyKeys(j, "",
                {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
-                "dns", "delivery", "policy_dir", "log_file", "commit_batch"});
+                "dns", "delivery", "policy_dir", "log_file", "commit_batch", "control_socket"});
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
@@ -262,6 +262,13 @@ Config loadConfig(const std::string& path) {
         cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
     cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
     cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
+    cfg.controlSocket = resolvePath(path, c.str(j, "", "control_socket", false));
+    if (cfg.controlSocket.empty()) cfg.controlSocket = cfg.spoolDir + "/control.sock";
+    // sockaddr_un holds 107 bytes and a NUL.
+    if (cfg.controlSocket.size() > 107) {
+        throw ConfigError(path +
+                          ": control_socket: path longer than 107 bytes: " + cfg.controlSocket);
+    }
     return cfg;
 }
 

@@ -81,6 +81,8 @@ struct Config {
     DeliveryConfig delivery;
     std::string policyDir;  // empty: built-in policy (dane) for every destination
     std::string logFile;    // empty: standard error
+    // danectl's way in: a Unix socket, mode 0600 (default: <spool_dir>/control.sock).
+    std::string controlSocket;
     unsigned commitBatch = 256;
 };
 

@@ -1,18 +1,25 @@
 // danectl.cc — the operator's command line.
 //
-//   danectl [--config FILE | --spool DIR] queue list [--json] [filters]
-//   danectl [--config FILE | --spool DIR] queue show ID [--json] [--body]
-//   danectl [--config FILE | --spool DIR] queue summary [--json]
+//   danectl [GLOBAL] status [--json]       the running daemon: uptime, queue, DNSSEC, listeners
+//   danectl [GLOBAL] reload [--json]       re-read the policy directory (like SIGHUP)
+//   danectl [GLOBAL] queue list [--json] [FILTERS]
+//   danectl [GLOBAL] queue show ID [--json] [--body]
+//   danectl [GLOBAL] queue summary [--json]
+//   danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]
+//                         (ID... | FILTERS | --all)
 //   danectl [--config FILE] probe [--json] [--resolver ADDR]... DOMAIN
-//                             what DNS says about DOMAIN for DANE: MX hosts,
-//                             addresses, TLSA records, each with its DNSSEC status
-//   danectl policy check DIR  validate a policy directory without a daemon
-//   danectl passwd            read a password on stdin, print a yescrypt hash
+//   danectl policy check [--json] DIR
+//   danectl passwd [--json]
+//   GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS
+//   FILTERS: --state S --domain D --sender ADDR --older-than SECONDS
 //
-// queue list reads the spool directly and read-only (it works with the
-// daemon down). A file that cannot be read is listed as damaged, never
-// skipped in silence. Exit codes: 0 success, 1 not found or partly done,
-// 2 usage error; messages go to stderr.
+// list, show and summary read the spool directly and read-only (they work
+// with the daemon down); a file that cannot be read is listed as damaged,
+// never skipped in silence. status, reload and the queue actions go to the
+// daemon over its control socket, so that they and the scheduler agree.
+// Exit codes: 0 success, 1 not found, partly done or the daemon unreachable,
+// 2 usage error; messages go to stderr. --json output shapes (each with a
+// "version") are documented in docs/danectl-json.md.
 #include <crypt.h>
 
 #include <cstdio>
@@ -20,6 +27,7 @@
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +37,11 @@
 
 #include "dns/resolver.h"
 #include "policy/policy.h"
+#include "queue/filter.h"
+#include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "relay/config.h"
+#include "relay/control.h"
 #include "relay/delivery.h"
 #include "relay/destination.h"
 
@@ -43,14 +54,19 @@ constexpr const char* kDefaultConfig = "/etc/danerelay/danerelay.json";
 
 int usage() {
     std::fprintf(stderr,
-                 "usage: danectl [--config FILE | --spool DIR] queue list [--json] [--state S]\n"
-                 "               [--domain D] [--sender ADDR] [--older-than SECONDS]\n"
-                 "       danectl [--config FILE | --spool DIR] queue show ID [--json] [--body]\n"
-                 "       danectl [--config FILE | --spool DIR] queue summary [--json]\n"
+                 "usage: danectl [GLOBAL] status [--json]\n"
+                 "       danectl [GLOBAL] reload [--json]\n"
+                 "       danectl [GLOBAL] queue list [--json] [FILTERS]\n"
+                 "       danectl [GLOBAL] queue show ID [--json] [--body]\n"
+                 "       danectl [GLOBAL] queue summary [--json]\n"
+                 "       danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]\n"
+                 "               (ID... | FILTERS | --all)\n"
                  "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
                  "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
-                 "       danectl policy check DIR\n"
-                 "       danectl passwd    (password on stdin; prints a yescrypt hash)\n");
+                 "       danectl policy check [--json] DIR\n"
+                 "       danectl passwd [--json]   (password on stdin; prints a yescrypt hash)\n"
+                 "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS\n"
+                 "FILTERS: --state S | --domain D | --sender ADDR | --older-than SECONDS\n");
     return 2;
 }
 
@@ -63,31 +79,7 @@ std::string isoTime(int64_t t) {
     return buf;
 }
 
-// Which messages a verb applies to. A message matches when one of its
-// recipients matches the state and domain filters.
-struct Filter {
-    std::string state, domain, sender;
-    int64_t olderThan = -1;  // seconds
-    bool matches(const queue::StoredMessage& m, int64_t now) const {
-        if (!sender.empty() && lowerCase(m.envelope.sender) != lowerCase(sender)) return false;
-        if (olderThan >= 0 && now - m.envelope.arrival < olderThan) return false;
-        for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
-            if (!state.empty() && queue::toString(m.status[i].state) != state) continue;
-            if (!domain.empty() && domainOf(m.envelope.recipients[i].address) != lowerCase(domain))
-                continue;
-            return true;
-        }
-        return false;
-    }
-    static std::string lowerCase(std::string s) {
-        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        return s;
-    }
-    static std::string domainOf(const std::string& a) {
-        auto at = a.rfind('@');
-        return lowerCase(at == std::string::npos ? "" : a.substr(at + 1));
-    }
-};
+using queue::Filter;
 
 // Every readable message (filtered), and the unreadable ones as damaged.
 bool loadAll(const std::string& spoolDir, const Filter& f, std::vector<queue::StoredMessage>* out,
@@ -367,7 +359,7 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
             ++byState[queue::toString(st.state)];
             if (st.state == queue::RcptState::Delivered || st.state == queue::RcptState::Bounced)
                 continue;
-            std::string domain = Filter::domainOf(m.envelope.recipients[i].address);
+            std::string domain = queue::domainOf(m.envelope.recipients[i].address);
             ++byDomain[domain];
             // The reason, without what varies per message (queue IDs, times).
             std::string reason = st.lastError.substr(0, 80);
@@ -402,17 +394,154 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
     return 0;
 }
 
-int policyCheck(const std::string& dir) {
+int policyCheck(const std::string& dir, bool asJson) {
     auto p = policy::PolicySet::loadDir(dir);
+    if (asJson) {
+        json j = {{"version", 1}, {"ok", p.ok()}, {"dir", dir}};
+        if (p) {
+            j["entries"] = (*p)->size();
+            j["files"] = (*p)->files();
+        } else {
+            j["error"] = p.error().message;
+        }
+        std::printf("%s\n", j.dump(2).c_str());
+    }
     if (!p) {
         std::fprintf(stderr, "%s\n", p.error().message.c_str());
         return 1;
     }
-    std::printf("%s: ok, %zu entries in %zu files\n", dir.c_str(), (*p)->size(), (*p)->files());
+    if (!asJson)
+        std::printf("%s: ok, %zu entries in %zu files\n", dir.c_str(), (*p)->size(), (*p)->files());
     return 0;
 }
 
-int passwd() {
+// ---------------------------------------------------------------- daemon verbs
+
+// One request to the running daemon. Failures print on stderr (and, with
+// --json, as {"version":1,"ok":false,"error":…} on stdout) and give nullopt.
+std::optional<json> ask(const std::string& socket, const json& request, bool asJson, int timeout) {
+    auto r = relay::controlRequest(socket, request, timeout);
+    json reply = r ? *r : json{{"version", 1}, {"ok", false}, {"error", r.error().message}};
+    if (!reply.value("ok", false)) {
+        if (asJson) std::printf("%s\n", reply.dump(2).c_str());
+        std::fprintf(stderr, "danectl: %s\n", reply.value("error", "failed").c_str());
+        return std::nullopt;
+    }
+    return reply;
+}
+
+std::string duration(int64_t s) {
+    char buf[64];
+    if (s >= 86400) {
+        std::snprintf(buf, sizeof buf, "%lldd %02lldh %02lldm", (long long)(s / 86400),
+                      (long long)(s % 86400 / 3600), (long long)(s % 3600 / 60));
+    } else {
+        std::snprintf(buf, sizeof buf, "%lldh %02lldm %02llds", (long long)(s / 3600),
+                      (long long)(s % 3600 / 60), (long long)(s % 60));
+    }
+    return buf;
+}
+
+int status(const std::string& socket, bool asJson, int timeout) {
+    auto r = ask(socket, {{"version", 1}, {"verb", "status"}}, asJson, timeout);
+    if (!r) return 1;
+    if (asJson) {
+        std::printf("%s\n", r->dump(2).c_str());
+        return 0;
+    }
+    const json& d = (*r)["daemon"];
+    const json& q = (*r)["queue"];
+    const json& dn = (*r)["dnssec"];
+    std::printf("danerelayd %s, pid %lld, up %s (since %s)\n",
+                d["version"].get<std::string>().c_str(), d["pid"].get<long long>(),
+                duration(d["uptime_seconds"].get<int64_t>()).c_str(),
+                isoTime(d["started"].get<int64_t>()).c_str());
+    std::string states;
+    for (const auto& [k, v] : q["recipients_by_state"].items()) {
+        if (v.get<int64_t>() == 0) continue;
+        states += (states.empty() ? "" : ", ") + std::to_string(v.get<int64_t>()) + " " + k;
+    }
+    std::printf("queue:     %lld messages (recipients: %s), %lld in delivery",
+                q["messages"].get<long long>(), states.empty() ? "none" : states.c_str(),
+                q["in_flight"].get<long long>());
+    if (q["damaged"].get<int64_t>() > 0)
+        std::printf(", %lld DAMAGED (see queue list)", q["damaged"].get<long long>());
+    std::printf("\n");
+    std::printf(
+        "dnssec:    %s validation, %s", dn["mode"].get<std::string>().c_str(),
+        dn["validating"].get<bool>() ? "validating" : "NOT VALIDATING (DANE deliveries defer)");
+    if (dn["last_probe"].is_object())
+        std::printf("; last probe %s: %s", isoTime(dn["last_probe"]["at"].get<int64_t>()).c_str(),
+                    dn["last_probe"]["detail"].get<std::string>().c_str());
+    std::printf("\n");
+    for (const auto& l : (*r)["listeners"])
+        std::printf("listener:  %s (%s)\n", l["address"].get<std::string>().c_str(),
+                    l["tls"].get<std::string>().c_str());
+    const json& p = (*r)["policy"];
+    if (p["dir"].is_string()) {
+        std::printf("policy:    %s: %lld entries in %lld files, loaded %s\n",
+                    p["dir"].get<std::string>().c_str(), p["entries"].get<long long>(),
+                    p["files"].get<long long>(), isoTime(p["loaded"].get<int64_t>()).c_str());
+    } else {
+        std::printf("policy:    built-in (dane for every destination)\n");
+    }
+    std::printf("delivery:  %s\n", (*r)["delivery"]["enabled"].get<bool>()
+                                       ? "enabled"
+                                       : "DISABLED in the configuration");
+    return 0;
+}
+
+int reload(const std::string& socket, bool asJson, int timeout) {
+    auto r = ask(socket, {{"version", 1}, {"verb", "reload"}}, asJson, timeout);
+    if (!r) return 1;
+    if (asJson) {
+        std::printf("%s\n", r->dump(2).c_str());
+    } else {
+        const json& p = (*r)["policy"];
+        std::printf("policy reloaded: %lld entries in %lld files\n", p["entries"].get<long long>(),
+                    p["files"].get<long long>());
+    }
+    return 0;
+}
+
+// queue hold|release|delete|flush|bounce|requeue: by IDs, a filter, or --all.
+int queueAction(const std::string& socket, const std::string& action,
+                const std::vector<std::string>& ids, const Filter& filter, bool all, bool asJson,
+                int timeout) {
+    json req = {{"version", 1}, {"verb", "queue"}, {"action", action}};
+    if (!ids.empty()) {
+        req["ids"] = ids;
+    } else if (all) {
+        req["all"] = true;
+    } else {
+        req["filter"] = filter.toJson();
+    }
+    auto r = ask(socket, req, asJson, timeout);
+    if (!r) return 1;
+    const json& c = (*r)["counts"];
+    bool partly = c["not-found"].get<int64_t>() > 0 || c["error"].get<int64_t>() > 0 ||
+                  (*r)["matched"].get<int64_t>() == 0;
+    if (asJson) {
+        std::printf("%s\n", r->dump(2).c_str());
+    } else {
+        for (const auto& x : (*r)["results"]) {
+            std::printf("%s: %s (%s)\n", x["id"].get<std::string>().c_str(),
+                        x["result"].get<std::string>().c_str(),
+                        x["detail"].get<std::string>().c_str());
+        }
+        std::printf("%s: %lld matched, %lld done, %lld unchanged, %lld not found, %lld failed\n",
+                    action.c_str(), (*r)["matched"].get<long long>(), c["done"].get<long long>(),
+                    c["unchanged"].get<long long>(), c["not-found"].get<long long>(),
+                    c["error"].get<long long>());
+    }
+    if ((*r)["matched"].get<int64_t>() == 0)
+        std::fprintf(stderr, "danectl: no message matched\n");
+    else if (partly)
+        std::fprintf(stderr, "danectl: %s: partly done (see above)\n", action.c_str());
+    return partly ? 1 : 0;
+}
+
+int passwd(bool asJson) {
     std::string password;
     if (!std::getline(std::cin, password) || password.empty()) {
         std::fprintf(stderr, "danectl passwd: no password on standard input\n");
@@ -429,86 +558,159 @@ int passwd() {
         std::fprintf(stderr, "danectl passwd: crypt failed\n");
         return 1;
     }
-    std::printf("%s\n", hash);
+    if (asJson) {
+        std::printf("%s\n", json({{"version", 1}, {"hash", hash}}).dump(2).c_str());
+    } else {
+        std::printf("%s\n", hash);
+    }
     return 0;
+}
+
+}  // namespace
+
+namespace {
+
+bool isAction(const std::string& v) {
+    for (const char* a : {"hold", "release", "delete", "flush", "bounce", "requeue"}) {
+        if (v == a) return true;
+    }
+    return false;
+}
+
+bool parseSeconds(const std::string& v, int64_t* out) {
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+        return false;
+    *out = std::stoll(v);
+    return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    std::string configPath, spoolDir;
+    std::string configPath, spoolDir, socketPath;
+    int timeout = 600;
     size_t i = 0;
     for (; i < args.size(); ++i) {
+        int64_t t = 0;
         if (args[i] == "--config" && i + 1 < args.size()) {
             configPath = args[++i];
         } else if (args[i] == "--spool" && i + 1 < args.size()) {
             spoolDir = args[++i];
+        } else if (args[i] == "--socket" && i + 1 < args.size()) {
+            socketPath = args[++i];
+        } else if (args[i] == "--timeout" && i + 1 < args.size()) {
+            if (!parseSeconds(args[++i], &t) || t == 0 || t > 86400) {
+                std::fprintf(stderr, "danectl: --timeout takes seconds (1-86400)\n");
+                return 2;
+            }
+            timeout = static_cast<int>(t);
         } else {
             break;
         }
     }
     std::vector<std::string> rest(args.begin() + static_cast<long>(i), args.end());
     if (rest.empty()) return usage();
-    if (rest[0] == "passwd" && rest.size() == 1) return passwd();
-    if (rest[0] == "policy" && rest.size() == 3 && rest[1] == "check") return policyCheck(rest[2]);
+    // --json anywhere after the verb.
+    bool asJson = false;
+    std::erase_if(rest, [&](const std::string& a) { return a == "--json" && (asJson = true); });
+    if (rest.empty()) return usage();
+    if (rest[0] == "passwd" && rest.size() == 1) return passwd(asJson);
+    if (rest[0] == "policy" && rest.size() == 3 && rest[1] == "check")
+        return policyCheck(rest[2], asJson);
     if (configPath.empty()) {
         const char* env = std::getenv("DANERELAY_CONFIG");
         configPath = env ? env : kDefaultConfig;
     }
-    if (rest[0] == "probe") return probe(configPath, {rest.begin() + 1, rest.end()});
-    if (rest[0] == "queue" && rest.size() >= 2 &&
-        (rest[1] == "list" || rest[1] == "show" || rest[1] == "summary")) {
-        bool asJson = false, body = false;
-        Filter filter;
-        std::string id;
-        for (size_t k = 2; k < rest.size(); ++k) {
-            const auto& a = rest[k];
-            bool hasValue = k + 1 < rest.size();
-            if (a == "--json") {
-                asJson = true;
-            } else if (a == "--body" && rest[1] == "show") {
-                body = true;
-            } else if (a == "--state" && hasValue && rest[1] == "list") {
-                filter.state = rest[++k];
-                queue::RcptState ignored;
-                if (!queue::parseRcptState(filter.state, &ignored)) {
-                    std::fprintf(stderr,
-                                 "danectl: unknown state '%s' (pending, deferred, delivered, "
-                                 "bounced, held)\n",
-                                 filter.state.c_str());
-                    return 2;
-                }
-            } else if (a == "--domain" && hasValue && rest[1] == "list") {
-                filter.domain = rest[++k];
-            } else if (a == "--sender" && hasValue && rest[1] == "list") {
-                filter.sender = rest[++k];
-            } else if (a == "--older-than" && hasValue && rest[1] == "list") {
-                const auto& v = rest[++k];
-                if (v.empty() || v.size() > 9 ||
-                    v.find_first_not_of("0123456789") != std::string::npos) {
-                    std::fprintf(stderr, "danectl: --older-than takes seconds\n");
-                    return 2;
-                }
-                filter.olderThan = std::stoll(v);
-            } else if (rest[1] == "show" && id.empty() && !a.empty() && a[0] != '-') {
-                id = a;
-            } else {
-                return usage();
-            }
-        }
-        if (rest[1] == "show" && id.empty()) return usage();
-        if (spoolDir.empty()) {
-            try {
-                spoolDir = relay::loadConfig(configPath).spoolDir;
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "danectl: %s\n", e.what());
-                return 1;
-            }
-        }
-        if (rest[1] == "show") return queueShow(spoolDir, id, asJson, body);
-        if (rest[1] == "summary") return queueSummary(spoolDir, asJson);
-        return queueList(spoolDir, asJson, filter);
+    if (rest[0] == "probe") {
+        std::vector<std::string> pargs(rest.begin() + 1, rest.end());
+        if (asJson) pargs.insert(pargs.begin(), "--json");
+        return probe(configPath, pargs);
     }
-    return usage();
+    // Where the spool and the daemon's socket are: --spool/--socket, or the
+    // configuration file.
+    auto locate = [&]() -> bool {
+        if (!spoolDir.empty() && !socketPath.empty()) return true;
+        if (!spoolDir.empty()) {
+            socketPath = spoolDir + "/control.sock";
+            return true;
+        }
+        try {
+            auto cfg = relay::loadConfig(configPath);
+            spoolDir = cfg.spoolDir;
+            if (socketPath.empty()) socketPath = cfg.controlSocket;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "danectl: %s\n", e.what());
+            return false;
+        }
+        return true;
+    };
+    if ((rest[0] == "status" || rest[0] == "reload") && rest.size() == 1) {
+        if (!locate()) return 1;
+        return rest[0] == "status" ? status(socketPath, asJson, timeout)
+                                   : reload(socketPath, asJson, timeout);
+    }
+    if (rest[0] != "queue" || rest.size() < 2) return usage();
+    const std::string& verb = rest[1];
+    bool action = isAction(verb);
+    if (!action && verb != "list" && verb != "show" && verb != "summary") return usage();
+    bool body = false, all = false;
+    Filter filter;
+    std::vector<std::string> ids;
+    bool filters = verb == "list" || action;
+    for (size_t k = 2; k < rest.size(); ++k) {
+        const auto& a = rest[k];
+        bool hasValue = k + 1 < rest.size();
+        if (a == "--body" && verb == "show") {
+            body = true;
+        } else if (a == "--all" && action) {
+            all = true;
+        } else if (a == "--state" && hasValue && filters) {
+            filter.state = rest[++k];
+            queue::RcptState ignored;
+            if (!queue::parseRcptState(filter.state, &ignored)) {
+                std::fprintf(stderr,
+                             "danectl: unknown state '%s' (pending, deferred, delivered, "
+                             "bounced, held)\n",
+                             filter.state.c_str());
+                return 2;
+            }
+        } else if (a == "--domain" && hasValue && filters) {
+            filter.domain = rest[++k];
+        } else if (a == "--sender" && hasValue && filters) {
+            filter.sender = rest[++k];
+        } else if (a == "--older-than" && hasValue && filters) {
+            if (!parseSeconds(rest[++k], &filter.olderThan)) {
+                std::fprintf(stderr, "danectl: --older-than takes seconds\n");
+                return 2;
+            }
+        } else if ((verb == "show" || action) && !a.empty() && a[0] != '-') {
+            if (verb == "show" && !ids.empty()) return usage();
+            if (!queue::isValidQueueId(a)) {
+                std::fprintf(stderr, "danectl: '%s' is not a queue ID (14 hex digits)\n",
+                             a.c_str());
+                return 2;
+            }
+            ids.push_back(a);
+        } else {
+            return usage();
+        }
+    }
+    if (verb == "show" && ids.empty()) return usage();
+    if (action) {
+        // Exactly one selection; an action on everything must say --all.
+        int selections = int(!ids.empty()) + int(all) + int(!filter.empty());
+        if (selections != 1) {
+            std::fprintf(stderr,
+                         "danectl: queue %s takes queue IDs, or filters (--state, --domain, "
+                         "--sender, --older-than), or --all: exactly one of them\n",
+                         verb.c_str());
+            return 2;
+        }
+    }
+    if (!locate()) return 1;
+    if (action) return queueAction(socketPath, verb, ids, filter, all, asJson, timeout);
+    if (verb == "show") return queueShow(spoolDir, ids[0], asJson, body);
+    if (verb == "summary") return queueSummary(spoolDir, asJson);
+    return queueList(spoolDir, asJson, filter);
 }

@@ -65,12 +65,18 @@ WorkerPool::WorkerPool(LoopPoster& poster, unsigned threads) : poster_(poster) {
 }
 
 WorkerPool::~WorkerPool() {
+    stop();
+}
+
+void WorkerPool::stop() {
     {
         std::lock_guard lock(mu_);
         stop_ = true;
     }
     cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+        if (t.joinable()) t.join();
+    }
 }
 
 void WorkerPool::run(std::function<void()> work, std::function<void()> done) {

@@ -70,6 +70,9 @@ class WorkerPool {
     ~WorkerPool();
     // work() runs on a worker thread; done() then runs on the loop.
     void run(std::function<void()> work, std::function<void()> done);
+    // Finish the task in hand, drop the rest, join the threads. Called when
+    // the loop has stopped, before the objects the tasks point at go away.
+    void stop();
 
   private:
     void loop();

@@ -20,6 +20,8 @@
 #include "queue/spool.h"
 #include "relay/auth.h"
 #include "relay/config.h"
+#include "relay/control.h"
+#include "relay/control_verbs.h"
 #include "relay/event_loop.h"
 #include "relay/log.h"
 #include "relay/scheduler.h"
@@ -66,7 +68,8 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
 
     dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
     Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
-    scheduler.setPolicy(policySet);
+    ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
+    verbs.setPolicy(policySet);
     scheduler.load(report.queued);
 
     ServerContext ctx;
@@ -83,6 +86,15 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
+    // danectl's way in: status, reload and queue actions (operator only).
+    ControlServer control(base.get(), cfg.controlSocket,
+                          [&verbs](const nlohmann::json& req, ControlServer::Reply reply) {
+                              verbs.handle(req, std::move(reply));
+                          });
+    if (auto st = control.listen(); !st) {
+        std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
+        return 1;
+    }
 
     // DNSSEC: without a validating resolver the relay cannot tell which
     // destinations publish DANE. Say so loudly, and keep asking.
@@ -96,6 +108,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                          {{"result", ok ? "validating" : "NOT VALIDATING: DANE deliveries defer"},
                           {"detail", detail}});
             }
+            verbs.noteProbe(ok, detail);
             scheduler.setReady();
             reprobe.addSeconds(cfg.dns.reprobeInterval);
         });
@@ -111,23 +124,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     // SIGHUP: reload the policy; a broken file keeps the policy in force.
     // The files are read on a worker thread, never on the loop.
     Event sighup(base.get(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
-        if (cfg.policyDir.empty()) return;
-        auto loaded = std::make_shared<Result<std::shared_ptr<const policy::PolicySet>>>(
-            Error::internal("not loaded"));
-        workers.run([&cfg, loaded] { *loaded = policy::PolicySet::loadDir(cfg.policyDir); },
-                    [&cfg, &scheduler, loaded] {
-                        auto& p = *loaded;
-                        if (!p) {
-                            logEvent("policy-reload-FAILED",
-                                     {{"error", p.error().message},
-                                      {"result", "previous policy stays in force"}});
-                            return;
-                        }
-                        scheduler.setPolicy(*p);
-                        logEvent("policy-reload", {{"dir", cfg.policyDir},
-                                                   {"entries", std::to_string((*p)->size())},
-                                                   {"files", std::to_string((*p)->files())}});
-                    });
+        if (!cfg.policyDir.empty()) verbs.reload(nullptr);
     });
     sighup.add();
     // SIGUSR1: retry everything now, like "postqueue -f".
@@ -142,6 +139,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     sigint.add();
     logEvent("start", {{"version", "0.1.0"}, {"config", cfg.file}, {"hostname", cfg.hostname}});
     event_base_dispatch(base.get());
+    workers.stop();
     return 0;
 }
 

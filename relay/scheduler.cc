@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "queue/filter.h"
 #include "relay/bounce.h"
 #include "relay/delivery.h"
 #include "relay/destination.h"
@@ -12,20 +13,13 @@
 
 namespace danerelay::relay {
 
+using queue::domainOf;
 using queue::RcptState;
 
 namespace {
 
 int64_t nowSeconds() {
     return static_cast<int64_t>(std::time(nullptr));
-}
-
-std::string domainOf(const std::string& address) {
-    auto at = address.rfind('@');
-    std::string d = at == std::string::npos ? "" : address.substr(at + 1);
-    std::transform(d.begin(), d.end(), d.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return d;
 }
 
 // The first enhanced status code (RFC 3463, "c.sss.ddd") in a reply or
@@ -58,7 +52,15 @@ std::string statusOf(int code, const std::string& reply, const std::string& fall
 // domain, each domain through DestinationLookup → plan() → SMTP sessions.
 class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
   public:
-    MessageDelivery(Scheduler& s, std::string id) : s_(s), id_(std::move(id)) {}
+    MessageDelivery(Scheduler& s, std::string id, bool force = false)
+        : s_(s), id_(std::move(id)), force_(force) {}
+    // Operator's bounce: every recipient not yet final fails now, with a DSN.
+    static std::shared_ptr<MessageDelivery> bouncer(Scheduler& s, std::string id,
+                                                    std::function<void(AdminResult)> done) {
+        auto d = std::make_shared<MessageDelivery>(s, std::move(id));
+        d->bounceDone_ = std::move(done);
+        return d;
+    }
 
     void start() {
         auto self = shared_from_this();
@@ -84,19 +86,25 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     void onLoaded(Result<queue::StoredMessage> m, Result<std::string> content) {
         if (!m || !content) {
             const auto& e = !m ? m.error() : content.error();
+            bool gone = e.kind == ErrorKind::Permanent;
+            if (bounceDone_) {
+                s_.adminFinished(id_, gone, 0, false);
+                return bounceDone_({id_, gone ? "not-found" : "error", e.message});
+            }
             logEvent("error", {{"qid", id_}, {"reason", e.message}});
             // Gone (deleted meanwhile) or unreadable: stop scheduling it; a
             // damaged file is quarantined at the next start, never deleted.
-            return s_.finished(id_, e.kind == ErrorKind::Permanent, 0);
+            return s_.finished(id_, gone, 0);
         }
         msg_ = std::move(*m);
         content_ = std::make_shared<const std::string>(std::move(*content));
+        if (bounceDone_) return bounceAll();
         int64_t now = nowSeconds();
         std::map<std::string, std::vector<size_t>> byDomain;
         for (size_t i = 0; i < msg_.status.size(); ++i) {
             const auto& st = msg_.status[i];
             bool due = st.state == RcptState::Pending ||
-                       (st.state == RcptState::Deferred && st.nextAttempt <= now);
+                       (st.state == RcptState::Deferred && (force_ || st.nextAttempt <= now));
             if (due) byDomain[domainOf(msg_.envelope.recipients[i].address)].push_back(i);
         }
         if (byDomain.empty()) return complete();
@@ -105,6 +113,23 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         for (auto& [domain, idx] : byDomain) {
             s_.acquireDomain(domain, [self, domain, idx] { self->deliverDomain(domain, idx); });
         }
+    }
+
+    void bounceAll() {
+        size_t n = 0;
+        for (size_t i = 0; i < msg_.status.size(); ++i) {
+            auto st = msg_.status[i].state;
+            if (st != RcptState::Pending && st != RcptState::Deferred && st != RcptState::Held)
+                continue;
+            record(i, {RcptState::Bounced, "5.0.0", "message bounced by the operator", ""}, "", "",
+                   "", "", "-", "-", "operator-bounce");
+            ++n;
+        }
+        if (n == 0) {
+            s_.adminFinished(id_, false, Scheduler::dueOf(msg_.status, nowSeconds()), false);
+            return bounceDone_({id_, "unchanged", "no recipient left to bounce"});
+        }
+        complete();
     }
 
     void deliverDomain(const std::string& domain, const std::vector<size_t>& idx) {
@@ -274,28 +299,28 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
 
     void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
                     const std::string& dane, const std::string& mode, const std::string& reply,
-                    const std::string& outcome, const char* conn = "-") {
-        logEvent("delivery",
-                 {{"qid", id_},
-                  {"rcpt", msg_.envelope.recipients[i].address},
-                  {"mx", mx},
-                  {"ip", ip},
-                  {"tls_policy", mode},
-                  {"tls", tls.empty() ? "none" : tls},
-                  {"dane", dane.empty() ? "none" : dane},
-                  {"conn", conn},
-                  {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
-                  {"reply", reply},
-                  {"outcome", outcome}});
+                    const std::string& outcome, const char* conn = "-",
+                    const char* event = "delivery") {
+        logEvent(event, {{"qid", id_},
+                         {"rcpt", msg_.envelope.recipients[i].address},
+                         {"mx", mx},
+                         {"ip", ip},
+                         {"tls_policy", mode},
+                         {"tls", tls.empty() ? "none" : tls},
+                         {"dane", dane.empty() ? "none" : dane},
+                         {"conn", conn},
+                         {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
+                         {"reply", reply},
+                         {"outcome", outcome}});
     }
 
     void record(size_t i, Outcome o, const std::string& mx, const std::string& ip,
                 const std::string& tls, const std::string& dane, const std::string& mode = "-",
-                const char* conn = "-") {
+                const char* conn = "-", const char* event = "delivery") {
         logAttempt(
             i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, mode,
             o.text.rfind(o.status, 4) != std::string::npos ? o.text : o.status + " " + o.text,
-            queue::toString(o.state), conn);
+            queue::toString(o.state), conn, event);
         outcomes_[i] = std::move(o);
     }
 
@@ -361,6 +386,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         auto status = msg_.status;
         bool remove = allFinal;
         auto done = [self, remove, nextDue](bool ok) {
+            if (self->bounceDone_) {
+                self->s_.adminFinished(self->id_, ok && remove, ok ? nextDue : nowSeconds() + 60,
+                                       false);
+                return self->bounceDone_({self->id_, ok ? "done" : "error",
+                                          ok ? "bounced" : "could not record the bounce"});
+            }
             self->s_.finished(self->id_, ok && remove, ok ? nextDue : nowSeconds() + 60);
         };
         auto writeState = [self, status, remove, done] {
@@ -401,6 +432,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     std::map<size_t, Outcome> outcomes_;
     std::map<std::string, std::string> policyText_;  // domain → "level@file:line"
     size_t pendingDomains_ = 0;
+    bool force_ = false;
+    std::function<void(AdminResult)> bounceDone_;
 };
 
 // ---------------------------------------------------------------- scheduler
@@ -428,19 +461,23 @@ int64_t Scheduler::backoff(const DeliveryConfig& d, int attempts) {
     return std::min<int64_t>(b, d.retryMax);
 }
 
+int64_t Scheduler::dueOf(const std::vector<queue::RecipientStatus>& status, int64_t now) {
+    int64_t due = 0;
+    for (const auto& st : status) {
+        int64_t d = st.state == RcptState::Pending    ? now
+                    : st.state == RcptState::Deferred ? st.nextAttempt
+                                                      : 0;
+        if (d != 0) due = due == 0 ? d : std::min(due, d);
+    }
+    return due;
+}
+
 void Scheduler::load(const std::vector<std::string>& ids) {
     int64_t now = nowSeconds();
     for (const auto& id : ids) {
         auto m = spool_.load(id);
         if (!m) continue;
-        int64_t due = 0;
-        for (const auto& st : m->status) {
-            if (st.state == RcptState::Pending) due = due == 0 ? now : std::min(due, now);
-            if (st.state == RcptState::Deferred) {
-                due = due == 0 ? st.nextAttempt : std::min(due, st.nextAttempt);
-            }
-        }
-        if (due != 0) schedule(id, due);
+        if (int64_t due = dueOf(m->status, now); due != 0) schedule(id, due);
     }
     kick();
 }
@@ -463,16 +500,19 @@ std::string Scheduler::idOf(Key k) {
 void Scheduler::flush() {
     std::vector<Key> keys;
     for (const auto& [k, e] : entries_) {
-        if (!e.running) keys.push_back(k);
+        if (!e.running && !e.busy) keys.push_back(k);
     }
-    for (Key k : keys) schedule(idOf(k), 0);
+    for (Key k : keys) {
+        schedule(idOf(k), 0);
+        entries_[k].force = true;
+    }
     kick();
 }
 
 void Scheduler::schedule(const std::string& id, int64_t due) {
     Key k = keyOf(id);
     auto& e = entries_[k];
-    if (e.running) return;
+    if (e.running || e.busy) return;
     due_.erase({e.due, k});
     e.due = due;
     due_.insert({due, k});
@@ -495,9 +535,11 @@ void Scheduler::pump() {
     while (running_ < cfg_.delivery.maxConcurrent && !due_.empty() && due_.begin()->first <= now) {
         Key k = due_.begin()->second;
         due_.erase(due_.begin());
-        entries_[k].running = true;
+        auto& e = entries_[k];
+        e.running = true;
+        bool force = std::exchange(e.force, false);
         ++running_;
-        std::make_shared<MessageDelivery>(*this, idOf(k))->start();
+        std::make_shared<MessageDelivery>(*this, idOf(k), force)->start();
     }
     // Wake for the next due message (at most a minute away, to notice flushes).
     int64_t wait = 60;
@@ -536,6 +578,174 @@ void Scheduler::finished(const std::string& id, bool removed, int64_t nextDue) {
         schedule(id, nextDue);
     }
     kick();
+    runWaiting(keyOf(id));
+}
+
+// ---------------------------------------------------------------- operator
+
+const char* toString(AdminAction a) {
+    switch (a) {
+        case AdminAction::Hold:
+            return "hold";
+        case AdminAction::Release:
+            return "release";
+        case AdminAction::Delete:
+            return "delete";
+        case AdminAction::Flush:
+            return "flush";
+        case AdminAction::Bounce:
+            return "bounce";
+        case AdminAction::Requeue:
+            return "requeue";
+    }
+    return "?";
+}
+
+bool parseAdminAction(const std::string& s, AdminAction* out) {
+    for (auto a : {AdminAction::Hold, AdminAction::Release, AdminAction::Delete, AdminAction::Flush,
+                   AdminAction::Bounce, AdminAction::Requeue}) {
+        if (s == toString(a)) {
+            *out = a;
+            return true;
+        }
+    }
+    return false;
+}
+
+void Scheduler::admin(AdminAction a, const std::string& id, std::function<void(AdminResult)> done) {
+    if (!queue::isValidQueueId(id)) return done({id, "not-found", "not a queue ID"});
+    Key k = keyOf(id);
+    auto it = entries_.find(k);
+    if (it != entries_.end() && (it->second.running || it->second.busy)) {
+        // Never alongside a delivery (or another action) of the same message.
+        waiting_[k].push_back([this, a, id, done] { admin(a, id, done); });
+        return;
+    }
+    auto& e = entries_[k];
+    due_.erase({e.due, k});
+    e.busy = true;
+    if (a == AdminAction::Bounce) return MessageDelivery::bouncer(*this, id, done)->start();
+    adminDisk(a, id, std::move(done));
+}
+
+// Hold, release, requeue, delete, flush: read the state, change it, write
+// it (fsync'd) on a worker; index the message again on the loop.
+void Scheduler::adminDisk(AdminAction a, const std::string& id,
+                          std::function<void(AdminResult)> done) {
+    struct Out {
+        AdminResult r;
+        bool removed = false;
+        int64_t due = 0;
+    };
+    auto out = std::make_shared<Out>();
+    out->r.id = id;
+    workers_.run(
+        [this, a, id, out] {
+            auto m = spool_.load(id);
+            if (!m) {
+                bool gone = m.error().kind == ErrorKind::Permanent;
+                out->r.result = gone ? "not-found" : "error";
+                out->r.detail = gone ? "no such message (delivered or removed)" : m.error().message;
+                out->removed = gone;
+                return;
+            }
+            int64_t now = nowSeconds();
+            auto status = m->status;
+            size_t changed = 0;
+            for (auto& st : status) {
+                switch (a) {
+                    case AdminAction::Hold:
+                        if (st.state == RcptState::Pending || st.state == RcptState::Deferred) {
+                            st.state = RcptState::Held;
+                            ++changed;
+                        }
+                        break;
+                    case AdminAction::Release:
+                        if (st.state == RcptState::Held) {
+                            // Tried before: a deferred recipient due now; else pending.
+                            st.state = st.attempts > 0 ? RcptState::Deferred : RcptState::Pending;
+                            st.nextAttempt = st.attempts > 0 ? now : 0;
+                            ++changed;
+                        }
+                        break;
+                    case AdminAction::Requeue:
+                        // Retry now, and the backoff starts again from retry_initial.
+                        if (st.state == RcptState::Deferred) {
+                            st.nextAttempt = now;
+                            st.attempts = 0;
+                            ++changed;
+                        }
+                        break;
+                    case AdminAction::Flush:
+                        if (st.state == RcptState::Pending || st.state == RcptState::Deferred)
+                            ++changed;
+                        break;
+                    case AdminAction::Delete:
+                    case AdminAction::Bounce:
+                        ++changed;
+                        break;
+                }
+            }
+            Status st = okStatus();
+            if (a == AdminAction::Delete) {
+                st = spool_.remove(id, /*durable=*/true);
+                out->removed = st.ok();
+            } else if (changed > 0 && a != AdminAction::Flush) {
+                st = spool_.writeStatus(id, status);
+            }
+            if (!st) {
+                out->r.result = "error";
+                out->r.detail = st.error().message;
+                out->due = dueOf(m->status, now);
+                return;
+            }
+            out->due = dueOf(status, now);
+            if (changed == 0) {
+                out->r.result = "unchanged";
+                out->r.detail = a == AdminAction::Release   ? "no recipient on hold"
+                                : a == AdminAction::Requeue ? "no deferred recipient"
+                                                            : "no recipient waiting for delivery";
+                return;
+            }
+            out->r.result = "done";
+            out->r.detail = std::to_string(changed) + " recipient(s)";
+            if (a == AdminAction::Delete) out->r.detail = "deleted";
+        },
+        [this, a, out, done] {
+            bool flushed = a == AdminAction::Flush && out->r.result == "done";
+            if (out->r.result == "done" || out->r.result == "error") {
+                logEvent(
+                    std::string("operator-") + toString(a),
+                    {{"qid", out->r.id}, {"result", out->r.result}, {"detail", out->r.detail}});
+            }
+            adminFinished(out->r.id, out->removed, flushed ? 0 : out->due, flushed);
+            done(out->r);
+        });
+}
+
+void Scheduler::adminFinished(const std::string& id, bool removed, int64_t nextDue, bool force) {
+    Key k = keyOf(id);
+    auto it = entries_.find(k);
+    if (it != entries_.end()) {
+        it->second.busy = false;
+        if (removed || (nextDue == 0 && !force)) {
+            entries_.erase(it);
+        } else {
+            schedule(id, nextDue);
+            entries_[k].force = force;
+        }
+    }
+    kick();
+    runWaiting(k);
+}
+
+void Scheduler::runWaiting(Key k) {
+    auto w = waiting_.find(k);
+    if (w == waiting_.end()) return;
+    auto next = std::move(w->second.front());
+    w->second.pop_front();
+    if (w->second.empty()) waiting_.erase(w);
+    next();  // it marks the message busy again; the rest wait for it
 }
 
 }  // namespace danerelay::relay

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,6 +37,19 @@ namespace danerelay::relay {
 
 class MessageDelivery;
 
+// What an operator can do to one queued message (danectl queue ...).
+enum class AdminAction { Hold, Release, Delete, Flush, Bounce, Requeue };
+const char* toString(AdminAction a);
+bool parseAdminAction(const std::string& s, AdminAction* out);
+
+struct AdminResult {
+    std::string id;
+    // "done", "unchanged" (nothing to do: e.g. release of a message not on
+    // hold), "not-found" (no such message, or delivered meanwhile), "error".
+    std::string result;
+    std::string detail;
+};
+
 class Scheduler {
   public:
     Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, WorkerPool& workers,
@@ -46,8 +60,14 @@ class Scheduler {
     void load(const std::vector<std::string>& ids);
     // A newly accepted message: due now.
     void enqueue(const std::string& id);
-    // Everything due now (SIGUSR1, like "postqueue -f").
+    // Everything due now (SIGUSR1, like "postqueue -f"): deferred recipients
+    // are retried whatever their next retry time.
     void flush();
+    // An operator's action on one message. It never overlaps a delivery of
+    // that message: while one runs, the action waits for it to finish (and
+    // finds the message gone if it was delivered). Changes are on disk
+    // before done() runs. Held recipients are never delivered.
+    void admin(AdminAction a, const std::string& id, std::function<void(AdminResult)> done);
     // Deliveries start only once the first DNSSEC probe has answered, so that
     // nothing is decided on a resolver state not yet known.
     void setReady();
@@ -62,10 +82,22 @@ class Scheduler {
 
   private:
     friend class MessageDelivery;
+    // Keyed by the queue ID's number (IDs are 14 hex digits): a few dozen
+    // bytes per queued message, however large the queue.
+    using Key = uint64_t;
     struct Entry {
         int64_t due = 0;
-        bool running = false;
+        bool running = false;  // a delivery of it is in flight
+        bool busy = false;     // an operator's action on it is in flight
+        bool force = false;    // flushed: retry deferred recipients now
     };
+    // When a message is next due from its recipients' states (0: never).
+    static int64_t dueOf(const std::vector<queue::RecipientStatus>& status, int64_t now);
+    void adminDisk(AdminAction a, const std::string& id, std::function<void(AdminResult)> done);
+    // An action on `id` ended: index it again from its new state, then run
+    // the next action that waited for it.
+    void adminFinished(const std::string& id, bool removed, int64_t nextDue, bool force);
+    void runWaiting(Key k);
     void schedule(const std::string& id, int64_t due);
     void kick();
     void pump();
@@ -84,12 +116,10 @@ class Scheduler {
     std::shared_ptr<tls::ClientCredentials> clientCreds_;
     ConnectionCache connections_;
     std::shared_ptr<const policy::PolicySet> policy_;
-    // Keyed by the queue ID's number (IDs are 14 hex digits): a few dozen
-    // bytes per queued message, however large the queue.
-    using Key = uint64_t;
     static Key keyOf(const std::string& id);
     static std::string idOf(Key k);
     std::unordered_map<Key, Entry> entries_;
+    std::unordered_map<Key, std::deque<std::function<void()>>> waiting_;
     std::set<std::pair<int64_t, Key>> due_;
     Event timer_;
     unsigned running_ = 0;
