@@ -132,10 +132,20 @@ Result<Envelope> envelopeFromJson(const json& j) {
 json statusToJson(const std::vector<RecipientStatus>& status) {
     json arr = json::array();
     for (const auto& s : status) {
+        json hist = json::array();
+        for (const auto& a : s.history) {
+            hist.push_back({{"at", a.at},
+                            {"mx", a.mx},
+                            {"ip", a.ip},
+                            {"tls", a.tls},
+                            {"dane", a.dane},
+                            {"reply", a.reply}});
+        }
         arr.push_back({{"state", toString(s.state)},
                        {"next", s.nextAttempt},
                        {"attempts", s.attempts},
-                       {"error", s.lastError}});
+                       {"error", s.lastError},
+                       {"history", hist}});
     }
     return {{"version", 1}, {"recipients", arr}};
 }
@@ -154,6 +164,22 @@ Result<std::vector<RecipientStatus>> statusFromJson(const json& j) {
             return Error::internal("status: " + (err.empty() ? "entry not an object" : err));
         }
         if (!parseRcptState(state, &s.state)) return Error::internal("status: bad state");
+        // Absent in state files written before attempts were recorded.
+        if (auto h = sj.find("history"); h != sj.end()) {
+            if (!h->is_array() || h->size() > RecipientStatus::kMaxHistory)
+                return Error::internal("status: bad history");
+            for (const auto& aj : *h) {
+                AttemptRecord a;
+                if (!aj.is_object() || !field(aj, "at", &a.at, &err) ||
+                    !field(aj, "mx", &a.mx, &err) || !field(aj, "ip", &a.ip, &err) ||
+                    !field(aj, "tls", &a.tls, &err) || !field(aj, "dane", &a.dane, &err) ||
+                    !field(aj, "reply", &a.reply, &err)) {
+                    return Error::internal("status: history: " +
+                                           (err.empty() ? "entry not an object" : err));
+                }
+                s.history.push_back(std::move(a));
+            }
+        }
         out.push_back(std::move(s));
     }
     return out;

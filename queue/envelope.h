@@ -55,11 +55,23 @@ enum class RcptState { Pending, Deferred, Delivered, Bounced, Held };
 const char* toString(RcptState s);
 bool parseRcptState(const std::string& s, RcptState* out);
 
+// One try at one MX host for one recipient, as danectl queue show lists it.
+struct AttemptRecord {
+    int64_t at = 0;  // Unix seconds
+    std::string mx, ip;
+    std::string tls;   // protocol and cipher, "none" without TLS
+    std::string dane;  // DANE result ("matched 3 1 1 ...", "none", a failure)
+    std::string reply;  // the server's reply or our reason, at most 512 bytes
+    bool operator==(const AttemptRecord&) const = default;
+};
+
 struct RecipientStatus {
     RcptState state = RcptState::Pending;
     int64_t nextAttempt = 0;  // Unix seconds; 0 = as soon as possible
     int attempts = 0;
     std::string lastError;
+    std::vector<AttemptRecord> history;  // the most recent kMaxHistory, oldest first
+    static constexpr size_t kMaxHistory = 10;
     bool operator==(const RecipientStatus&) const = default;
 };
 

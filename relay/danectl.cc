@@ -103,6 +103,19 @@ bool loadAll(const std::string& spoolDir, const Filter& f, std::vector<queue::St
     return true;
 }
 
+json historyJson(const queue::RecipientStatus& st) {
+    json h = json::array();
+    for (const auto& a : st.history) {
+        h.push_back({{"at", isoTime(a.at)},
+                     {"mx", a.mx},
+                     {"ip", a.ip},
+                     {"tls", a.tls},
+                     {"dane", a.dane},
+                     {"reply", a.reply}});
+    }
+    return h;
+}
+
 json recipientsJson(const queue::StoredMessage& m) {
     json rcpts = json::array();
     for (size_t i = 0; i < m.envelope.recipients.size(); ++i) {
@@ -112,7 +125,8 @@ json recipientsJson(const queue::StoredMessage& m) {
              {"state", queue::toString(st.state)},
              {"attempts", st.attempts},
              {"next_attempt", st.nextAttempt ? json(isoTime(st.nextAttempt)) : json(nullptr)},
-             {"last_error", st.lastError}});
+             {"last_error", st.lastError},
+             {"history", historyJson(st)}});
     }
     return rcpts;
 }
@@ -341,6 +355,11 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
         if (st.nextAttempt) std::printf(", next %s", isoTime(st.nextAttempt).c_str());
         std::printf("\n");
         if (!st.lastError.empty()) std::printf("    last result: %s\n", st.lastError.c_str());
+        for (const auto& a : st.history) {
+            std::printf("    %s  %s [%s]  tls %s  dane %s\n        %s\n", isoTime(a.at).c_str(),
+                        a.mx.c_str(), a.ip.c_str(), a.tls.c_str(), a.dane.c_str(),
+                        a.reply.c_str());
+        }
     }
     std::printf("\n%s", (body ? *content : headers).c_str());
     return 0;

@@ -301,6 +301,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                     const std::string& dane, const std::string& mode, const std::string& reply,
                     const std::string& outcome, const char* conn = "-",
                     const char* event = "delivery") {
+        tries_[i].push_back({nowSeconds(), mx, ip, tls.empty() ? "none" : tls,
+                             dane.empty() ? "none" : dane, reply.substr(0, 512)});
         logEvent(event, {{"qid", id_},
                          {"rcpt", msg_.envelope.recipients[i].address},
                          {"mx", mx},
@@ -339,6 +341,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         bool allFinal = true;
         for (size_t i = 0; i < msg_.status.size(); ++i) {
             auto& st = msg_.status[i];
+            if (auto t = tries_.find(i); t != tries_.end()) {
+                auto& h = st.history;
+                h.insert(h.end(), t->second.begin(), t->second.end());
+                if (h.size() > queue::RecipientStatus::kMaxHistory)
+                    h.erase(h.begin(), h.end() - queue::RecipientStatus::kMaxHistory);
+            }
             auto it = outcomes_.find(i);
             if (it != outcomes_.end()) {
                 const Outcome& o = it->second;
@@ -430,6 +438,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     queue::StoredMessage msg_;
     std::shared_ptr<const std::string> content_;
     std::map<size_t, Outcome> outcomes_;
+    std::map<size_t, std::vector<queue::AttemptRecord>> tries_;  // this attempt's tries
     std::map<std::string, std::string> policyText_;  // domain → "level@file:line"
     size_t pendingDomains_ = 0;
     bool force_ = false;
@@ -662,9 +671,10 @@ void Scheduler::adminDisk(AdminAction a, const std::string& id,
                         break;
                     case AdminAction::Release:
                         if (st.state == RcptState::Held) {
-                            // Tried before: a deferred recipient due now; else pending.
+                            // Back to what it was, with its retry time (as
+                            // postsuper -H): tried before, it waits for that
+                            // time or a flush; never tried, it goes now.
                             st.state = st.attempts > 0 ? RcptState::Deferred : RcptState::Pending;
-                            st.nextAttempt = st.attempts > 0 ? now : 0;
                             ++changed;
                         }
                         break;

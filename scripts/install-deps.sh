@@ -11,5 +11,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev \
-  gnutls-bin swaks postfix python3 util-linux procps \
+  gnutls-bin swaks postfix python3 python3-jsonschema util-linux procps \
   nsd unbound ldnsutils openssl >/dev/null
