@@ -84,8 +84,9 @@ class Resolver::Query {
         id_ = id;
         ldns_rdf* dname = ldns_dname_new_frm_str(key_.first.c_str());
         if (!dname) return false;
-        ldns_pkt* pkt = ldns_pkt_query_new(dname, static_cast<ldns_rr_type>(key_.second),
-                                           LDNS_RR_CLASS_IN, LDNS_RD | (cd_ ? LDNS_CD : 0));
+        ldns_pkt* pkt =
+            ldns_pkt_query_new(dname, static_cast<ldns_rr_type>(key_.second), LDNS_RR_CLASS_IN,
+                               LDNS_RD | (cd_ || r_.opts_.validator ? LDNS_CD : 0));
         if (!pkt) return false;
         ldns_pkt_set_id(pkt, id_);
         ldns_pkt_set_edns_udp_size(pkt, 1232);
@@ -196,14 +197,50 @@ class Resolver::Query {
     }
 
     void handle(const uint8_t* buf, size_t n) {
-        Answer a = parseResponse(buf, n, key_.first, key_.second, server_.trusted);
+        auto& validator = r_.opts_.validator;
+        Answer a = parseResponse(buf, n, key_.first, key_.second, server_.trusted && !validator);
         a.detail =
             a.detail.empty() ? "from " + server_.text() : a.detail + " from " + server_.text();
         if (a.outcome == Outcome::Error && attempt_ < r_.opts_.attempts) {
             lastError_ = a.detail;
             return attempt();
         }
-        r_.finished(this, std::move(a));
+        bool answered = a.outcome == Outcome::Data || a.outcome == Outcome::NxDomain ||
+                        a.outcome == Outcome::NoData;
+        if (!validator || !answered) return r_.finished(this, std::move(a));
+        // Local validation, off the loop: the validator may fetch keys.
+        auto wire = std::make_shared<std::vector<uint8_t>>(buf, buf + n);
+        auto verdict = std::make_shared<Verdict>();
+        auto answer = std::make_shared<Answer>(std::move(a));
+        int64_t now = r_.opts_.validationTime ? r_.opts_.validationTime()
+                                              : static_cast<int64_t>(std::time(nullptr));
+        std::weak_ptr<int> alive = r_.alive_;
+        Key key = key_;
+        r_.opts_.offload(
+            [validator, wire, verdict, key, now] {
+                *verdict =
+                    validator->validate(wire->data(), wire->size(), key.first, key.second, now);
+            },
+            [this, alive, verdict, answer] {
+                if (alive.expired()) return;  // the resolver is gone
+                Answer& v = *answer;
+                v.security = verdict->security;
+                if (verdict->security == Security::Bogus ||
+                    verdict->security == Security::Indeterminate) {
+                    // Not handed out: the records cannot be trusted.
+                    Answer failed;
+                    failed.qname = v.qname;
+                    failed.qtype = v.qtype;
+                    failed.canonicalName = v.qname;
+                    failed.outcome = Outcome::ServFail;
+                    failed.security = verdict->security;
+                    failed.detail = "DNSSEC: " + verdict->reason;
+                    return r_.finished(this, std::move(failed));
+                }
+                if (verdict->security == Security::Insecure)
+                    v.detail += " (" + verdict->reason + ")";
+                r_.finished(this, std::move(v));
+            });
     }
 
     void startTcp() {
@@ -349,7 +386,7 @@ void Resolver::finished(Query* q, Answer a) {
     timeval zero{0, 0};
     event_add(reaper_, &zero);
 
-    if (!cd && a.outcome == Outcome::ServFail && trusted) {
+    if (!cd && a.outcome == Outcome::ServFail && trusted && !opts_.validator) {
         start(key, true);  // was it a validation failure? ask with CD
         return;
     }
@@ -423,9 +460,11 @@ void Resolver::probe(std::function<void(bool, const std::string&)> done) {
     lookup(opts_.probeSecureName, kTypeA, [this, done](const Answer& secure) {
         if (secure.security != Security::Secure) {
             validating_ = false;
-            probeDetail_ = opts_.probeSecureName + " is " + toString(secure.security) + " (" +
-                           toString(secure.outcome) + ", " + secure.detail +
-                           "): the resolver does not validate, or is not trusted";
+            probeDetail_ =
+                opts_.probeSecureName + " is " + toString(secure.security) + " (" +
+                toString(secure.outcome) + ", " + secure.detail +
+                (opts_.validator ? "): local DNSSEC validation failed"
+                                 : "): the resolver does not validate, or is not trusted");
             done(false, probeDetail_);
             return;
         }

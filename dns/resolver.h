@@ -7,6 +7,11 @@
 // socket), carry our random ID and echo our question, or they are dropped.
 // Nothing here blocks the loop.
 //
+// DNSSEC in "local" mode (a Validator in the options): queries carry CD,
+// the AD bit is ignored, and each answer is validated in-process from the
+// trust anchor (see validator.h) on a worker thread before it is cached or
+// handed out; Bogus and Indeterminate answers are not handed out.
+//
 // DNSSEC in "resolver" mode: the AD bit is believed only from servers marked
 // trusted (by default, loopback addresses). A SERVFAIL from a trusted server
 // is asked again with CD set: if data comes back then, the answer failed
@@ -31,6 +36,7 @@
 
 #include "common/result.h"
 #include "dns/answer.h"
+#include "dns/validator.h"
 
 namespace danerelay::dns {
 
@@ -54,6 +60,12 @@ struct ResolverOptions {
     size_t maxCacheEntries = 100000;
     std::string probeSecureName;  // must validate (AD); empty: no probe
     std::string probeBogusName;   // must fail validation
+    // "local" validation: every query has CD set, and every answer is
+    // checked by this validator (no AD bit believed). It blocks, so it runs
+    // through offload (work on a worker thread, then done on the loop).
+    std::shared_ptr<Validator> validator;
+    std::function<void(std::function<void()> work, std::function<void()> done)> offload;
+    std::function<int64_t()> validationTime;  // default: the clock (Unix seconds)
 };
 
 class Resolver {
@@ -110,6 +122,7 @@ class Resolver {
     uint64_t queriesSent_ = 0;
     size_t nextServer_ = 0;
     std::function<std::chrono::steady_clock::time_point()> now_;
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for offloaded validations
 };
 
 }  // namespace danerelay::dns

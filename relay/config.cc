@@ -195,8 +195,8 @@ Config loadConfig(const std::string& path) {
 
     if (auto d = j.find("dns"); d != j.end()) {
         c.onlyKeys(*d, "dns",
-                   {"resolvers", "validation", "timeout_ms", "attempts", "probe_secure_name",
-                    "probe_bogus_name", "reprobe_interval"});
+                   {"resolvers", "validation", "trust_anchor", "timeout_ms", "attempts",
+                    "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
         auto& D = cfg.dns;
         if (auto r = d->find("resolvers"); r != d->end()) {
             if (!r->is_array() || r->empty()) c.fail("dns.resolvers", "must be a non-empty array");
@@ -225,9 +225,14 @@ Config loadConfig(const std::string& path) {
             }
         }
         std::string v = c.str(*d, "dns", "validation", false);
-        if (!v.empty() && v != "resolver") {
-            c.fail("dns.validation", "must be \"resolver\" (local validation is not built yet)");
+        if (!v.empty() && v != "resolver" && v != "local") {
+            c.fail("dns.validation",
+                   "must be \"local\" (validate DNSSEC in-process from the trust anchor) or "
+                   "\"resolver\" (believe the AD bit of a trusted validating resolver)");
         }
+        if (!v.empty()) D.validation = v;
+        if (d->contains("trust_anchor"))
+            D.trustAnchor = resolvePath(path, c.str(*d, "dns", "trust_anchor", true));
         c.number(*d, "dns", "timeout_ms", &D.timeoutMs, 100, 60000);
         c.number(*d, "dns", "attempts", &D.attempts, 1, 10);
         c.number(*d, "dns", "reprobe_interval", &D.reprobeInterval, 10, 86400);
@@ -280,6 +285,20 @@ dns::ResolverOptions resolverOptions(const DnsConfig& d) {
     o.probeSecureName = d.probeSecureName;
     o.probeBogusName = d.probeBogusName;
     return o;
+}
+
+Result<std::shared_ptr<dns::Validator>> loadValidator(const DnsConfig& d) {
+    std::vector<std::string> servers;
+    for (const auto& s : d.resolvers) servers.push_back(s.host);
+    uint16_t port = d.resolvers.empty() ? 53 : d.resolvers.front().port;
+    auto v = dns::Validator::fromFile(d.trustAnchor,
+                                      dns::blockingFetcher(servers, port, d.timeoutMs, d.attempts));
+    if (!v) {
+        return Error::permanent("dns.trust_anchor: " + v.error().message +
+                                " (local DNSSEC validation needs a trust anchor; Debian ships "
+                                "the root's in the dns-root-data package)");
+    }
+    return v;
 }
 
 }  // namespace danerelay::relay

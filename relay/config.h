@@ -43,7 +43,10 @@ struct Limits {
 
 struct DnsConfig {
     std::vector<dns::ServerAddress> resolvers;  // default: 127.0.0.1:53
-    std::string validation = "resolver";        // trust the AD bit of trusted resolvers
+    // "local": validate in-process from trustAnchor; "resolver": believe the
+    // AD bit of trusted (loopback) validating resolvers.
+    std::string validation = "local";
+    std::string trustAnchor = "/usr/share/dns/root.key";
     unsigned timeoutMs = 2000;
     unsigned attempts = 3;
     std::string probeSecureName = "isc.org";           // signed: must validate
@@ -88,7 +91,10 @@ struct Config {
 
 Config loadConfig(const std::string& path);
 
-// The resolver options that a DnsConfig describes.
+// The resolver options that a DnsConfig describes (without the validator).
 dns::ResolverOptions resolverOptions(const DnsConfig& d);
+// The in-process validator for validation "local", from the trust anchor
+// file; the error names the file. Its key fetches block: use it off the loop.
+Result<std::shared_ptr<dns::Validator>> loadValidator(const DnsConfig& d);
 
 }  // namespace danerelay::relay

@@ -62,6 +62,7 @@ int usage() {
                  "       danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]\n"
                  "               (ID... | FILTERS | --all)\n"
                  "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
+                 "               [--validation local|resolver] [--trust-anchor FILE]\n"
                  "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
                  "       danectl policy check [--json] DIR\n"
                  "       danectl passwd [--json]   (password on stdin; prints a yescrypt hash)\n"
@@ -196,7 +197,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     std::string domain;
     relay::DnsConfig dnsConfig;
     bool haveResolvers = false;
-    std::string probeSecure, probeBogus;
+    std::string probeSecure, probeBogus, validation, trustAnchor;
     for (size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--json") {
             asJson = true;
@@ -209,6 +210,14 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
             if (!haveResolvers) dnsConfig.resolvers.clear();
             dnsConfig.resolvers.push_back(*sa);
             haveResolvers = true;
+        } else if (args[i] == "--validation" && i + 1 < args.size()) {
+            validation = args[++i];
+            if (validation != "local" && validation != "resolver") {
+                std::fprintf(stderr, "danectl: --validation is local or resolver\n");
+                return 2;
+            }
+        } else if (args[i] == "--trust-anchor" && i + 1 < args.size()) {
+            trustAnchor = args[++i];
         } else if (args[i] == "--probe-names" && i + 2 < args.size()) {
             probeSecure = args[++i];
             probeBogus = args[++i];
@@ -244,9 +253,25 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
         dnsConfig.probeSecureName = probeSecure;
         dnsConfig.probeBogusName = probeBogus;
     }
+    if (!validation.empty()) dnsConfig.validation = validation;
+    if (!trustAnchor.empty()) dnsConfig.trustAnchor = trustAnchor;
+    auto options = relay::resolverOptions(dnsConfig);
+    if (dnsConfig.validation == "local") {
+        auto v = relay::loadValidator(dnsConfig);
+        if (!v) {
+            std::fprintf(stderr, "danectl: %s\n", v.error().message.c_str());
+            return 1;
+        }
+        options.validator = *v;
+        // A command line may block: validate in line.
+        options.offload = [](std::function<void()> work, std::function<void()> done) {
+            work();
+            done();
+        };
+    }
     std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(),
                                                                  &event_base_free);
-    dns::Resolver resolver(base.get(), relay::resolverOptions(dnsConfig));
+    dns::Resolver resolver(base.get(), options);
     bool validating = false;
     std::string probeDetail;
     relay::DestinationInfo info;
@@ -357,8 +382,7 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
         if (!st.lastError.empty()) std::printf("    last result: %s\n", st.lastError.c_str());
         for (const auto& a : st.history) {
             std::printf("    %s  %s [%s]  tls %s  dane %s\n        %s\n", isoTime(a.at).c_str(),
-                        a.mx.c_str(), a.ip.c_str(), a.tls.c_str(), a.dane.c_str(),
-                        a.reply.c_str());
+                        a.mx.c_str(), a.ip.c_str(), a.tls.c_str(), a.dane.c_str(), a.reply.c_str());
         }
     }
     std::printf("\n%s", (body ? *content : headers).c_str());

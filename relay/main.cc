@@ -42,7 +42,8 @@ void usage() {
 
 int run(const Config& cfg, const std::optional<Credentials>& creds,
         std::shared_ptr<tls::ServerCredentials> tlsCreds,
-        std::shared_ptr<const policy::PolicySet> policySet) {
+        std::shared_ptr<const policy::PolicySet> policySet,
+        std::shared_ptr<dns::Validator> validator) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
         std::fprintf(stderr, "danerelayd: %s\n", spool.error().message.c_str());
@@ -66,7 +67,15 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     WorkerPool workers(poster, 2);
     Committer committer(poster, **spool, cfg.commitBatch);
 
-    dns::Resolver resolver(base.get(), resolverOptions(cfg.dns));
+    auto dnsOptions = resolverOptions(cfg.dns);
+    if (validator) {
+        // Local DNSSEC validation: key fetches block, so on the worker pool.
+        dnsOptions.validator = validator;
+        dnsOptions.offload = [&workers](std::function<void()> work, std::function<void()> done) {
+            workers.run(std::move(work), std::move(done));
+        };
+    }
+    dns::Resolver resolver(base.get(), dnsOptions);
     Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(policySet);
@@ -137,7 +146,13 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     Event sigint(base.get(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
     sigterm.add();
     sigint.add();
-    logEvent("start", {{"version", "0.1.0"}, {"config", cfg.file}, {"hostname", cfg.hostname}});
+    logEvent("start",
+             {{"version", "0.1.0"},
+              {"config", cfg.file},
+              {"hostname", cfg.hostname},
+              {"dnssec", validator ? "local validation, anchor " + validator->anchorZone() +
+                                         " from " + cfg.dns.trustAnchor
+                                   : std::string("resolver's AD bit")}});
     event_base_dispatch(base.get());
     workers.stop();
     return 0;
@@ -196,6 +211,16 @@ int main(int argc, char** argv) {
         }
         policySet = *p;
     }
+    std::shared_ptr<dns::Validator> validator;
+    if (cfg.dns.validation == "local") {
+        auto v = loadValidator(cfg.dns);
+        if (!v) {
+            std::fprintf(stderr, "danerelayd: %s: %s\n", configPath.c_str(),
+                         v.error().message.c_str());
+            return 1;
+        }
+        validator = *v;
+    }
     if (checkOnly) {
         std::printf("%s: configuration ok\n", configPath.c_str());
         return 0;
@@ -205,5 +230,5 @@ int main(int argc, char** argv) {
                      std::strerror(errno));
         return 1;
     }
-    return run(cfg, creds, std::move(tlsCreds), std::move(policySet));
+    return run(cfg, creds, std::move(tlsCreds), std::move(policySet), std::move(validator));
 }

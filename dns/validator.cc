@@ -1,0 +1,872 @@
+#include "dns/validator.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+// ldns after the standard headers (clang and its C headers).
+#include <ldns/ldns.h>
+
+namespace danerelay::dns {
+
+namespace {
+
+// ---------------------------------------------------------------- ldns RAII
+
+struct PktFree {
+    void operator()(ldns_pkt* p) const { ldns_pkt_free(p); }
+};
+struct ListFree {
+    void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); }
+};
+struct RdfFree {
+    void operator()(ldns_rdf* r) const { ldns_rdf_deep_free(r); }
+};
+struct RrFree {
+    void operator()(ldns_rr* r) const { ldns_rr_free(r); }
+};
+using Pkt = std::unique_ptr<ldns_pkt, PktFree>;
+using List = std::unique_ptr<ldns_rr_list, ListFree>;
+using SharedList = std::shared_ptr<ldns_rr_list>;
+using Rdf = std::unique_ptr<ldns_rdf, RdfFree>;
+using Rr = std::unique_ptr<ldns_rr, RrFree>;
+
+List newList() {
+    return List(ldns_rr_list_new());
+}
+
+// Lower case, trailing dot: the form names are compared and cached in.
+std::string nameOf(const ldns_rdf* d) {
+    char* s = ldns_rdf2str(d);
+    std::string out = s ? s : "";
+    free(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (out.empty() || out.back() != '.') out += '.';
+    return out;
+}
+
+Rdf dname(const std::string& name) {
+    ldns_rdf* d = ldns_dname_new_frm_str(name.c_str());
+    if (d) ldns_dname2canonical(d);
+    return Rdf(d);
+}
+
+std::string fqdn(std::string name) {
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name.empty() || name.back() != '.') name += '.';
+    return name;
+}
+
+// "a.b.c." → ["a","b","c"]; "." → [].
+std::vector<std::string> labelsOf(const std::string& name) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (size_t i = 0; i < name.size(); ++i) {
+        char c = name[i];
+        if (c == '\\' && i + 1 < name.size()) {
+            cur += c;
+            cur += name[++i];
+        } else if (c == '.') {
+            if (!cur.empty()) out.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    if (!cur.empty()) out.push_back(cur);
+    return out;
+}
+
+std::string joinLast(const std::vector<std::string>& labels, size_t n) {
+    if (n == 0) return ".";
+    std::string out;
+    for (size_t i = labels.size() - n; i < labels.size(); ++i) out += labels[i] + ".";
+    return out;
+}
+
+bool isAtOrBelow(const std::string& name, const std::string& zone) {
+    if (zone == ".") return true;
+    return name == zone || (name.size() > zone.size() &&
+                            name.compare(name.size() - zone.size(), zone.size(), zone) == 0 &&
+                            name[name.size() - zone.size() - 1] == '.');
+}
+
+std::string statusText(ldns_status s) {
+    const char* t = ldns_get_errorstr_by_id(s);
+    return t ? t : "error " + std::to_string(static_cast<int>(s));
+}
+
+uint16_t typeOf(const ldns_rr* rr) {
+    return static_cast<uint16_t>(ldns_rr_get_type(rr));
+}
+
+std::string typeName(uint16_t t) {
+    char* s = ldns_rr_type2str(static_cast<ldns_rr_type>(t));
+    std::string out = s ? s : std::to_string(t);
+    free(s);
+    return out;
+}
+
+// One RRset of a section, with the RRSIGs that cover it.
+struct RrSet {
+    std::string owner;
+    uint16_t type = 0;
+    List rrs = newList();
+    List sigs = newList();
+};
+
+std::vector<RrSet> rrsetsOf(const ldns_rr_list* section) {
+    std::vector<RrSet> sets;
+    size_t n = section ? ldns_rr_list_rr_count(section) : 0;
+    auto find = [&](const std::string& owner, uint16_t type) -> RrSet& {
+        for (auto& s : sets) {
+            if (s.owner == owner && s.type == type) return s;
+        }
+        sets.emplace_back();
+        sets.back().owner = owner;
+        sets.back().type = type;
+        return sets.back();
+    };
+    for (size_t i = 0; i < n; ++i) {
+        const ldns_rr* rr = ldns_rr_list_rr(section, i);
+        if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
+        std::string owner = nameOf(ldns_rr_owner(rr));
+        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) {
+            const ldns_rdf* covered = ldns_rr_rrsig_typecovered(rr);
+            if (!covered) continue;
+            ldns_rr_list_push_rr(
+                find(owner, static_cast<uint16_t>(ldns_rdf2rr_type(covered))).sigs.get(),
+                ldns_rr_clone(rr));
+        } else {
+            ldns_rr_list_push_rr(find(owner, typeOf(rr)).rrs.get(), ldns_rr_clone(rr));
+        }
+    }
+    return sets;
+}
+
+const RrSet* findSet(const std::vector<RrSet>& sets, const std::string& owner, uint16_t type) {
+    for (const auto& s : sets) {
+        if (s.owner == owner && s.type == type && ldns_rr_list_rr_count(s.rrs.get()) > 0) return &s;
+    }
+    return nullptr;
+}
+
+uint32_t minTtl(const ldns_rr_list* l, uint32_t cap) {
+    uint32_t t = cap;
+    for (size_t i = 0; l && i < ldns_rr_list_rr_count(l); ++i)
+        t = std::min(t, ldns_rr_ttl(ldns_rr_list_rr(l, i)));
+    return t;
+}
+
+bool supportedAlgorithm(uint8_t a) {
+    // RSASHA1(-NSEC3), RSASHA256, RSASHA512, ECDSA P-256/P-384, Ed25519, Ed448
+    return a == 5 || a == 7 || a == 8 || a == 10 || a == 13 || a == 14 || a == 15 || a == 16;
+}
+
+bool supportedDigest(uint8_t d) {
+    return d == 1 || d == 2 || d == 4;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- the chain
+
+struct Validator::Impl {
+    // What the walk found at one name below the anchor.
+    struct Link {
+        enum Kind { SecureZone, NotCut, Insecure, Bogus, Indeterminate, NoName } kind;
+        SharedList keys;  // SecureZone: the zone's authenticated DNSKEYs
+        std::string reason;
+        int64_t expires = 0;
+    };
+    struct Ctx {
+        int64_t now;
+        unsigned fetches = 0;
+    };
+
+    Fetch fetch;
+    ValidatorLimits limits;
+    std::string anchorZone;
+    List anchorDs = newList();    // DS anchors
+    List anchorKeys = newList();  // DNSKEY anchors
+    mutable std::mutex mu;
+    std::map<std::string, Link> cache;  // name → link (the anchor zone too)
+
+    std::optional<Link> cached(const std::string& name, int64_t now) {
+        std::lock_guard lock(mu);
+        auto it = cache.find(name);
+        if (it == cache.end() || it->second.expires <= now) return std::nullopt;
+        return it->second;
+    }
+    Link remember(const std::string& name, Link l, uint32_t ttl, int64_t now) {
+        bool failure = l.kind == Link::Bogus || l.kind == Link::Indeterminate;
+        l.expires =
+            now + std::min<uint32_t>(failure ? limits.failureCacheTtl : ttl, limits.maxCacheTtl);
+        std::lock_guard lock(mu);
+        if (cache.size() > 10000) cache.clear();  // bounded, whatever the names asked
+        cache[name] = l;
+        return l;
+    }
+
+    Result<Pkt> query(const std::string& name, uint16_t type, Ctx& ctx) {
+        if (++ctx.fetches > limits.maxFetches)
+            return Error::permanent("more than " + std::to_string(limits.maxFetches) +
+                                    " key fetches for one answer");
+        auto wire = fetch(name, type);
+        if (!wire) return wire.error();
+        ldns_pkt* raw = nullptr;
+        if (ldns_wire2pkt(&raw, wire->data(), wire->size()) != LDNS_STATUS_OK || !raw)
+            return Error::temporary("malformed response to " + name + " " + typeName(type));
+        Pkt p(raw);
+        const ldns_rr_list* q = ldns_pkt_question(p.get());
+        if (!q || ldns_rr_list_rr_count(q) != 1 ||
+            nameOf(ldns_rr_owner(ldns_rr_list_rr(q, 0))) != name ||
+            typeOf(ldns_rr_list_rr(q, 0)) != type)
+            return Error::temporary("response to " + name + " " + typeName(type) +
+                                    " is for another question");
+        auto rc = ldns_pkt_get_rcode(p.get());
+        if (rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN)
+            return Error::temporary(name + " " + typeName(type) + ": rcode " +
+                                    std::to_string(static_cast<int>(rc)));
+        return p;
+    }
+
+    // An RRset signed by `zone` with `keys`: the first of at most N RRSIGs
+    // that verifies at ctx.now. Empty string: verified; else why not.
+    std::string verify(const RrSet& set, const std::string& zone, const ldns_rr_list* keys,
+                       Ctx& ctx) {
+        size_t n = ldns_rr_list_rr_count(set.sigs.get());
+        if (n == 0) return "no RRSIG";
+        std::string why;
+        unsigned tried = 0;
+        for (size_t i = 0; i < n && tried < limits.maxSignaturesPerRrset; ++i) {
+            const ldns_rr* sig = ldns_rr_list_rr(set.sigs.get(), i);
+            const ldns_rdf* signer = ldns_rr_rrsig_signame(sig);
+            if (!signer || nameOf(signer) != zone) {
+                why = "RRSIG signer " + (signer ? nameOf(signer) : "?") + " is not " + zone;
+                continue;
+            }
+            ++tried;
+            ldns_status st = ldns_verify_rrsig_keylist_time(set.rrs.get(), sig, keys,
+                                                            static_cast<time_t>(ctx.now), nullptr);
+            if (st == LDNS_STATUS_OK) return "";
+            why = statusText(st);
+        }
+        return why.empty() ? "no usable RRSIG" : why;
+    }
+
+    // The anchor zone's DNSKEY set, authenticated by the configured anchor.
+    Link anchorLink(Ctx& ctx) {
+        if (auto c = cached(anchorZone, ctx.now)) return *c;
+        auto p = query(anchorZone, LDNS_RR_TYPE_DNSKEY, ctx);
+        if (!p)
+            return remember(
+                anchorZone,
+                {Link::Indeterminate, nullptr,
+                 "cannot fetch the DNSKEYs of the anchor " + anchorZone + ": " + p.error().message},
+                0, ctx.now);
+        auto sets = rrsetsOf(ldns_pkt_answer(p->get()));
+        const RrSet* keys = findSet(sets, anchorZone, LDNS_RR_TYPE_DNSKEY);
+        if (!keys)
+            return remember(anchorZone,
+                            {Link::Bogus, nullptr, "no DNSKEY at the anchor " + anchorZone}, 0,
+                            ctx.now);
+        List trusted = newList();
+        size_t nk = std::min<size_t>(ldns_rr_list_rr_count(keys->rrs.get()), limits.maxKeysPerSet);
+        for (size_t i = 0; i < nk; ++i) {
+            ldns_rr* k = ldns_rr_list_rr(keys->rrs.get(), i);
+            bool ok = false;
+            for (size_t j = 0; j < ldns_rr_list_rr_count(anchorDs.get()) && !ok; ++j)
+                ok = ldns_rr_compare_ds(k, ldns_rr_list_rr(anchorDs.get(), j));
+            for (size_t j = 0; j < ldns_rr_list_rr_count(anchorKeys.get()) && !ok; ++j)
+                ok = ldns_rr_compare(k, ldns_rr_list_rr(anchorKeys.get(), j)) == 0;
+            if (ok) ldns_rr_list_push_rr(trusted.get(), ldns_rr_clone(k));
+        }
+        if (ldns_rr_list_rr_count(trusted.get()) == 0)
+            return remember(
+                anchorZone,
+                {Link::Bogus, nullptr, "no DNSKEY of " + anchorZone + " matches the trust anchor"},
+                0, ctx.now);
+        if (auto why = verify(*keys, anchorZone, trusted.get(), ctx); !why.empty())
+            return remember(anchorZone,
+                            {Link::Bogus, nullptr, "DNSKEY set of " + anchorZone + ": " + why}, 0,
+                            ctx.now);
+        SharedList all(ldns_rr_list_clone(keys->rrs.get()), ListFree());
+        return remember(anchorZone, {Link::SecureZone, all, ""}, minTtl(keys->rrs.get(), 3600),
+                        ctx.now);
+    }
+
+    // The denial proof for (name, type) in a response signed by zone.
+    struct Denial {
+        bool ok = false;
+        bool insecure = false;  // NSEC3 iterations over the cap, or an opt-out span
+        bool nxdomain = false;
+        std::string why;
+        // For an exact match (name exists): its type bitmap says what is there.
+        bool exact = false, hasNs = false, hasSoa = false, hasDs = false;
+        uint32_t ttl = 3600;
+    };
+
+    Denial proveDenial(const ldns_pkt* p, const std::string& name, uint16_t type,
+                       const std::string& zone, const ldns_rr_list* keys, Ctx& ctx) {
+        Denial d;
+        auto rcode = ldns_pkt_get_rcode(p);
+        auto sets = rrsetsOf(ldns_pkt_authority(p));
+        List nsecs = newList(), sigs = newList();
+        bool nsec3 = false, nsec = false;
+        for (const auto& s : sets) {
+            if (s.type != LDNS_RR_TYPE_NSEC && s.type != LDNS_RR_TYPE_NSEC3) continue;
+            // Every record of the proof must be signed by the zone, and verify.
+            if (auto why = verify(s, zone, keys, ctx); !why.empty()) {
+                d.why = typeName(s.type) + " at " + s.owner + ": " + why;
+                return d;
+            }
+            (s.type == LDNS_RR_TYPE_NSEC ? nsec : nsec3) = true;
+            for (size_t i = 0; i < ldns_rr_list_rr_count(s.rrs.get()); ++i)
+                ldns_rr_list_push_rr(nsecs.get(), ldns_rr_clone(ldns_rr_list_rr(s.rrs.get(), i)));
+            for (size_t i = 0; i < ldns_rr_list_rr_count(s.sigs.get()); ++i)
+                ldns_rr_list_push_rr(sigs.get(), ldns_rr_clone(ldns_rr_list_rr(s.sigs.get(), i)));
+            d.ttl = std::min(d.ttl, minTtl(s.rrs.get(), 3600));
+        }
+        if (!nsec && !nsec3) {
+            d.why = "no signed NSEC or NSEC3 records";
+            return d;
+        }
+        d.nxdomain = rcode == LDNS_RCODE_NXDOMAIN;
+        if (nsec3) return proveNsec3(d, nsecs.get(), sigs.get(), name, type, rcode, zone);
+        return proveNsec(d, nsecs.get(), name, type);
+    }
+
+    static bool bitmapHas(const ldns_rdf* bitmap, uint16_t t) {
+        return bitmap && ldns_nsec_bitmap_covers_type(bitmap, static_cast<ldns_rr_type>(t));
+    }
+
+    // NSEC (RFC 4035 5.4): exact-match NODATA, empty non-terminal, wildcard
+    // NODATA, NXDOMAIN with the wildcard denied.
+    Denial proveNsec(Denial d, const ldns_rr_list* nsecs, const std::string& name, uint16_t type) {
+        Rdf qname = dname(name);
+        size_t n = ldns_rr_list_rr_count(nsecs);
+        const ldns_rr* exact = nullptr;
+        const ldns_rr* cover = nullptr;
+        for (size_t i = 0; i < n; ++i) {
+            const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
+            if (ldns_rr_rd_count(r) < 2) continue;
+            if (nameOf(ldns_rr_owner(r)) == name) {
+                exact = r;
+            } else if (ldns_nsec_covers_name(r, qname.get())) {
+                cover = r;
+            }
+        }
+        auto nodataAt = [&](const ldns_rr* r, const std::string& what) -> bool {
+            const ldns_rdf* bm = ldns_rr_rdf(r, 1);
+            if (bitmapHas(bm, type) || bitmapHas(bm, LDNS_RR_TYPE_CNAME)) {
+                d.why = "the NSEC at " + what + " lists " + typeName(type) + " (or a CNAME)";
+                return false;
+            }
+            // The parent side of a delegation says nothing about the child's
+            // records except DS.
+            if (type != LDNS_RR_TYPE_DS && bitmapHas(bm, LDNS_RR_TYPE_NS) &&
+                !bitmapHas(bm, LDNS_RR_TYPE_SOA)) {
+                d.why = "the NSEC at " + what + " is the parent side of a delegation";
+                return false;
+            }
+            return true;
+        };
+        if (!d.nxdomain) {
+            if (exact) {
+                if (!nodataAt(exact, name)) return d;
+                const ldns_rdf* bm = ldns_rr_rdf(exact, 1);
+                d.exact = true;
+                d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
+                d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
+                d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
+                d.ok = true;
+                return d;
+            }
+            // Empty non-terminal: the NSEC before it points below it.
+            if (cover && isAtOrBelow(nameOf(ldns_rr_rdf(cover, 0)), name)) {
+                d.ok = true;
+                return d;
+            }
+            // Wildcard NODATA: *.closest-encloser exists without the type.
+            if (cover) {
+                std::string wc = "*." + closestEncloser(name, cover);
+                for (size_t i = 0; i < n; ++i) {
+                    const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
+                    if (ldns_rr_rd_count(r) >= 2 && nameOf(ldns_rr_owner(r)) == wc) {
+                        d.ok = nodataAt(r, wc);
+                        return d;
+                    }
+                }
+            }
+            d.why = "no NSEC proves that " + name + " has no " + typeName(type);
+            return d;
+        }
+        if (exact) {
+            d.why = "NXDOMAIN, but an NSEC shows that " + name + " exists";
+            return d;
+        }
+        if (!cover) {
+            d.why = "no NSEC covers " + name;
+            return d;
+        }
+        if (isAtOrBelow(nameOf(ldns_rr_rdf(cover, 0)), name)) {
+            d.why = "NXDOMAIN, but " + name + " is an empty non-terminal";
+            return d;
+        }
+        std::string wc = "*." + closestEncloser(name, cover);
+        if (wc == "*..") wc = "*.";
+        Rdf wcName = dname(wc);
+        for (size_t i = 0; i < n; ++i) {
+            const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
+            if (ldns_rr_rd_count(r) >= 2 && ldns_nsec_covers_name(r, wcName.get()) &&
+                nameOf(ldns_rr_owner(r)) != wc) {
+                d.ok = true;
+                return d;
+            }
+        }
+        d.why = "no NSEC denies the wildcard " + wc;
+        return d;
+    }
+
+    // The closest encloser of name, from the NSEC that covers it: the longest
+    // ancestor of name that is an ancestor of the NSEC's owner or next name.
+    static std::string closestEncloser(const std::string& name, const ldns_rr* cover) {
+        auto q = labelsOf(name);
+        size_t best = 0;
+        for (const std::string& other :
+             {nameOf(ldns_rr_owner(cover)), nameOf(ldns_rr_rdf(cover, 0))}) {
+            auto o = labelsOf(other);
+            size_t k = 0;
+            while (k < q.size() && k < o.size() && q[q.size() - 1 - k] == o[o.size() - 1 - k]) ++k;
+            best = std::max(best, k);
+        }
+        best = std::min(best, q.size() - (q.empty() ? 0 : 1));  // strictly above name
+        return joinLast(q, best);
+    }
+
+    // NSEC3 (RFC 5155 8): ldns checks the closest-encloser and wildcard
+    // proofs; every record was signature-checked before.
+    Denial proveNsec3(Denial d, ldns_rr_list* nsecs, ldns_rr_list* sigs, const std::string& name,
+                      uint16_t type, ldns_pkt_rcode rcode, const std::string& zone) {
+        for (size_t i = 0; i < ldns_rr_list_rr_count(nsecs); ++i) {
+            const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
+            if (ldns_rr_get_type(r) != LDNS_RR_TYPE_NSEC3) continue;
+            if (ldns_nsec3_iterations(r) > limits.maxNsec3Iterations) {
+                d.ok = true;
+                d.insecure = true;
+                d.why = "NSEC3 with " + std::to_string(ldns_nsec3_iterations(r)) +
+                        " iterations (over " + std::to_string(limits.maxNsec3Iterations) +
+                        "): treated as insecure (RFC 9276)";
+                return d;
+            }
+            if (ldns_nsec3_algorithm(r) != 1) {
+                d.why =
+                    "NSEC3 hash algorithm " + std::to_string(ldns_nsec3_algorithm(r)) + " unknown";
+                return d;
+            }
+        }
+        Rr q(ldns_rr_new());
+        ldns_rr_set_owner(q.get(), dname(name).release());
+        ldns_rr_set_type(q.get(), static_cast<ldns_rr_type>(type));
+        ldns_rr_set_class(q.get(), LDNS_RR_CLASS_IN);
+        ldns_rr* match = nullptr;
+        ldns_status st = ldns_dnssec_verify_denial_nsec3_match(
+            q.get(), nsecs, sigs, rcode, static_cast<ldns_rr_type>(type), true, &match);
+        if (st != LDNS_STATUS_OK) {
+            d.why = "NSEC3 proof for " + name + " " + typeName(type) + ": " + statusText(st);
+            return d;
+        }
+        d.ok = true;
+        if (!match) return d;
+        // Is the match the name itself, or an opt-out span covering it?
+        Rdf hashed(ldns_nsec3_hash_name_frm_nsec3(match, dname(name).get()));
+        Rdf first(ldns_dname_label(ldns_rr_owner(match), 0));
+        if (hashed && first && ldns_dname_compare(hashed.get(), first.get()) == 0) {
+            const ldns_rdf* bm = ldns_nsec3_bitmap(match);
+            d.exact = true;
+            d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
+            d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
+            d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
+            if (!d.nxdomain && (bitmapHas(bm, type) || bitmapHas(bm, LDNS_RR_TYPE_CNAME))) {
+                d.ok = false;
+                d.why = "the NSEC3 for " + name + " lists " + typeName(type);
+            }
+        } else if (ldns_nsec3_optout(match)) {
+            d.insecure = true;
+            d.why = name + " is in an NSEC3 opt-out span of " + zone;
+        }
+        return d;
+    }
+
+    // One step down from a secure zone: is `name` a secure delegation (then
+    // its authenticated keys), an unsigned one, or no zone cut at all?
+    Link step(const std::string& name, const std::string& zone, const ldns_rr_list* zoneKeys,
+              Ctx& ctx) {
+        if (auto c = cached(name, ctx.now)) return *c;
+        auto p = query(name, LDNS_RR_TYPE_DS, ctx);
+        if (!p)
+            return remember(name,
+                            {Link::Indeterminate, nullptr,
+                             "cannot fetch DS for " + name + ": " + p.error().message},
+                            0, ctx.now);
+        auto sets = rrsetsOf(ldns_pkt_answer(p->get()));
+        const RrSet* ds = findSet(sets, name, LDNS_RR_TYPE_DS);
+        if (!ds) {
+            Denial d = proveDenial(p->get(), name, LDNS_RR_TYPE_DS, zone, zoneKeys, ctx);
+            if (!d.ok)
+                return remember(name,
+                                {Link::Bogus, nullptr, "DS denial for " + name + ": " + d.why}, 0,
+                                ctx.now);
+            if (d.nxdomain)
+                return remember(name, {Link::NoName, nullptr, name + " does not exist"}, d.ttl,
+                                ctx.now);
+            if (d.insecure) return remember(name, {Link::Insecure, nullptr, d.why}, d.ttl, ctx.now);
+            if (d.exact && d.hasNs && !d.hasSoa)
+                return remember(name,
+                                {Link::Insecure, nullptr,
+                                 "unsigned delegation: " + zone + " proves " + name + " has no DS"},
+                                d.ttl, ctx.now);
+            return remember(name, {Link::NotCut, nullptr, ""}, d.ttl, ctx.now);
+        }
+        if (auto why = verify(*ds, zone, zoneKeys, ctx); !why.empty())
+            return remember(name, {Link::Bogus, nullptr, "DS of " + name + ": " + why}, 0, ctx.now);
+        // Only DS records we can use count; none usable means insecure
+        // (RFC 4035 5.2, RFC 6840 5.2).
+        List usable = newList();
+        for (size_t i = 0; i < ldns_rr_list_rr_count(ds->rrs.get()); ++i) {
+            const ldns_rr* r = ldns_rr_list_rr(ds->rrs.get(), i);
+            if (ldns_rr_rd_count(r) < 4) continue;
+            if (supportedAlgorithm(ldns_rdf2native_int8(ldns_rr_rdf(r, 1))) &&
+                supportedDigest(ldns_rdf2native_int8(ldns_rr_rdf(r, 2))))
+                ldns_rr_list_push_rr(usable.get(), ldns_rr_clone(r));
+        }
+        if (ldns_rr_list_rr_count(usable.get()) == 0)
+            return remember(name,
+                            {Link::Insecure, nullptr,
+                             "the DS records of " + name + " use no supported algorithm"},
+                            minTtl(ds->rrs.get(), 3600), ctx.now);
+        auto kp = query(name, LDNS_RR_TYPE_DNSKEY, ctx);
+        if (!kp)
+            return remember(name,
+                            {Link::Indeterminate, nullptr,
+                             "cannot fetch DNSKEY for " + name + ": " + kp.error().message},
+                            0, ctx.now);
+        auto ksets = rrsetsOf(ldns_pkt_answer(kp->get()));
+        const RrSet* keys = findSet(ksets, name, LDNS_RR_TYPE_DNSKEY);
+        if (!keys)
+            return remember(name, {Link::Bogus, nullptr, name + " has a DS but no DNSKEY records"},
+                            0, ctx.now);
+        List matching = newList();
+        size_t nk = std::min<size_t>(ldns_rr_list_rr_count(keys->rrs.get()), limits.maxKeysPerSet);
+        for (size_t i = 0; i < nk; ++i) {
+            ldns_rr* k = ldns_rr_list_rr(keys->rrs.get(), i);
+            for (size_t j = 0; j < ldns_rr_list_rr_count(usable.get()); ++j) {
+                if (ldns_rr_compare_ds(k, ldns_rr_list_rr(usable.get(), j))) {
+                    ldns_rr_list_push_rr(matching.get(), ldns_rr_clone(k));
+                    break;
+                }
+            }
+        }
+        if (ldns_rr_list_rr_count(matching.get()) == 0)
+            return remember(name,
+                            {Link::Bogus, nullptr,
+                             "DS mismatch: no DNSKEY of " + name + " matches its DS in " + zone},
+                            0, ctx.now);
+        if (auto why = verify(*keys, name, matching.get(), ctx); !why.empty())
+            return remember(name,
+                            {Link::Bogus, nullptr,
+                             "DNSKEY set of " + name + " not signed by its DS key: " + why},
+                            0, ctx.now);
+        SharedList all(ldns_rr_list_clone(keys->rrs.get()), ListFree());
+        uint32_t ttl = std::min(minTtl(keys->rrs.get(), 3600), minTtl(ds->rrs.get(), 3600));
+        return remember(name, {Link::SecureZone, all, ""}, ttl, ctx.now);
+    }
+
+    struct Walk {
+        Link::Kind kind;  // SecureZone (zone/keys below), Insecure, Bogus, Indeterminate
+        std::string zone;
+        SharedList keys;
+        std::string reason;
+    };
+
+    // From the anchor down towards `target`. stopAtZone: the target must be
+    // a zone (a signer); else stop at the deepest zone containing target.
+    Walk walk(const std::string& target, bool targetIsZone, Ctx& ctx) {
+        if (!isAtOrBelow(target, anchorZone))
+            return {Link::Insecure, "", nullptr,
+                    target + " is outside the trust anchor's zone " + anchorZone};
+        Link a = anchorLink(ctx);
+        if (a.kind != Link::SecureZone) return {a.kind, anchorZone, nullptr, a.reason};
+        Walk w{Link::SecureZone, anchorZone, a.keys, ""};
+        auto labels = labelsOf(target);
+        size_t base = labelsOf(anchorZone).size();
+        if (labels.size() - base > limits.maxChainDepth)
+            return {Link::Bogus, "", nullptr,
+                    target + ": more than " + std::to_string(limits.maxChainDepth) +
+                        " labels below the anchor"};
+        for (size_t n = base + 1; n <= labels.size(); ++n) {
+            std::string name = joinLast(labels, n);
+            Link l = step(name, w.zone, w.keys.get(), ctx);
+            switch (l.kind) {
+                case Link::SecureZone:
+                    w.zone = name;
+                    w.keys = l.keys;
+                    break;
+                case Link::NotCut:
+                    if (targetIsZone && name == target)
+                        return {Link::Bogus, "", nullptr,
+                                target + " signs records but " + w.zone + " proves it is no zone"};
+                    break;
+                case Link::NoName:
+                    return {Link::Bogus, "", nullptr,
+                            l.reason + " (per " + w.zone + "), yet " + target + " answers"};
+                default:
+                    return {l.kind, name, nullptr, l.reason};
+            }
+        }
+        return w;
+    }
+
+    Verdict validate(const ldns_pkt* p, const std::string& qname, uint16_t qtype, Ctx& ctx);
+};
+
+static Security toSecurity(Validator::Impl::Link::Kind k) {
+    using K = Validator::Impl::Link::Kind;
+    switch (k) {
+        case K::SecureZone:
+        case K::NotCut:
+            return Security::Secure;
+        case K::Insecure:
+            return Security::Insecure;
+        case K::Indeterminate:
+            return Security::Indeterminate;
+        default:
+            return Security::Bogus;
+    }
+}
+
+Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, uint16_t qtype,
+                                  Ctx& ctx) {
+    auto answer = rrsetsOf(ldns_pkt_answer(p));
+    std::string current = qname;
+    bool anyInsecure = false;
+    std::string insecureWhy, signer;
+    // Checks one RRset of the answer; returns a verdict if it decides.
+    auto check = [&](const RrSet& set) -> std::optional<Verdict> {
+        std::string what = set.owner + " " + typeName(set.type);
+        if (ldns_rr_list_rr_count(set.sigs.get()) == 0) {
+            // Unsigned: fine only below a proven-insecure delegation.
+            Walk w = walk(set.owner, false, ctx);
+            if (w.kind == Link::SecureZone)
+                return Verdict{Security::Bogus, what + ": no RRSIG in the signed zone " + w.zone};
+            if (w.kind != Link::Insecure) return Verdict{toSecurity(w.kind), w.reason};
+            anyInsecure = true;
+            insecureWhy = w.reason;
+            return std::nullopt;
+        }
+        const ldns_rr* sig0 = ldns_rr_list_rr(set.sigs.get(), 0);
+        std::string zone = nameOf(ldns_rr_rrsig_signame(sig0));
+        if (!isAtOrBelow(set.owner, zone))
+            return Verdict{Security::Bogus, what + ": signed by " + zone + ", not an ancestor"};
+        Walk w = walk(zone, true, ctx);
+        if (w.kind == Link::Insecure) {
+            anyInsecure = true;
+            insecureWhy = w.reason;
+            return std::nullopt;
+        }
+        if (w.kind != Link::SecureZone) return Verdict{toSecurity(w.kind), w.reason};
+        if (auto why = verify(set, zone, w.keys.get(), ctx); !why.empty())
+            return Verdict{Security::Bogus, what + ": " + why};
+        signer = zone;
+        // A wildcard expansion: the name itself must be proven absent.
+        uint8_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig0));
+        auto ownerLabels = labelsOf(set.owner);
+        if (sigLabels < ownerLabels.size() && (ownerLabels.empty() || ownerLabels[0] != "*")) {
+            std::string nextCloser = joinLast(ownerLabels, sigLabels + 1u);
+            auto auth = rrsetsOf(ldns_pkt_authority(p));
+            for (const auto& s : auth) {
+                if (s.type != LDNS_RR_TYPE_NSEC && s.type != LDNS_RR_TYPE_NSEC3) continue;
+                if (!verify(s, zone, w.keys.get(), ctx).empty()) continue;
+                for (size_t i = 0; i < ldns_rr_list_rr_count(s.rrs.get()); ++i) {
+                    const ldns_rr* r = ldns_rr_list_rr(s.rrs.get(), i);
+                    Rdf target = dname(s.type == LDNS_RR_TYPE_NSEC ? set.owner : nextCloser);
+                    if (s.type == LDNS_RR_TYPE_NSEC3) {
+                        Rdf h(ldns_nsec3_hash_name_frm_nsec3(r, target.get()));
+                        Rdf z(ldns_dname_left_chop(ldns_rr_owner(r)));
+                        if (!h || !z || ldns_dname_cat(h.get(), z.get()) != LDNS_STATUS_OK)
+                            continue;
+                        ldns_dname2canonical(h.get());
+                        target = std::move(h);
+                    }
+                    if (ldns_nsec_covers_name(r, target.get())) return std::nullopt;
+                }
+            }
+            return Verdict{Security::Bogus,
+                           what + ": wildcard answer without proof that the name does not exist"};
+        }
+        return std::nullopt;
+    };
+    // Follow the CNAME chain as the answer parser does.
+    for (unsigned hops = 0; hops <= 8; ++hops) {
+        if (const RrSet* data = findSet(answer, current, qtype)) {
+            if (auto v = check(*data)) return *v;
+            if (anyInsecure) return {Security::Insecure, insecureWhy};
+            return {Security::Secure, "signed by " + signer};
+        }
+        const RrSet* cname =
+            qtype == LDNS_RR_TYPE_CNAME ? nullptr : findSet(answer, current, LDNS_RR_TYPE_CNAME);
+        if (!cname) break;
+        if (auto v = check(*cname)) return *v;
+        current = nameOf(ldns_rr_rdf(ldns_rr_list_rr(cname->rrs.get(), 0), 0));
+    }
+    // No data: NXDOMAIN or NODATA for `current`, proven by the zone that
+    // holds it (the signer of the authority section's proof).
+    auto auth = rrsetsOf(ldns_pkt_authority(p));
+    std::string zone;
+    for (const auto& s : auth) {
+        if (ldns_rr_list_rr_count(s.sigs.get()) > 0 &&
+            (s.type == LDNS_RR_TYPE_SOA || s.type == LDNS_RR_TYPE_NSEC ||
+             s.type == LDNS_RR_TYPE_NSEC3)) {
+            zone = nameOf(ldns_rr_rrsig_signame(ldns_rr_list_rr(s.sigs.get(), 0)));
+            break;
+        }
+    }
+    if (zone.empty()) {
+        Walk w = walk(current, false, ctx);
+        if (w.kind == Link::SecureZone)
+            return {Security::Bogus, "unsigned denial of " + current + " " + typeName(qtype) +
+                                         " in the signed zone " + w.zone};
+        if (anyInsecure && w.kind == Link::Insecure) return {Security::Insecure, w.reason};
+        return {toSecurity(w.kind), w.reason};
+    }
+    if (!isAtOrBelow(current, zone))
+        return {Security::Bogus,
+                "denial of " + current + " signed by " + zone + ", not an ancestor"};
+    Walk w = walk(zone, true, ctx);
+    if (w.kind == Link::Insecure) return {Security::Insecure, w.reason};
+    if (w.kind != Link::SecureZone) return {toSecurity(w.kind), w.reason};
+    Denial d = proveDenial(p, current, qtype, zone, w.keys.get(), ctx);
+    if (!d.ok)
+        return {Security::Bogus, "denial of " + current + " " + typeName(qtype) + ": " + d.why};
+    if (d.insecure || anyInsecure) return {Security::Insecure, d.insecure ? d.why : insecureWhy};
+    return {Security::Secure, "denial signed by " + zone};
+}
+
+// ---------------------------------------------------------------- public
+
+Validator::~Validator() = default;
+
+Result<std::shared_ptr<Validator>> Validator::create(const std::string& anchorText,
+                                                     const std::string& where, Fetch fetch,
+                                                     ValidatorLimits limits) {
+    std::shared_ptr<Validator> v(new Validator());
+    v->impl_ = std::make_unique<Impl>();
+    v->impl_->fetch = std::move(fetch);
+    v->impl_->limits = limits;
+    std::istringstream in(anchorText);
+    std::string line;
+    int lineNo = 0;
+    while (std::getline(in, line)) {
+        ++lineNo;
+        auto semi = line.find(';');
+        if (semi != std::string::npos) line.erase(semi);
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        ldns_rr* raw = nullptr;
+        ldns_status st = ldns_rr_new_frm_str(&raw, line.c_str(), 0, nullptr, nullptr);
+        if (st != LDNS_STATUS_OK || !raw)
+            return Error::permanent(where + ":" + std::to_string(lineNo) + ": " + statusText(st));
+        Rr rr(raw);
+        std::string owner = nameOf(ldns_rr_owner(rr.get()));
+        if (v->anchorZone_.empty()) v->anchorZone_ = owner;
+        if (owner != v->anchorZone_)
+            return Error::permanent(where + ":" + std::to_string(lineNo) +
+                                    ": anchors for two zones (" + v->anchorZone_ + " and " + owner +
+                                    "); one zone per file");
+        if (ldns_rr_get_type(rr.get()) == LDNS_RR_TYPE_DS) {
+            ldns_rr_list_push_rr(v->impl_->anchorDs.get(), rr.release());
+        } else if (ldns_rr_get_type(rr.get()) == LDNS_RR_TYPE_DNSKEY) {
+            ldns_rr_list_push_rr(v->impl_->anchorKeys.get(), rr.release());
+        } else {
+            return Error::permanent(where + ":" + std::to_string(lineNo) +
+                                    ": a trust anchor is a DS or DNSKEY record");
+        }
+    }
+    if (v->anchorZone_.empty())
+        return Error::permanent(where + ": no DS or DNSKEY record: not a trust anchor");
+    v->impl_->anchorZone = v->anchorZone_;
+    return v;
+}
+
+Result<std::shared_ptr<Validator>> Validator::fromFile(const std::string& anchorFile, Fetch fetch,
+                                                       ValidatorLimits limits) {
+    std::ifstream f(anchorFile);
+    if (!f) return Error::permanent("trust anchor " + anchorFile + ": cannot read it");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return create(ss.str(), anchorFile, std::move(fetch), limits);
+}
+
+size_t Validator::cacheSize() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->cache.size();
+}
+
+Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& qname,
+                            uint16_t qtype, int64_t now) {
+    ldns_pkt* raw = nullptr;
+    if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK || !raw)
+        return {Security::Bogus, "malformed response"};
+    Pkt p(raw);
+    Impl::Ctx ctx{now};
+    return impl_->validate(p.get(), fqdn(qname), qtype, ctx);
+}
+
+// ---------------------------------------------------------------- fetching
+
+Validator::Fetch blockingFetcher(std::vector<std::string> servers, uint16_t port,
+                                 unsigned timeoutMs, unsigned attempts) {
+    return [servers, port, timeoutMs, attempts](const std::string& name,
+                                                uint16_t type) -> Result<std::vector<uint8_t>> {
+        ldns_resolver* res = ldns_resolver_new();
+        if (!res) return Error::temporary("out of memory");
+        std::unique_ptr<ldns_resolver, void (*)(ldns_resolver*)> guard(res,
+                                                                       ldns_resolver_deep_free);
+        for (const auto& s : servers) {
+            ldns_rdf* a = ldns_rdf_new_frm_str(
+                s.find(':') != std::string::npos ? LDNS_RDF_TYPE_AAAA : LDNS_RDF_TYPE_A, s.c_str());
+            if (!a) return Error::permanent("bad resolver address " + s);
+            ldns_resolver_push_nameserver(res, a);
+            ldns_rdf_deep_free(a);
+        }
+        ldns_resolver_set_port(res, port);
+        ldns_resolver_set_recursive(res, true);
+        ldns_resolver_set_dnssec(res, true);
+        ldns_resolver_set_dnssec_cd(res, true);
+        ldns_resolver_set_edns_udp_size(res, 1232);
+        ldns_resolver_set_fallback(res, true);
+        ldns_resolver_set_retry(res, static_cast<uint8_t>(std::max(1u, attempts)));
+        ldns_resolver_set_timeout(res, {static_cast<time_t>(timeoutMs / 1000),
+                                        static_cast<suseconds_t>((timeoutMs % 1000) * 1000)});
+        Rdf qname = dname(name);
+        if (!qname) return Error::permanent("bad name " + name);
+        ldns_pkt* raw = nullptr;
+        ldns_status st =
+            ldns_resolver_query_status(&raw, res, qname.get(), static_cast<ldns_rr_type>(type),
+                                       LDNS_RR_CLASS_IN, LDNS_RD | LDNS_CD);
+        if (st != LDNS_STATUS_OK || !raw)
+            return Error::temporary(name + " " + typeName(type) + ": " + statusText(st));
+        Pkt p(raw);
+        uint8_t* wire = nullptr;
+        size_t size = 0;
+        if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)
+            return Error::temporary("cannot encode the response");
+        std::vector<uint8_t> out(wire, wire + size);
+        free(wire);
+        return out;
+    };
+}
+
+}  // namespace danerelay::dns
