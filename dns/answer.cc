@@ -282,8 +282,25 @@ Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, 
     } else {
         a.outcome = ldns_pkt_get_rcode(pkt.get()) == LDNS_RCODE_NXDOMAIN ? Outcome::NxDomain
                                                                          : Outcome::NoData;
-        // Negative TTL: the SOA in the authority section (RFC 2308).
         const ldns_rr_list* auth = ldns_pkt_authority(pkt.get());
+        // A referral (NS and no SOA in authority) is not an answer: the
+        // server did not recurse. Taking it for NODATA would invent absence.
+        if (a.outcome == Outcome::NoData) {
+            bool soa = false;
+            std::string delegated;
+            for (size_t i = 0; auth && i < ldns_rr_list_rr_count(auth); ++i) {
+                const ldns_rr* rr = ldns_rr_list_rr(auth, i);
+                if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA) soa = true;
+                if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NS)
+                    delegated = dnameToString(ldns_rr_owner(rr));
+            }
+            if (!soa && !delegated.empty())
+                return fail(a, Outcome::Error,
+                            "a referral to " + delegated +
+                                ", not an answer (the server does not "
+                                "recurse)");
+        }
+        // Negative TTL: the SOA in the authority section (RFC 2308).
         for (size_t i = 0; auth && i < ldns_rr_list_rr_count(auth); ++i) {
             const ldns_rr* rr = ldns_rr_list_rr(auth, i);
             if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA && ldns_rr_rd_count(rr) == 7) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -39,6 +40,7 @@ List newList() {
 
 // Lower case, trailing dot: the form names are compared and cached in.
 std::string nameOf(const ldns_rdf* d) {
+    if (!d) return ".";
     char* s = ldns_rdf2str(d);
     std::string out = s ? s : "";
     free(s);
@@ -133,7 +135,17 @@ std::vector<RrSet> rrsetsOf(const ldns_rr_list* section) {
         const ldns_rr* rr = ldns_rr_list_rr(section, i);
         if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
         std::string owner = nameOf(ldns_rr_owner(rr));
-        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) {
+        // Records whose rdata lacks fields are dropped here, so nothing
+        // below reads a field that is not there.
+        size_t fields = ldns_rr_rd_count(rr);
+        auto type = ldns_rr_get_type(rr);
+        if ((type == LDNS_RR_TYPE_RRSIG && fields != 9) ||
+            (type == LDNS_RR_TYPE_NSEC3 && fields != 6) ||
+            (type == LDNS_RR_TYPE_NSEC && fields != 2) ||
+            (type == LDNS_RR_TYPE_DNSKEY && fields != 4) ||
+            (type == LDNS_RR_TYPE_DS && fields != 4))
+            continue;
+        if (type == LDNS_RR_TYPE_RRSIG) {
             const ldns_rdf* covered = ldns_rr_rrsig_typecovered(rr);
             if (!covered) continue;
             ldns_rr_list_push_rr(
@@ -182,7 +194,8 @@ struct Validator::Impl {
         int64_t expires = 0;
     };
     struct Ctx {
-        int64_t now;
+        int64_t now;  // the validation time (Unix seconds), injected
+        std::chrono::steady_clock::time_point deadline;
         unsigned fetches = 0;
     };
 
@@ -214,6 +227,9 @@ struct Validator::Impl {
         if (++ctx.fetches > limits.maxFetches)
             return Error::permanent("more than " + std::to_string(limits.maxFetches) +
                                     " key fetches for one answer");
+        if (std::chrono::steady_clock::now() > ctx.deadline)
+            return Error::temporary("out of time (" + std::to_string(limits.maxValidationMs) +
+                                    " ms) fetching keys for one answer");
         auto wire = fetch(name, type);
         if (!wire) return wire.error();
         ldns_pkt* raw = nullptr;
@@ -239,6 +255,9 @@ struct Validator::Impl {
                        Ctx& ctx) {
         size_t n = ldns_rr_list_rr_count(set.sigs.get());
         if (n == 0) return "no RRSIG";
+        // RRSIGs without the records they cover: ldns would read a record
+        // that is not there.
+        if (ldns_rr_list_rr_count(set.rrs.get()) == 0) return "RRSIG without its RRset";
         std::string why;
         unsigned tried = 0;
         for (size_t i = 0; i < n && tried < limits.maxSignaturesPerRrset; ++i) {
@@ -820,7 +839,8 @@ Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& 
     if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK || !raw)
         return {Security::Bogus, "malformed response"};
     Pkt p(raw);
-    Impl::Ctx ctx{now};
+    Impl::Ctx ctx{now, std::chrono::steady_clock::now() +
+                           std::chrono::milliseconds(impl_->limits.maxValidationMs)};
     return impl_->validate(p.get(), fqdn(qname), qtype, ctx);
 }
 

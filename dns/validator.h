@@ -46,6 +46,7 @@ struct ValidatorLimits {
     unsigned maxNsec3Iterations = 150;   // RFC 9276: more is treated as insecure
     unsigned maxChainDepth = 16;         // labels walked below the anchor
     unsigned maxFetches = 40;            // DS/DNSKEY queries for one validation
+    unsigned maxValidationMs = 15000;    // wall-clock budget for one validation's fetches
     uint32_t maxCacheTtl = 3600;         // DS/DNSKEY results cached at most this long
     uint32_t failureCacheTtl = 5;        // bogus/indeterminate links are re-fetched soon
 };

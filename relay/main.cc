@@ -67,12 +67,14 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     WorkerPool workers(poster, 2);
     Committer committer(poster, **spool, cfg.commitBatch);
 
+    // Local DNSSEC validation: key fetches block, so they run on a pool of
+    // their own, where a slow zone cannot hold up spool reads and writes.
+    WorkerPool validators(poster, validator ? 4 : 0);
     auto dnsOptions = resolverOptions(cfg.dns);
     if (validator) {
-        // Local DNSSEC validation: key fetches block, so on the worker pool.
         dnsOptions.validator = validator;
-        dnsOptions.offload = [&workers](std::function<void()> work, std::function<void()> done) {
-            workers.run(std::move(work), std::move(done));
+        dnsOptions.offload = [&validators](std::function<void()> work, std::function<void()> done) {
+            validators.run(std::move(work), std::move(done));
         };
     }
     dns::Resolver resolver(base.get(), dnsOptions);
@@ -154,6 +156,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                                          " from " + cfg.dns.trustAnchor
                                    : std::string("resolver's AD bit")}});
     event_base_dispatch(base.get());
+    validators.stop();
     workers.stop();
     return 0;
 }

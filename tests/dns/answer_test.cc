@@ -72,6 +72,18 @@ TEST(Answer, NegativeAnswersAndTtlFromSoa) {
     EXPECT_EQ(parse(r).outcome, Outcome::Error);
 }
 
+TEST(Answer, AReferralIsNotNoData) {
+    // A server that does not recurse hands back a delegation: NS records in
+    // authority, no SOA. Taking it for NODATA would invent absence.
+    Reply r;
+    r.authority = {"example.org. 3600 IN NS ns1.example.net."};
+    auto a = parse(r);
+    EXPECT_EQ(a.outcome, Outcome::Error);
+    EXPECT_NE(a.detail.find("referral to example.org"), std::string::npos) << a.detail;
+    r.authority.push_back("org. 900 IN SOA ns.org. h.org. 1 2 3 4 60");
+    EXPECT_EQ(parse(r).outcome, Outcome::NoData);
+}
+
 TEST(Answer, NullMx) {
     Reply r;
     r.answer = {"example.org. 300 IN MX 0 ."};

@@ -44,12 +44,13 @@ def wait_until(pred, timeout=30, step=0.2):
 class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
-    def __init__(self, hosts, start_mtas=True, delivery=None, policies=None, policy_files=None):
+    def __init__(self, hosts, start_mtas=True, delivery=None, policies=None, policy_files=None,
+                 validation="local"):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
-        self.relay = h.Relay(
-            dns={"resolvers": [dnslab.RESOLVER], "probe_secure_name": "secure.test",
-                 "probe_bogus_name": "dsmismatch.test", "timeout_ms": 3000},
-            limits={})
+        # The shipped default: DNSSEC validated in-process, behind a resolver
+        # that does not validate. validation="resolver" believes the
+        # validating Unbound's AD bit instead.
+        self.relay = h.Relay(dns=LAB.relay_dns(validation), limits={})
         with open(self.relay.config) as f:
             cfg = json.load(f)
         cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,
@@ -327,6 +328,37 @@ class DeliveryTest(LabCase):
         subjects = sorted(re.search(r"Subject: (restart-\d)", m["text"]).group(1)
                           for m in env.received())
         self.assertEqual(subjects, [f"restart-{i}" for i in range(5)])
+
+
+class LocalValidationDeliveryTest(LabCase):
+    """What local validation adds: reasons, opt-out, and the same decisions
+    as the validating resolver's AD bit."""
+
+    def test_bogus_reason_is_named_in_the_log_and_the_queue(self):
+        env = self.env({"mx.bogus.test": True})
+        qid = env.submit("quinn@bogus.test")
+        self.assert_deferred(env, qid, "quinn@bogus.test", "dnssec-invalid")
+        log = env.relay.read_log()
+        self.assertIn("bogus.test. MX: Bogus DNSSEC signature", log)
+        self.assertIn("event=start", log)
+        self.assertIn("local validation, anchor test.", log)
+
+    def test_nsec3_opt_out_delegation_is_insecure_and_delivered(self):
+        env = self.env({"mx.child.optout.test": False})
+        env.submit("ruth@child.optout.test")
+        got = wait_until(lambda: env.received("ruth@child.optout.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIsNone(got[0]["tls"])  # insecure: opportunistic, and none offered
+
+    def test_resolver_mode_makes_the_same_decisions(self):
+        env = self.env({"mx1.secure.test": True, "mx.bogus.test": True}, validation="resolver")
+        self.assertIn("dnssec=\"resolver's AD bit\"", env.relay.read_log())
+        env.submit("sam@secure.test")
+        q2 = env.submit("tom@bogus.test")
+        got = wait_until(lambda: env.received("sam@secure.test"))
+        self.assertTrue(got, env.relay.read_log()[-3000:])
+        self.assertIn('dane="matched 3 ', env.log_lines("sam@secure.test")[-1])
+        self.assert_deferred(env, q2, "tom@bogus.test", "dnssec-invalid")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ validating and non-validating Unbound), through `danectl probe --json` and the
 daemon's start-up probe. Every outcome the delivery decision depends on."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,13 +15,34 @@ import dnslab  # noqa: E402
 import relayharness as h  # noqa: E402
 
 PROBE_NAMES = ["secure.test", "dsmismatch.test"]  # signed / deliberately bogus
+# On-path attackers in front of the plain resolver (lab/forger.py): one forges
+# TLSA denials, the other a denial of DS (a downgrade to "unsigned").
+FORGER = "127.53.0.4"
+DS_FORGER = "127.53.0.5"
 
 
-def probe(domain, resolver=dnslab.RESOLVER):
-    out = subprocess.run([h.DANECTL, "probe", "--json", "--resolver", resolver,
-                          "--probe-names", *PROBE_NAMES, domain],
-                         capture_output=True, text=True, timeout=60)
+def probe(domain, resolver=dnslab.RESOLVER, validation="resolver", anchor=None):
+    cmd = [h.DANECTL, "probe", "--json", "--resolver", resolver, "--validation", validation,
+           "--probe-names", *PROBE_NAMES, domain]
+    if anchor:
+        cmd[2:2] = ["--trust-anchor", anchor]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     return out.returncode, json.loads(out.stdout)
+
+
+def verdicts(d):
+    """What delivery decides from: every answer's outcome and DNSSEC status."""
+    failed = ("servfail", "timeout", "error")
+
+    def outcome(a):
+        return "failed" if a["outcome"] in failed else a["outcome"]
+    hosts = []
+    for x in d["hosts"]:
+        t = x["tlsa"]
+        hosts.append((x["name"], x.get("address_security"),
+                      t and (t["status"], t["answer"]["security"] if t.get("answer") else None)))
+    return (outcome(d["mx"]), d["mx"]["security"], d.get("null_mx"), d.get("implicit_mx"),
+            tuple(hosts))
 
 
 class DnsLabTest(unittest.TestCase):
@@ -136,11 +158,12 @@ class DnsLabTest(unittest.TestCase):
         self.assertIn("NOT VALIDATING", out)
 
     def test_daemon_start_up_probe(self):
-        for resolver, expect in ((dnslab.RESOLVER, "event=dnssec-probe result=validating"),
-                                 (dnslab.PLAIN_RESOLVER, "event=dnssec-probe-FAILED")):
-            relay = h.Relay(dns={"resolvers": [resolver],
-                                 "probe_secure_name": PROBE_NAMES[0],
-                                 "probe_bogus_name": PROBE_NAMES[1]})
+        resolver_mode = self.lab.relay_dns("resolver")
+        for dns, expect in ((resolver_mode, "event=dnssec-probe result=validating"),
+                            ({**resolver_mode, "resolvers": [dnslab.PLAIN_RESOLVER]},
+                             "event=dnssec-probe-FAILED"),
+                            (self.lab.relay_dns("local"), "event=dnssec-probe result=validating")):
+            relay = h.Relay(dns=dns)
             try:
                 relay.start()
                 deadline = time.monotonic() + 15
@@ -149,6 +172,105 @@ class DnsLabTest(unittest.TestCase):
                 self.assertIn(expect, relay.read_log())
             finally:
                 relay.cleanup()
+
+
+# Every lab name that the delivery decision looks at, NSEC and NSEC3 zones both.
+LAB_NAMES = ["secure.test", "nsec3.test", "insecure.test", "bogus.test", "expired.test",
+             "dsmismatch.test", "nothere.secure.test", "nothere.nsec3.test", "nomx.test",
+             "nullmx.test", "cname.test", "partial.cname.test", "bogustlsa.test", "usage01.test",
+             "badlen.test", "notlsa.test", "lame.test", "optout.test", "child.optout.test",
+             "any.wild.secure.test", "any.wild.nsec3.test", "mx1.secure.test"]
+
+
+class LocalValidationTest(unittest.TestCase):
+    """dns.validation "local": danerelay validates from the lab's anchor by
+    itself, behind a resolver that does not validate, or straight against the
+    authoritative server, and must reach the validating resolver's verdicts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = dnslab.DnsLab().build().start()
+        # the attacker: NODATA claims for names that exist, "proven" by the
+        # real NSEC/NSEC3 records of a sibling that does not
+        forger = os.path.join(os.path.dirname(__file__), "lab", "forger.py")
+        cls.forgers = [subprocess.Popen([sys.executable, forger, address, dnslab.PLAIN_RESOLVER,
+                                         *swaps], stdout=subprocess.DEVNULL)
+                       for address, swaps in (
+                           (FORGER, ["_25._tcp.mx1.secure.test/TLSA=_25._tcp.mx9.secure.test",
+                                     "_25._tcp.mx1.nsec3.test/TLSA=_25._tcp.mx9.nsec3.test"]),
+                           (DS_FORGER, ["secure.test/DS=nosuch.test"]))]
+        time.sleep(0.5)
+        for p in cls.forgers:
+            if p.poll() is not None:
+                raise RuntimeError("forger.py exited at start")
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.forgers:
+            os.kill(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        cls.lab.cleanup()
+
+    def local(self, domain, resolver=dnslab.PLAIN_RESOLVER):
+        return probe(domain, resolver, "local", self.lab.anchor)
+
+    def test_same_verdicts_as_the_validating_resolver(self):
+        for name in LAB_NAMES:
+            _, want = probe(name)
+            self.assertTrue(want["resolver"]["validating"], want["resolver"])
+            for server in (dnslab.PLAIN_RESOLVER, dnslab.NSD):
+                with self.subTest(name=name, server=server):
+                    _, got = self.local(name, server)
+                    self.assertTrue(got["resolver"]["validating"], got["resolver"])
+                    self.assertEqual(verdicts(got), verdicts(want), (got, want))
+
+    def test_the_bogus_ones_say_why(self):
+        for name, why in (("bogus.test", "bogus.test. MX: Bogus DNSSEC signature"),
+                          ("expired.test", "signature has expired"),
+                          ("dsmismatch.test", "DS mismatch")):
+            with self.subTest(name=name):
+                rc, d = self.local(name)
+                self.assertEqual((rc, d["mx"]["security"]), (1, "bogus"))
+                self.assertIn(why, d["mx"]["detail"])
+        _, d = self.local("bogustlsa.test")
+        self.assertEqual(d["hosts"][0]["tlsa"]["status"], "failed")
+        self.assertIn("TLSA: Bogus DNSSEC signature", d["hosts"][0]["tlsa"]["answer"]["detail"])
+
+    def test_insecure_needs_a_signed_denial_of_ds(self):
+        _, d = self.local("insecure.test")
+        self.assertEqual(d["mx"]["security"], "insecure")
+        self.assertIn("has no DS", d["mx"]["detail"])
+        _, d = self.local("child.optout.test")
+        self.assertEqual(d["mx"]["security"], "insecure")
+        self.assertIn("opt-out", d["mx"]["detail"])
+
+    def test_forged_tlsa_denial_is_bogus_not_absent(self):
+        # Honest path first: the TLSA records are there and usable.
+        for host, domain in (("mx1.secure.test", "secure.test"), ("mx1.nsec3.test", "nsec3.test")):
+            with self.subTest(domain=domain):
+                _, d = self.local(domain, dnslab.PLAIN_RESOLVER)
+                self.assertEqual(d["hosts"][0]["tlsa"]["status"], "usable")
+                _, d = self.local(domain, FORGER)
+                t = next(x for x in d["hosts"] if x["name"] == host)["tlsa"]
+                self.assertEqual(t["status"], "failed", t)
+                self.assertEqual(t["answer"]["security"], "bogus", t)
+                self.assertIn("denial of _25._tcp." + host, t["answer"]["detail"])
+
+    def test_forged_ds_denial_does_not_make_a_signed_zone_insecure(self):
+        _, d = self.local("secure.test", DS_FORGER)
+        self.assertEqual(d["mx"]["security"], "bogus", d["mx"])
+        self.assertIn("DS denial for secure.test.", d["mx"]["detail"])
+
+    def test_missing_trust_anchor_stops_the_start(self):
+        dns = {**self.lab.relay_dns("local"), "trust_anchor": "/nonexistent/root.key"}
+        relay = h.Relay(dns=dns)
+        try:
+            with self.assertRaises(RuntimeError) as cm:
+                relay.start()
+            self.assertIn("dns.trust_anchor", str(cm.exception))
+            self.assertIn("/nonexistent/root.key", str(cm.exception))
+        finally:
+            relay.cleanup()
 
 
 if __name__ == "__main__":

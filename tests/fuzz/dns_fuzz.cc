@@ -1,5 +1,6 @@
 // dns_fuzz.cc — fuzz target for DNS response parsing: parseResponse() for each
-// query type we ask, with and without a trusted AD bit, and questionMatches().
+// query type we ask, with and without a trusted AD bit, and questionMatches();
+// and the DNSSEC validator, whose key fetches get the same hostile bytes back.
 // Built with -fsanitize=fuzzer it is a libFuzzer target; otherwise main()
 // (shared with smtp_fuzz, see corpus_main.h) replays a corpus directory.
 #include <cstddef>
@@ -8,6 +9,8 @@
 #include <string>
 
 #include "dns/answer.h"
+#include "dns/validator.h"
+#include "tests/dns/lab_answers.h"
 
 // After the standard headers: ldns's macros confuse libstdc++ under clang.
 #include <ldns/ldns.h>
@@ -49,6 +52,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
     }
     (void)questionMatches(data, size, "example.org", kTypeMx);
+
+    // The validator, with the lab's anchor and its recorded chain of keys
+    // (tests/dns/lab_answers.h), on the fuzzed packet as the answer.
+    static std::shared_ptr<Validator> validator = [] {
+        const auto& lab = danerelay::dns::testing::labAnswers();
+        auto v =
+            Validator::create(lab.anchor, "lab anchor",
+                              [&lab](const std::string& name,
+                                     uint16_t type) -> danerelay::Result<std::vector<uint8_t>> {
+                                  auto it = lab.answers.find({name, type});
+                                  if (it == lab.answers.end())
+                                      return danerelay::Error::temporary("not recorded");
+                                  return it->second;
+                              });
+        return v ? *v : nullptr;
+    }();
+    if (!validator) __builtin_trap();
+    for (uint16_t type : {kTypeMx, kTypeTlsa, kTypeA}) {
+        Verdict v =
+            validator->validate(data, size, qname, type, danerelay::dns::testing::labAnswers().now);
+        if (v.security != Security::Secure && v.reason.empty()) __builtin_trap();  // always a why
+    }
     return 0;
 }
 

@@ -12,7 +12,8 @@ flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZ
 case "$target" in
   smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt \
           -o "$out/fuzz" ;;
-  dns)  clang++ $flags tests/fuzz/dns_fuzz.cc dns/answer.cc -lldns -o "$out/fuzz" ;;
+  dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc dns/answer.cc \
+          dns/validator.cc -lldns -o "$out/fuzz" ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 "$out/fuzz" -max_total_time="${2:-60}" -max_len=4096 "$out/corpus"

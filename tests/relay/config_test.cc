@@ -45,6 +45,37 @@ TEST_F(ConfigTest, MinimalWithDefaults) {
     EXPECT_EQ(c.listeners[0].tls, ListenerTls::StartTls);
     EXPECT_EQ(c.limits.maxMessageSize, 10240000u);
     EXPECT_FALSE(c.hostname.empty());
+    // DNSSEC is validated in-process by default, from Debian's root anchor.
+    EXPECT_EQ(c.dns.validation, "local");
+    EXPECT_EQ(c.dns.trustAnchor, "/usr/share/dns/root.key");
+}
+
+TEST_F(ConfigTest, DnssecValidationModes) {
+    auto c = loadConfig(write(
+        R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
+            "dns": {"validation": "local", "trust_anchor": "keys/test.anchor"}})"));
+    EXPECT_EQ(c.dns.trustAnchor, dir_ + "/keys/test.anchor");  // relative to the config file
+    c = loadConfig(write(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
+                             "dns": {"validation": "resolver"}})"));
+    EXPECT_EQ(c.dns.validation, "resolver");
+    EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
+                          "dns": {"validation": "ad-bit"}})")
+                  .find("dns.validation"),
+              std::string::npos);
+}
+
+TEST_F(ConfigTest, MissingTrustAnchorIsAClearError) {
+    DnsConfig d;
+    d.trustAnchor = dir_ + "/no-such.key";
+    auto v = loadValidator(d);
+    ASSERT_FALSE(v);
+    EXPECT_NE(v.error().message.find("dns.trust_anchor"), std::string::npos) << v.error().message;
+    EXPECT_NE(v.error().message.find(dir_ + "/no-such.key"), std::string::npos);
+    std::ofstream(dir_ + "/bad.key") << ". IN DNSKEY 257 3 8 AwEAAaz\n. IN A 127.0.0.1\n";
+    d.trustAnchor = dir_ + "/bad.key";
+    v = loadValidator(d);
+    ASSERT_FALSE(v);
+    EXPECT_NE(v.error().message.find("bad.key:"), std::string::npos) << v.error().message;
 }
 
 TEST_F(ConfigTest, ShippedExampleLoads) {
@@ -53,6 +84,7 @@ TEST_F(ConfigTest, ShippedExampleLoads) {
     auto c = loadConfig(path);
     EXPECT_EQ(c.listeners.size(), 2u);
     EXPECT_FALSE(c.relayNetworks.empty());
+    EXPECT_EQ(c.dns.validation, "local");
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {

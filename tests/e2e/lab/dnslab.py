@@ -46,6 +46,7 @@ HOSTS = {
     "mx.usage01.test": "127.0.3.3",
     "mx.badlen.test": "127.0.3.4",
     "mx.notlsa.test": "127.0.3.5",
+    "mx.child.optout.test": "127.0.2.5",
 }
 
 
@@ -76,7 +77,8 @@ class DnsLab:
         return _run("ldns-key2ds", "-n", "-2", key_base + ".key",
                     cwd=self.zones_dir).stdout.decode().strip()
 
-    def _write_zone(self, zone, records, sign=True, nsec3=False, expired=False, dnskey=None):
+    def _write_zone(self, zone, records, sign=True, nsec3=False, expired=False, dnskey=None,
+                    optout=False):
         base = os.path.join(self.zones_dir, zone.rstrip(".") or "root")
         body = [f"$ORIGIN {zone}", "$TTL 300",
                 f"@ IN SOA ns.test. hostmaster.test. {int(time.time()) % 2**31} 3600 600 86400 60",
@@ -86,6 +88,8 @@ class DnsLab:
         if not sign:
             shutil.copy(base + ".zone", base + ".signed")
             return None
+        if optout:
+            return self._sign_optout(zone, base)
         ksk, zsk = dnskey or self._keys(zone)
         args = ["ldns-signzone", "-o", zone, "-f", base + ".signed"]
         if nsec3:
@@ -95,6 +99,19 @@ class DnsLab:
         args += [base + ".zone", ksk, zsk]
         _run(*args, cwd=self.zones_dir)
         return ksk
+
+    def _sign_optout(self, zone, base):
+        """NSEC3 with opt-out, signed by BIND's dnssec-signzone: unlike
+        ldns-signzone -p, it leaves unsigned delegations out of the chain, so
+        they lie in an opt-out span (RFC 5155 6). Returns the KSK for _ds()."""
+        keydir = os.path.join(self.zones_dir, "bind-" + zone.rstrip("."))
+        os.makedirs(keydir, exist_ok=True)
+        ksk = _run("dnssec-keygen", "-q", "-K", keydir, "-a", "ECDSAP256SHA256", "-f", "KSK",
+                   zone).stdout.decode().strip()
+        _run("dnssec-keygen", "-q", "-K", keydir, "-a", "ECDSAP256SHA256", zone)
+        _run("dnssec-signzone", "-q", "-3", "abcd", "-H", "1", "-A", "-S", "-K", keydir,
+             "-o", zone, "-f", base + ".signed", base + ".zone", cwd=self.zones_dir)
+        return os.path.join(keydir, ksk)
 
     def _corrupt_rrsig(self, zone, covered_type, owner_prefix):
         """Flip one character in the signature of an RRSIG over covered_type."""
@@ -145,12 +162,22 @@ class DnsLab:
             f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 0, 1)}",
             f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 1, 1)}",
             f"_25._tcp.mx2 IN TLSA {tlsa(pki.intermediate['crt'], 2, 0, 0)}",
+            "*.wild IN MX 10 mx1",
         ])
         n3 = self.certs["mx1.nsec3.test"]["crt"]
         secure_zone("nsec3.test.", [
             "@ IN MX 10 mx1", *self._host_records("mx1.nsec3.test", "nsec3.test"),
             f"_25._tcp.mx1 IN TLSA {tlsa(n3, 3, 1, 1)}",
+            "*.wild IN MX 10 mx1",
         ], nsec3=True)
+        # optout: NSEC3 with opt-out, and an unsigned delegation (no DS) that
+        # only the opt-out span covers
+        secure_zone("optout.test.", [
+            "@ IN MX 10 mx.child", "child IN NS ns.test.",
+        ], nsec3=True, optout=True)
+        self._write_zone("child.optout.test.", [
+            "@ IN MX 10 mx", *self._host_records("mx.child.optout.test", "child.optout.test"),
+        ], sign=False)
         self._write_zone("insecure.test.", [
             "@ IN MX 10 mx", *self._host_records("mx.insecure.test", "insecure.test"),
         ], sign=False)
@@ -202,11 +229,14 @@ class DnsLab:
         ])
         self.child_zones = ["notlsa.test.", "secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
                             "expired.test.", "dsmismatch.test.", "nullmx.test.", "nomx.test.",
-                            "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test."]
+                            "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test.",
+                            "optout.test.", "child.optout.test."]
         # The TLD: delegations, DS for the secure children, a lame delegation.
         # lame.test: delegated to an address where no server listens (SERVFAIL)
         records = ["ns IN A " + NSD, "lame IN NS ns.lame", "ns.lame IN A 127.53.0.9"]
         for z in self.child_zones:
+            if z.count(".") > 2:
+                continue  # delegated by its own parent, not by test.
             records.append(f"{z} IN NS ns.test.")
             if z in ds:
                 records.append(ds[z])
@@ -311,6 +341,17 @@ remote-control:
                 return len(s.recv(4096)) >= 12
             except OSError:
                 return False
+
+    def relay_dns(self, validation="local"):
+        """The relay's "dns" configuration for this lab. local: validate
+        in-process from the lab's anchor, behind the resolver that does not
+        validate; resolver: believe the validating Unbound's AD bit."""
+        common = {"probe_secure_name": "secure.test", "probe_bogus_name": "dsmismatch.test",
+                  "timeout_ms": 3000}
+        if validation == "local":
+            return {"resolvers": [PLAIN_RESOLVER], "validation": "local",
+                    "trust_anchor": self.anchor, **common}
+        return {"resolvers": [RESOLVER], "validation": "resolver", **common}
 
     def read(self, name):
         try:
