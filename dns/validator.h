@@ -15,8 +15,8 @@
 //                      verified first (ldns's denial checks do not look at
 //                      signatures); NSEC proofs are checked here (exact
 //                      match, empty non-terminal, closest encloser and
-//                      wildcard), NSEC3 proofs with ldns after the
-//                      signature check;
+//                      wildcard), and so are NSEC3 proofs (RFC 5155 8:
+//                      closest encloser, next closer, wildcard, opt-out);
 //   insecure           only where a signed denial of DS proves an unsigned
 //                      delegation (or an NSEC3 opt-out span covers it), or
 //                      the name lies outside the anchor's zone.
@@ -44,6 +44,7 @@ struct ValidatorLimits {
     unsigned maxSignaturesPerRrset = 4;  // RRSIGs tried for one RRset
     unsigned maxKeysPerSet = 16;         // DNSKEYs considered in one set
     unsigned maxNsec3Iterations = 150;   // RFC 9276: more is treated as insecure
+    unsigned maxDenialRecords = 8;       // NSEC/NSEC3 RRsets checked for one proof
     unsigned maxChainDepth = 16;         // labels walked below the anchor
     unsigned maxFetches = 40;            // DS/DNSKEY queries for one validation
     unsigned maxValidationMs = 15000;    // wall-clock budget for one validation's fetches

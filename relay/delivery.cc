@@ -56,7 +56,8 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
     // The MX lookup itself.
     if (mx.security == Security::Bogus) {
         return verdict(A::Defer, "4.7.5",
-                       "MX lookup for " + d.domain + " failed DNSSEC validation (dnssec-invalid)");
+                       "MX lookup for " + d.domain + " failed DNSSEC validation (dnssec-invalid" +
+                           (mx.detail.empty() ? "" : ": " + mx.detail) + ")");
     }
     if (mx.outcome == Outcome::ServFail || mx.outcome == Outcome::Timeout ||
         mx.outcome == Outcome::Error) {

@@ -21,6 +21,16 @@ dns::Security HostInfo::addressSecurity() const {
         }
         return 0;
     };
+    // A family whose lookup failed without a DNSSEC verdict (timeout,
+    // SERVFAIL) contributes no addresses; it must not turn the other
+    // family's secure answer into "not secure", or dropping one query would
+    // switch DANE off (RFC 7672 2.2.2: use the addresses that validated).
+    auto failed = [](const dns::Answer& x) {
+        return x.security == Security::Indeterminate && x.outcome != Outcome::Data &&
+               x.outcome != Outcome::NxDomain && x.outcome != Outcome::NoData;
+    };
+    if (a.outcome == Outcome::Data && failed(aaaa)) return a.security;
+    if (aaaa.outcome == Outcome::Data && failed(a)) return aaaa.security;
     return rank(a.security) <= rank(aaaa.security) ? a.security : aaaa.security;
 }
 

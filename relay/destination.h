@@ -30,7 +30,9 @@ struct HostInfo {
     std::string tlsaBase;  // the name the TLSA RRset was found under
     dns::Answer tlsa;
     dns::TlsaStatus tlsaStatus = dns::TlsaStatus::Insecure;
-    dns::Security addressSecurity() const;  // the weaker of A and AAAA
+    // The weaker of A and AAAA; a family that failed (timeout, SERVFAIL)
+    // beside one with data does not count.
+    dns::Security addressSecurity() const;
 };
 
 struct DestinationInfo {

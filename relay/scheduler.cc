@@ -439,7 +439,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     std::shared_ptr<const std::string> content_;
     std::map<size_t, Outcome> outcomes_;
     std::map<size_t, std::vector<queue::AttemptRecord>> tries_;  // this attempt's tries
-    std::map<std::string, std::string> policyText_;  // domain → "level@file:line"
+    std::map<std::string, std::string> policyText_;              // domain → "level@file:line"
     size_t pendingDomains_ = 0;
     bool force_ = false;
     std::function<void(AdminResult)> bounceDone_;

@@ -105,6 +105,22 @@ TEST(Plan, BogusAddressSkipsTheHostOnly) {
     EXPECT_TRUE(p.hosts[0].addresses.empty());  // never an address from a bogus answer
 }
 
+TEST(Plan, AFailedAaaaLookupDoesNotSwitchDaneOff) {
+    // A secure, AAAA timed out (an attacker dropped it): still DANE over the
+    // A address, never opportunistic.
+    HostInfo h = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    h.aaaa = ans(Outcome::Timeout, Security::Indeterminate);
+    EXPECT_EQ(h.addressSecurity(), Security::Secure);
+    auto p = plan(dest(Security::Secure, {h}), true, false);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(p.hosts[0].mode, TlsMode::Dane);
+    EXPECT_EQ(p.hosts[0].addresses, std::vector<std::string>{"192.0.2.1"});
+    // Both failed: the host is skipped, not downgraded.
+    h.a = ans(Outcome::ServFail, Security::Indeterminate);
+    p = plan(dest(Security::Secure, {h}), true, false);
+    EXPECT_NE(p.action, DeliveryPlan::Action::Deliver);
+}
+
 TEST(Plan, MxLookupFailuresDeferNeverInsecure) {
     EXPECT_EQ(plan(dest(Security::Bogus, {}, Outcome::ServFail), true, false).status, "4.7.5");
     EXPECT_EQ(plan(dest(Security::Indeterminate, {}, Outcome::Timeout), true, false).action,
