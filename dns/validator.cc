@@ -366,6 +366,28 @@ struct Validator::Impl {
         return bitmap && ldns_nsec_bitmap_covers_type(bitmap, static_cast<ldns_rr_type>(t));
     }
 
+    // Does the type bitmap of the NSEC or NSEC3 for `what` prove that it has
+    // no `type`? Empty: yes; else why not.
+    static std::string absentFrom(const ldns_rdf* bm, uint16_t type, const std::string& record,
+                                  const std::string& what) {
+        if (bitmapHas(bm, type) || bitmapHas(bm, LDNS_RR_TYPE_CNAME))
+            return "the " + record + " for " + what + " lists " + typeName(type) + " (or a CNAME)";
+        // The parent side of a delegation says nothing about the child's
+        // records except DS.
+        if (type != LDNS_RR_TYPE_DS && bitmapHas(bm, LDNS_RR_TYPE_NS) &&
+            !bitmapHas(bm, LDNS_RR_TYPE_SOA))
+            return "the " + record + " for " + what + " is the parent side of a delegation";
+        return "";
+    }
+
+    // The name exists: what its bitmap says for the walk down the chain.
+    static void noteExact(Denial& d, const ldns_rdf* bm) {
+        d.exact = true;
+        d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
+        d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
+        d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
+    }
+
     // NSEC (RFC 4035 5.4): exact-match NODATA, empty non-terminal, wildcard
     // NODATA, NXDOMAIN with the wildcard denied.
     Denial proveNsec(Denial d, const ldns_rr_list* nsecs, const std::string& name, uint16_t type) {
@@ -383,28 +405,13 @@ struct Validator::Impl {
             }
         }
         auto nodataAt = [&](const ldns_rr* r, const std::string& what) -> bool {
-            const ldns_rdf* bm = ldns_rr_rdf(r, 1);
-            if (bitmapHas(bm, type) || bitmapHas(bm, LDNS_RR_TYPE_CNAME)) {
-                d.why = "the NSEC at " + what + " lists " + typeName(type) + " (or a CNAME)";
-                return false;
-            }
-            // The parent side of a delegation says nothing about the child's
-            // records except DS.
-            if (type != LDNS_RR_TYPE_DS && bitmapHas(bm, LDNS_RR_TYPE_NS) &&
-                !bitmapHas(bm, LDNS_RR_TYPE_SOA)) {
-                d.why = "the NSEC at " + what + " is the parent side of a delegation";
-                return false;
-            }
-            return true;
+            d.why = absentFrom(ldns_rr_rdf(r, 1), type, "NSEC", what);
+            return d.why.empty();
         };
         if (!d.nxdomain) {
             if (exact) {
                 if (!nodataAt(exact, name)) return d;
-                const ldns_rdf* bm = ldns_rr_rdf(exact, 1);
-                d.exact = true;
-                d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
-                d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
-                d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
+                noteExact(d, ldns_rr_rdf(exact, 1));
                 d.ok = true;
                 return d;
             }
@@ -525,27 +532,14 @@ struct Validator::Impl {
             set.rrs.push_back(r);
         }
         auto lacks = [&](const ldns_rr* r, const std::string& what) {
-            const ldns_rdf* bm = ldns_nsec3_bitmap(r);
-            if (bitmapHas(bm, type) || bitmapHas(bm, LDNS_RR_TYPE_CNAME)) {
-                d.why = "the NSEC3 for " + what + " lists " + typeName(type) + " (or a CNAME)";
-                return false;
-            }
-            if (type != LDNS_RR_TYPE_DS && bitmapHas(bm, LDNS_RR_TYPE_NS) &&
-                !bitmapHas(bm, LDNS_RR_TYPE_SOA)) {
-                d.why = "the NSEC3 for " + what + " is the parent side of a delegation";
-                return false;
-            }
-            return true;
+            d.why = absentFrom(ldns_nsec3_bitmap(r), type, "NSEC3", what);
+            return d.why.empty();
         };
         // NODATA, the name itself matched (RFC 5155 8.5, 8.6 first part).
         if (!d.nxdomain) {
             if (const ldns_rr* m = set.match(name)) {
                 if (!lacks(m, name)) return d;
-                const ldns_rdf* bm = ldns_nsec3_bitmap(m);
-                d.exact = true;
-                d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
-                d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
-                d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
+                noteExact(d, ldns_nsec3_bitmap(m));
                 d.ok = true;
                 return d;
             }
