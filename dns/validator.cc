@@ -250,9 +250,11 @@ struct Validator::Impl {
     }
 
     // An RRset signed by `zone` with `keys`: the first of at most N RRSIGs
-    // that verifies at ctx.now. Empty string: verified; else why not.
+    // that verifies at ctx.now, each against at most M keys of its key tag
+    // and algorithm (zone keys only). Empty string: verified, and *good (if
+    // asked) is the RRSIG that did it; else why not.
     std::string verify(const RrSet& set, const std::string& zone, const ldns_rr_list* keys,
-                       Ctx& ctx) {
+                       Ctx& ctx, const ldns_rr** good = nullptr) {
         size_t n = ldns_rr_list_rr_count(set.sigs.get());
         if (n == 0) return "no RRSIG";
         // RRSIGs without the records they cover: ldns would read a record
@@ -268,9 +270,29 @@ struct Validator::Impl {
                 continue;
             }
             ++tried;
-            ldns_status st = ldns_verify_rrsig_keylist_time(set.rrs.get(), sig, keys,
-                                                            static_cast<time_t>(ctx.now), nullptr);
-            if (st == LDNS_STATUS_OK) return "";
+            uint16_t tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
+            uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+            // ldns's list type wants mutable records; it only reads them.
+            ldns_rr_list* candidates = ldns_rr_list_new();
+            for (size_t k = 0; k < ldns_rr_list_rr_count(keys) &&
+                               ldns_rr_list_rr_count(candidates) < limits.maxKeysPerSignature;
+                 ++k) {
+                ldns_rr* key = ldns_rr_list_rr(keys, k);
+                if (ldns_rr_rd_count(key) == 4 && ldns_calc_keytag(key) == tag &&
+                    ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) == alg &&
+                    (ldns_rdf2native_int16(ldns_rr_dnskey_flags(key)) & LDNS_KEY_ZONE_KEY))
+                    ldns_rr_list_push_rr(candidates, key);
+            }
+            ldns_status st =
+                ldns_rr_list_rr_count(candidates) == 0
+                    ? LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY
+                    : ldns_verify_rrsig_keylist_time(set.rrs.get(), sig, candidates,
+                                                     static_cast<time_t>(ctx.now), nullptr);
+            ldns_rr_list_free(candidates);  // the list only, not the keys
+            if (st == LDNS_STATUS_OK) {
+                if (good) *good = sig;
+                return "";
+            }
             why = statusText(st);
         }
         return why.empty() ? "no usable RRSIG" : why;
@@ -390,6 +412,19 @@ struct Validator::Impl {
 
     // NSEC (RFC 4035 5.4): exact-match NODATA, empty non-terminal, wildcard
     // NODATA, NXDOMAIN with the wildcard denied.
+    // An NSEC at a zone cut (NS without SOA) or a DNAME says nothing about
+    // the names below it: they are another zone's, or redirected. Its span
+    // "covers" them in canonical order all the same, so such an NSEC must not
+    // prove them absent (RFC 6840 4.1): else a parent's delegation NSEC,
+    // replayed, would deny any name in a signed child.
+    static bool cutAbove(const ldns_rr* nsec, const std::string& name) {
+        std::string owner = nameOf(ldns_rr_owner(nsec));
+        if (owner == name || !isAtOrBelow(name, owner)) return false;
+        const ldns_rdf* bm = ldns_rr_rdf(nsec, 1);
+        return (bitmapHas(bm, LDNS_RR_TYPE_NS) && !bitmapHas(bm, LDNS_RR_TYPE_SOA)) ||
+               bitmapHas(bm, LDNS_RR_TYPE_DNAME);
+    }
+
     Denial proveNsec(Denial d, const ldns_rr_list* nsecs, const std::string& name, uint16_t type) {
         Rdf qname = dname(name);
         size_t n = ldns_rr_list_rr_count(nsecs);
@@ -401,6 +436,11 @@ struct Validator::Impl {
             if (nameOf(ldns_rr_owner(r)) == name) {
                 exact = r;
             } else if (ldns_nsec_covers_name(r, qname.get())) {
+                if (cutAbove(r, name)) {
+                    d.why = "the NSEC at " + nameOf(ldns_rr_owner(r)) +
+                            " is a zone cut or DNAME above " + name;
+                    return d;
+                }
                 cover = r;
             }
         }
@@ -452,7 +492,7 @@ struct Validator::Impl {
         for (size_t i = 0; i < n; ++i) {
             const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
             if (ldns_rr_rd_count(r) >= 2 && ldns_nsec_covers_name(r, wcName.get()) &&
-                nameOf(ldns_rr_owner(r)) != wc) {
+                nameOf(ldns_rr_owner(r)) != wc && !cutAbove(r, wc)) {
                 d.ok = true;
                 return d;
             }
@@ -581,6 +621,12 @@ struct Validator::Impl {
                 return d;
             }
             d.ok = true;
+            // An opt-out span may hide an unsigned delegation at the next
+            // closer name: the name's absence is not proven (RFC 5155 9.2).
+            if (ldns_nsec3_optout(nextCover)) {
+                d.insecure = true;
+                d.why = nextCloser + " is in an NSEC3 opt-out span of " + zone;
+            }
             return d;
         }
         // NODATA without a match: a wildcard that lacks the type (8.7), or a
@@ -776,11 +822,13 @@ Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, u
             return std::nullopt;
         }
         if (w.kind != Link::SecureZone) return Verdict{toSecurity(w.kind), w.reason};
-        if (auto why = verify(set, zone, w.keys.get(), ctx); !why.empty())
+        const ldns_rr* good = nullptr;
+        if (auto why = verify(set, zone, w.keys.get(), ctx, &good); !why.empty())
             return Verdict{Security::Bogus, what + ": " + why};
         signer = zone;
-        // A wildcard expansion: the name itself must be proven absent.
-        uint8_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig0));
+        // A wildcard expansion (by the labels of the RRSIG that verified, not
+        // of any other one beside it): the name itself must be proven absent.
+        uint8_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(good));
         auto ownerLabels = labelsOf(set.owner);
         if (sigLabels < ownerLabels.size() && (ownerLabels.empty() || ownerLabels[0] != "*")) {
             std::string nextCloser = joinLast(ownerLabels, sigLabels + 1u);

@@ -42,6 +42,7 @@ namespace danerelay::dns {
 
 struct ValidatorLimits {
     unsigned maxSignaturesPerRrset = 4;  // RRSIGs tried for one RRset
+    unsigned maxKeysPerSignature = 4;    // DNSKEYs of its key tag tried for one RRSIG
     unsigned maxKeysPerSet = 16;         // DNSKEYs considered in one set
     unsigned maxNsec3Iterations = 150;   // RFC 9276: more is treated as insecure
     unsigned maxDenialRecords = 8;       // NSEC/NSEC3 RRsets checked for one proof

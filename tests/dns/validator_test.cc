@@ -175,6 +175,38 @@ TEST_F(ValidatorTest, WildcardExpansionNeedsItsProof) {
     }
 }
 
+TEST_F(ValidatorTest, AWildcardRrsigCannotHideBehindAnotherRrsig) {
+    // The wildcard answer without its proof, and in front of its genuine
+    // RRSIG a copy that claims every label (so "not a wildcard"); the copy
+    // does not verify, the genuine one does, and it is the genuine one's
+    // label count that says whether a proof is needed.
+    auto forged = edit(lab().answers.at({"any.wild.secure.test.", kMx}), [](ldns_pkt* p) {
+        filter(p, LDNS_SECTION_AUTHORITY, [](const ldns_rr* rr) {
+            return !isType(rr, LDNS_RR_TYPE_NSEC) && !isType(rr, LDNS_RR_TYPE_NSEC3) &&
+                   !(isType(rr, LDNS_RR_TYPE_RRSIG) &&
+                     ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(rr)) == LDNS_RR_TYPE_NSEC);
+        });
+        ldns_rr_list* old = ldns_pkt_answer(p);
+        ldns_rr_list* out = ldns_rr_list_new();
+        for (size_t i = 0; i < ldns_rr_list_rr_count(old); ++i) {
+            ldns_rr* rr = ldns_rr_list_rr(old, i);
+            if (isType(rr, LDNS_RR_TYPE_RRSIG)) {
+                ldns_rr* fake = ldns_rr_clone(rr);
+                ldns_rdf_deep_free(
+                    ldns_rr_set_rdf(fake, ldns_native2rdf_int8(LDNS_RDF_TYPE_INT8, 4), 2));
+                ldns_rr_list_push_rr(out, fake);
+            }
+            ldns_rr_list_push_rr(out, ldns_rr_clone(rr));
+        }
+        ldns_pkt_set_answer(p, out);
+        ldns_pkt_set_ancount(p, static_cast<uint16_t>(ldns_rr_list_rr_count(out)));
+        ldns_rr_list_deep_free(old);
+    });
+    Verdict v = checkWire(forged, "any.wild.secure.test.", kMx);
+    EXPECT_EQ(v.security, Security::Bogus) << v.reason;
+    EXPECT_NE(v.reason.find("wildcard"), std::string::npos) << v.reason;
+}
+
 // ------------------------------------------------------------ denials
 
 TEST_F(ValidatorTest, NsecAndNsec3DenialsAreSecure) {
@@ -205,6 +237,19 @@ TEST_F(ValidatorTest, ForgedDenialOfExistingTlsaIsBogus) {
         // The untouched NXDOMAIN is a valid proof for the decoy.
         EXPECT_EQ(check(decoy, kTlsa).security, Security::Secure);
     }
+}
+
+TEST_F(ValidatorTest, ParentsDelegationNsecDeniesNothingInTheChild) {
+    // The NXDOMAIN for secure0.test comes from test.: its NSEC at the
+    // delegation secure.test. spans every name below secure.test in
+    // canonical order, the wildcard *.secure.test too. Replayed as the
+    // answer for a TLSA record that exists in the signed child, it must not
+    // pass for "securely absent".
+    const auto& wire = lab().answers.at({"secure0.test.", kDs});
+    EXPECT_EQ(checkWire(wire, "secure0.test.", kDs).security, Security::Secure);
+    Verdict v = checkWire(wire, "_25._tcp.mx1.secure.test.", kTlsa);
+    EXPECT_EQ(v.security, Security::Bogus) << v.reason;
+    EXPECT_NE(v.reason.find("zone cut"), std::string::npos) << v.reason;
 }
 
 TEST_F(ValidatorTest, DenialWithoutItsWildcardProofIsBogus) {
