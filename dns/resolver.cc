@@ -460,11 +460,16 @@ void Resolver::probe(std::function<void(bool, const std::string&)> done) {
     lookup(opts_.probeSecureName, kTypeA, [this, done](const Answer& secure) {
         if (secure.security != Security::Secure) {
             validating_ = false;
+            bool unanswered = secure.outcome == Outcome::Timeout ||
+                              secure.outcome == Outcome::Error ||
+                              (secure.outcome == Outcome::ServFail &&
+                               secure.security == Security::Indeterminate && !opts_.validator);
             probeDetail_ =
                 opts_.probeSecureName + " is " + toString(secure.security) + " (" +
-                toString(secure.outcome) + ", " + secure.detail +
-                (opts_.validator ? "): local DNSSEC validation failed"
-                                 : "): the resolver does not validate, or is not trusted");
+                toString(secure.outcome) + ", " + secure.detail + "): " +
+                (unanswered        ? "no usable answer from the resolvers"
+                 : opts_.validator ? "local DNSSEC validation failed"
+                                   : "the resolver does not validate, or is not trusted");
             done(false, probeDetail_);
             return;
         }

@@ -140,9 +140,10 @@ TEST_F(ValidatorTest, DnskeyTrustAnchorWorksLikeADs) {
     for (size_t i = 0; i < ldns_rr_list_rr_count(ldns_pkt_answer(p)); ++i) {
         ldns_rr* rr = ldns_rr_list_rr(ldns_pkt_answer(p), i);
         if (isType(rr, LDNS_RR_TYPE_DNSKEY) && (ldns_rdf2native_int16(ldns_rr_rdf(rr, 0)) & 1)) {
-            char* s = ldns_rr2str(rr);
-            anchor += std::string("; the KSK\n") + s;
-            free(s);
+            // As root.key writes it: no TTL, a trailing comment.
+            char* rd = ldns_rdf2str(ldns_rr_rdf(rr, 3));
+            anchor += "; the KSK\ntest. IN DNSKEY 257 3 13 " + std::string(rd) + " ; keytag\n";
+            free(rd);
         }
     }
     ldns_pkt_free(p);

@@ -45,12 +45,12 @@ class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
     def __init__(self, hosts, start_mtas=True, delivery=None, policies=None, policy_files=None,
-                 validation="local"):
+                 validation="local", dns=None):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
         # The shipped default: DNSSEC validated in-process, behind a resolver
         # that does not validate. validation="resolver" believes the
-        # validating Unbound's AD bit instead.
-        self.relay = h.Relay(dns=LAB.relay_dns(validation), limits={})
+        # validating Unbound's AD bit instead; dns= replaces the whole section.
+        self.relay = h.Relay(dns=dns or LAB.relay_dns(validation), limits={})
         with open(self.relay.config) as f:
             cfg = json.load(f)
         cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,
@@ -349,6 +349,38 @@ class LocalValidationDeliveryTest(LabCase):
         got = wait_until(lambda: env.received("ruth@child.optout.test"))
         self.assertTrue(got, env.relay.read_log()[-3000:])
         self.assertIsNone(got[0]["tls"])  # insecure: opportunistic, and none offered
+
+    def test_a_zone_whose_keys_never_come_stalls_no_other_delivery(self):
+        # An on-path box drops every DNSKEY query for nsec3.test: validating
+        # its MX blocks on key fetches (timeouts, retries) on the validator's
+        # worker threads; the loop and other destinations must not wait.
+        forger = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "lab", "forger.py"),
+             "127.53.0.6", dnslab.PLAIN_RESOLVER, "nsec3.test/DNSKEY=-"],
+            stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            self.assertIsNone(forger.poll())
+            dns = {**LAB.relay_dns("local"), "resolvers": ["127.53.0.6"], "timeout_ms": 2000}
+            env = self.env({"mx.insecure.test": False}, dns=dns)
+            stalled = env.submit("uma@nsec3.test")
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            env.submit("vic@insecure.test")
+            got = wait_until(lambda: env.received("vic@insecure.test"), timeout=20)
+            took = time.monotonic() - t0
+            self.assertTrue(got, env.relay.read_log()[-3000:])
+            self.assertLess(took, 5, "a delivery waited on another zone's key fetches")
+            # ... while nsec3.test is still waiting for its keys, or deferred
+            # for want of them, never delivered without DANE.
+            self.assertEqual(env.received("uma@nsec3.test"), [])
+            st = wait_until(lambda: (env.states(stalled) or {}).get("uma@nsec3.test", ("",))[0]
+                            == "deferred" and env.states(stalled), timeout=40)
+            self.assertTrue(st, env.relay.read_log()[-3000:])
+            self.assertIn("DNSKEY", st["uma@nsec3.test"][1])
+        finally:
+            os.kill(forger.pid, signal.SIGTERM)
+            forger.wait(timeout=10)
 
     def test_resolver_mode_makes_the_same_decisions(self):
         env = self.env({"mx1.secure.test": True, "mx.bogus.test": True}, validation="resolver")

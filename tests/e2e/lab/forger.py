@@ -9,7 +9,8 @@ without it) is sent upstream as DECOY instead (a name of the
 same label lengths that does not exist, so the upstream answer is a real,
 correctly signed NXDOMAIN for DECOY); the reply gets QNAME back in its
 question and rcode NOERROR: a NODATA claim for QNAME whose NSEC/NSEC3 proof is
-genuine but proves something else. Every other query passes untouched.
+genuine but proves something else. QNAME[/TYPE]=- drops the query instead
+(a key server that never answers). Every other query passes untouched.
 Loopback only; one datagram at a time, each upstream wait bounded (2 s); the
 test starts and stops it by PID.
 """
@@ -17,7 +18,7 @@ import socket
 import struct
 import sys
 
-TYPES = {"A": 1, "MX": 15, "DS": 43, "TLSA": 52}
+TYPES = {"A": 1, "MX": 15, "DS": 43, "DNSKEY": 48, "TLSA": 52}
 
 
 def encode(name):
@@ -34,6 +35,9 @@ def main():
         real, decoy = arg.split("=")
         real, _, qtype = real.partition("/")
         qtype = int(TYPES.get(qtype, qtype)) if qtype else None
+        if decoy == "-":
+            swaps[(encode(real.lower()), qtype)] = None
+            continue
         r, d = encode(real.lower()), encode(decoy.lower())
         assert len(r) == len(d) and [len(x) for x in real.split(".")] == \
             [len(x) for x in decoy.split(".")], "the decoy must have the same label lengths"
@@ -50,7 +54,10 @@ def main():
         if end == 0 or len(query) < end + 2:
             continue
         qtype = struct.unpack("!H", query[end:end + 2])[0]
-        decoy = swaps.get((qname.lower(), qtype)) or swaps.get((qname.lower(), None))
+        key = (qname.lower(), qtype) if (qname.lower(), qtype) in swaps else (qname.lower(), None)
+        if key in swaps and swaps[key] is None:
+            continue  # dropped: the asker times out
+        decoy = swaps.get(key)
         if decoy:
             query = query[:12] + decoy + query[12 + len(decoy):]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
