@@ -157,15 +157,20 @@ void ControlVerbs::status(ControlServer::Reply reply) {
                      {"recipients_by_state", counts->byState},
                      {"scheduled", scheduler_.queued()},
                      {"in_flight", scheduler_.running()}}},
-                   {"dnssec",
-                    {{"mode", cfg_.dns.validation},
-                     {"validating", resolver_.validating()},
-                     {"last_probe", probe}}},
+                   {"dnssec", dnssecJson(probe)},
                    {"delivery", {{"enabled", cfg_.delivery.enabled}}},
                    {"listeners", listeners},
                    {"policy", policyJson()},
                    {"control_socket", cfg_.controlSocket}});
         });
+}
+
+json ControlVerbs::dnssecJson(const json& lastProbe) const {
+    json d{{"mode", cfg_.dns.validation},
+           {"validating", resolver_.validating()},
+           {"last_probe", lastProbe}};
+    if (cfg_.dns.validation == "local") d["trust_anchor"] = cfg_.dns.trustAnchor;
+    return d;
 }
 
 void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply) {

@@ -47,6 +47,7 @@ class ControlVerbs {
     void status(ControlServer::Reply reply);
     void queueAction(const nlohmann::json& request, ControlServer::Reply reply);
     nlohmann::json policyJson() const;
+    nlohmann::json dnssecJson(const nlohmann::json& lastProbe) const;
 
     const Config& cfg_;
     Scheduler& scheduler_;

@@ -511,7 +511,9 @@ int status(const std::string& socket, bool asJson, int timeout) {
         std::printf(", %lld DAMAGED (see queue list)", q["damaged"].get<long long>());
     std::printf("\n");
     std::printf(
-        "dnssec:    %s validation, %s", dn["mode"].get<std::string>().c_str(),
+        "dnssec:    %s validation%s%s, %s", dn["mode"].get<std::string>().c_str(),
+        dn.contains("trust_anchor") ? " from " : "",
+        dn.contains("trust_anchor") ? dn["trust_anchor"].get<std::string>().c_str() : "",
         dn["validating"].get<bool>() ? "validating" : "NOT VALIDATING (DANE deliveries defer)");
     if (dn["last_probe"].is_object())
         std::printf("; last probe %s: %s", isoTime(dn["last_probe"]["at"].get<int64_t>()).c_str(),

@@ -165,6 +165,8 @@ class QueueActionsTest(CtlCase):
 
         status = self.ctl_json(env, "status", "status")
         self.assertTrue(status["dnssec"]["validating"], status)
+        self.assertEqual(status["dnssec"]["mode"], "local")  # the default, in the lab
+        self.assertEqual(status["dnssec"]["trust_anchor"], td.LAB.anchor)
         self.assertEqual(status["queue"]["messages"], 1)
         self.assertEqual(status["queue"]["recipients_by_state"]["deferred"], 1)
         self.assertEqual(status["daemon"]["pid"], env.relay.proc.pid)
