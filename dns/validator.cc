@@ -7,6 +7,8 @@
 #include <optional>
 #include <sstream>
 
+#include <sys/random.h>
+
 // ldns after the standard headers (clang and its C headers).
 #include <ldns/ldns.h>
 
@@ -1001,13 +1003,24 @@ Validator::Fetch blockingFetcher(std::vector<std::string> servers, uint16_t port
                                         static_cast<suseconds_t>((timeoutMs % 1000) * 1000)});
         Rdf qname = dname(name);
         if (!qname) return Error::permanent("bad name " + name);
+        // Our own query with a random ID, checked in the reply: a blind
+        // spoofer must guess it as well as the port (what it could inject
+        // would fail the signature checks anyway, but costs a defer).
+        uint16_t id = 0;
+        if (getrandom(&id, sizeof id, 0) != sizeof id) return Error::temporary("no randomness");
+        Pkt query(ldns_pkt_query_new(ldns_rdf_clone(qname.get()), static_cast<ldns_rr_type>(type),
+                                     LDNS_RR_CLASS_IN, LDNS_RD | LDNS_CD));
+        if (!query) return Error::temporary("out of memory");
+        ldns_pkt_set_id(query.get(), id);
+        ldns_pkt_set_edns_udp_size(query.get(), 1232);
+        ldns_pkt_set_edns_do(query.get(), true);
         ldns_pkt* raw = nullptr;
-        ldns_status st =
-            ldns_resolver_query_status(&raw, res, qname.get(), static_cast<ldns_rr_type>(type),
-                                       LDNS_RR_CLASS_IN, LDNS_RD | LDNS_CD);
+        ldns_status st = ldns_resolver_send_pkt(&raw, res, query.get());
         if (st != LDNS_STATUS_OK || !raw)
             return Error::temporary(name + " " + typeName(type) + ": " + statusText(st));
         Pkt p(raw);
+        if (ldns_pkt_id(p.get()) != ldns_pkt_id(query.get()) || !ldns_pkt_qr(p.get()))
+            return Error::temporary(name + " " + typeName(type) + ": a reply with another ID");
         uint8_t* wire = nullptr;
         size_t size = 0;
         if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)
