@@ -1,6 +1,7 @@
 #include "dns/validator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <fstream>
@@ -348,7 +349,7 @@ struct Validator::Impl {
         bool nxdomain = false;
         std::string why;
         // For an exact match (name exists): its type bitmap says what is there.
-        bool exact = false, hasNs = false, hasSoa = false, hasDs = false;
+        bool exact = false, hasNs = false, hasSoa = false;
         uint32_t ttl = 3600;
     };
 
@@ -409,7 +410,6 @@ struct Validator::Impl {
         d.exact = true;
         d.hasNs = bitmapHas(bm, LDNS_RR_TYPE_NS);
         d.hasSoa = bitmapHas(bm, LDNS_RR_TYPE_SOA);
-        d.hasDs = bitmapHas(bm, LDNS_RR_TYPE_DS);
     }
 
     // NSEC (RFC 4035 5.4): exact-match NODATA, empty non-terminal, wildcard
@@ -959,11 +959,6 @@ Result<std::shared_ptr<Validator>> Validator::fromFile(const std::string& anchor
     return create(ss.str(), anchorFile, std::move(fetch), limits);
 }
 
-size_t Validator::cacheSize() const {
-    std::lock_guard lock(impl_->mu);
-    return impl_->cache.size();
-}
-
 Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& qname,
                             uint16_t qtype, int64_t now) {
     ldns_pkt* raw = nullptr;
@@ -977,57 +972,80 @@ Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& 
 
 // ---------------------------------------------------------------- fetching
 
-Validator::Fetch blockingFetcher(std::vector<std::string> servers, uint16_t port,
+namespace {
+
+// One query to one server: UDP, TCP when truncated, our own random ID
+// checked in the reply (a blind spoofer must guess it as well as the port;
+// what it could inject would fail the signature checks anyway, but costs a
+// defer).
+Result<std::vector<uint8_t>> fetchOnce(const std::string& host, uint16_t port,
+                                       const ldns_rdf* qname, const std::string& name,
+                                       uint16_t type, unsigned timeoutMs) {
+    std::unique_ptr<ldns_resolver, void (*)(ldns_resolver*)> res(ldns_resolver_new(),
+                                                                 ldns_resolver_deep_free);
+    if (!res) return Error::temporary("out of memory");
+    Rdf address(ldns_rdf_new_frm_str(
+        host.find(':') != std::string::npos ? LDNS_RDF_TYPE_AAAA : LDNS_RDF_TYPE_A, host.c_str()));
+    if (!address) return Error::permanent("bad resolver address " + host);
+    ldns_resolver_push_nameserver(res.get(), address.get());
+    ldns_resolver_set_port(res.get(), port);
+    ldns_resolver_set_recursive(res.get(), true);
+    ldns_resolver_set_dnssec(res.get(), true);
+    ldns_resolver_set_dnssec_cd(res.get(), true);
+    ldns_resolver_set_edns_udp_size(res.get(), 1232);
+    ldns_resolver_set_fallback(res.get(), true);
+    ldns_resolver_set_retry(res.get(), 1);
+    ldns_resolver_set_timeout(res.get(), {static_cast<time_t>(timeoutMs / 1000),
+                                          static_cast<suseconds_t>((timeoutMs % 1000) * 1000)});
+    uint16_t id = 0;
+    if (getrandom(&id, sizeof id, 0) != sizeof id) return Error::temporary("no randomness");
+    Pkt query(ldns_pkt_query_new(ldns_rdf_clone(qname), static_cast<ldns_rr_type>(type),
+                                 LDNS_RR_CLASS_IN, LDNS_RD | LDNS_CD));
+    if (!query) return Error::temporary("out of memory");
+    ldns_pkt_set_id(query.get(), id);
+    ldns_pkt_set_edns_udp_size(query.get(), 1232);
+    ldns_pkt_set_edns_do(query.get(), true);
+    std::string what = name + " " + typeName(type) + " from " + host + ":" + std::to_string(port);
+    ldns_pkt* raw = nullptr;
+    ldns_status st = ldns_resolver_send_pkt(&raw, res.get(), query.get());
+    if (st != LDNS_STATUS_OK || !raw) return Error::temporary(what + ": " + statusText(st));
+    Pkt p(raw);
+    if (ldns_pkt_id(p.get()) != ldns_pkt_id(query.get()) || !ldns_pkt_qr(p.get()))
+        return Error::temporary(what + ": a reply with another ID");
+    uint8_t* wire = nullptr;
+    size_t size = 0;
+    if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)
+        return Error::temporary("cannot encode the response");
+    std::vector<uint8_t> out(wire, wire + size);
+    free(wire);
+    return out;
+}
+
+}  // namespace
+
+Validator::Fetch blockingFetcher(std::vector<std::pair<std::string, uint16_t>> servers,
                                  unsigned timeoutMs, unsigned attempts) {
-    return [servers, port, timeoutMs, attempts](const std::string& name,
+    // The server that answered last goes first: a dead resolver costs one
+    // timeout, not one per key fetch.
+    auto good = std::make_shared<std::atomic<size_t>>(0);
+    return [servers, timeoutMs, attempts, good](const std::string& name,
                                                 uint16_t type) -> Result<std::vector<uint8_t>> {
-        ldns_resolver* res = ldns_resolver_new();
-        if (!res) return Error::temporary("out of memory");
-        std::unique_ptr<ldns_resolver, void (*)(ldns_resolver*)> guard(res,
-                                                                       ldns_resolver_deep_free);
-        for (const auto& s : servers) {
-            ldns_rdf* a = ldns_rdf_new_frm_str(
-                s.find(':') != std::string::npos ? LDNS_RDF_TYPE_AAAA : LDNS_RDF_TYPE_A, s.c_str());
-            if (!a) return Error::permanent("bad resolver address " + s);
-            ldns_resolver_push_nameserver(res, a);
-            ldns_rdf_deep_free(a);
-        }
-        ldns_resolver_set_port(res, port);
-        ldns_resolver_set_recursive(res, true);
-        ldns_resolver_set_dnssec(res, true);
-        ldns_resolver_set_dnssec_cd(res, true);
-        ldns_resolver_set_edns_udp_size(res, 1232);
-        ldns_resolver_set_fallback(res, true);
-        ldns_resolver_set_retry(res, static_cast<uint8_t>(std::max(1u, attempts)));
-        ldns_resolver_set_timeout(res, {static_cast<time_t>(timeoutMs / 1000),
-                                        static_cast<suseconds_t>((timeoutMs % 1000) * 1000)});
         Rdf qname = dname(name);
         if (!qname) return Error::permanent("bad name " + name);
-        // Our own query with a random ID, checked in the reply: a blind
-        // spoofer must guess it as well as the port (what it could inject
-        // would fail the signature checks anyway, but costs a defer).
-        uint16_t id = 0;
-        if (getrandom(&id, sizeof id, 0) != sizeof id) return Error::temporary("no randomness");
-        Pkt query(ldns_pkt_query_new(ldns_rdf_clone(qname.get()), static_cast<ldns_rr_type>(type),
-                                     LDNS_RR_CLASS_IN, LDNS_RD | LDNS_CD));
-        if (!query) return Error::temporary("out of memory");
-        ldns_pkt_set_id(query.get(), id);
-        ldns_pkt_set_edns_udp_size(query.get(), 1232);
-        ldns_pkt_set_edns_do(query.get(), true);
-        ldns_pkt* raw = nullptr;
-        ldns_status st = ldns_resolver_send_pkt(&raw, res, query.get());
-        if (st != LDNS_STATUS_OK || !raw)
-            return Error::temporary(name + " " + typeName(type) + ": " + statusText(st));
-        Pkt p(raw);
-        if (ldns_pkt_id(p.get()) != ldns_pkt_id(query.get()) || !ldns_pkt_qr(p.get()))
-            return Error::temporary(name + " " + typeName(type) + ": a reply with another ID");
-        uint8_t* wire = nullptr;
-        size_t size = 0;
-        if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)
-            return Error::temporary("cannot encode the response");
-        std::vector<uint8_t> out(wire, wire + size);
-        free(wire);
-        return out;
+        if (servers.empty()) return Error::permanent("no resolvers configured");
+        // Like the Resolver: `attempts` queries in all, the servers in turn.
+        Result<std::vector<uint8_t>> last = Error::temporary("no attempt made");
+        size_t first = good->load();
+        for (unsigned i = 0; i < std::max(1u, attempts); ++i) {
+            size_t k = (first + i) % servers.size();
+            last =
+                fetchOnce(servers[k].first, servers[k].second, qname.get(), name, type, timeoutMs);
+            if (last) {
+                good->store(k);
+                return last;
+            }
+        }
+        return last;
     };
 }
 

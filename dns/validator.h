@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -78,8 +79,6 @@ class Validator {
                      int64_t now);
 
     const std::string& anchorZone() const { return anchorZone_; }
-    // Cached chain links (for tests).
-    size_t cacheSize() const;
 
     struct Impl;
 
@@ -90,8 +89,9 @@ class Validator {
 };
 
 // A blocking query for the validator's key fetches (on a worker thread):
-// UDP with EDNS0 1232, DO and CD, TCP when truncated, each server in turn.
-Validator::Fetch blockingFetcher(std::vector<std::string> servers, uint16_t port,
+// UDP with EDNS0 1232, DO and CD, TCP when truncated; `attempts` tries in
+// all, each (host, port) in turn.
+Validator::Fetch blockingFetcher(std::vector<std::pair<std::string, uint16_t>> servers,
                                  unsigned timeoutMs, unsigned attempts);
 
 }  // namespace danerelay::dns

@@ -288,11 +288,10 @@ dns::ResolverOptions resolverOptions(const DnsConfig& d) {
 }
 
 Result<std::shared_ptr<dns::Validator>> loadValidator(const DnsConfig& d) {
-    std::vector<std::string> servers;
-    for (const auto& s : d.resolvers) servers.push_back(s.host);
-    uint16_t port = d.resolvers.empty() ? 53 : d.resolvers.front().port;
+    std::vector<std::pair<std::string, uint16_t>> servers;
+    for (const auto& s : d.resolvers) servers.emplace_back(s.host, s.port);
     auto v = dns::Validator::fromFile(d.trustAnchor,
-                                      dns::blockingFetcher(servers, port, d.timeoutMs, d.attempts));
+                                      dns::blockingFetcher(servers, d.timeoutMs, d.attempts));
     if (!v) {
         return Error::permanent("dns.trust_anchor: " + v.error().message +
                                 " (local DNSSEC validation needs a trust anchor; Debian ships "

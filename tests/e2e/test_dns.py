@@ -261,6 +261,20 @@ class LocalValidationTest(unittest.TestCase):
         self.assertEqual(d["mx"]["security"], "bogus", d["mx"])
         self.assertIn("DS denial for secure.test.", d["mx"]["detail"])
 
+    def test_key_fetches_use_each_resolvers_own_port(self):
+        # The first resolver is dead (nothing on 127.0.0.1:1); key fetches
+        # move on to the next, on its own port, as the queries do.
+        t0 = time.monotonic()
+        out = subprocess.run([h.DANECTL, "probe", "--json", "--resolver", "127.0.0.1:1",
+                              "--resolver", dnslab.PLAIN_RESOLVER + ":53", "--validation", "local",
+                              "--trust-anchor", self.lab.anchor, "--probe-names", *PROBE_NAMES,
+                              "secure.test"], capture_output=True, text=True, timeout=60)
+        d = json.loads(out.stdout)
+        self.assertEqual(d["mx"]["security"], "secure", d["mx"])
+        self.assertEqual(d["hosts"][0]["tlsa"]["status"], "usable")
+        # the dead one costs a timeout or two (3 s each), not one per key fetch
+        self.assertLess(time.monotonic() - t0, 12)
+
     def test_missing_trust_anchor_stops_the_start(self):
         dns = {**self.lab.relay_dns("local"), "trust_anchor": "/nonexistent/root.key"}
         relay = h.Relay(dns=dns)
