@@ -52,6 +52,19 @@ Result<ServerAddress> parseServerAddress(const std::string& text) {
     return s;
 }
 
+// An answer whose records cannot be trusted (bogus, or not validated): it
+// is not handed out, only the failure and why.
+static Answer withheld(const Answer& a, Security security, std::string why) {
+    Answer out;
+    out.qname = a.qname;
+    out.qtype = a.qtype;
+    out.canonicalName = a.qname;
+    out.outcome = Outcome::ServFail;
+    out.security = security;
+    out.detail = std::move(why);
+    return out;
+}
+
 // ------------------------------------------------------------------ Query
 
 // One question, asked until answered or out of attempts: UDP, then TCP if
@@ -131,8 +144,12 @@ class Resolver::Query {
             a.detail = lastError_.empty() ? "no answer from any resolver" : lastError_;
             return r_.finished(this, std::move(a));
         }
+        // Each query starts at the next server in turn and then walks the
+        // list, so its attempts reach different servers even while other
+        // queries take turns (a dead first resolver costs one attempt).
+        if (attempt_ == 0) firstServer_ = r_.nextServer_++;
+        server_ = r_.opts_.servers[(firstServer_ + attempt_) % r_.opts_.servers.size()];
         ++attempt_;
-        server_ = r_.opts_.servers[r_.nextServer_++ % r_.opts_.servers.size()];
         tcp_ = false;
         if (!buildWire()) {
             Answer a;
@@ -212,8 +229,7 @@ class Resolver::Query {
         auto wire = std::make_shared<std::vector<uint8_t>>(buf, buf + n);
         auto verdict = std::make_shared<Verdict>();
         auto answer = std::make_shared<Answer>(std::move(a));
-        int64_t now = r_.opts_.validationTime ? r_.opts_.validationTime()
-                                              : static_cast<int64_t>(std::time(nullptr));
+        auto now = static_cast<int64_t>(std::time(nullptr));
         std::weak_ptr<int> alive = r_.alive_;
         Key key = key_;
         r_.opts_.offload(
@@ -226,17 +242,9 @@ class Resolver::Query {
                 Answer& v = *answer;
                 v.security = verdict->security;
                 if (verdict->security == Security::Bogus ||
-                    verdict->security == Security::Indeterminate) {
-                    // Not handed out: the records cannot be trusted.
-                    Answer failed;
-                    failed.qname = v.qname;
-                    failed.qtype = v.qtype;
-                    failed.canonicalName = v.qname;
-                    failed.outcome = Outcome::ServFail;
-                    failed.security = verdict->security;
-                    failed.detail = "DNSSEC: " + verdict->reason;
-                    return r_.finished(this, std::move(failed));
-                }
+                    verdict->security == Security::Indeterminate)
+                    return r_.finished(
+                        this, withheld(v, verdict->security, "DNSSEC: " + verdict->reason));
                 if (verdict->security == Security::Insecure)
                     v.detail += " (" + verdict->reason + ")";
                 r_.finished(this, std::move(v));
@@ -304,6 +312,7 @@ class Resolver::Query {
     Key key_;
     bool cd_;
     unsigned attempt_ = 0;
+    size_t firstServer_ = 0;
     uint16_t id_ = 0;
     std::vector<uint8_t> wire_;
     ServerAddress server_;
@@ -394,15 +403,8 @@ void Resolver::finished(Query* q, Answer a) {
         if (a.outcome == Outcome::Data || a.outcome == Outcome::NxDomain ||
             a.outcome == Outcome::NoData) {
             // The data exists but the validating resolver refused it: bogus.
-            // The records are not handed out.
-            Answer bogus;
-            bogus.qname = a.qname;
-            bogus.qtype = a.qtype;
-            bogus.canonicalName = a.qname;
-            bogus.outcome = Outcome::ServFail;
-            bogus.security = Security::Bogus;
-            bogus.detail = "DNSSEC validation failed (answer exists with checking disabled)";
-            a = std::move(bogus);
+            a = withheld(a, Security::Bogus,
+                         "DNSSEC validation failed (answer exists with checking disabled)");
         } else {
             a.outcome = Outcome::ServFail;
             a.security = Security::Indeterminate;

@@ -65,7 +65,6 @@ struct ResolverOptions {
     // through offload (work on a worker thread, then done on the loop).
     std::shared_ptr<Validator> validator;
     std::function<void(std::function<void()> work, std::function<void()> done)> offload;
-    std::function<int64_t()> validationTime;  // default: the clock (Unix seconds)
 };
 
 class Resolver {

@@ -252,6 +252,22 @@ TEST_F(ResolverTest, SilentServerTimesOutAndTheNextAnswers) {
     EXPECT_EQ(t[0].security, Security::Indeterminate);
 }
 
+TEST_F(ResolverTest, EachQueryWalksTheServersWhateverOthersDo) {
+    // Two servers, two attempts, the first server silent: every one of
+    // many concurrent lookups must reach the good one on its second try,
+    // however the others take their turns.
+    FakeServer silent([](const Query&) { return Packets{}; });
+    FakeServer good([](const Query& q) { return Packets{build(mxReply(q))}; });
+    auto o = options({silent.port(), good.port()}, 200);
+    o.attempts = 2;
+    Resolver r(base_, o);
+    std::vector<std::pair<std::string, uint16_t>> qs;
+    for (int i = 0; i < 20; ++i) qs.emplace_back("n" + std::to_string(i) + ".example.org", kTypeMx);
+    auto a = run(r, qs);
+    ASSERT_EQ(a.size(), qs.size());
+    for (const auto& x : a) EXPECT_EQ(x.outcome, Outcome::Data) << x.qname << ": " << x.detail;
+}
+
 TEST_F(ResolverTest, ServfailThatValidatesWithCdIsBogus) {
     FakeServer server([](const Query& q) {
         Reply r = mxReply(q, false);
