@@ -889,7 +889,6 @@ Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, u
         if (w.kind == Link::SecureZone)
             return {Security::Bogus, "unsigned denial of " + current + " " + typeName(qtype) +
                                          " in the signed zone " + w.zone};
-        if (anyInsecure && w.kind == Link::Insecure) return {Security::Insecure, w.reason};
         return {toSecurity(w.kind), w.reason};
     }
     if (!isAtOrBelow(current, zone))
