@@ -25,7 +25,9 @@ const char* toString(Security s);
 const char* toString(Outcome o);
 
 constexpr uint16_t kTypeA = 1;
+constexpr uint16_t kTypeNs = 2;
 constexpr uint16_t kTypeCname = 5;
+constexpr uint16_t kTypeSoa = 6;
 constexpr uint16_t kTypeMx = 15;
 constexpr uint16_t kTypeAaaa = 28;
 constexpr uint16_t kTypeTlsa = 52;

@@ -1,5 +1,7 @@
 #include "dns/resolver.h"
 
+#include "dns/response.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ldns/ldns.h>
@@ -50,19 +52,6 @@ Result<ServerAddress> parseServerAddress(const std::string& text) {
     s.host = host;
     s.trusted = v4 ? buf[0] == 127 : std::memcmp(buf, in6addr_loopback.s6_addr, 16) == 0;
     return s;
-}
-
-// An answer whose records cannot be trusted (bogus, or not validated): it
-// is not handed out, only the failure and why.
-static Answer withheld(const Answer& a, Security security, std::string why) {
-    Answer out;
-    out.qname = a.qname;
-    out.qtype = a.qtype;
-    out.canonicalName = a.qname;
-    out.outcome = Outcome::ServFail;
-    out.security = security;
-    out.detail = std::move(why);
-    return out;
 }
 
 // ------------------------------------------------------------------ Query
@@ -213,11 +202,26 @@ class Resolver::Query {
         return id == id_ && (buf[2] & 0x80) && questionMatches(buf, n, key_.first, key_.second);
     }
 
+    // One reading of the packet (response.h): the resolver-mode answer and
+    // the validator's proof are both made from this Response, so the
+    // records delivery sees are exactly those the validator checked.
     void handle(const uint8_t* buf, size_t n) {
         auto& validator = r_.opts_.validator;
-        Answer a = parseResponse(buf, n, key_.first, key_.second, server_.trusted && !validator);
-        a.detail =
-            a.detail.empty() ? "from " + server_.text() : a.detail + " from " + server_.text();
+        auto response = readResponse(buf, n, key_.first, key_.second);
+        Answer a;
+        if (validator) {
+            a = answerFrom(*response, Security::Indeterminate);
+        } else {
+            Security s = server_.trusted ? (response->ad ? Security::Secure : Security::Insecure)
+                                         : Security::Indeterminate;
+            a = s == Security::Secure && !response->strays.empty() &&
+                        response->outcome != Outcome::Error &&
+                        response->outcome != Outcome::ServFail
+                    ? withheld(*response, Security::Bogus, "DNSSEC: " + straysText(*response))
+                    : answerFrom(*response, s);
+        }
+        auto from = " from " + server_.text();
+        a.detail = a.detail.empty() ? from.substr(1) : a.detail + from;
         if (a.outcome == Outcome::Error && attempt_ < r_.opts_.attempts) {
             lastError_ = a.detail;
             return attempt();
@@ -225,28 +229,21 @@ class Resolver::Query {
         bool answered = a.outcome == Outcome::Data || a.outcome == Outcome::NxDomain ||
                         a.outcome == Outcome::NoData;
         if (!validator || !answered) return r_.finished(this, std::move(a));
-        // Local validation, off the loop: the validator may fetch keys.
-        auto wire = std::make_shared<std::vector<uint8_t>>(buf, buf + n);
-        auto verdict = std::make_shared<Verdict>();
-        auto answer = std::make_shared<Answer>(std::move(a));
+        // Local validation, off the loop: the validator may fetch keys. The
+        // Response is read by the worker alone until done runs.
+        auto result = std::make_shared<Answer>();
         auto now = static_cast<int64_t>(std::time(nullptr));
         std::weak_ptr<int> alive = r_.alive_;
-        Key key = key_;
         r_.opts_.offload(
-            [validator, wire, verdict, key, now] {
-                *verdict =
-                    validator->validate(wire->data(), wire->size(), key.first, key.second, now);
+            [validator, response, result, now] {
+                Verdict v;
+                *result = validator->answer(*response, now, &v);
+                if (v.security == Security::Insecure) result->detail = v.reason;
             },
-            [this, alive, verdict, answer] {
+            [this, alive, result, from] {
                 if (alive.expired()) return;  // the resolver is gone
-                Answer& v = *answer;
-                v.security = verdict->security;
-                if (verdict->security == Security::Bogus ||
-                    verdict->security == Security::Indeterminate)
-                    return r_.finished(
-                        this, withheld(v, verdict->security, "DNSSEC: " + verdict->reason));
-                if (verdict->security == Security::Insecure)
-                    v.detail += " (" + verdict->reason + ")";
+                Answer& v = *result;
+                v.detail = v.detail.empty() ? from.substr(1) : v.detail + from;
                 r_.finished(this, std::move(v));
             });
     }

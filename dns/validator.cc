@@ -1,5 +1,7 @@
 #include "dns/validator.h"
 
+#include "dns/response.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -10,29 +12,18 @@
 
 #include <sys/random.h>
 
-// ldns after the standard headers (clang and its C headers).
-#include <ldns/ldns.h>
-
 namespace danerelay::dns {
 
 namespace {
 
 // ---------------------------------------------------------------- ldns RAII
 
-struct PktFree {
-    void operator()(ldns_pkt* p) const { ldns_pkt_free(p); }
-};
-struct ListFree {
-    void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); }
-};
 struct RdfFree {
     void operator()(ldns_rdf* r) const { ldns_rdf_deep_free(r); }
 };
 struct RrFree {
     void operator()(ldns_rr* r) const { ldns_rr_free(r); }
 };
-using Pkt = std::unique_ptr<ldns_pkt, PktFree>;
-using List = std::unique_ptr<ldns_rr_list, ListFree>;
 using SharedList = std::shared_ptr<ldns_rr_list>;
 using Rdf = std::unique_ptr<ldns_rdf, RdfFree>;
 using Rr = std::unique_ptr<ldns_rr, RrFree>;
@@ -41,27 +32,14 @@ List newList() {
     return List(ldns_rr_list_new());
 }
 
-// Lower case, trailing dot: the form names are compared and cached in.
 std::string nameOf(const ldns_rdf* d) {
-    if (!d) return ".";
-    char* s = ldns_rdf2str(d);
-    std::string out = s ? s : "";
-    free(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (out.empty() || out.back() != '.') out += '.';
-    return out;
+    return fqdnOf(d);
 }
 
 Rdf dname(const std::string& name) {
     ldns_rdf* d = ldns_dname_new_frm_str(name.c_str());
     if (d) ldns_dname2canonical(d);
     return Rdf(d);
-}
-
-std::string fqdn(std::string name) {
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (name.empty() || name.back() != '.') name += '.';
-    return name;
 }
 
 // "a.b.c." → ["a","b","c"]; "." → [].
@@ -107,65 +85,45 @@ uint16_t typeOf(const ldns_rr* rr) {
     return static_cast<uint16_t>(ldns_rr_get_type(rr));
 }
 
-std::string typeName(uint16_t t) {
-    char* s = ldns_rr_type2str(static_cast<ldns_rr_type>(t));
-    std::string out = s ? s : std::to_string(t);
-    free(s);
-    return out;
-}
-
-// One RRset of a section, with the RRSIGs that cover it.
-struct RrSet {
-    std::string owner;
-    uint16_t type = 0;
-    List rrs = newList();
-    List sigs = newList();
-};
-
-std::vector<RrSet> rrsetsOf(const ldns_rr_list* section) {
-    std::vector<RrSet> sets;
-    size_t n = section ? ldns_rr_list_rr_count(section) : 0;
-    auto find = [&](const std::string& owner, uint16_t type) -> RrSet& {
-        for (auto& s : sets) {
-            if (s.owner == owner && s.type == type) return s;
-        }
-        sets.emplace_back();
-        sets.back().owner = owner;
-        sets.back().type = type;
-        return sets.back();
-    };
-    for (size_t i = 0; i < n; ++i) {
-        const ldns_rr* rr = ldns_rr_list_rr(section, i);
-        if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN) continue;
-        std::string owner = nameOf(ldns_rr_owner(rr));
-        // Records whose rdata lacks fields are dropped here, so nothing
-        // below reads a field that is not there.
-        size_t fields = ldns_rr_rd_count(rr);
-        auto type = ldns_rr_get_type(rr);
-        if ((type == LDNS_RR_TYPE_RRSIG && fields != 9) ||
-            (type == LDNS_RR_TYPE_NSEC3 && fields != 6) ||
-            (type == LDNS_RR_TYPE_NSEC && fields != 2) ||
-            (type == LDNS_RR_TYPE_DNSKEY && fields != 4) ||
-            (type == LDNS_RR_TYPE_DS && fields != 4))
-            continue;
-        if (type == LDNS_RR_TYPE_RRSIG) {
-            const ldns_rdf* covered = ldns_rr_rrsig_typecovered(rr);
-            if (!covered) continue;
-            ldns_rr_list_push_rr(
-                find(owner, static_cast<uint16_t>(ldns_rdf2rr_type(covered))).sigs.get(),
-                ldns_rr_clone(rr));
-        } else {
-            ldns_rr_list_push_rr(find(owner, typeOf(rr)).rrs.get(), ldns_rr_clone(rr));
-        }
+// Does the NSEC or NSEC3 span strictly cover `name` (owner < name < next in
+// canonical order, the last record wrapping round to the apex)? A record
+// whose owner IS the name proves that the name exists, never that it does
+// not (ldns_nsec_covers_name counts it as covering). For NSEC3, `name` is
+// the hashed owner name (base32 label + zone).
+bool strictlyCovers(const ldns_rr* rr, const ldns_rdf* name) {
+    const ldns_rdf* owner = ldns_rr_owner(rr);
+    Rdf next;
+    if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC) {
+        if (ldns_rr_rd_count(rr) < 1 || !ldns_rr_rdf(rr, 0)) return false;
+        next.reset(ldns_rdf_clone(ldns_rr_rdf(rr, 0)));
+    } else if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_NSEC3) {
+        const ldns_rdf* hash = ldns_nsec3_next_owner(rr);
+        if (!hash || ldns_rdf_size(hash) < 2) return false;
+        // The next hashed owner in base32hex, under the record's zone.
+        char* b32 = ldns_rdf2str(hash);
+        if (!b32) return false;
+        std::string label = b32;
+        free(b32);
+        Rdf zone(ldns_dname_left_chop(owner));
+        Rdf first(ldns_dname_new_frm_str(label.c_str()));
+        if (!zone || !first || ldns_dname_cat(first.get(), zone.get()) != LDNS_STATUS_OK)
+            return false;
+        next = std::move(first);
+    } else {
+        return false;
     }
-    return sets;
-}
-
-const RrSet* findSet(const std::vector<RrSet>& sets, const std::string& owner, uint16_t type) {
-    for (const auto& s : sets) {
-        if (s.owner == owner && s.type == type && ldns_rr_list_rr_count(s.rrs.get()) > 0) return &s;
-    }
-    return nullptr;
+    Rdf o(ldns_rdf_clone(owner)), n(ldns_rdf_clone(name));
+    ldns_dname2canonical(o.get());
+    ldns_dname2canonical(next.get());
+    ldns_dname2canonical(n.get());
+    int ownerVsName = ldns_dname_compare(o.get(), n.get());
+    int nameVsNext = ldns_dname_compare(n.get(), next.get());
+    int ownerVsNext = ldns_dname_compare(o.get(), next.get());
+    if (ownerVsName >= 0 && ownerVsNext < 0) return false;  // name at or before owner
+    if (ownerVsNext < 0) return ownerVsName < 0 && nameVsNext < 0;
+    // The last record of the chain (next is the first name again), or the
+    // only one (owner == next): everything after owner, or before next.
+    return ownerVsName < 0 || nameVsNext < 0;
 }
 
 uint32_t minTtl(const ldns_rr_list* l, uint32_t cap) {
@@ -311,7 +269,7 @@ struct Validator::Impl {
                 {Link::Indeterminate, nullptr,
                  "cannot fetch the DNSKEYs of the anchor " + anchorZone + ": " + p.error().message},
                 0, ctx.now);
-        auto sets = rrsetsOf(ldns_pkt_answer(p->get()));
+        auto sets = rrsetsOf(ldns_pkt_answer(p->get()), nullptr);
         const RrSet* keys = findSet(sets, anchorZone, LDNS_RR_TYPE_DNSKEY);
         if (!keys)
             return remember(anchorZone,
@@ -353,11 +311,9 @@ struct Validator::Impl {
         uint32_t ttl = 3600;
     };
 
-    Denial proveDenial(const ldns_pkt* p, const std::string& name, uint16_t type,
-                       const std::string& zone, const ldns_rr_list* keys, Ctx& ctx) {
+    Denial proveDenial(const std::vector<RrSet>& sets, bool nxdomain, const std::string& name,
+                       uint16_t type, const std::string& zone, const ldns_rr_list* keys, Ctx& ctx) {
         Denial d;
-        auto rcode = ldns_pkt_get_rcode(p);
-        auto sets = rrsetsOf(ldns_pkt_authority(p));
         List nsecs = newList();
         bool nsec3 = false, nsec = false;
         unsigned proofSets = 0;
@@ -382,7 +338,7 @@ struct Validator::Impl {
             d.why = "no signed NSEC or NSEC3 records";
             return d;
         }
-        d.nxdomain = rcode == LDNS_RCODE_NXDOMAIN;
+        d.nxdomain = nxdomain;
         if (nsec3) return proveNsec3(d, nsecs.get(), name, type, zone);
         return proveNsec(d, nsecs.get(), name, type);
     }
@@ -437,7 +393,7 @@ struct Validator::Impl {
             if (ldns_rr_rd_count(r) < 2) continue;
             if (nameOf(ldns_rr_owner(r)) == name) {
                 exact = r;
-            } else if (ldns_nsec_covers_name(r, qname.get())) {
+            } else if (strictlyCovers(r, qname.get())) {
                 if (cutAbove(r, name)) {
                     d.why = "the NSEC at " + nameOf(ldns_rr_owner(r)) +
                             " is a zone cut or DNAME above " + name;
@@ -493,7 +449,7 @@ struct Validator::Impl {
         Rdf wcName = dname(wc);
         for (size_t i = 0; i < n; ++i) {
             const ldns_rr* r = ldns_rr_list_rr(nsecs, i);
-            if (ldns_rr_rd_count(r) >= 2 && ldns_nsec_covers_name(r, wcName.get()) &&
+            if (ldns_rr_rd_count(r) >= 2 && strictlyCovers(r, wcName.get()) &&
                 nameOf(ldns_rr_owner(r)) != wc && !cutAbove(r, wc)) {
                 d.ok = true;
                 return d;
@@ -546,7 +502,7 @@ struct Validator::Impl {
                 Rdf z(ldns_dname_left_chop(ldns_rr_owner(r)));
                 if (!h || !z || ldns_dname_cat(h.get(), z.get()) != LDNS_STATUS_OK) continue;
                 ldns_dname2canonical(h.get());
-                if (ldns_nsec_covers_name(r, h.get())) return r;
+                if (strictlyCovers(r, h.get())) return r;
             }
             return nullptr;
         }
@@ -658,10 +614,12 @@ struct Validator::Impl {
                             {Link::Indeterminate, nullptr,
                              "cannot fetch DS for " + name + ": " + p.error().message},
                             0, ctx.now);
-        auto sets = rrsetsOf(ldns_pkt_answer(p->get()));
+        auto sets = rrsetsOf(ldns_pkt_answer(p->get()), nullptr);
         const RrSet* ds = findSet(sets, name, LDNS_RR_TYPE_DS);
         if (!ds) {
-            Denial d = proveDenial(p->get(), name, LDNS_RR_TYPE_DS, zone, zoneKeys, ctx);
+            Denial d = proveDenial(rrsetsOf(ldns_pkt_authority(p->get()), nullptr),
+                                   ldns_pkt_get_rcode(p->get()) == LDNS_RCODE_NXDOMAIN, name,
+                                   LDNS_RR_TYPE_DS, zone, zoneKeys, ctx);
             if (!d.ok)
                 return remember(name,
                                 {Link::Bogus, nullptr, "DS denial for " + name + ": " + d.why}, 0,
@@ -700,7 +658,7 @@ struct Validator::Impl {
                             {Link::Indeterminate, nullptr,
                              "cannot fetch DNSKEY for " + name + ": " + kp.error().message},
                             0, ctx.now);
-        auto ksets = rrsetsOf(ldns_pkt_answer(kp->get()));
+        auto ksets = rrsetsOf(ldns_pkt_answer(kp->get()), nullptr);
         const RrSet* keys = findSet(ksets, name, LDNS_RR_TYPE_DNSKEY);
         if (!keys)
             return remember(name, {Link::Bogus, nullptr, name + " has a DS but no DNSKEY records"},
@@ -776,7 +734,7 @@ struct Validator::Impl {
         return w;
     }
 
-    Verdict validate(const ldns_pkt* p, const std::string& qname, uint16_t qtype, Ctx& ctx);
+    Verdict validate(const Response& r, Ctx& ctx);
 };
 
 static Security toSecurity(Validator::Impl::Link::Kind k) {
@@ -794,13 +752,10 @@ static Security toSecurity(Validator::Impl::Link::Kind k) {
     }
 }
 
-Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, uint16_t qtype,
-                                  Ctx& ctx) {
-    auto answer = rrsetsOf(ldns_pkt_answer(p));
-    std::string current = qname;
+Verdict Validator::Impl::validate(const Response& r, Ctx& ctx) {
     bool anyInsecure = false;
     std::string insecureWhy, signer;
-    // Checks one RRset of the answer; returns a verdict if it decides.
+    // Checks one RRset of the chain; returns a verdict if it decides.
     auto check = [&](const RrSet& set) -> std::optional<Verdict> {
         std::string what = set.owner + " " + typeName(set.type);
         if (ldns_rr_list_rr_count(set.sigs.get()) == 0) {
@@ -829,29 +784,36 @@ Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, u
             return Verdict{Security::Bogus, what + ": " + why};
         signer = zone;
         // A wildcard expansion (by the labels of the RRSIG that verified, not
-        // of any other one beside it): the name itself must be proven absent.
-        uint8_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(good));
+        // of any other one beside it): the name itself must be proven absent,
+        // with no closer match (RFC 4035 5.3.4, RFC 5155 8.8).
         auto ownerLabels = labelsOf(set.owner);
-        if (sigLabels < ownerLabels.size() && (ownerLabels.empty() || ownerLabels[0] != "*")) {
+        size_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(good));
+        size_t literal = ownerLabels.size() - (!ownerLabels.empty() && ownerLabels[0] == "*");
+        if (sigLabels < literal) {
+            std::string encloser = joinLast(ownerLabels, sigLabels);
             std::string nextCloser = joinLast(ownerLabels, sigLabels + 1u);
-            auto auth = rrsetsOf(ldns_pkt_authority(p));
+            Rdf owner = dname(set.owner);
             unsigned looked = 0;
-            for (const auto& s : auth) {
+            for (const auto& s : r.authority) {
                 if (s.type != LDNS_RR_TYPE_NSEC && s.type != LDNS_RR_TYPE_NSEC3) continue;
                 if (++looked > limits.maxDenialRecords) break;
                 if (!verify(s, zone, w.keys.get(), ctx).empty()) continue;
                 for (size_t i = 0; i < ldns_rr_list_rr_count(s.rrs.get()); ++i) {
-                    const ldns_rr* r = ldns_rr_list_rr(s.rrs.get(), i);
-                    Rdf target = dname(s.type == LDNS_RR_TYPE_NSEC ? set.owner : nextCloser);
-                    if (s.type == LDNS_RR_TYPE_NSEC3) {
-                        Rdf h(ldns_nsec3_hash_name_frm_nsec3(r, target.get()));
-                        Rdf z(ldns_dname_left_chop(ldns_rr_owner(r)));
-                        if (!h || !z || ldns_dname_cat(h.get(), z.get()) != LDNS_STATUS_OK)
-                            continue;
-                        ldns_dname2canonical(h.get());
-                        target = std::move(h);
+                    const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
+                    if (s.type == LDNS_RR_TYPE_NSEC) {
+                        if (strictlyCovers(rr, owner.get()) && !cutAbove(rr, set.owner) &&
+                            closestEncloser(set.owner, rr) == encloser)
+                            return std::nullopt;
+                        continue;
                     }
-                    if (ldns_nsec_covers_name(r, target.get())) return std::nullopt;
+                    if (ldns_nsec3_algorithm(rr) != 1 ||
+                        ldns_nsec3_iterations(rr) > limits.maxNsec3Iterations)
+                        continue;
+                    Rdf target = dname(nextCloser);
+                    Rdf h(ldns_nsec3_hash_name_frm_nsec3(rr, target.get()));
+                    Rdf z(ldns_dname_left_chop(ldns_rr_owner(rr)));
+                    if (!h || !z || ldns_dname_cat(h.get(), z.get()) != LDNS_STATUS_OK) continue;
+                    if (strictlyCovers(rr, h.get())) return std::nullopt;
                 }
             }
             return Verdict{Security::Bogus,
@@ -859,24 +821,26 @@ Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, u
         }
         return std::nullopt;
     };
-    // Follow the CNAME chain as the answer parser does.
-    for (unsigned hops = 0; hops <= 8; ++hops) {
-        if (const RrSet* data = findSet(answer, current, qtype)) {
-            if (auto v = check(*data)) return *v;
-            if (anyInsecure) return {Security::Insecure, insecureWhy};
-            return {Security::Secure, "signed by " + signer};
-        }
-        const RrSet* cname =
-            qtype == LDNS_RR_TYPE_CNAME ? nullptr : findSet(answer, current, LDNS_RR_TYPE_CNAME);
-        if (!cname) break;
-        if (auto v = check(*cname)) return *v;
-        current = nameOf(ldns_rr_rdf(ldns_rr_list_rr(cname->rrs.get(), 0), 0));
+    // Exactly the RRsets the answer is built from (response.h): the CNAME
+    // chain, then the data or the denial at its end.
+    for (size_t idx : r.cnames)
+        if (auto v = check(r.answer[idx])) return *v;
+    auto finish = [&](Verdict v) -> Verdict {
+        if (v.security == Security::Secure && !r.strays.empty())
+            return {Security::Bogus, straysText(r)};
+        return v;
+    };
+    if (r.data) {
+        if (auto v = check(r.answer[*r.data])) return *v;
+        if (anyInsecure) return {Security::Insecure, insecureWhy};
+        return finish({Security::Secure, "signed by " + signer});
     }
-    // No data: NXDOMAIN or NODATA for `current`, proven by the zone that
-    // holds it (the signer of the authority section's proof).
-    auto auth = rrsetsOf(ldns_pkt_authority(p));
+    // No data: NXDOMAIN or NODATA for the chain's end, proven by the zone
+    // that holds it (the signer of the authority section's proof).
+    const std::string& current = r.canonical;
+    uint16_t qtype = r.qtype;
     std::string zone;
-    for (const auto& s : auth) {
+    for (const auto& s : r.authority) {
         if (ldns_rr_list_rr_count(s.sigs.get()) > 0 &&
             (s.type == LDNS_RR_TYPE_SOA || s.type == LDNS_RR_TYPE_NSEC ||
              s.type == LDNS_RR_TYPE_NSEC3)) {
@@ -897,11 +861,12 @@ Verdict Validator::Impl::validate(const ldns_pkt* p, const std::string& qname, u
     Walk w = walk(zone, true, ctx);
     if (w.kind == Link::Insecure) return {Security::Insecure, w.reason};
     if (w.kind != Link::SecureZone) return {toSecurity(w.kind), w.reason};
-    Denial d = proveDenial(p, current, qtype, zone, w.keys.get(), ctx);
+    Denial d = proveDenial(r.authority, r.outcome == Outcome::NxDomain, current, qtype, zone,
+                           w.keys.get(), ctx);
     if (!d.ok)
         return {Security::Bogus, "denial of " + current + " " + typeName(qtype) + ": " + d.why};
     if (d.insecure || anyInsecure) return {Security::Insecure, d.insecure ? d.why : insecureWhy};
-    return {Security::Secure, "denial signed by " + zone};
+    return finish({Security::Secure, "denial signed by " + zone});
 }
 
 // ---------------------------------------------------------------- public
@@ -958,15 +923,26 @@ Result<std::shared_ptr<Validator>> Validator::fromFile(const std::string& anchor
     return create(ss.str(), anchorFile, std::move(fetch), limits);
 }
 
-Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& qname,
-                            uint16_t qtype, int64_t now) {
-    ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK || !raw)
-        return {Security::Bogus, "malformed response"};
-    Pkt p(raw);
+Verdict Validator::validate(const Response& r, int64_t now) {
+    if (r.outcome != Outcome::Data && r.outcome != Outcome::NxDomain &&
+        r.outcome != Outcome::NoData)
+        return {Security::Bogus, r.error.empty() ? "not an answer" : r.error};
     Impl::Ctx ctx{now, std::chrono::steady_clock::now() +
                            std::chrono::milliseconds(impl_->limits.maxValidationMs)};
-    return impl_->validate(p.get(), fqdn(qname), qtype, ctx);
+    return impl_->validate(r, ctx);
+}
+
+Verdict Validator::validate(const uint8_t* wire, size_t len, const std::string& qname,
+                            uint16_t qtype, int64_t now) {
+    return validate(*readResponse(wire, len, qname, qtype), now);
+}
+
+Answer Validator::answer(const Response& r, int64_t now, Verdict* verdict) {
+    Verdict v = validate(r, now);
+    if (verdict) *verdict = v;
+    if (v.security == Security::Bogus || v.security == Security::Indeterminate)
+        return withheld(r, v.security, "DNSSEC: " + v.reason);
+    return answerFrom(r, v.security);
 }
 
 // ---------------------------------------------------------------- fetching

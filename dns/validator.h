@@ -41,6 +41,8 @@
 
 namespace danerelay::dns {
 
+struct Response;  // response.h
+
 struct ValidatorLimits {
     unsigned maxSignaturesPerRrset = 4;  // RRSIGs tried for one RRset
     unsigned maxKeysPerSignature = 4;    // DNSKEYs of its key tag tried for one RRSIG
@@ -75,8 +77,18 @@ class Validator {
     ~Validator();
 
     // The response `wire` to (qname, qtype); now = validation time (Unix s).
+    // Checks exactly the RRsets readResponse() resolves the question to (the
+    // CNAME chain and the data, or the denial at the chain's end); a Secure
+    // response with records beside them that no proof covers is Bogus.
     Verdict validate(const uint8_t* wire, size_t len, const std::string& qname, uint16_t qtype,
                      int64_t now);
+    Verdict validate(const Response& r, int64_t now);
+
+    // What delivery sees: the response's chain with the verdict as its
+    // security, built from the RRsets just proven and nothing else; Bogus
+    // and Indeterminate withhold every record (ServFail, the reason in
+    // detail).
+    Answer answer(const Response& r, int64_t now, Verdict* verdict = nullptr);
 
     const std::string& anchorZone() const { return anchorZone_; }
 

@@ -62,6 +62,18 @@ void filter(ldns_pkt* p, ldns_pkt_section s, const std::function<bool(const ldns
     ldns_rr_list_deep_free(old);
 }
 
+// Rewrites the question, as an attacker answering another question would.
+void ask(ldns_pkt* p, const std::string& name, const std::string& type) {
+    ldns_rr* q = nullptr;
+    ASSERT_EQ(ldns_rr_new_question_frm_str(&q, (name + " IN " + type).c_str(), nullptr, nullptr),
+              LDNS_STATUS_OK);
+    ldns_rr_list* list = ldns_rr_list_new();
+    ldns_rr_list_push_rr(list, q);
+    ldns_rr_list_deep_free(ldns_pkt_question(p));
+    ldns_pkt_set_question(p, list);
+    ldns_pkt_set_qdcount(p, 1);
+}
+
 bool isType(const ldns_rr* rr, ldns_rr_type t) {
     return ldns_rr_get_type(rr) == t;
 }
@@ -230,8 +242,10 @@ TEST_F(ValidatorTest, ForgedDenialOfExistingTlsaIsBogus) {
     for (auto [real, decoy] : std::vector<std::pair<std::string, std::string>>{
              {"_25._tcp.mx1.secure.test.", "_25._tcp.mx9.secure.test."},
              {"_25._tcp.mx1.nsec3.test.", "_25._tcp.mx9.nsec3.test."}}) {
-        auto forged = edit(lab().answers.at({decoy, kTlsa}),
-                           [](ldns_pkt* p) { ldns_pkt_set_rcode(p, LDNS_RCODE_NOERROR); });
+        auto forged = edit(lab().answers.at({decoy, kTlsa}), [real = real](ldns_pkt* p) {
+            ldns_pkt_set_rcode(p, LDNS_RCODE_NOERROR);
+            ask(p, real, "TLSA");
+        });
         Verdict v = checkWire(forged, real, kTlsa);
         EXPECT_EQ(v.security, Security::Bogus) << real;
         EXPECT_NE(v.reason.find("denial of " + real), std::string::npos) << v.reason;
@@ -248,9 +262,12 @@ TEST_F(ValidatorTest, ParentsDelegationNsecDeniesNothingInTheChild) {
     // pass for "securely absent".
     const auto& wire = lab().answers.at({"secure0.test.", kDs});
     EXPECT_EQ(checkWire(wire, "secure0.test.", kDs).security, Security::Secure);
-    Verdict v = checkWire(wire, "_25._tcp.mx1.secure.test.", kTlsa);
+    auto replayed = edit(wire, [](ldns_pkt* p) { ask(p, "_25._tcp.mx1.secure.test.", "TLSA"); });
+    Verdict v = checkWire(replayed, "_25._tcp.mx1.secure.test.", kTlsa);
     EXPECT_EQ(v.security, Security::Bogus) << v.reason;
     EXPECT_NE(v.reason.find("zone cut"), std::string::npos) << v.reason;
+    // Unedited, it is not even an answer to that question.
+    EXPECT_NE(checkWire(wire, "_25._tcp.mx1.secure.test.", kTlsa).security, Security::Secure);
 }
 
 TEST_F(ValidatorTest, DenialWithoutItsWildcardProofIsBogus) {
@@ -365,7 +382,10 @@ TEST_F(ValidatorTest, KeyFetchFailureIsIndeterminateNotInsecure) {
 }
 
 TEST_F(ValidatorTest, NamesOutsideTheAnchorAreInsecure) {
-    auto wire = lab().answers.at({"secure.test.", kMx});
+    auto wire = edit(lab().answers.at({"secure.test.", kMx}), [](ldns_pkt* p) {
+        ask(p, "example.org.", "MX");
+        filter(p, LDNS_SECTION_AUTHORITY, [](const ldns_rr*) { return false; });
+    });
     Verdict v = checkWire(wire, "example.org.", kMx);  // no records for it in there
     EXPECT_EQ(v.security, Security::Insecure) << v.reason;
     EXPECT_NE(v.reason.find("outside the trust anchor"), std::string::npos) << v.reason;

@@ -1,0 +1,348 @@
+#include "dns/response.h"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+namespace danerelay::dns {
+
+std::string fqdnOf(const ldns_rdf* d) {
+    if (!d || ldns_rdf_get_type(d) != LDNS_RDF_TYPE_DNAME) return ".";
+    char* s = ldns_rdf2str(d);
+    std::string out = s ? s : "";
+    free(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (out.empty() || out.back() != '.') out += '.';
+    return out;
+}
+
+std::string fqdn(std::string name) {
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name.empty() || name.back() != '.') name += '.';
+    return name;
+}
+
+std::string typeName(uint16_t t) {
+    char* s = ldns_rr_type2str(static_cast<ldns_rr_type>(t));
+    std::string out = s ? s : std::to_string(t);
+    free(s);
+    return out;
+}
+
+namespace {
+
+std::string className(ldns_rr_class c) {
+    char* s = ldns_rr_class2str(c);
+    std::string out = s ? s : std::to_string(static_cast<int>(c));
+    free(s);
+    return out;
+}
+
+// The rdata field counts we read; anything else is dropped unread.
+bool wellFormed(const ldns_rr* rr) {
+    size_t fields = ldns_rr_rd_count(rr);
+    switch (ldns_rr_get_type(rr)) {
+        case LDNS_RR_TYPE_RRSIG:
+            return fields == 9 && ldns_rr_rrsig_typecovered(rr);
+        // An NSEC3 with an empty type bitmap (every empty non-terminal)
+        // has 5 fields in ldns, not 6.
+        case LDNS_RR_TYPE_NSEC3:
+            return fields == 5 || fields == 6;
+        case LDNS_RR_TYPE_NSEC:
+            return fields == 2;
+        case LDNS_RR_TYPE_DNSKEY:
+        case LDNS_RR_TYPE_DS:
+        case LDNS_RR_TYPE_TLSA:
+            return fields == 4;
+        case LDNS_RR_TYPE_MX:
+            return fields == 2 && ldns_rdf_get_type(ldns_rr_rdf(rr, 1)) == LDNS_RDF_TYPE_DNAME;
+        case LDNS_RR_TYPE_CNAME:
+            return fields == 1 && ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) == LDNS_RDF_TYPE_DNAME;
+        case LDNS_RR_TYPE_A:
+            return fields == 1 && ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) == LDNS_RDF_TYPE_A;
+        case LDNS_RR_TYPE_AAAA:
+            return fields == 1 && ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) == LDNS_RDF_TYPE_AAAA;
+        case LDNS_RR_TYPE_SOA:
+            return fields == 7;
+        default:
+            return true;
+    }
+}
+
+std::string describe(const ldns_rr* rr) {
+    return fqdnOf(ldns_rr_owner(rr)) + " " + className(ldns_rr_get_class(rr)) + " " +
+           typeName(static_cast<uint16_t>(ldns_rr_get_type(rr)));
+}
+
+std::string bare(std::string name) {
+    if (name.size() > 1 && name.back() == '.') name.pop_back();
+    if (name == ".") return "";
+    return name;
+}
+
+}  // namespace
+
+std::vector<RrSet> rrsetsOf(const ldns_rr_list* section, std::vector<std::string>* strays) {
+    std::vector<RrSet> sets;
+    size_t n = section ? ldns_rr_list_rr_count(section) : 0;
+    auto find = [&](const std::string& owner, uint16_t type) -> RrSet& {
+        for (auto& s : sets) {
+            if (s.owner == owner && s.type == type) return s;
+        }
+        sets.emplace_back();
+        sets.back().owner = owner;
+        sets.back().type = type;
+        return sets.back();
+    };
+    for (size_t i = 0; i < n; ++i) {
+        const ldns_rr* rr = ldns_rr_list_rr(section, i);
+        if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN || !wellFormed(rr)) {
+            if (strays) strays->push_back(describe(rr));
+            continue;
+        }
+        std::string owner = fqdnOf(ldns_rr_owner(rr));
+        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) {
+            auto covered = static_cast<uint16_t>(ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(rr)));
+            ldns_rr_list_push_rr(find(owner, covered).sigs.get(), ldns_rr_clone(rr));
+        } else {
+            ldns_rr_list_push_rr(find(owner, static_cast<uint16_t>(ldns_rr_get_type(rr))).rrs.get(),
+                                 ldns_rr_clone(rr));
+        }
+    }
+    return sets;
+}
+
+const RrSet* findSet(const std::vector<RrSet>& sets, const std::string& owner, uint16_t type) {
+    for (const auto& s : sets) {
+        if (s.owner == owner && s.type == type && s.size() > 0) return &s;
+    }
+    return nullptr;
+}
+
+std::shared_ptr<Response> readResponse(const uint8_t* wire, size_t len, const std::string& qname,
+                                       uint16_t qtype) {
+    auto r = std::make_shared<Response>();
+    r->qname = fqdn(qname);
+    r->qtype = qtype;
+    r->canonical = r->qname;
+    auto fail = [&](Outcome o, std::string why) {
+        r->outcome = o;
+        r->error = std::move(why);
+        r->cnames.clear();
+        r->data.reset();
+        r->canonical = r->qname;
+        return r;
+    };
+    ldns_pkt* raw = nullptr;
+    if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK || !raw)
+        return fail(Outcome::Error, "malformed response");
+    r->pkt.reset(raw);
+    const ldns_pkt* p = r->pkt.get();
+    if (!ldns_pkt_qr(p)) return fail(Outcome::Error, "not a response");
+    const ldns_rr_list* q = ldns_pkt_question(p);
+    if (!q || ldns_rr_list_rr_count(q) != 1) return fail(Outcome::Error, "bad question count");
+    const ldns_rr* qrr = ldns_rr_list_rr(q, 0);
+    if (fqdnOf(ldns_rr_owner(qrr)) != r->qname ||
+        static_cast<uint16_t>(ldns_rr_get_type(qrr)) != qtype ||
+        ldns_rr_get_class(qrr) != LDNS_RR_CLASS_IN)
+        return fail(Outcome::Error, "response is for another question");
+    r->ad = ldns_pkt_ad(p);
+    switch (ldns_pkt_get_rcode(p)) {
+        case LDNS_RCODE_NOERROR:
+        case LDNS_RCODE_NXDOMAIN:
+            break;
+        case LDNS_RCODE_SERVFAIL:
+            return fail(Outcome::ServFail, "SERVFAIL");
+        default:
+            return fail(Outcome::Error, "rcode " + std::to_string(ldns_pkt_get_rcode(p)));
+    }
+    std::vector<std::string> strays;
+    r->answer = rrsetsOf(ldns_pkt_answer(p), &strays);
+    r->authority = rrsetsOf(ldns_pkt_authority(p), nullptr);
+
+    // The chain: at each name, the qtype RRset ends it; else a CNAME leads
+    // on; a CNAME beside the qtype data is a contradiction, not a choice.
+    std::vector<bool> used(r->answer.size(), false);
+    auto indexOf = [&](const std::string& owner, uint16_t type) -> std::optional<size_t> {
+        for (size_t i = 0; i < r->answer.size(); ++i) {
+            const RrSet& s = r->answer[i];
+            if (s.owner == owner && s.type == type) return i;
+        }
+        return std::nullopt;
+    };
+    std::set<std::string> seen{r->qname};
+    std::string current = r->qname;
+    for (;;) {
+        auto data = indexOf(current, qtype);
+        auto cname = qtype == kTypeCname ? std::nullopt : indexOf(current, kTypeCname);
+        if (data && cname)
+            return fail(Outcome::Error, "a CNAME beside the " + typeName(qtype) + " RRset at " +
+                                            current + ": not a valid answer");
+        if (data) {
+            if (r->answer[*data].size() == 0)
+                return fail(Outcome::Error,
+                            "RRSIG without its " + typeName(qtype) + " RRset at " + current);
+            r->data = data;
+            used[*data] = true;
+            break;
+        }
+        if (!cname) break;
+        const RrSet& c = r->answer[*cname];
+        if (c.size() != 1)
+            return fail(Outcome::Error, std::to_string(c.size()) + " CNAME records at " + current);
+        if (r->cnames.size() >= kMaxCnameChain)
+            return fail(Outcome::Error,
+                        "CNAME chain longer than " + std::to_string(kMaxCnameChain));
+        std::string next = fqdnOf(ldns_rr_rdf(ldns_rr_list_rr(c.rrs.get(), 0), 0));
+        if (!seen.insert(next).second) return fail(Outcome::Error, "CNAME loop at " + next);
+        r->cnames.push_back(*cname);
+        used[*cname] = true;
+        current = next;
+    }
+    r->canonical = current;
+    for (size_t i = 0; i < r->answer.size(); ++i) {
+        if (!used[i])
+            strays.push_back(r->answer[i].owner + " IN " + typeName(r->answer[i].type) +
+                             (r->answer[i].size() == 0 ? " (RRSIG only)" : ""));
+    }
+    r->strays = std::move(strays);
+
+    if (r->data) {
+        r->outcome = Outcome::Data;
+    } else if (ldns_pkt_get_rcode(p) == LDNS_RCODE_NXDOMAIN) {
+        r->outcome = Outcome::NxDomain;
+    } else {
+        r->outcome = Outcome::NoData;
+        // A referral (NS and no SOA in authority) is not an answer: the
+        // server did not recurse. Taking it for NODATA would invent absence.
+        bool soa = false;
+        std::string delegated;
+        for (const auto& s : r->authority) {
+            if (s.type == kTypeSoa && s.size() > 0) soa = true;
+            if (s.type == kTypeNs && s.size() > 0) delegated = bare(s.owner);
+        }
+        if (!soa && !delegated.empty())
+            return fail(Outcome::Error, "a referral to " + delegated +
+                                            ", not an answer (the server does not recurse)");
+    }
+    return r;
+}
+
+Answer answerFrom(const Response& r, Security security) {
+    Answer a;
+    a.qname = bare(r.qname);
+    a.qtype = r.qtype;
+    a.canonicalName = a.qname;
+    a.outcome = r.outcome;
+    a.security = security;
+    if (r.outcome != Outcome::Data && r.outcome != Outcome::NxDomain &&
+        r.outcome != Outcome::NoData) {
+        a.security = Security::Indeterminate;
+        a.detail = r.error;
+        return a;
+    }
+    uint32_t minTtl = UINT32_MAX;
+    // A record's TTL is not signed; its RRSIG's original TTL is.
+    auto ttlOf = [&](const RrSet& s) {
+        for (size_t i = 0; i < s.size(); ++i)
+            minTtl = std::min(minTtl, ldns_rr_ttl(ldns_rr_list_rr(s.rrs.get(), i)));
+        for (size_t i = 0; i < ldns_rr_list_rr_count(s.sigs.get()); ++i)
+            minTtl = std::min(minTtl, ldns_rdf2native_int32(
+                                          ldns_rr_rrsig_origttl(ldns_rr_list_rr(s.sigs.get(), i))));
+    };
+    std::string current = a.qname;
+    for (size_t idx : r.cnames) {
+        const RrSet& c = r.answer[idx];
+        ttlOf(c);
+        a.cnameChain.push_back(current);
+        current = bare(fqdnOf(ldns_rr_rdf(ldns_rr_list_rr(c.rrs.get(), 0), 0)));
+    }
+    a.canonicalName = current;
+    if (r.data) {
+        const RrSet& s = r.answer[*r.data];
+        ttlOf(s);
+        for (size_t i = 0; i < s.size(); ++i) {
+            const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
+            switch (r.qtype) {
+                case kTypeMx: {
+                    MxRecord m;
+                    m.preference = ldns_rdf2native_int16(ldns_rr_rdf(rr, 0));
+                    m.host = bare(fqdnOf(ldns_rr_rdf(rr, 1)));
+                    a.mx.push_back(std::move(m));
+                    break;
+                }
+                case kTypeA:
+                case kTypeAaaa: {
+                    char* text = ldns_rdf2str(ldns_rr_rdf(rr, 0));
+                    if (text) a.addresses.emplace_back(text);
+                    free(text);
+                    break;
+                }
+                case kTypeTlsa: {
+                    TlsaRecord t;
+                    t.usage = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
+                    t.selector = ldns_rdf2native_int8(ldns_rr_rdf(rr, 1));
+                    t.mtype = ldns_rdf2native_int8(ldns_rr_rdf(rr, 2));
+                    const ldns_rdf* d = ldns_rr_rdf(rr, 3);
+                    t.data.assign(ldns_rdf_data(d), ldns_rdf_data(d) + ldns_rdf_size(d));
+                    classifyTlsa(t);
+                    a.tlsa.push_back(std::move(t));
+                    break;
+                }
+                default:
+                    break;
+            }
+        }
+    } else {
+        // Negative TTL: the SOA in the authority section (RFC 2308).
+        for (const auto& s : r.authority) {
+            if (s.type != kTypeSoa) continue;
+            for (size_t i = 0; i < s.size(); ++i) {
+                const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
+                minTtl =
+                    std::min({minTtl, ldns_rr_ttl(rr), ldns_rdf2native_int32(ldns_rr_rdf(rr, 6))});
+            }
+        }
+    }
+    a.ttl = minTtl == UINT32_MAX ? 0 : minTtl;
+    if (r.qtype == kTypeMx) {
+        std::stable_sort(a.mx.begin(), a.mx.end(),
+                         [](const auto& x, const auto& y) { return x.preference < y.preference; });
+    }
+    // Bounded whatever the packet held (the whole RRset was checked).
+    if (a.mx.size() > kMaxRecords) a.mx.resize(kMaxRecords);
+    if (a.addresses.size() > kMaxRecords) a.addresses.resize(kMaxRecords);
+    if (a.tlsa.size() > kMaxRecords) a.tlsa.resize(kMaxRecords);
+    return a;
+}
+
+Answer withheld(const Response& r, Security security, std::string why) {
+    Answer out;
+    out.qname = bare(r.qname);
+    out.qtype = r.qtype;
+    out.canonicalName = out.qname;
+    out.outcome = Outcome::ServFail;
+    out.security = security;
+    out.detail = std::move(why);
+    return out;
+}
+
+Answer withheld(const Answer& a, Security security, std::string why) {
+    Answer out;
+    out.qname = a.qname;
+    out.qtype = a.qtype;
+    out.canonicalName = a.qname;
+    out.outcome = Outcome::ServFail;
+    out.security = security;
+    out.detail = std::move(why);
+    return out;
+}
+
+std::string straysText(const Response& r) {
+    std::string out;
+    for (size_t i = 0; i < r.strays.size() && i < 3; ++i) out += (i ? ", " : "") + r.strays[i];
+    if (r.strays.size() > 3) out += ", ...";
+    return "records that no proof covers beside the answer (" + out + ")";
+}
+
+}  // namespace danerelay::dns
