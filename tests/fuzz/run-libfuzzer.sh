@@ -1,6 +1,6 @@
 #!/bin/sh
 # Coverage-guided fuzzing with libFuzzer (clang), for developers:
-#   tests/fuzz/run-libfuzzer.sh smtp|dns [SECONDS]
+#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|dns [SECONDS]
 # CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -12,6 +12,8 @@ flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZ
 case "$target" in
   smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt \
           -o "$out/fuzz" ;;
+  smtp_reply) clang++ $flags tests/fuzz/smtp_reply_fuzz.cc relay/smtp_reply.cc relay/bounce.cc \
+          queue/utf8.cc -o "$out/fuzz" ;;
   dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc dns/answer.cc \
           dns/validator.cc -lldns -o "$out/fuzz" ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
