@@ -10,7 +10,7 @@ mkdir -p "$out/corpus"
 cp tests/fuzz/corpus/"$target"/* "$out/corpus/"
 flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZER -I."
 case "$target" in
-  smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt \
+  smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc queue/utf8.cc -lcrypt \
           -o "$out/fuzz" ;;
   smtp_reply) clang++ $flags tests/fuzz/smtp_reply_fuzz.cc relay/smtp_reply.cc relay/bounce.cc \
           queue/utf8.cc -o "$out/fuzz" ;;
