@@ -15,6 +15,7 @@
 
 #include "common/unique_fd.h"
 #include "queue/queue_id.h"
+#include "queue/utf8.h"
 
 namespace danerelay::queue {
 
@@ -124,7 +125,7 @@ Result<FileHeader> parseHeader(std::string_view data) {
 }  // namespace
 
 std::string encodeMessageFile(const Envelope& env, std::string_view content) {
-    std::string envText = envelopeToJson(env).dump();
+    std::string envText = dumpJson(envelopeToJson(env));
     char header[kMaxHeaderLine];
     std::snprintf(header, sizeof header, "%s %zu %zu %016llx\n", kMagic, envText.size(),
                   content.size(), static_cast<unsigned long long>(fnv1a(envText, content)));
@@ -265,7 +266,10 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
         static_cast<ssize_t>(envText.size())) {
         return Error::internal(path + ": short read of envelope");
     }
-    auto j = nlohmann::json::parse(envText, nullptr, /*allow_exceptions=*/false);
+    // Written by an older version, the envelope may hold bytes that are not
+    // UTF-8, which the parser refuses: replace them (see queue/utf8.h).
+    auto j = nlohmann::json::parse(jsonTextFromDisk(std::move(envText)), nullptr,
+                                   /*allow_exceptions=*/false);
     if (j.is_discarded()) return Error::internal(path + ": envelope is not valid JSON");
     auto env = envelopeFromJson(j);
     if (!env) return Error::internal(path + ": " + env.error().message);
@@ -278,7 +282,7 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
     std::string statePath = dir_ + "/state/" + id;
     auto st2 = readFile(statePath);
     if (st2) {
-        auto sj = nlohmann::json::parse(*st2, nullptr, false);
+        auto sj = nlohmann::json::parse(jsonTextFromDisk(std::move(*st2)), nullptr, false);
         if (sj.is_discarded()) return Error::internal(statePath + ": not valid JSON");
         auto status = statusFromJson(sj);
         if (!status) return Error::internal(statePath + ": " + status.error().message);
@@ -315,7 +319,7 @@ Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStat
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string tmp = dir_ + "/tmp/" + id + ".state";
     std::string final = dir_ + "/state/" + id;
-    std::string text = statusToJson(status).dump();
+    std::string text = dumpJson(statusToJson(status));
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd.valid()) return Error::temporary(sysError("create " + tmp, errno));
     if (!writeAll(fd.get(), text) || ::fsync(fd.get()) != 0) {

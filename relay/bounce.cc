@@ -2,7 +2,56 @@
 
 #include <ctime>
 
+#include "queue/utf8.h"
+
 namespace danerelay::relay {
+
+std::string dsnText(std::string_view s, size_t maxBytes) {
+    std::string flat(s);
+    for (char& c : flat) {
+        auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) c = ' ';  // CR, LF, NUL, ESC, TAB, ...
+    }
+    auto valid = queue::toValidUtf8(flat);
+    return std::string(queue::utf8Prefix(valid, maxBytes));
+}
+
+std::string dsnLine(std::string_view head, std::string_view value) {
+    std::string text = dsnText(value, kMaxDsnValue);
+    std::string out(head);
+    size_t lineLen = out.size();
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t room = lineLen < kDsnFoldAt ? kDsnFoldAt - lineLen : 0;
+        std::string_view rest = std::string_view(text).substr(pos);
+        if (rest.size() <= room) {
+            out += rest;
+            break;
+        }
+        // Fold before the last space that keeps this line short; with none,
+        // before the first space that keeps it under the hard limit; with
+        // none of those either, cut (between characters) at that limit.
+        size_t brk = room > 0 ? rest.rfind(' ', room) : std::string_view::npos;
+        if (brk == 0 || brk == std::string_view::npos) {
+            size_t hardRoom = kDsnHardLine - lineLen;
+            brk = rest.find(' ', 1);
+            if (brk == std::string_view::npos || brk > hardRoom) {
+                brk = queue::utf8Prefix(rest, hardRoom).size();
+                if (brk == 0) brk = std::min(rest.size(), hardRoom);
+                out += rest.substr(0, brk);
+                out += "\r\n ";
+                lineLen = 1;
+                pos += brk;
+                continue;
+            }
+        }
+        out += rest.substr(0, brk);
+        out += "\r\n";
+        lineLen = 0;  // the space at brk starts the continuation line
+        pos += brk;
+    }
+    return out + "\r\n";
+}
 
 static std::string rfc5322Date(std::time_t t) {
     tm tmv{};
@@ -25,7 +74,7 @@ std::string buildFailureDsn(const std::string& hostname, const queue::StoredMess
     std::string crlf = "\r\n";
     std::string out;
     out += "From: MAILER-DAEMON@" + hostname + " (Mail Delivery System)" + crlf;
-    out += "To: <" + env.sender + ">" + crlf;
+    out += dsnLine("To: <", env.sender + ">");
     out += "Subject: Undelivered Mail Returned to Sender" + crlf;
     out += "Date: " + rfc5322Date(now) + crlf;
     out += "Message-ID: <" + m.id + ".dsn@" + hostname + ">" + crlf;
@@ -42,7 +91,7 @@ std::string buildFailureDsn(const std::string& hostname, const queue::StoredMess
     out += "Your message could not be delivered to one or more recipients." + crlf;
     out += "It is attached below." + crlf + crlf;
     for (const auto& f : failed) {
-        out += "<" + env.recipients[f.index].address + ">: " + f.diagnostic + crlf;
+        out += dsnLine("<", env.recipients[f.index].address + ">: " + f.diagnostic);
     }
     out += crlf;
 
@@ -51,17 +100,17 @@ std::string buildFailureDsn(const std::string& hostname, const queue::StoredMess
     out += "Content-Type: message/delivery-status" + crlf + crlf;
     out += "Reporting-MTA: dns; " + hostname + crlf;
     out += "X-Danerelay-Queue-ID: " + m.id + crlf;
-    if (!env.envid.empty()) out += "Original-Envelope-Id: " + env.envid + crlf;
+    if (!env.envid.empty()) out += dsnLine("Original-Envelope-Id: ", env.envid);
     out += "Arrival-Date: " + rfc5322Date(static_cast<std::time_t>(env.arrival)) + crlf;
     for (const auto& f : failed) {
         const auto& r = env.recipients[f.index];
         out += crlf;
-        out += "Final-Recipient: rfc822; " + r.address + crlf;
-        if (!r.orcpt.empty()) out += "Original-Recipient: " + r.orcpt + crlf;
+        out += dsnLine("Final-Recipient: rfc822; ", r.address);
+        if (!r.orcpt.empty()) out += dsnLine("Original-Recipient: ", r.orcpt);
         out += "Action: failed" + crlf;
-        out += "Status: " + f.status + crlf;
-        if (!f.remoteMta.empty()) out += "Remote-MTA: dns; " + f.remoteMta + crlf;
-        out += "Diagnostic-Code: smtp; " + f.diagnostic + crlf;
+        out += dsnLine("Status: ", f.status);
+        if (!f.remoteMta.empty()) out += dsnLine("Remote-MTA: dns; ", f.remoteMta);
+        out += dsnLine("Diagnostic-Code: smtp; ", f.diagnostic);
     }
     out += crlf;
 

@@ -6,6 +6,7 @@
 
 #include <ctime>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "queue/spool.h"
@@ -18,6 +19,15 @@ struct FailedRecipient {
     std::string diagnostic;  // the remote reply, or our reason
     std::string remoteMta;   // MX host name, if one answered
 };
+
+constexpr size_t kMaxDsnValue = 4096;  // bytes of one field's value
+constexpr size_t kDsnFoldAt = 78;      // fold at a space before this
+constexpr size_t kDsnHardLine = 990;   // never a line longer (with CRLF: < 998)
+
+// s made safe for one line of a DSN (see above), at most maxBytes.
+std::string dsnText(std::string_view s, size_t maxBytes = kMaxDsnValue);
+// head + dsnText(value), folded, ending in CRLF. Exposed for tests.
+std::string dsnLine(std::string_view head, std::string_view value);
 
 // True if this recipient asked for (or defaults to) a failure DSN.
 bool wantsFailureDsn(const queue::Recipient& r);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "queue/utf8.h"
 #include "relay/log.h"
 
 namespace danerelay::relay {
@@ -150,7 +151,7 @@ void ControlServer::onRead(Conn& c) {
 void ControlServer::send(Conn& c, const nlohmann::json& reply) {
     if (c.answered) return;
     c.answered = true;
-    c.out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    c.out = queue::dumpJson(reply) + "\n";
     c.writeEv.addSeconds(kReplyTimeout);
 }
 
@@ -193,7 +194,7 @@ Result<nlohmann::json> controlRequest(const std::string& path, const nlohmann::j
         return Error::temporary("cannot reach the daemon at " + path + ": " + std::strerror(e) +
                                 hint);
     }
-    std::string line = request.dump() + "\n";
+    std::string line = queue::dumpJson(request) + "\n";
     for (size_t off = 0; off < line.size();) {
         ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;

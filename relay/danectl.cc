@@ -40,6 +40,7 @@
 #include "queue/filter.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
+#include "queue/utf8.h"
 #include "relay/config.h"
 #include "relay/control.h"
 #include "relay/delivery.h"
@@ -80,6 +81,7 @@ std::string isoTime(int64_t t) {
     return buf;
 }
 
+using queue::dumpJson;
 using queue::Filter;
 
 // Every readable message (filtered), and the unreadable ones as damaged.
@@ -159,7 +161,7 @@ int queueList(const std::string& spoolDir, bool asJson, const Filter& filter) {
                                 {"recipients", rcpts}});
         }
         json out = {{"version", 1}, {"messages", messages}, {"damaged", damaged}};
-        std::cout << out.dump(2) << "\n";
+        std::cout << dumpJson(out, 2) << "\n";
         return damaged.empty() ? 0 : 1;
     }
     if (list.empty() && damaged.empty()) {
@@ -309,7 +311,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
                        {"level", policy::toString(pol.effective.level)},
                        {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
                        {"warnings", pol.warnings}};
-        std::cout << j.dump(2) << "\n";
+        std::cout << dumpJson(j, 2) << "\n";
     } else {
         std::printf("resolver %s: %s (%s)\n", servers.c_str(),
                     validating ? "validating" : "NOT VALIDATING", probeDetail.c_str());
@@ -364,7 +366,7 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
                   {"recipients", recipientsJson(*m)},
                   {"headers", headers}};
         if (body) j["content"] = *content;
-        std::cout << j.dump(2) << "\n";
+        std::cout << dumpJson(j, 2) << "\n";
         return 0;
     }
     std::printf("Queue ID: %s\nArrival:  %s\nSize:     %llu\nSender:   <%s>\n", m->id.c_str(),
@@ -419,7 +421,7 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
                    oldest ? json{{"id", oldest->id}, {"arrival", isoTime(oldest->envelope.arrival)}}
                           : json(nullptr)},
                   {"damaged", damaged.size()}};
-        std::cout << j.dump(2) << "\n";
+        std::cout << dumpJson(j, 2) << "\n";
         return 0;
     }
     std::printf("%zu message%s in the queue", list.size(), list.size() == 1 ? "" : "s");
@@ -447,7 +449,7 @@ int policyCheck(const std::string& dir, bool asJson) {
         } else {
             j["error"] = p.error().message;
         }
-        std::printf("%s\n", j.dump(2).c_str());
+        std::printf("%s\n", dumpJson(j, 2).c_str());
     }
     if (!p) {
         std::fprintf(stderr, "%s\n", p.error().message.c_str());
@@ -466,7 +468,7 @@ std::optional<json> ask(const std::string& socket, const json& request, bool asJ
     auto r = relay::controlRequest(socket, request, timeout);
     json reply = r ? *r : json{{"version", 1}, {"ok", false}, {"error", r.error().message}};
     if (!reply.value("ok", false)) {
-        if (asJson) std::printf("%s\n", reply.dump(2).c_str());
+        if (asJson) std::printf("%s\n", dumpJson(reply, 2).c_str());
         std::fprintf(stderr, "danectl: %s\n", reply.value("error", "failed").c_str());
         return std::nullopt;
     }
@@ -489,7 +491,7 @@ int status(const std::string& socket, bool asJson, int timeout) {
     auto r = ask(socket, {{"version", 1}, {"verb", "status"}}, asJson, timeout);
     if (!r) return 1;
     if (asJson) {
-        std::printf("%s\n", r->dump(2).c_str());
+        std::printf("%s\n", dumpJson(*r, 2).c_str());
         return 0;
     }
     const json& d = (*r)["daemon"];
@@ -540,7 +542,7 @@ int reload(const std::string& socket, bool asJson, int timeout) {
     auto r = ask(socket, {{"version", 1}, {"verb", "reload"}}, asJson, timeout);
     if (!r) return 1;
     if (asJson) {
-        std::printf("%s\n", r->dump(2).c_str());
+        std::printf("%s\n", dumpJson(*r, 2).c_str());
     } else {
         const json& p = (*r)["policy"];
         std::printf("policy reloaded: %lld entries in %lld files\n", p["entries"].get<long long>(),
@@ -567,7 +569,7 @@ int queueAction(const std::string& socket, const std::string& action,
     bool partly = c["not-found"].get<int64_t>() > 0 || c["error"].get<int64_t>() > 0 ||
                   (*r)["matched"].get<int64_t>() == 0;
     if (asJson) {
-        std::printf("%s\n", r->dump(2).c_str());
+        std::printf("%s\n", dumpJson(*r, 2).c_str());
     } else {
         for (const auto& x : (*r)["results"]) {
             std::printf("%s: %s (%s)\n", x["id"].get<std::string>().c_str(),
@@ -604,7 +606,7 @@ int passwd(bool asJson) {
         return 1;
     }
     if (asJson) {
-        std::printf("%s\n", json({{"version", 1}, {"hash", hash}}).dump(2).c_str());
+        std::printf("%s\n", dumpJson(json({{"version", 1}, {"hash", hash}}), 2).c_str());
     } else {
         std::printf("%s\n", hash);
     }

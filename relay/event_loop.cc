@@ -3,8 +3,30 @@
 #include <sys/eventfd.h>
 
 #include <cstdint>
+#include <exception>
+#include <string>
+
+#include "relay/log.h"
 
 namespace danerelay::relay {
+
+namespace {
+// An exception escaping a thread's function is std::terminate: the daemon
+// gone, and with the message still queued, gone again at every restart.
+// Whatever a task throws is caught, logged, and turned into its error result.
+template <typename F>
+bool runCaught(const char* where, F&& f) {
+    try {
+        f();
+        return true;
+    } catch (const std::exception& e) {
+        logEvent("error", {{"where", where}, {"reason", std::string("exception: ") + e.what()}});
+    } catch (...) {
+        logEvent("error", {{"where", where}, {"reason", "unknown exception"}});
+    }
+    return false;
+}
+}  // namespace
 
 Event::Event(event_base* base, int fd, short what, Callback cb)
     : ev_(event_new(base, fd, what, &Event::trampoline, this)), cb_(std::move(cb)) {}
@@ -57,7 +79,7 @@ void LoopPoster::drain() {
         std::lock_guard lock(mu_);
         work.swap(queue_);
     }
-    for (auto& fn : work) fn();
+    for (auto& fn : work) runCaught("loop", fn);
 }
 
 WorkerPool::WorkerPool(LoopPoster& poster, unsigned threads) : poster_(poster) {
@@ -97,7 +119,9 @@ void WorkerPool::loop() {
             task = std::move(tasks_.front());
             tasks_.pop_front();
         }
-        task.first();
+        // On an exception, done() still runs and finds the result the task
+        // set up before it started (every caller starts from an error).
+        runCaught("worker", task.first);
         poster_.post(std::move(task.second));
     }
 }
@@ -138,7 +162,11 @@ void Committer::loop() {
         }
         std::vector<const queue::NewMessage*> ptrs;
         for (auto& it : batch) ptrs.push_back(&it.msg);
-        auto results = spool_.commit(ptrs);
+        std::vector<Status> results;
+        if (!runCaught("committer", [&] { results = spool_.commit(ptrs); }) ||
+            results.size() != batch.size()) {
+            results.assign(batch.size(), Error::internal("spool commit failed (see the log)"));
+        }
         messages_ += batch.size();
         ++batches_;
         for (size_t i = 0; i < batch.size(); ++i) {

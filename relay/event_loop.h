@@ -7,7 +7,10 @@
 // LoopPoster lets worker threads hand a closure to the loop thread: post() is
 // thread-safe, the closure runs on the loop. WorkerPool runs blocking work
 // (password hashing, disk) on a few threads; Committer batches spool commits
-// (group commit) on a thread of its own.
+// (group commit) on a thread of its own. An exception thrown by a task, a
+// commit or a posted closure never reaches std::terminate: it is logged, the
+// task's done() still runs (with the error result it started from), a failed
+// commit reports an Internal error for each message of the batch.
 #pragma once
 
 #include <event2/event.h>

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <mutex>
 
+#include "queue/utf8.h"
+
 namespace danerelay::relay {
 
 namespace {
@@ -27,14 +29,24 @@ bool logOpen(const std::string& path) {
 }
 
 std::string formatLogValue(std::string_view v) {
-    bool plain = !v.empty();
+    bool plain = !v.empty() && queue::isValidUtf8(v);
     for (unsigned char c : v) {
         if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
     }
     if (plain) return std::string(v);
     std::string out = "\"";
-    for (unsigned char c : v) {
-        if (c == '"' || c == '\\') {
+    for (size_t i = 0; i < v.size();) {
+        auto c = static_cast<unsigned char>(v[i]);
+        auto seq = queue::utf8SequenceAt(v, i);
+        if (!seq.valid) {
+            // Not UTF-8: every byte of it as \xHH, so the line stays UTF-8
+            // and nothing is lost.
+            for (size_t k = 0; k < seq.length; ++k) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(v[i + k]));
+                out += buf;
+            }
+        } else if (c == '"' || c == '\\') {
             out += '\\';
             out += static_cast<char>(c);
         } else if (c < 0x20 || c == 0x7f) {
@@ -42,8 +54,9 @@ std::string formatLogValue(std::string_view v) {
             std::snprintf(buf, sizeof buf, "\\x%02x", c);
             out += buf;
         } else {
-            out += static_cast<char>(c);
+            out.append(v.substr(i, seq.length));
         }
+        i += seq.length;
     }
     return out + "\"";
 }

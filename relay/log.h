@@ -1,7 +1,9 @@
 // log.h — structured log lines: one line per event, "key=value" fields after
 // an ISO 8601 UTC timestamp and the event name. Values with spaces, quotes or
 // control characters are quoted and escaped, so a hostile HELO or address can
-// never forge a second log line. Thread-safe.
+// never forge a second log line. Bytes that are not UTF-8 are written as \xHH
+// inside a quoted value, so every line is valid UTF-8 and nothing is lost
+// (JSON output replaces them with U+FFFD instead: queue/utf8.h). Thread-safe.
 #pragma once
 
 #include <initializer_list>

@@ -18,9 +18,6 @@
 namespace danerelay::relay {
 
 namespace {
-constexpr size_t kMaxReplyLine = 4096;
-constexpr size_t kMaxReplyBytes = 64 * 1024;
-
 std::string xtextEncode(const std::string& s) {
     std::string out;
     for (unsigned char c : s) {
@@ -38,6 +35,23 @@ std::string xtextEncode(const std::string& s) {
 bool has8bit(const std::string& s) {
     return std::any_of(s.begin(), s.end(),
                        [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+// Where the first bare CR or bare LF in c is, or npos.
+size_t bareLineEnding(std::string_view c) {
+    for (size_t i = 0; i < c.size(); ++i) {
+        if (c[i] == '\r' && (i + 1 == c.size() || c[i + 1] != '\n')) return i;
+        if (c[i] == '\n' && (i == 0 || c[i - 1] != '\r')) return i;
+    }
+    return std::string_view::npos;
+}
+
+Error bareLineEndingError(std::string_view c, size_t at) {
+    std::string why = "5.6.0 the message has a bare ";
+    why += c[at] == '\r' ? "CR" : "LF";
+    why += " at byte ";
+    why += std::to_string(at);
+    why += "; lines must end with CRLF";
+    return Error::permanent(std::move(why));
 }
 }  // namespace
 
@@ -66,11 +80,12 @@ void ConnectionCache::remove(const SmtpClient* c) {
 std::string SmtpClient::cacheKey(const ClientRequest& req) {
     std::string k = req.mxName + "|" + req.address + "|" + std::to_string(req.port) + "|" +
                     toString(req.mode) + "|" + req.sni + "|" + req.heloName;
-    for (const auto& t : req.tlsa) k += "|" + tls::recordText(t, 256);
+    // Appends, not "|" + temporary: GCC 12's -Wrestrict misfires on that at -O3.
+    for (const auto& t : req.tlsa) (k += '|') += tls::recordText(t, 256);
     // The rest of the policy: a connection is reused only under the same one.
     k += "|" + std::to_string(req.implicitTls) + "|" + req.authUser + "|" +
          std::to_string(req.minTlsVersion) + "|" + req.trustStore + "|" + req.verifyName;
-    for (const auto& p : req.tlsPins) k += "|" + std::string(p.begin(), p.end());
+    for (const auto& p : req.tlsPins) (k += '|').append(p.begin(), p.end());
     return k;
 }
 
@@ -99,8 +114,7 @@ void SmtpClient::reuse(ClientRequest req, Callback done) {
     result_.rcpts.resize(req_.rcptIndexes.size());
     result_.reusedConnection = true;
     nextRcpt_ = rcptAccepted_ = 0;
-    replyLines_.clear();
-    replyBytes_ = 0;
+    replies_.reset();
     reused_ = true;
     selfRef_ = shared_from_this();
     sendEnvelope();
@@ -265,36 +279,14 @@ void SmtpClient::readSome() {
 
 void SmtpClient::parseReplies() {
     for (;;) {
-        auto nl = in_.find('\n');
-        if (nl == std::string::npos) {
-            if (in_.size() > kMaxReplyLine) return fail("server reply line too long");
-            return;
-        }
-        std::string line = in_.substr(0, nl);
-        in_.erase(0, nl + 1);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        replyBytes_ += line.size();
-        if (line.size() > kMaxReplyLine || replyBytes_ > kMaxReplyBytes) {
-            return fail("server reply too long");
-        }
-        if (line.size() < 3 || !std::isdigit(static_cast<unsigned char>(line[0])) ||
-            !std::isdigit(static_cast<unsigned char>(line[1])) ||
-            !std::isdigit(static_cast<unsigned char>(line[2])) ||
-            (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
-            return fail("malformed server reply: " + line.substr(0, 80));
-        }
-        replyLines_.push_back(line.size() > 4 ? line.substr(4) : "");
-        if (line.size() > 3 && line[3] == '-') continue;
-        int code = std::stoi(line.substr(0, 3));
-        std::string text = line.substr(0, 3) + " " + replyLines_.back();
-        if (state_ == State::Ehlo || state_ == State::Ehlo2) {
-            // keep every line: the extensions
-            text.clear();
-            for (size_t i = 0; i < replyLines_.size(); ++i) text += replyLines_[i] + "\n";
-        }
-        replyLines_.clear();
-        replyBytes_ = 0;
-        onReply(code, text);
+        SmtpReply reply;
+        std::string error;
+        auto step = replies_.next(in_, &reply, &error);
+        if (step == ReplyAssembler::Step::NeedMore) return;
+        if (step == ReplyAssembler::Step::Error) return fail(error);
+        // EHLO: keep every line, the extensions.
+        bool ehlo = state_ == State::Ehlo || state_ == State::Ehlo2;
+        onReply(reply.code, ehlo ? reply.allLines() : reply.text());
         if (finished_ || state_ == State::Handshake) return;
     }
 }
@@ -409,35 +401,14 @@ void SmtpClient::onReply(int code, const std::string& text) {
 void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
     // Everything advertised before is forgotten: this EHLO reply alone counts.
     esmtp_ = true;
-    pipelining_ = starttls_ = dsn_ = smtputf8_ = eightBitMime_ = size_ = false;
-    sizeLimit_ = 0;
-    size_t pos = 0;
-    bool first = true;
-    while (pos < lines.size()) {
-        auto nl = lines.find('\n', pos);
-        std::string l = lines.substr(pos, nl - pos);
-        pos = nl == std::string::npos ? lines.size() : nl + 1;
-        if (first) {  // the greeting line names the server, not an extension
-            first = false;
-            continue;
-        }
-        std::string kw = l.substr(0, l.find(' '));
-        std::transform(kw.begin(), kw.end(), kw.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-        if (kw == "PIPELINING") pipelining_ = true;
-        if (kw == "STARTTLS") starttls_ = true;
-        if (kw == "DSN") dsn_ = true;
-        if (kw == "SMTPUTF8") smtputf8_ = true;
-        if (kw == "8BITMIME") eightBitMime_ = true;
-        if (kw == "SIZE") size_ = true;
-        if (kw == "SIZE" && l.size() > 5) {
-            std::string v = l.substr(5);
-            if (!v.empty() && v.size() < 19 &&
-                v.find_first_not_of("0123456789") == std::string::npos) {
-                sizeLimit_ = std::stoull(v);
-            }
-        }
-    }
+    auto ext = parseEhlo(lines);
+    pipelining_ = ext.pipelining;
+    starttls_ = ext.starttls;
+    dsn_ = ext.dsn;
+    smtputf8_ = ext.smtputf8;
+    eightBitMime_ = ext.eightBitMime;
+    size_ = ext.size;
+    sizeLimit_ = ext.sizeLimit;
     if (secondTime || tls_) return afterTlsEhlo();
     if (req_.mode == TlsMode::None) return sendEnvelope();
     if (starttls_) {
@@ -578,6 +549,10 @@ void SmtpClient::sendEnvelope() {
                         true);
         }
     }
+    // Refused before MAIL FROM, not half-way through DATA (checked again there).
+    if (auto at = bareLineEnding(*req_.content); at != std::string_view::npos) {
+        return fail(bareLineEndingError(*req_.content, at).message, true);
+    }
     if (sizeLimit_ > 0 && req_.content->size() > sizeLimit_) {
         return fail("5.3.4 message size " + std::to_string(req_.content->size()) +
                         " exceeds the server's limit of " + std::to_string(sizeLimit_),
@@ -600,10 +575,10 @@ void SmtpClient::sendRcpt(size_t i) {
     send(rcptLine(i));
 }
 
-void SmtpClient::sendBody() {
-    state_ = State::Body;
-    arm(req_.timeouts.dataFinal);
-    const std::string& c = *req_.content;
+Result<std::string> encodeBody(std::string_view c) {
+    if (auto at = bareLineEnding(c); at != std::string_view::npos) {
+        return bareLineEndingError(c, at);
+    }
     std::string out;
     out.reserve(c.size() + c.size() / 64 + 8);
     bool lineStart = true;
@@ -612,11 +587,18 @@ void SmtpClient::sendBody() {
         out += ch;
         lineStart = ch == '\n';
     }
-    if (!out.empty() && !(out.size() >= 2 && out.compare(out.size() - 2, 2, "\r\n") == 0)) {
-        out += "\r\n";
-    }
-    out += ".\r\n";
-    send(out);
+    if (!lineStart) out.append("\r\n");
+    out.append(".\r\n");
+    return out;
+}
+
+void SmtpClient::sendBody() {
+    state_ = State::Body;
+    arm(req_.timeouts.dataFinal);
+    auto body = encodeBody(*req_.content);
+    // No dot: the server drops the transaction when we QUIT.
+    if (!body) return fail(body.error().message, true);
+    send(*body);
 }
 
 void SmtpClient::fail(const std::string& error, bool permanent) {

@@ -9,8 +9,10 @@
 // or the session ends (QUIT) before any envelope is sent. PIPELINING when
 // offered; SIZE, 8BITMIME, SMTPUTF8 (bounce 5.6.7 when the server lacks it),
 // DSN parameters passed on when the server offers DSN; dot-stuffing; the
-// per-command timeouts of RFC 5321 4.5.3.2; caps on reply line length and
-// reply size. Server replies are hostile input.
+// per-command timeouts of RFC 5321 4.5.3.2. Server replies are hostile
+// input: they are assembled, capped and made safe text by relay/smtp_reply.h.
+// The body goes out only with CRLF line ends: a bare CR or LF in the content
+// fails the session permanently.
 #pragma once
 
 #include <event2/event.h>
@@ -18,10 +20,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/result.h"
 #include "queue/envelope.h"
 #include "relay/delivery.h"
+#include "relay/smtp_reply.h"
 #include "tls/dane.h"
 #include "tls/session.h"
 
@@ -71,6 +76,12 @@ struct ClientResult {
 };
 
 class SmtpClient;
+
+// The DATA payload for content (CRLF lines, unstuffed): dot-stuffed, ending
+// in CRLF "." CRLF. A bare CR or a bare LF anywhere is refused (Permanent):
+// passed on, it could end DATA early at a receiver that takes <LF>.<LF> or
+// <CR>.<CR> as the end (SMTP smuggling). Exposed for tests.
+Result<std::string> encodeBody(std::string_view content);
 
 // Connection reuse: after a completed transaction a session may wait here,
 // idle, for the next message to the same host, address, TLS mode, TLSA base
@@ -157,8 +168,7 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     event* timer_ = nullptr;
     std::unique_ptr<tls::Session> tls_;
     std::string in_, out_;
-    std::vector<std::string> replyLines_;
-    size_t replyBytes_ = 0;
+    ReplyAssembler replies_;
     // what the server advertised (after the last EHLO)
     bool esmtp_ = false, pipelining_ = false, starttls_ = false, dsn_ = false, smtputf8_ = false,
          eightBitMime_ = false, size_ = false;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "queue/utf8.h"
+
 namespace danerelay::relay {
 
 namespace {
@@ -143,6 +145,12 @@ bool parsePathArg(std::string_view arg, std::string_view prefix, bool allowEmpty
                 })) {
                 *err = {553, "5.6.7 Non-ASCII address requires SMTPUTF8"};
             }
+            return false;
+        }
+        // RFC 6531 3.3: an 8-bit address is UTF-8; anything else is refused
+        // here, before it can reach the spool, a log or a DSN.
+        if (allow8bit && !queue::isValidUtf8(path)) {
+            *err = {553, "5.6.7 Address is not valid UTF-8"};
             return false;
         }
         out->address = std::string(path);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "queue/utf8.h"
 #include "relay/cidr.h"
 #include "relay/log.h"
 #include "relay/smtp_server.h"
@@ -528,8 +529,11 @@ void SmtpSession::cmdMail(const Command& c) {
                 return reply(501, "5.5.4 Error: RET must be FULL or HDRS");
             }
         } else if (k == "ENVID") {
+            // RFC 3461 4.4: printable US-ASCII once decoded.
             if (!decodeXtext(prm.value, &env.envid) || env.envid.empty() ||
-                env.envid.size() > kMaxEnvid) {
+                env.envid.size() > kMaxEnvid ||
+                std::any_of(env.envid.begin(), env.envid.end(),
+                            [](char ch) { return ch < 0x20 || ch > 0x7e; })) {
                 return reply(501, "5.5.4 Error: bad ENVID");
             }
         } else if (k == "AUTH") {
@@ -598,8 +602,11 @@ void SmtpSession::cmdRcpt(const Command& c) {
         } else if (prm.keyword == "ORCPT") {
             std::string decoded;
             auto semi = prm.value.find(';');
+            // Decoded: an address, UTF-8 at most (RFC 6533), no control bytes.
             if (semi == std::string::npos || semi == 0 || !decodeXtext(prm.value, &decoded) ||
-                decoded.size() > 500) {
+                decoded.size() > 500 || !queue::isValidUtf8(decoded) ||
+                std::any_of(decoded.begin(), decoded.end(),
+                            [](char ch) { return (ch >= 0 && ch < 0x20) || ch == 0x7f; })) {
                 return reply(501, "5.5.4 Error: bad ORCPT");
             }
             r.orcpt = decoded;

@@ -118,8 +118,9 @@ TEST(Answer, CnameLoopAndOverlongChainAreErrors) {
     EXPECT_NE(loop.detail.find("loop"), std::string::npos);
     r.answer.clear();
     for (int i = 0; i < 12; ++i) {
-        r.answer.push_back("c" + std::to_string(i) + ".example. 300 IN CNAME c" +
-                           std::to_string(i + 1) + ".example.");
+        std::string rr = "c";  // not "c" + temporary: GCC 12 -Wrestrict at -O3
+        rr += std::to_string(i) + ".example. 300 IN CNAME c" + std::to_string(i + 1) + ".example.";
+        r.answer.push_back(rr);
     }
     r.qname = "c0.example.";
     EXPECT_EQ(parse(r, "c0.example", kTypeA).outcome, Outcome::Error);

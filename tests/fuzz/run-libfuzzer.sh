@@ -1,6 +1,6 @@
 #!/bin/sh
 # Coverage-guided fuzzing with libFuzzer (clang), for developers:
-#   tests/fuzz/run-libfuzzer.sh smtp|dns [SECONDS]
+#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|dns [SECONDS]
 # CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -10,8 +10,10 @@ mkdir -p "$out/corpus"
 cp tests/fuzz/corpus/"$target"/* "$out/corpus/"
 flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZER -I."
 case "$target" in
-  smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc -lcrypt \
+  smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/smtp_parser.cc relay/auth.cc queue/utf8.cc -lcrypt \
           -o "$out/fuzz" ;;
+  smtp_reply) clang++ $flags tests/fuzz/smtp_reply_fuzz.cc relay/smtp_reply.cc relay/bounce.cc \
+          queue/utf8.cc -o "$out/fuzz" ;;
   dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc dns/answer.cc \
           dns/validator.cc -lldns -o "$out/fuzz" ;;
   *) echo "unknown target $target" >&2; exit 2 ;;

@@ -160,6 +160,23 @@ TEST(PathArg, EightBitNeedsSmtpUtf8) {
     EXPECT_TRUE(parsePathArg("TO:<j\xc3\xb6rg@example.com>", "TO:", false, true, &p, &err));
 }
 
+TEST(PathArg, EightBitAddressMustBeUtf8) {
+    PathArg p;
+    Reply err;
+    EXPECT_TRUE(
+        parsePathArg("TO:<j\xC3\xB6rg@b\xC3\xBC"
+                     "cher.example>",
+                     "TO:", false, true, &p, &err));
+    for (const char* bad : {"TO:<\xff\xfe@example.com>", "TO:<a\xC3@example.com>",
+                            "TO:<a@ex\xED\xA0\x80"
+                            "ample.com>",
+                            "TO:<\"\xC0\xAF\"@example.com>"}) {
+        EXPECT_FALSE(parsePathArg(bad, "TO:", false, true, &p, &err)) << bad;
+        EXPECT_EQ(err.code, 553);
+        EXPECT_NE(err.text.find("UTF-8"), std::string::npos);
+    }
+}
+
 TEST(PathArg, BadParameterKeyword) {
     PathArg p;
     Reply err;
