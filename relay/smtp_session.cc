@@ -17,6 +17,10 @@ namespace danerelay::relay {
 namespace {
 constexpr size_t kReadChunk = 16384;
 constexpr size_t kMaxInputBuffered = 64 * 1024;
+// Backpressure: while this much output waits for a peer that does not read,
+// no more input is read or processed (pipelined EHLOs would otherwise turn a
+// small input into an unbounded pile of replies).
+constexpr size_t kMaxPendingOutput = 64 * 1024;
 constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
 constexpr size_t kMaxSaslLine = 12288;
 
@@ -48,11 +52,13 @@ SmtpSession::SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& pee
       writeEv_(server.ctx_.base, fd, EV_WRITE, [this](short) { onWritable(); }),
       idleTimer_(server.ctx_.base, -1, 0,
                  [this](short) {
+                     if (state_ == State::Closing) return finish("timeout flushing last reply");
                      logEvent("timeout", {{"client", client_}, {"after", "command_timeout"}});
                      closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
                                               " Error: timeout exceeded");
                  }),
       sessionTimer_(server.ctx_.base, -1, 0, [this](short) {
+          if (state_ == State::Closing) return finish("timeout flushing last reply");
           logEvent("timeout", {{"client", client_}, {"after", "session_timeout"}});
           closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
                                    " Error: session time limit exceeded");
@@ -95,7 +101,7 @@ void SmtpSession::pump() {
     do {
         readInput();
         process();
-    } while (tls_ && tls_->pending() > 0 &&
+    } while (tls_ && tls_->pending() > 0 && !readPaused_ &&
              (state_ == State::Command || state_ == State::AuthResponse || state_ == State::Data));
 }
 
@@ -105,10 +111,27 @@ void SmtpSession::onWritable() {
         return;
     }
     flush();
+    if (readPaused_ && out_.size() < kMaxPendingOutput && state_ != State::Closed) resumeReading();
+}
+
+void SmtpSession::pauseReading() {
+    // Idempotent: Waiting's completion may have re-added the event meanwhile.
+    readPaused_ = true;
+    readEv_.del();
+}
+
+void SmtpSession::resumeReading() {
+    readPaused_ = false;
+    // Waiting re-adds the read event itself when its answer comes.
+    if (state_ != State::Command && state_ != State::AuthResponse && state_ != State::Data) return;
+    readEv_.add();
+    // What was read before the pause (and what GnuTLS holds) has no socket
+    // event to announce it: process it now.
+    pump();
 }
 
 void SmtpSession::readInput() {
-    if (state_ == State::Closed || state_ == State::Closing) return;
+    if (state_ == State::Closed || state_ == State::Closing || readPaused_) return;
     char buf[kReadChunk];
     while (in_.size() < kMaxInputBuffered) {
         size_t n = 0;
@@ -168,6 +191,7 @@ void SmtpSession::closeAfterReply(int code, const std::string& text) {
     reply(code, text);
     if (state_ == State::Closed) return;
     state_ = State::Closing;
+    resetIdleTimer();  // a peer that never reads this reply is dropped then
     flush();
 }
 
@@ -278,6 +302,10 @@ bool SmtpSession::protocolError() {
 
 void SmtpSession::process() {
     while (state_ == State::Command || state_ == State::AuthResponse || state_ == State::Data) {
+        if (out_.size() >= kMaxPendingOutput) {
+            pauseReading();  // resumed by onWritable() once the peer reads
+            break;
+        }
         if (state_ == State::Data) {
             size_t used = data_->feed(in_);
             in_.erase(0, used);
@@ -316,7 +344,7 @@ void SmtpSession::process() {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         handleLine(line);
     }
-    if (peerClosed_ && state_ != State::Closed && state_ != State::Waiting) {
+    if (peerClosed_ && !readPaused_ && state_ != State::Closed && state_ != State::Waiting) {
         finish(state_ == State::Data ? "lost connection in DATA" : "lost connection");
     }
 }
