@@ -484,12 +484,11 @@ void SmtpSession::authResponse(std::string_view line) {
 
 void SmtpSession::checkPassword(std::string user, std::string password) {
     authStep_ = AuthStep::None;
-    state_ = State::Waiting;
-    readEv_.del();
     auto ok = std::make_shared<bool>(false);
     const Credentials* creds = server_.ctx_.credentials;
     std::weak_ptr<SmtpSession> weak = weak_from_this();
-    server_.ctx_.workers->run(
+    WorkerPool* pool = server_.ctx_.authWorkers ? server_.ctx_.authWorkers : server_.ctx_.workers;
+    bool queued = pool->tryRun(
         [ok, creds, user, password = std::move(password)] { *ok = creds->verify(user, password); },
         [weak, ok, user] {
             auto self = weak.lock();
@@ -507,6 +506,14 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
             }
             self->pump();
         });
+    if (!queued) {
+        // Too many checks already wait for the hashing thread.
+        state_ = State::Command;
+        logEvent("auth", {{"client", client_}, {"user", user}, {"result", "busy"}});
+        return reply(454, "4.7.0 Temporary authentication failure");
+    }
+    state_ = State::Waiting;
+    readEv_.del();  // nothing more is read until the check is answered
 }
 
 void SmtpSession::cmdMail(const Command& c) {

@@ -4,11 +4,14 @@ A client that pipelines commands and never reads its replies must not make
 the daemon buffer replies without bound: the daemon stops reading while its
 output for a session is over a small bound, and resumes (input already read
 first) once the client reads. Same for the implicit-TLS listener and the
-control socket.
+control socket. And password hashing has a pool of its own with a bounded
+queue: a flood of AUTH attempts gets 454 at once, and spool work is never
+queued behind a hash.
 
 Memory is the daemon's VmRSS from /proc/PID/status. Every loop is bounded in
 bytes and in time; everything is on loopback.
 """
+import base64
 import os
 import select
 import socket
@@ -276,6 +279,89 @@ class ResumeTest(unittest.TestCase):
             self.check(s)
         finally:
             s.close()
+
+
+# SHA-512 crypt with many rounds: a few seconds per check, so that a test can
+# see what waits behind a hash. The password is never right.
+SLOW_HASH = ("$6$rounds=5000000$abcdefgh$"
+             "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz")
+
+
+class AuthPoolTest(unittest.TestCase):
+    """Password hashing runs on a pool of its own, with a bounded queue."""
+
+    def setUp(self):
+        self.relay = h.Relay(users={"slow": "placeholder"},
+                             limits={"max_sessions_per_client": 60})
+        with open(os.path.join(self.relay.dir, "credentials"), "w") as f:
+            f.write(f"slow:{SLOW_HASH}\n")
+        self.relay.start()
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.relay.cleanup()
+
+    def auth_session(self):
+        """An implicit-TLS session that has sent AUTH PLAIN for the slow user."""
+        raw = socket.create_connection(("127.0.0.1", self.relay.tls_port), timeout=20)
+        s = tls_client_context().wrap_socket(raw)
+        self.socks.append(s)
+        self.assertEqual(read_reply(s)[0], 220)
+        s.sendall(b"EHLO a\r\n")
+        code, lines = read_reply(s)
+        self.assertEqual(code, 250)
+        self.assertIn("250-AUTH PLAIN LOGIN", lines)
+        s.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0slow\0wrong") + b"\r\n")
+        return s
+
+    @staticmethod
+    def has_reply(s):
+        if s.pending():
+            return True
+        r, _, _ = select.select([s], [], [], 0)
+        return bool(r)
+
+    def test_spool_work_does_not_wait_behind_hashing(self):
+        # More hashes than the old shared pool had threads.
+        slow = [self.auth_session() for _ in range(3)]
+        time.sleep(0.5)  # the hashes are on their way
+        self.assertFalse(any(self.has_reply(s) for s in slow), "hash finished too soon to test")
+        # "status" reads the spool on the general worker pool.
+        t0 = time.monotonic()
+        out = subprocess.run([h.DANECTL, "--config", self.relay.config, "status"],
+                             capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t0
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        waiting = [s for s in slow if not self.has_reply(s)]
+        self.assertEqual(len(waiting), len(slow),
+                         f"status ({took:.1f} s) was answered only after a hash finished")
+
+    def test_auth_flood_gets_454_not_an_unbounded_queue(self):
+        n = 45  # 1 hashing + 32 waiting + the rest refused at once
+        sessions = [self.auth_session() for _ in range(n)]
+        time.sleep(1.5)  # a refusal is immediate; a hash takes seconds
+        refused, a_refused = 0, None
+        for s in sessions:
+            if not self.has_reply(s):
+                continue  # still waiting for its hash
+            code, lines = read_reply(s)
+            if code == 454:
+                self.assertIn("4.7.0", lines[-1])
+                refused += 1
+                a_refused = s
+        self.assertGreaterEqual(refused, n - 33,
+                                f"only {refused} of {n} AUTH attempts refused at once")
+        # A refused session is still usable, and the daemon serves others.
+        a_refused.sendall(b"NOOP\r\n")
+        self.assertEqual(read_reply(a_refused)[0], 250)
+        c = self.relay.connect()
+        try:
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.command("EHLO a")[0], 250)
+        finally:
+            c.close()
 
 
 if __name__ == "__main__":
