@@ -13,6 +13,7 @@ bytes and in time; everything is on loopback.
 """
 import base64
 import os
+import re
 import select
 import socket
 import ssl
@@ -176,6 +177,39 @@ class FloodTest(unittest.TestCase):
         out = subprocess.run([h.DANECTL, "--config", self.relay.config, "status"],
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+
+class NonReaderDroppedTest(unittest.TestCase):
+    """A client that floods and never reads holds its session (a slot of
+    max_sessions) for about two command timeouts at most: one to notice it
+    is idle, one to give up flushing the 421."""
+
+    TIMEOUT = 3
+
+    def setUp(self):
+        self.relay = h.Relay(limits={"command_timeout": self.TIMEOUT, "session_timeout": 600})
+        self.relay.start()
+
+    def tearDown(self):
+        self.relay.cleanup()
+
+    def test_flooding_non_reader_is_disconnected(self):
+        s = socket.create_connection(("127.0.0.1", self.relay.port), timeout=20)
+        try:
+            self.assertEqual(read_reply(s)[0], 220)
+            session = max(int(m) for m in re.findall(r"event=connect .* session=(\d+)",
+                                                     self.relay.read_log()))
+            gone = f"event=disconnect client=127.0.0.1 session={session} "
+            flood(s, self.relay.proc.pid, b"EHLO a\r\n" * 8192)
+            deadline = time.monotonic() + 3 * self.TIMEOUT + 5
+            while gone not in self.relay.read_log() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # The 421 may fit in the socket buffers ("closed") or not
+            # ("timeout flushing last reply"); either way the session is gone.
+            self.assertIn(gone, self.relay.read_log(),
+                          "the session of a client that never reads was kept open")
+        finally:
+            s.close()
 
 
 def pipeline_then_read(sock, n):
