@@ -82,7 +82,8 @@ void LoopPoster::drain() {
     for (auto& fn : work) runCaught("loop", fn);
 }
 
-WorkerPool::WorkerPool(LoopPoster& poster, unsigned threads) : poster_(poster) {
+WorkerPool::WorkerPool(LoopPoster& poster, unsigned threads, size_t maxQueued)
+    : poster_(poster), maxQueued_(maxQueued) {
     for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
 }
 
@@ -107,6 +108,21 @@ void WorkerPool::run(std::function<void()> work, std::function<void()> done) {
         tasks_.emplace_back(std::move(work), std::move(done));
     }
     cv_.notify_one();
+}
+
+bool WorkerPool::tryRun(std::function<void()> work, std::function<void()> done) {
+    {
+        std::lock_guard lock(mu_);
+        if (maxQueued_ != 0 && tasks_.size() >= maxQueued_) return false;
+        tasks_.emplace_back(std::move(work), std::move(done));
+    }
+    cv_.notify_one();
+    return true;
+}
+
+size_t WorkerPool::queued() {
+    std::lock_guard lock(mu_);
+    return tasks_.size();
 }
 
 void WorkerPool::loop() {

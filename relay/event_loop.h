@@ -6,11 +6,13 @@
 // Callbacks reach the owner through a capture-less trampoline.
 // LoopPoster lets worker threads hand a closure to the loop thread: post() is
 // thread-safe, the closure runs on the loop. WorkerPool runs blocking work
-// (password hashing, disk) on a few threads; Committer batches spool commits
-// (group commit) on a thread of its own. An exception thrown by a task, a
-// commit or a posted closure never reaches std::terminate: it is logged, the
-// task's done() still runs (with the error result it started from), a failed
-// commit reports an Internal error for each message of the batch.
+// (disk; password hashing on a pool of its own) on a few threads; a pool made
+// with a queue bound refuses tryRun() beyond it rather than queue without
+// end. Committer batches spool commits (group commit) on a thread of its own.
+// An exception thrown by a task, a commit or a posted closure never reaches
+// std::terminate: it is logged, the task's done() still runs (with the error
+// result it started from), a failed commit reports an Internal error for each
+// message of the batch.
 #pragma once
 
 #include <event2/event.h>
@@ -69,10 +71,16 @@ class LoopPoster {
 
 class WorkerPool {
   public:
-    WorkerPool(LoopPoster& poster, unsigned threads);
+    // maxQueued: how many tasks may wait for a thread in tryRun(); 0 = no bound.
+    WorkerPool(LoopPoster& poster, unsigned threads, size_t maxQueued = 0);
     ~WorkerPool();
     // work() runs on a worker thread; done() then runs on the loop.
     void run(std::function<void()> work, std::function<void()> done);
+    // As run(), but refused (false, nothing queued) when maxQueued tasks
+    // already wait: for work that untrusted peers can ask for.
+    [[nodiscard]] bool tryRun(std::function<void()> work, std::function<void()> done);
+    // Tasks waiting for a thread (not those running).
+    size_t queued();
     // Finish the task in hand, drop the rest, join the threads. Called when
     // the loop has stopped, before the objects the tasks point at go away.
     void stop();
@@ -84,6 +92,7 @@ class WorkerPool {
     std::condition_variable cv_;
     std::deque<std::pair<std::function<void()>, std::function<void()>>> tasks_;
     bool stop_ = false;
+    size_t maxQueued_;
     std::vector<std::thread> threads_;
 };
 

@@ -65,6 +65,9 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     EventBasePtr base(event_base_new());
     LoopPoster poster(base.get());
     WorkerPool workers(poster, 2);
+    // AUTH password hashing: one thread of its own, a bounded queue, so
+    // unauthenticated clients can neither delay spool work nor queue without end.
+    WorkerPool authWorkers(poster, 1, kMaxQueuedAuth);
     Committer committer(poster, **spool, cfg.commitBatch);
 
     // Local DNSSEC validation: key fetches block, so they run on a pool of
@@ -87,6 +90,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     ctx.config = &cfg;
     ctx.base = base.get();
     ctx.workers = &workers;
+    ctx.authWorkers = &authWorkers;
     ctx.committer = &committer;
     ctx.ids = &ids;
     ctx.tlsCredentials = std::move(tlsCreds);
@@ -157,6 +161,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                                    : std::string("resolver's AD bit")}});
     event_base_dispatch(base.get());
     validators.stop();
+    authWorkers.stop();
     workers.stop();
     return 0;
 }

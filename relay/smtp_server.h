@@ -10,8 +10,10 @@
 // buffered; DATA is read by DataReader (only CRLF.CRLF ends it; bare CR/LF,
 // NUL, long lines refuse the message); input pipelined after STARTTLS is
 // discarded and all state reset after the handshake; per-command and
-// per-session timeouts; caps on recipients, errors and sessions. A session
-// that fails is closed alone; the server and other sessions go on.
+// per-session timeouts; caps on recipients, errors and sessions; no input is
+// read while 64 KiB of replies wait for a client that does not read them;
+// password hashing on a pool of its own whose queue is bounded (454 beyond).
+// A session that fails is closed alone; the server and other sessions go on.
 #pragma once
 
 #include <sys/socket.h>
@@ -35,10 +37,17 @@ namespace danerelay::relay {
 
 class SmtpSession;
 
+// Password checks waiting for the hashing pool beyond this are refused
+// (454 4.7.0) at once: an unauthenticated flood cannot queue without end.
+constexpr size_t kMaxQueuedAuth = 32;
+
 struct ServerContext {
     const Config* config = nullptr;
     event_base* base = nullptr;
     WorkerPool* workers = nullptr;
+    // Password hashing, apart from spool work; made with a queue bound
+    // (kMaxQueuedAuth). Null: workers.
+    WorkerPool* authWorkers = nullptr;
     Committer* committer = nullptr;
     queue::QueueIdGenerator* ids = nullptr;
     std::shared_ptr<tls::ServerCredentials> tlsCredentials;  // null: no TLS

@@ -18,6 +18,10 @@ namespace danerelay::relay {
 namespace {
 constexpr size_t kReadChunk = 16384;
 constexpr size_t kMaxInputBuffered = 64 * 1024;
+// Backpressure: while this much output waits for a peer that does not read,
+// no more input is read or processed (pipelined EHLOs would otherwise turn a
+// small input into an unbounded pile of replies).
+constexpr size_t kMaxPendingOutput = 64 * 1024;
 constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
 constexpr size_t kMaxSaslLine = 12288;
 
@@ -49,11 +53,13 @@ SmtpSession::SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& pee
       writeEv_(server.ctx_.base, fd, EV_WRITE, [this](short) { onWritable(); }),
       idleTimer_(server.ctx_.base, -1, 0,
                  [this](short) {
+                     if (state_ == State::Closing) return finish("timeout flushing last reply");
                      logEvent("timeout", {{"client", client_}, {"after", "command_timeout"}});
                      closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
                                               " Error: timeout exceeded");
                  }),
       sessionTimer_(server.ctx_.base, -1, 0, [this](short) {
+          if (state_ == State::Closing) return finish("timeout flushing last reply");
           logEvent("timeout", {{"client", client_}, {"after", "session_timeout"}});
           closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
                                    " Error: session time limit exceeded");
@@ -96,7 +102,7 @@ void SmtpSession::pump() {
     do {
         readInput();
         process();
-    } while (tls_ && tls_->pending() > 0 &&
+    } while (tls_ && tls_->pending() > 0 && !readPaused_ &&
              (state_ == State::Command || state_ == State::AuthResponse || state_ == State::Data));
 }
 
@@ -106,10 +112,27 @@ void SmtpSession::onWritable() {
         return;
     }
     flush();
+    if (readPaused_ && out_.size() < kMaxPendingOutput && state_ != State::Closed) resumeReading();
+}
+
+void SmtpSession::pauseReading() {
+    // Idempotent: Waiting's completion may have re-added the event meanwhile.
+    readPaused_ = true;
+    readEv_.del();
+}
+
+void SmtpSession::resumeReading() {
+    readPaused_ = false;
+    // Waiting re-adds the read event itself when its answer comes.
+    if (state_ != State::Command && state_ != State::AuthResponse && state_ != State::Data) return;
+    readEv_.add();
+    // What was read before the pause (and what GnuTLS holds) has no socket
+    // event to announce it: process it now.
+    pump();
 }
 
 void SmtpSession::readInput() {
-    if (state_ == State::Closed || state_ == State::Closing) return;
+    if (state_ == State::Closed || state_ == State::Closing || readPaused_) return;
     char buf[kReadChunk];
     while (in_.size() < kMaxInputBuffered) {
         size_t n = 0;
@@ -169,6 +192,7 @@ void SmtpSession::closeAfterReply(int code, const std::string& text) {
     reply(code, text);
     if (state_ == State::Closed) return;
     state_ = State::Closing;
+    resetIdleTimer();  // a peer that never reads this reply is dropped then
     flush();
 }
 
@@ -279,6 +303,10 @@ bool SmtpSession::protocolError() {
 
 void SmtpSession::process() {
     while (state_ == State::Command || state_ == State::AuthResponse || state_ == State::Data) {
+        if (out_.size() >= kMaxPendingOutput) {
+            pauseReading();  // resumed by onWritable() once the peer reads
+            break;
+        }
         if (state_ == State::Data) {
             size_t used = data_->feed(in_);
             in_.erase(0, used);
@@ -317,7 +345,7 @@ void SmtpSession::process() {
         if (!line.empty() && line.back() == '\r') line.pop_back();
         handleLine(line);
     }
-    if (peerClosed_ && state_ != State::Closed && state_ != State::Waiting) {
+    if (peerClosed_ && !readPaused_ && state_ != State::Closed && state_ != State::Waiting) {
         finish(state_ == State::Data ? "lost connection in DATA" : "lost connection");
     }
 }
@@ -457,12 +485,11 @@ void SmtpSession::authResponse(std::string_view line) {
 
 void SmtpSession::checkPassword(std::string user, std::string password) {
     authStep_ = AuthStep::None;
-    state_ = State::Waiting;
-    readEv_.del();
     auto ok = std::make_shared<bool>(false);
     const Credentials* creds = server_.ctx_.credentials;
     std::weak_ptr<SmtpSession> weak = weak_from_this();
-    server_.ctx_.workers->run(
+    WorkerPool* pool = server_.ctx_.authWorkers ? server_.ctx_.authWorkers : server_.ctx_.workers;
+    bool queued = pool->tryRun(
         [ok, creds, user, password = std::move(password)] { *ok = creds->verify(user, password); },
         [weak, ok, user] {
             auto self = weak.lock();
@@ -480,6 +507,14 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
             }
             self->pump();
         });
+    if (!queued) {
+        // Too many checks already wait for the hashing thread.
+        state_ = State::Command;
+        logEvent("auth", {{"client", client_}, {"user", user}, {"result", "busy"}});
+        return reply(454, "4.7.0 Temporary authentication failure");
+    }
+    state_ = State::Waiting;
+    readEv_.del();  // nothing more is read until the check is answered
 }
 
 void SmtpSession::cmdMail(const Command& c) {

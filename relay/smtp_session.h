@@ -3,8 +3,11 @@
 // States: TlsHandshake (implicit TLS, or after STARTTLS) → Command; Command →
 // Data (after 354) → Waiting (group commit in flight) → Command; Command →
 // AuthResponse (SASL exchange) → Waiting (hash check off the loop) → Command.
-// Closing: the last reply is being flushed. Input is not read while Waiting,
-// so a pipelining client cannot make us buffer without bound.
+// Closing: the last reply is being flushed (at most command_timeout for a
+// peer that does not read). Input is not read while Waiting, so a pipelining
+// client cannot make us buffer without bound; nor while more than 64 KiB of
+// replies wait for a peer that does not read them (backpressure): reading
+// and processing resume once the output drains, input already buffered first.
 #pragma once
 
 #include <sys/socket.h>
@@ -39,6 +42,8 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void onReadable();
     void onWritable();
     void readInput();
+    void pauseReading();
+    void resumeReading();
     void pump();
     void flush();
     void reply(int code, const std::string& text);
@@ -84,6 +89,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     std::string in_, out_;
     bool discardingLongLine_ = false;
     bool peerClosed_ = false;
+    bool readPaused_ = false;  // backpressure: output over kMaxPendingOutput
     unsigned errors_ = 0;
 
     std::string helo_;
