@@ -348,7 +348,14 @@ void SmtpClient::parseReplies() {
 }
 
 void SmtpClient::onReply(int code, const std::string& text) {
-    auto temporary = [&](const std::string& where) { fail(where + ": " + text, code >= 500); };
+    auto temporary = [&](const std::string& where) {
+        std::string t = text;
+        if (state_ == State::Ehlo || state_ == State::Ehlo2) {
+            // EHLO text is the reply's lines without the code: log one line, with it
+            t = std::to_string(code) + " " + t.substr(0, t.find('\n'));
+        }
+        fail(where + ": " + t, code >= 500);
+    };
     switch (state_) {
         case State::Greeting:
             if (code != 220) return temporary("greeting");
