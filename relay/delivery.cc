@@ -1,9 +1,15 @@
 #include "relay/delivery.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <cctype>
 #include <random>
 
 #include <nlohmann/json.hpp>
+
+#include "relay/smtp_client.h"
 
 namespace danerelay::relay {
 
@@ -45,6 +51,23 @@ static DeliveryPlan verdict(DeliveryPlan::Action a, std::string status, std::str
     p.status = std::move(status);
     p.reason = std::move(reason);
     return p;
+}
+
+// Why a host's addresses cannot be used, with the answers' own details.
+static std::string addressFailure(const HostInfo& h, Security as) {
+    std::string why = as == Security::Bogus           ? "address lookup failed DNSSEC validation"
+                      : as == Security::Indeterminate ? "address lookup DNSSEC status indeterminate"
+                                                      : "address lookup failed";
+    why += " (" + std::string(dns::toString(h.a.outcome)) + ", " + dns::toString(as);
+    for (const auto* ans : {&h.a, &h.aaaa}) {
+        if (!ans->detail.empty()) why += "; " + ans->detail;
+    }
+    return why + ")";
+}
+
+static bool isIpLiteral(const std::string& s) {
+    in6_addr buf{};
+    return inet_pton(AF_INET, s.c_str(), &buf) == 1 || inet_pton(AF_INET6, s.c_str(), &buf) == 1;
 }
 
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
@@ -91,12 +114,14 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
             }
         }
         Security as = h.addressSecurity();
-        if (as == Security::Bogus ||
-            (h.a.outcome != Outcome::Data && h.aaaa.outcome != Outcome::Data &&
-             (h.a.outcome == Outcome::ServFail || h.a.outcome == Outcome::Timeout))) {
+        bool lookupFailed = h.a.outcome != Outcome::Data && h.aaaa.outcome != Outcome::Data &&
+                            (h.a.outcome == Outcome::ServFail || h.a.outcome == Outcome::Timeout);
+        if (as == Security::Bogus || as == Security::Indeterminate || lookupFailed) {
+            // Bogus and indeterminate never mean "insecure": an address whose
+            // DNSSEC status is unknown could be an attacker's, so the host is
+            // skipped exactly like a failed lookup (and DANE is not lost).
             hp.skip = true;
-            hp.why = "address lookup failed (" + std::string(dns::toString(h.a.outcome)) + ", " +
-                     dns::toString(as) + ")";
+            hp.why = addressFailure(h, as);
             if (mx.security == Security::Secure) daneSkipped = true;
         } else if (hp.addresses.empty()) {
             hp.skip = true;
@@ -134,6 +159,10 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                     break;
             }
         }
+        // SNI always (RFC 6066): the TLSA base domain under DANE, else the
+        // MX host name (the next-hop domain for an IP literal, which SNI
+        // cannot carry).
+        if (hp.sni.empty()) hp.sni = isIpLiteral(h.name) ? d.domain : h.name;
         p.hosts.push_back(std::move(hp));
     }
     // The destination's policy, applied host by host.
@@ -152,6 +181,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                     hp.skip = false;
                     hp.mode = TlsMode::Opportunistic;
                     hp.tlsa.clear();
+                    hp.referenceNames.clear();
                     hp.why = "policy may: opportunistic TLS, DANE not enforced (" + hp.why + ")";
                 }
                 break;
@@ -171,6 +201,16 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
             case Level::Verify:
                 if (!hp.skip && hp.mode != TlsMode::Dane) {
                     hp.mode = TlsMode::Verify;
+                    // The name the certificate must carry: the MX host name
+                    // only when a DNSSEC-secure MX RRset vouches for it;
+                    // otherwise an attacker could rewrite the MX RRset to a
+                    // host whose certificate they hold, so it is the next-hop
+                    // domain itself (Postfix's "secure" level).
+                    std::string name = mx.security == Security::Secure && !isIpLiteral(hp.name)
+                                           ? hp.name
+                                           : d.domain;
+                    hp.referenceNames = {name};
+                    hp.sni = name;
                     hp.why = "policy verify: TLS required, certificate checked against CAs (" +
                              hp.why + ")";
                 }
@@ -193,6 +233,93 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
         return v;
     }
     return p;
+}
+
+std::string statusOf(int code, const std::string& reply, const std::string& fallback) {
+    for (size_t i = 0; i + 4 < reply.size(); ++i) {
+        char c = reply[i];
+        if ((c != '2' && c != '4' && c != '5') || reply[i + 1] != '.') continue;
+        if (i > 0 && reply[i - 1] != ' ') continue;
+        size_t j = i + 2, digits1 = 0, digits2 = 0;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
+            ++j, ++digits1;
+        if (digits1 == 0 || digits1 > 3 || j >= reply.size() || reply[j] != '.') continue;
+        ++j;
+        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
+            ++j, ++digits2;
+        if (digits2 == 0 || digits2 > 3) continue;
+        return reply.substr(i, j - i);
+    }
+    if (code >= 500) return "5.0.0";
+    if (code >= 400) return "4.0.0";
+    return fallback;
+}
+
+// A permanent status made temporary: 5.x.y becomes 4.x.y.
+static std::string softened(std::string status) {
+    if (!status.empty() && status[0] != '4') status[0] = '4';
+    return status;
+}
+
+bool tlsRequirementMet(TlsMode required, const ClientResult& r) {
+    switch (required) {
+        case TlsMode::None:
+        case TlsMode::Opportunistic:
+            return true;
+        case TlsMode::Mandatory:
+        case TlsMode::Dane:
+        case TlsMode::Verify:
+            return !r.tls.empty() && r.peerVerified;
+    }
+    return false;
+}
+
+AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t recipients) {
+    using queue::RcptState;
+    AttemptJudgement j;
+    const bool tlsOk = tlsRequirementMet(required, r);
+    const std::string notBounced =
+        std::string(" (not bounced: the server did not meet the required TLS, ") +
+        toString(required) + ")";
+    if (!r.sessionOk) {
+        if (r.permanent && r.transactionStarted && tlsOk) {
+            for (size_t k = 0; k < recipients; ++k) {
+                j.rcpts.push_back({RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error});
+            }
+            return j;
+        }
+        j.nextHost = true;
+        j.reason = r.error;
+        if (r.permanent && r.transactionStarted) j.reason += notBounced;
+        if (!r.dane.empty() && !r.peerVerified) {
+            j.status = "4.7.5";  // the TLS requirement failed
+        } else if (r.permanent) {
+            j.status = softened(statusOf(550, r.error, "5.0.0"));
+        } else {
+            j.status = "4.4.1";
+        }
+        return j;
+    }
+    for (size_t k = 0; k < recipients; ++k) {
+        const ClientResult::Rcpt none;
+        const auto& rr = k < r.rcpts.size() ? r.rcpts[k] : none;
+        AttemptJudgement::Rcpt out;
+        out.text = rr.reply;
+        if (rr.code / 100 == 2) {
+            out.state = RcptState::Delivered;
+            out.status = statusOf(rr.code, rr.reply, "2.0.0");
+        } else if (rr.code / 100 == 5 && tlsOk) {
+            out.state = RcptState::Bounced;
+            out.status = statusOf(rr.code, rr.reply, "5.0.0");
+        } else {
+            out.state = RcptState::Deferred;
+            out.status = softened(statusOf(rr.code, rr.reply, "4.0.0"));
+            if (rr.code / 100 == 5) out.text += notBounced;
+            if (rr.code == 0) out.text = "no reply to RCPT";
+        }
+        j.rcpts.push_back(std::move(out));
+    }
+    return j;
 }
 
 nlohmann::json toJson(const DeliveryPlan& p) {

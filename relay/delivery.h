@@ -9,7 +9,8 @@
 //   NXDOMAIN                                   → bounce 5.1.2
 //   null MX                                    → bounce 5.1.10
 //   per host, in preference order (random among equals):
-//     address lookup bogus/failed              → skip the host
+//     address lookup bogus/indeterminate/failed → skip the host (never
+//                                                "insecure": the reason is kept)
 //     MX and address secure, TLSA usable       → DANE: TLS mandatory, peer must
 //                                                match a TLSA record; SNI = TLSA
 //                                                base domain
@@ -19,6 +20,15 @@
 //     MX or address insecure                   → opportunistic TLS
 //   no host left                               → defer (4.7.5 when DANE hosts
 //                                                were skipped or failed)
+//   policy verify                              → PKIX; the name checked (and
+//                                                SNI) is the MX host only
+//                                                under a secure MX RRset, else
+//                                                the next-hop domain
+//   SNI is always sent: TLSA base domain (DANE), the verify name, else the
+//   MX host name.
+//
+// judgeAttempt() is the other half: what the outcome of one SMTP session
+// means for its recipients (bounce, defer, or try the next host).
 //
 // After a DANE failure there is never a plaintext or unauthenticated retry:
 // the next host is tried under its own plan, and in the end the message waits.
@@ -28,6 +38,7 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "queue/envelope.h"
 #include "relay/destination.h"
 #include "tls/dane.h"
 
@@ -48,8 +59,8 @@ struct HostPlan {
     std::vector<std::string> addresses;
     TlsMode mode = TlsMode::Opportunistic;
     std::vector<tls::TlsaRecord> tlsa;        // usable records (Dane only)
-    std::string sni;                          // TLSA base domain (Dane only)
-    std::vector<std::string> referenceNames;  // for DANE-TA name checks
+    std::string sni;                          // always set (see above)
+    std::vector<std::string> referenceNames;  // DANE-TA names; Verify: the one PKIX name
     bool skip = false;
     std::string why;  // the reason for mode or skip, for logs and probe
 };
@@ -70,6 +81,35 @@ const char* toString(DeliveryPlan::Action a);
 // does not match; "none" sends without TLS.
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
                   policy::Level level = policy::Level::Dane);
+
+struct ClientResult;  // relay/smtp_client.h
+
+// What one SMTP session's outcome means for its recipients: the one place
+// that turns replies into bounce or defer (as Postfix's smtp_trouble.c).
+//   - greeting, EHLO/HELO, STARTTLS, TLS, AUTH failed, 5xx or not: nothing
+//     is decided; the next address or MX host is tried, and when none is
+//     left the recipients are deferred (a 5xx there is an attacker's cheapest
+//     way to turn a DANE destination into a bounce);
+//   - a 5xx in the mail transaction (MAIL FROM, RCPT, DATA, the final "."),
+//     or our own 5.6.7 / 5.3.4 about what the server can take, bounces only
+//     if the server met the TLS requirement (required: the mode enforced on
+//     that connection); otherwise it is deferred with a 4.x.x status;
+//   - 2xx delivers, anything else defers.
+struct AttemptJudgement {
+    bool nextHost = false;       // try the next address / host
+    std::string status, reason;  // nextHost: the deferral if no host is left
+    struct Rcpt {
+        queue::RcptState state = queue::RcptState::Deferred;
+        std::string status, text;
+    };
+    std::vector<Rcpt> rcpts;  // !nextHost: one per recipient of the session
+};
+AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t recipients);
+// TLS established and the peer checks passed, where the mode requires TLS.
+bool tlsRequirementMet(TlsMode required, const ClientResult& r);
+// The first enhanced status code (RFC 3463) in a reply, or one from the
+// reply code's class, or fallback.
+std::string statusOf(int code, const std::string& reply, const std::string& fallback);
 
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);

@@ -212,7 +212,11 @@ std::string toText(const DestinationInfo& d) {
             }
         }
         if (!h.tlsaLooked) {
-            out += "      TLSA: not looked up (MX or address not DNSSEC-secure: no DANE)\n";
+            auto as = h.addressSecurity();
+            out += as == Security::Bogus || as == Security::Indeterminate
+                       ? std::string("      TLSA: not looked up (address answer ") +
+                             dns::toString(as) + ": host unusable)\n"
+                       : "      TLSA: not looked up (MX or address not DNSSEC-secure: no DANE)\n";
             continue;
         }
         out += "      TLSA _" + std::to_string(d.port) + "._tcp." + h.tlsaBase + ": " +

@@ -5,9 +5,10 @@
 // TLSA base domain (RFC 7672 2.2.3): when a host's address lookup is secure
 // and the host name is an alias, TLSA is looked up first at the fully
 // expanded name and, if securely absent there, at the original name. When
-// the address lookup is not secure, DANE does not apply to the host and no
-// TLSA lookup is made. This module gathers facts only; what delivery does
-// with them is decided in relay/delivery (one place).
+// the address lookup is not secure, no TLSA lookup is made: insecure means
+// DANE does not apply; bogus or indeterminate means the host's addresses
+// are unusable (never "insecure"). This module gathers facts only; what
+// delivery does with them is decided in relay/delivery (one place).
 #pragma once
 
 #include <functional>

@@ -22,27 +22,11 @@ int64_t nowSeconds() {
     return static_cast<int64_t>(std::time(nullptr));
 }
 
-// The first enhanced status code (RFC 3463, "c.sss.ddd") in a reply or
-// error text, or a default from the reply code's class.
-std::string statusOf(int code, const std::string& reply, const std::string& fallback) {
-    for (size_t i = 0; i + 4 < reply.size(); ++i) {
-        char c = reply[i];
-        if ((c != '2' && c != '4' && c != '5') || reply[i + 1] != '.') continue;
-        if (i > 0 && reply[i - 1] != ' ') continue;
-        size_t j = i + 2, digits1 = 0, digits2 = 0;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
-            ++j, ++digits1;
-        if (digits1 == 0 || digits1 > 3 || j >= reply.size() || reply[j] != '.') continue;
-        ++j;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
-            ++j, ++digits2;
-        if (digits2 == 0 || digits2 > 3) continue;
-        return reply.substr(i, j - i);
-    }
-    if (code >= 500) return "5.0.0";
-    if (code >= 400) return "4.0.0";
-    return fallback;
-}
+// For the log: the plan's TLS mode for the host, and the mode actually
+// enforced on the connection (raised by pins, credentials, ...).
+struct TlsModes {
+    std::string policy = "-", required = "-";
+};
 
 }  // namespace
 
@@ -122,7 +106,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             if (st != RcptState::Pending && st != RcptState::Deferred && st != RcptState::Held)
                 continue;
             record(i, {RcptState::Bounced, "5.0.0", "message bounced by the operator", ""}, "", "",
-                   "", "", "-", "-", "operator-bounce");
+                   "", "", {}, "-", "operator-bounce");
             ++n;
         }
         if (n == 0) {
@@ -208,6 +192,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         std::string lastStatus = "4.4.1";
         uint16_t port = 25;
         policy::Entry policy;
+        TlsModes lastModes;  // of the last host tried, for the final deferral
     };
 
     void tryNext(std::shared_ptr<HostAttempt> a) {
@@ -223,7 +208,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         }
         if (a->host >= hosts.size() || a->tries >= s_.cfg_.delivery.maxHostsPerAttempt * 2) {
             for (size_t i : a->rcpts) {
-                record(i, {RcptState::Deferred, a->lastStatus, a->lastError, ""}, "", "", "", "");
+                record(i, {RcptState::Deferred, a->lastStatus, a->lastError, ""}, "", "", "", "",
+                       a->lastModes);
             }
             return domainDone(a->domain);
         }
@@ -239,7 +225,9 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         req.tlsPins = pe.tlsPins;
         req.minTlsVersion = pe.minTlsVersion;
         req.trustStore = pe.trustStore;
-        req.verifyName = h.name;
+        // PKIX name (policy verify): plan() chose it (the MX host only under a
+        // secure MX RRset, else the next-hop domain).
+        req.verifyName = h.referenceNames.empty() ? h.name : h.referenceNames.front();
         req.mode = h.mode;
         req.tlsa = h.tlsa;
         req.sni = h.sni;
@@ -258,47 +246,46 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         }
         ++a->tries;
         auto self = shared_from_this();
-        std::string mx = h.name, ip = req.address, mode = toString(h.mode);
+        std::string mx = h.name, ip = req.address;
+        TlsMode required = req.mode;
+        TlsModes modes{toString(h.mode), toString(required)};
         SmtpClient::run(
             s_.base_, s_.clientCreds_, std::move(req),
-            [self, a, mx, ip, mode](const ClientResult& r) { self->onSession(a, r, mx, ip, mode); },
+            [self, a, mx, ip, required, modes](const ClientResult& r) {
+                self->onSession(a, r, mx, ip, required, modes);
+            },
             s_.cfg_.delivery.connectionReuseTime > 0 ? &s_.connections_ : nullptr);
     }
 
+    // What the session means is decided by judgeAttempt() (relay/delivery),
+    // never here: this only carries it out.
     void onSession(std::shared_ptr<HostAttempt> a, const ClientResult& r, const std::string& mx,
-                   const std::string& ip, const std::string& mode) {
-        if (!r.sessionOk) {
-            if (r.permanent) {
-                for (size_t i : a->rcpts) {
-                    record(i, {RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error, mx},
-                           mx, ip, r.tls, r.dane, mode);
-                }
-                return domainDone(a->domain);
-            }
-            // Connection-level failure: log it for every recipient, then the
-            // next address or host, under that host's own plan. Never a
-            // plaintext or unauthenticated retry of this one.
+                   const std::string& ip, TlsMode required, const TlsModes& modes) {
+        AttemptJudgement j = judgeAttempt(required, r, a->rcpts.size());
+        if (j.nextHost) {
+            // Nothing decided (connection, greeting, EHLO, TLS, AUTH): log it
+            // for every recipient, then the next address or host, under that
+            // host's own plan. Never a plaintext or unauthenticated retry of
+            // this one, and never a bounce.
             for (size_t i : a->rcpts) {
-                logAttempt(i, mx, ip, r.tls, r.dane, mode, r.error, "retry-next-host");
+                logAttempt(i, mx, ip, r.tls, r.dane, modes, j.reason, "retry-next-host");
             }
-            a->lastError = mx + "[" + ip + "]: " + r.error;
-            a->lastStatus =
-                (!r.dane.empty() && r.dane.rfind("matched", 0) != 0) ? "4.7.5" : "4.4.1";
+            a->lastError = mx + "[" + ip + "]: " + j.reason;
+            a->lastStatus = j.status;
+            a->lastModes = modes;
             return tryNext(a);
         }
+        const char* conn = !r.sessionOk ? "-" : r.reusedConnection ? "reused" : "new";
         for (size_t k = 0; k < a->rcpts.size(); ++k) {
-            const auto& rr = r.rcpts[k];
-            RcptState st = rr.code / 100 == 2   ? RcptState::Delivered
-                           : rr.code / 100 == 5 ? RcptState::Bounced
-                                                : RcptState::Deferred;
-            record(a->rcpts[k], {st, statusOf(rr.code, rr.reply, "2.0.0"), rr.reply, mx}, mx, ip,
-                   r.tls, r.dane, mode, r.reusedConnection ? "reused" : "new");
+            auto& jr = j.rcpts[k];
+            record(a->rcpts[k], {jr.state, std::move(jr.status), std::move(jr.text), mx}, mx, ip,
+                   r.tls, r.dane, modes, conn);
         }
         domainDone(a->domain);
     }
 
     void logAttempt(size_t i, const std::string& mx, const std::string& ip, const std::string& tls,
-                    const std::string& dane, const std::string& mode, const std::string& reply,
+                    const std::string& dane, const TlsModes& modes, const std::string& reply,
                     const std::string& outcome, const char* conn = "-",
                     const char* event = "delivery") {
         tries_[i].push_back({nowSeconds(), mx, ip, tls.empty() ? "none" : tls,
@@ -307,7 +294,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                          {"rcpt", msg_.envelope.recipients[i].address},
                          {"mx", mx},
                          {"ip", ip},
-                         {"tls_policy", mode},
+                         {"tls_policy", modes.policy},
+                         {"tls_required", modes.required},
                          {"tls", tls.empty() ? "none" : tls},
                          {"dane", dane.empty() ? "none" : dane},
                          {"conn", conn},
@@ -317,10 +305,10 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     }
 
     void record(size_t i, Outcome o, const std::string& mx, const std::string& ip,
-                const std::string& tls, const std::string& dane, const std::string& mode = "-",
+                const std::string& tls, const std::string& dane, const TlsModes& modes = {},
                 const char* conn = "-", const char* event = "delivery") {
         logAttempt(
-            i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, mode,
+            i, mx.empty() ? "-" : mx, ip.empty() ? "-" : ip, tls, dane, modes,
             o.text.rfind(o.status, 4) != std::string::npos ? o.text : o.status + " " + o.text,
             queue::toString(o.state), conn, event);
         outcomes_[i] = std::move(o);

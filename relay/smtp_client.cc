@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -77,21 +79,64 @@ void ConnectionCache::remove(const SmtpClient* c) {
     std::erase_if(idle_, [c](const auto& e) { return e.second.get() == c; });
 }
 
+// Everything that authenticated the peer, and everything else the session
+// was set up with, serialised without ambiguity (each field length-prefixed),
+// then SHA-256. Sets (TLSA records, reference names, pins) are sorted, so
+// the same RRset in another order is the same key; the whole of every TLSA
+// record counts, never a prefix.
 std::string SmtpClient::cacheKey(const ClientRequest& req) {
-    std::string k = req.mxName + "|" + req.address + "|" + std::to_string(req.port) + "|" +
-                    toString(req.mode) + "|" + req.sni + "|" + req.heloName;
-    // Appends, not "|" + temporary: GCC 12's -Wrestrict misfires on that at -O3.
-    for (const auto& t : req.tlsa) (k += '|') += tls::recordText(t, 256);
-    // The rest of the policy: a connection is reused only under the same one.
-    k += "|" + std::to_string(req.implicitTls) + "|" + req.authUser + "|" +
-         std::to_string(req.minTlsVersion) + "|" + req.trustStore + "|" + req.verifyName;
-    for (const auto& p : req.tlsPins) (k += '|').append(p.begin(), p.end());
+    std::string buf = "danerelay-conn-v2";
+    auto field = [&buf](const std::string& v) {
+        uint64_t n = v.size();
+        for (int i = 0; i < 8; ++i) buf += static_cast<char>((n >> (8 * i)) & 0xff);
+        buf += v;
+    };
+    auto set = [&field](std::vector<std::string> items) {
+        std::sort(items.begin(), items.end());
+        items.erase(std::unique(items.begin(), items.end()), items.end());
+        field(std::to_string(items.size()));
+        for (const auto& i : items) field(i);
+    };
+    field(req.mxName);
+    field(req.address);
+    field(std::to_string(req.port));
+    field(toString(req.mode));
+    field(req.sni);
+    field(req.heloName);
+    std::vector<std::string> tlsa;
+    for (const auto& t : req.tlsa) {
+        tlsa.push_back(std::string{static_cast<char>(t.usage), static_cast<char>(t.selector),
+                                   static_cast<char>(t.mtype)} +
+                       std::string(t.data.begin(), t.data.end()));
+    }
+    set(std::move(tlsa));
+    set(req.referenceNames);
+    field(std::to_string(req.implicitTls));
+    field(req.authUser);
+    field(req.authPassword);
+    field(std::to_string(req.minTlsVersion));
+    field(req.trustStore);
+    field(req.verifyName);
+    std::vector<std::string> pins;
+    for (const auto& p : req.tlsPins) pins.emplace_back(p.begin(), p.end());
+    set(std::move(pins));
+    unsigned char digest[32];
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, buf.data(), buf.size(), digest) < 0) {
+        return {};  // no key: the session is never cached (see run())
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string k;
+    for (unsigned char c : digest) {
+        k += hex[c >> 4];
+        k += hex[c & 15];
+    }
     return k;
 }
 
 void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
                      ClientRequest req, Callback done, ConnectionCache* cache) {
     std::string key = cacheKey(req);
+    if (key.empty()) cache = nullptr;  // no digest, no reuse
     if (cache) {
         if (auto idle = cache->take(key)) return idle->reuse(std::move(req), std::move(done));
     }
@@ -106,11 +151,13 @@ void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> c
 // outcome (already verified on this connection), a fresh transaction.
 void SmtpClient::reuse(ClientRequest req, Callback done) {
     std::string tlsDesc = result_.tls, dane = result_.dane;
+    bool verified = result_.peerVerified;
     req_ = std::move(req);
     done_ = std::move(done);
     result_ = ClientResult{};
     result_.tls = tlsDesc;
     result_.dane = dane;
+    result_.peerVerified = verified;
     result_.rcpts.resize(req_.rcptIndexes.size());
     result_.reusedConnection = true;
     nextRcpt_ = rcptAccepted_ = 0;
@@ -292,7 +339,14 @@ void SmtpClient::parseReplies() {
 }
 
 void SmtpClient::onReply(int code, const std::string& text) {
-    auto temporary = [&](const std::string& where) { fail(where + ": " + text, code >= 500); };
+    auto temporary = [&](const std::string& where) {
+        std::string t = text;
+        if (state_ == State::Ehlo || state_ == State::Ehlo2) {
+            // EHLO text is the reply's lines without the code: log one line, with it
+            t = std::to_string(code) + " " + t.substr(0, t.find('\n'));
+        }
+        fail(where + ": " + t, code >= 500);
+    };
     switch (state_) {
         case State::Greeting:
             if (code != 220) return temporary("greeting");
@@ -456,6 +510,7 @@ bool SmtpClient::checkPeer() {
         fail("TLS version " + result_.tls + " is below the policy's min_tls_version");
         return false;
     }
+    result_.peerVerified = true;
     return true;
 }
 
@@ -540,6 +595,7 @@ std::string SmtpClient::rcptLine(size_t i) const {
 }
 
 void SmtpClient::sendEnvelope() {
+    result_.transactionStarted = true;
     const auto& env = req_.envelope;
     if (env.smtputf8 && !smtputf8_) {
         bool needs = has8bit(env.sender);

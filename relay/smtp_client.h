@@ -63,10 +63,15 @@ struct ClientRequest {
 
 struct ClientResult {
     bool sessionOk = false;  // the transaction ran; rcpts[] holds each recipient's reply
-    bool permanent = false;  // !sessionOk and the failure is permanent (5xx before RCPT)
-    std::string error;       // !sessionOk: what went wrong, e.g. "connect: Connection refused"
-    std::string tls;         // "TLS1.3/AES-256-GCM", empty without TLS
-    std::string dane;        // DANE result: "matched 3 1 1 ab…", an RFC 8460 name, or ""
+    bool permanent = false;  // !sessionOk and the reply (or our own check) was a 5xx
+    // The mail transaction began (greeting, EHLO, TLS and AUTH behind us):
+    // a 5xx before it never bounces (judgeAttempt()).
+    bool transactionStarted = false;
+    // The handshake's peer checks (DANE / PKIX / pins / min version) passed.
+    bool peerVerified = false;
+    std::string error;  // !sessionOk: what went wrong, e.g. "connect: Connection refused"
+    std::string tls;    // "TLS1.3/AES-256-GCM", empty without TLS
+    std::string dane;   // DANE result: "matched 3 1 1 ab…", an RFC 8460 name, or ""
     bool reusedConnection = false;
     struct Rcpt {
         int code = 0;
@@ -84,9 +89,11 @@ class SmtpClient;
 Result<std::string> encodeBody(std::string_view content);
 
 // Connection reuse: after a completed transaction a session may wait here,
-// idle, for the next message to the same host, address, TLS mode, TLSA base
-// domain and TLSA RRset (RFC 7672: never across a change of policy). An idle
-// session is closed after idleSeconds, or when the server speaks or hangs up.
+// idle, for the next message to the same host, address, TLS mode, SNI,
+// reference names, whole TLSA RRset and policy (RFC 7672: never across a
+// change of policy); the key is a SHA-256 over all of them (cacheKey()). An
+// idle session is closed after idleSeconds, or when the server speaks or
+// hangs up.
 class ConnectionCache {
   public:
     ConnectionCache(unsigned idleSeconds, size_t maxIdle)

@@ -114,10 +114,18 @@ class LabCase(unittest.TestCase):
         self.addCleanup(e.close)
         return e
 
-    def assert_deferred(self, env, qid, rcpt, text):
-        st = wait_until(lambda: (env.states(qid) or {}).get(rcpt, ("", ""))[0] == "deferred"
-                        and env.states(qid))
-        self.assertTrue(st, env.relay.read_log()[-3000:])
+    def assert_deferred(self, env, qid, rcpt, text, timeout=45):
+        """Deferred with `text` in the reason. The reason is given time to
+        settle: on a loaded machine an early attempt may be deferred for a
+        transient cause (a resolver's SERVFAIL); the retries (every 1-2 s
+        here) must then reach the expected reason. Never delivered meanwhile."""
+        def settled():
+            st = env.states(qid) or {}
+            state, error = st.get(rcpt, ("", ""))
+            return state == "deferred" and text in error and st
+        st = wait_until(settled, timeout=timeout)
+        self.assertTrue(st, f"{rcpt}: {(env.states(qid) or {}).get(rcpt)}\n" +
+                        env.relay.read_log()[-3000:])
         self.assertIn(text, st[rcpt][1])
 
 

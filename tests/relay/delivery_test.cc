@@ -2,6 +2,8 @@
 // in the test (no network).
 #include "relay/delivery.h"
 
+#include "relay/smtp_client.h"
+
 #include <gtest/gtest.h>
 
 using namespace danerelay;
@@ -193,6 +195,223 @@ TEST(PlanPolicy, NonValidatingResolverDefersDaneButNotAnExplicitMay) {
               DeliveryPlan::Action::Defer);
     EXPECT_EQ(planWith(Level::May, TlsaStatus::Insecure, Security::Insecure, false).action,
               DeliveryPlan::Action::Deliver);
+}
+
+}  // namespace
+
+// ------------------------------------------------- audit: decisions an attacker cannot bend
+
+namespace {
+
+using danerelay::policy::Level;
+
+TEST(PlanAudit, IndeterminateAddressesSkipTheHostNeverInsecure) {
+    // Resolver mode with an untrusted resolver in the list: the A answer has
+    // data but no DNSSEC verdict. That must not switch DANE off.
+    HostInfo h = host("mx.example.org", 10, Security::Indeterminate, TlsaStatus::Insecure);
+    h.tlsaLooked = false;
+    h.a.detail = "from an untrusted resolver";
+    auto p = plan(dest(Security::Secure, {h}), true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    ASSERT_EQ(p.hosts.size(), 1u);
+    EXPECT_TRUE(p.hosts[0].skip);
+    EXPECT_NE(p.hosts[0].why.find("indeterminate"), std::string::npos) << p.hosts[0].why;
+    EXPECT_NE(p.hosts[0].why.find("untrusted resolver"), std::string::npos) << p.hosts[0].why;
+}
+
+TEST(PlanAudit, OneIndeterminateFamilyBesideASecureOneSkipsTheHost) {
+    // A secure, AAAA with data of unknown status: the attacker's AAAA must not
+    // make the host "not secure" and so opportunistic.
+    HostInfo h = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    h.aaaa = ans(Outcome::Data, Security::Indeterminate, {"2001:db8::66"});
+    auto p = plan(dest(Security::Secure,
+                       {h, host("mx2.example.org", 20, Security::Secure, TlsaStatus::Usable)}),
+                  true, false);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
+    EXPECT_TRUE(p.hosts[0].skip);
+    EXPECT_EQ(p.hosts[1].mode, TlsMode::Dane);
+    // Same with a NODATA of unknown status beside the secure A.
+    h.aaaa = ans(Outcome::NoData, Security::Indeterminate);
+    p = plan(dest(Security::Secure, {h}), true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+}
+
+TEST(PlanAudit, IndeterminateAddressUnderAnInsecureMxIsSkippedToo) {
+    HostInfo h = host("mx.example.org", 10, Security::Indeterminate, TlsaStatus::Insecure);
+    auto p = plan(dest(Security::Insecure, {h}), true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_TRUE(p.hosts.at(0).skip);
+    // No policy raises it back to a delivery; only an operator's explicit may/none.
+    for (auto level : {Level::Encrypt, Level::Verify, Level::DaneOnly}) {
+        EXPECT_EQ(plan(dest(Security::Insecure, {h}), true, false, level).action,
+                  DeliveryPlan::Action::Defer);
+    }
+    EXPECT_EQ(plan(dest(Security::Insecure, {h}), true, false, Level::May).action,
+              DeliveryPlan::Action::Deliver);
+}
+
+TEST(PlanAudit, VerifyChecksTheMxNameOnlyUnderASecureMxRrset) {
+    auto secure =
+        plan(dest(Security::Secure,
+                  {host("mx.example.org", 10, Security::Secure, TlsaStatus::SecurelyAbsent)}),
+             true, false, Level::Verify);
+    ASSERT_EQ(secure.hosts.at(0).mode, TlsMode::Verify);
+    EXPECT_EQ(secure.hosts[0].referenceNames, std::vector<std::string>{"mx.example.org"});
+    EXPECT_EQ(secure.hosts[0].sni, "mx.example.org");
+    // An insecure MX RRset names whatever host the attacker likes: the
+    // certificate must name the next-hop domain itself.
+    auto insecure =
+        plan(dest(Security::Insecure,
+                  {host("mx.attacker.example", 10, Security::Insecure, TlsaStatus::Insecure)}),
+             true, false, Level::Verify);
+    ASSERT_EQ(insecure.hosts.at(0).mode, TlsMode::Verify);
+    EXPECT_EQ(insecure.hosts[0].referenceNames, std::vector<std::string>{"example.org"});
+    EXPECT_EQ(insecure.hosts[0].sni, "example.org");
+}
+
+TEST(PlanAudit, SniIsSetInEveryTlsMode) {
+    struct Row {
+        Level level;
+        TlsaStatus tlsa;
+        Security mx;
+        TlsMode mode;
+        const char* sni;
+    };
+    const Row rows[] = {
+        {Level::Dane, TlsaStatus::Usable, Security::Secure, TlsMode::Dane, "mx.example.org"},
+        {Level::Dane, TlsaStatus::NoneUsable, Security::Secure, TlsMode::Mandatory,
+         "mx.example.org"},
+        {Level::Dane, TlsaStatus::SecurelyAbsent, Security::Secure, TlsMode::Opportunistic,
+         "mx.example.org"},
+        {Level::Dane, TlsaStatus::Insecure, Security::Insecure, TlsMode::Opportunistic,
+         "mx.example.org"},
+        {Level::Encrypt, TlsaStatus::Insecure, Security::Insecure, TlsMode::Mandatory,
+         "mx.example.org"},
+        {Level::Verify, TlsaStatus::Insecure, Security::Insecure, TlsMode::Verify, "example.org"},
+        {Level::May, TlsaStatus::Failed, Security::Secure, TlsMode::Opportunistic,
+         "mx.example.org"},
+    };
+    for (const auto& r : rows) {
+        Security addr = r.mx == Security::Secure ? Security::Secure : Security::Insecure;
+        auto p = plan(dest(r.mx, {host("mx.example.org", 10, addr, r.tlsa)}), true, false, r.level);
+        ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver) << toString(r.mode);
+        EXPECT_EQ(p.hosts.at(0).mode, r.mode);
+        EXPECT_EQ(p.hosts[0].sni, r.sni) << toString(r.mode);
+    }
+    // An IP literal next hop cannot be an SNI name: the next-hop domain is.
+    auto d =
+        dest(Security::Insecure, {host("192.0.2.25", 0, Security::Insecure, TlsaStatus::Insecure)});
+    EXPECT_EQ(plan(d, true, false, Level::Encrypt).hosts.at(0).sni, "example.org");
+}
+
+}  // namespace
+
+// ------------------------------------------------- judgeAttempt(): bounce or defer
+
+namespace {
+
+using queue::RcptState;
+
+ClientResult failedAt(const std::string& error, bool permanent, bool inTransaction,
+                      bool tls = true) {
+    ClientResult r;
+    r.error = error;
+    r.permanent = permanent;
+    r.transactionStarted = inTransaction;
+    if (tls) {
+        r.tls = "TLS1.3/AES-256-GCM";
+        r.peerVerified = true;
+        r.dane = "matched 3 1 1 0707";
+    }
+    return r;
+}
+
+TEST(Judge, FiveHundredAtTheGreetingOrEhloNeverBounces) {
+    for (auto mode : {TlsMode::Dane, TlsMode::Verify, TlsMode::Mandatory, TlsMode::Opportunistic,
+                      TlsMode::None}) {
+        for (const char* e : {"greeting: 554 go away", "EHLO: 550 5.7.1 no", "HELO: 550 no",
+                              "STARTTLS refused: 554 5.7.0 no TLS for you"}) {
+            auto j = judgeAttempt(mode, failedAt(e, true, false, false), 2);
+            EXPECT_TRUE(j.nextHost) << e << " " << toString(mode);
+            EXPECT_TRUE(j.rcpts.empty());
+            ASSERT_FALSE(j.status.empty());
+            EXPECT_EQ(j.status[0], '4') << j.status;
+        }
+    }
+    // The server's own enhanced code keeps its detail, made temporary.
+    EXPECT_EQ(
+        judgeAttempt(TlsMode::Dane, failedAt("EHLO: 550 5.7.1 no", true, false, false), 1).status,
+        "4.7.1");
+    // After TLS (EHLO again, AUTH) it is still before the transaction.
+    auto j = judgeAttempt(TlsMode::Dane, failedAt("AUTH: 535 5.7.8 bad", true, false), 1);
+    EXPECT_TRUE(j.nextHost);
+    EXPECT_EQ(j.status, "4.7.8");
+}
+
+TEST(Judge, FiveHundredToMailFromBouncesOnlyWhenTheTlsRequirementWasMet) {
+    auto ok =
+        judgeAttempt(TlsMode::Dane, failedAt("MAIL FROM: 550 5.7.1 sender refused", true, true), 2);
+    ASSERT_FALSE(ok.nextHost);
+    ASSERT_EQ(ok.rcpts.size(), 2u);
+    EXPECT_EQ(ok.rcpts[0].state, RcptState::Bounced);
+    EXPECT_EQ(ok.rcpts[0].status, "5.7.1");
+    // The same reply from a server reached without the TLS DANE requires
+    // (cannot happen while TLS is enforced; the rule holds anyway).
+    for (auto broken : {failedAt("MAIL FROM: 550 5.7.1 x", true, true, false), [] {
+                            auto r = failedAt("MAIL FROM: 550 5.7.1 x", true, true);
+                            r.peerVerified = false;  // TLS, but the peer was not authenticated
+                            return r;
+                        }()}) {
+        for (auto mode : {TlsMode::Dane, TlsMode::Verify, TlsMode::Mandatory}) {
+            auto j = judgeAttempt(mode, broken, 2);
+            EXPECT_TRUE(j.nextHost) << toString(mode);
+            EXPECT_EQ(j.status[0], '4');
+            EXPECT_NE(j.reason.find("not bounced"), std::string::npos) << j.reason;
+        }
+    }
+    // Opportunistic: there was no requirement to meet.
+    EXPECT_EQ(
+        judgeAttempt(TlsMode::Opportunistic, failedAt("MAIL FROM: 550 x", true, true, false), 1)
+            .rcpts.at(0)
+            .state,
+        RcptState::Bounced);
+}
+
+TEST(Judge, RcptAndDataRepliesPerRecipient) {
+    ClientResult r = failedAt("", false, true);
+    r.sessionOk = true;
+    r.rcpts = {{250, "250 2.1.5 ok"}, {550, "550 5.1.1 no such user"}, {451, "451 4.3.0 later"}};
+    auto j = judgeAttempt(TlsMode::Dane, r, 3);
+    ASSERT_EQ(j.rcpts.size(), 3u);
+    EXPECT_EQ(j.rcpts[0].state, RcptState::Delivered);
+    EXPECT_EQ(j.rcpts[1].state, RcptState::Bounced);
+    EXPECT_EQ(j.rcpts[1].status, "5.1.1");
+    EXPECT_EQ(j.rcpts[2].state, RcptState::Deferred);
+    EXPECT_EQ(j.rcpts[2].status, "4.3.0");
+    // A 5xx to RCPT from a server that did not meet the TLS requirement is
+    // deferred with a 4.x.x status, never bounced.
+    r.peerVerified = false;
+    j = judgeAttempt(TlsMode::Dane, r, 3);
+    EXPECT_EQ(j.rcpts[1].state, RcptState::Deferred);
+    EXPECT_EQ(j.rcpts[1].status, "4.1.1");
+    EXPECT_NE(j.rcpts[1].text.find("not bounced"), std::string::npos);
+    r.tls.clear();
+    EXPECT_EQ(judgeAttempt(TlsMode::Mandatory, r, 3).rcpts[1].state, RcptState::Deferred);
+    EXPECT_EQ(judgeAttempt(TlsMode::Opportunistic, r, 3).rcpts[1].state, RcptState::Bounced);
+}
+
+TEST(Judge, TlsFailuresDefer475AndConnectionFailures441) {
+    ClientResult r;
+    r.error = "DANE authentication failed (validation-failure)";
+    r.dane = "validation-failure";
+    r.tls = "TLS1.3/AES-256-GCM";
+    auto j = judgeAttempt(TlsMode::Dane, r, 1);
+    EXPECT_TRUE(j.nextHost);
+    EXPECT_EQ(j.status, "4.7.5");
+    ClientResult c;
+    c.error = "connect: Connection refused";
+    EXPECT_EQ(judgeAttempt(TlsMode::Dane, c, 1).status, "4.4.1");
 }
 
 }  // namespace

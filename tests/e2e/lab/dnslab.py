@@ -12,7 +12,8 @@ The zones (see ZONES below) cover: secure (NSEC and NSEC3), insecure (no DS),
 bogus (bad RRSIG, expired RRSIGs, DS that does not match), null MX, no MX
 (address only), CNAME'd MX hosts (secure and partly insecure), TLSA records of
 every usage, selector and matching type, a bogus TLSA RRset, and a lame
-delegation (SERVFAIL). Every server is started and stopped by its PID.
+delegation (its server, 127.53.0.9, a thread here, REFUSES: SERVFAIL). Every
+server is started and stopped by its PID.
 
 By hand:  python3 tests/e2e/lab/dnslab.py   (builds, starts, waits for Enter)
 """
@@ -23,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -31,6 +33,9 @@ from pki import Pki  # noqa: E402
 NSD = "127.53.0.1"
 RESOLVER = "127.53.0.2"
 PLAIN_RESOLVER = "127.53.0.3"
+LAME_NS = "127.53.0.9"  # answers REFUSED to everything: a lame delegation
+# Unbound's cap on a server's retransmit timeout, ms (see _write_configs).
+UNBOUND_MAX_RTT_MS = int(os.environ.get("DANERELAY_LAB_MAX_RTT_MS", "2000"))
 
 # MX host addresses (the lab's receiving MTAs listen here in delivery tests).
 HOSTS = {
@@ -233,7 +238,7 @@ class DnsLab:
                             "optout.test.", "child.optout.test."]
         # The TLD: delegations, DS for the secure children, a lame delegation.
         # lame.test: delegated to an address where no server listens (SERVFAIL)
-        records = ["ns IN A " + NSD, "lame IN NS ns.lame", "ns.lame IN A 127.53.0.9"]
+        records = ["ns IN A " + NSD, "lame IN NS ns.lame", "ns.lame IN A " + LAME_NS]
         for z in self.child_zones:
             if z.count(".") > 2:
                 continue  # delegated by its own parent, not by test.
@@ -300,8 +305,15 @@ remote-control:
 \tlocal-zone: "test." nodefault
 \tmodule-config: "{modules}"
 {anchor}\ttarget-fetch-policy: "0 0 0 0 0"
-\t# the lame delegation must fail fast (SERVFAIL), not after a minute of retries
-\tinfra-cache-max-rtt: 300
+\t# Under load NSD may take a second to answer: that must not mark it
+\t# down. Unbound takes a server whose retransmit timeout reaches
+\t# infra-cache-max-rtt as down, for infra-host-ttl, and SERVFAILs every
+\t# name under it meanwhile; at 300 ms one slow reply on a busy 2-core
+\t# machine did that ("cannot fetch DS ...: rcode 2"). The lame delegation
+\t# still fails fast: its address refuses (ICMP, udp-connect), no timeout.
+\tinfra-cache-max-rtt: {UNBOUND_MAX_RTT_MS}
+\tinfra-keep-probing: yes
+\tudp-connect: yes
 stub-zone:
 \tname: "test."
 \tstub-addr: {NSD}
@@ -311,11 +323,47 @@ remote-control:
 
     def start(self):
         d = self.dir
+        self._start_refuser()
         self._spawn("nsd", ["nsd", "-d", "-c", os.path.join(d, "nsd.conf")], NSD)
         self._spawn("unbound", ["unbound", "-d", "-c", os.path.join(d, "unbound.conf")], RESOLVER)
         self._spawn("unbound-plain", ["unbound", "-d", "-c", os.path.join(d, "unbound-plain.conf")],
                     PLAIN_RESOLVER)
         return self
+
+    def _start_refuser(self):
+        """The lame delegation's "server": REFUSED to every query, at once, so
+        the resolvers fail it fast (SERVFAIL) without any timeout."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((LAME_NS, 53))
+        sock.settimeout(0.2)
+        self._refuser_sock = sock
+        self._refuser_stop = threading.Event()
+
+        def serve():
+            while not self._refuser_stop.is_set():
+                try:
+                    q, peer = sock.recvfrom(4096)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if len(q) < 12:
+                    continue
+                i = 12
+                while i < len(q) and q[i] != 0:  # the question's name, uncompressed
+                    i += 1 + q[i]
+                end = i + 5  # root label, QTYPE, QCLASS
+                if end > len(q):
+                    continue
+                flags = bytes([0x80 | (q[2] & 0x79), 0x05])  # QR, opcode and RD kept; REFUSED
+                reply = q[:2] + flags + b"\x00\x01" + b"\x00" * 6 + q[12:end]
+                try:
+                    sock.sendto(reply, peer)
+                except OSError:
+                    pass
+
+        self._refuser = threading.Thread(target=serve, daemon=True)
+        self._refuser.start()
 
     def _spawn(self, name, cmd, addr):
         log = open(os.path.join(self.dir, f"{name}.stderr"), "wb")
@@ -361,6 +409,11 @@ remote-control:
             return ""
 
     def stop(self):
+        if getattr(self, "_refuser", None):
+            self._refuser_stop.set()
+            self._refuser.join(timeout=5)
+            self._refuser_sock.close()
+            self._refuser = None
         for name, (proc, log) in list(self.procs.items()):
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGTERM)
