@@ -987,6 +987,10 @@ Result<std::vector<uint8_t>> fetchOnce(const std::string& host, uint16_t port,
     Pkt p(raw);
     if (ldns_pkt_id(p.get()) != ldns_pkt_id(query.get()) || !ldns_pkt_qr(p.get()))
         return Error::temporary(what + ": a reply with another ID");
+    // A SERVFAIL is one resolver's bad moment (an upstream timeout under
+    // load), not an answer: the next attempt may get one.
+    if (ldns_pkt_get_rcode(p.get()) == LDNS_RCODE_SERVFAIL)
+        return Error::temporary(what + ": SERVFAIL");
     uint8_t* wire = nullptr;
     size_t size = 0;
     if (ldns_pkt2wire(&wire, p.get(), &size) != LDNS_STATUS_OK || !wire)

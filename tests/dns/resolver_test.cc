@@ -2,6 +2,7 @@
 // UDP socket and a TCP listener). The real resolver, Unbound, is met in the
 // end-to-end tests; this checks our transport rules quickly.
 #include "dns/resolver.h"
+#include "dns/validator.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -282,6 +283,37 @@ TEST_F(ResolverTest, ServfailThatValidatesWithCdIsBogus) {
     ASSERT_EQ(a.size(), 1u);
     EXPECT_EQ(a[0].security, Security::Bogus);
     EXPECT_TRUE(a[0].mx.empty());  // bogus data is never handed out
+}
+
+TEST(BlockingFetcher, AServfailIsRetriedNotTakenAsTheAnswer) {
+    // The validator's key fetches: one SERVFAIL from a loaded resolver (an
+    // upstream timeout) must cost an attempt, not the whole fetch.
+    std::atomic<int> asked{0};
+    FakeServer server([&](const Query& q) {
+        Reply r = mxReply(q, false);
+        if (asked++ == 0) {
+            r.rcode = LDNS_RCODE_SERVFAIL;
+            r.answer.clear();
+        }
+        return Packets{build(r)};
+    });
+    auto fetch = blockingFetcher({{"127.0.0.1", server.port()}}, 1000, 3);
+    auto wire = fetch("example.org.", kTypeMx);
+    ASSERT_TRUE(wire) << wire.error().message;
+    EXPECT_EQ(asked.load(), 2);
+    ASSERT_GT(wire->size(), 4u);
+    EXPECT_EQ((*wire)[3] & 0x0f, 0);  // NOERROR
+    // Always SERVFAIL: the fetch fails, after `attempts` tries, saying why.
+    FakeServer dead([](const Query& q) {
+        Reply r = mxReply(q, false);
+        r.rcode = LDNS_RCODE_SERVFAIL;
+        r.answer.clear();
+        return Packets{build(r)};
+    });
+    auto failed = blockingFetcher({{"127.0.0.1", dead.port()}}, 1000, 3)("example.org.", kTypeMx);
+    ASSERT_FALSE(failed);
+    EXPECT_NE(failed.error().message.find("SERVFAIL"), std::string::npos);
+    EXPECT_EQ(dead.count(), 3);
 }
 
 TEST_F(ResolverTest, InvalidNameFailsWithoutAQuery) {
