@@ -1,6 +1,6 @@
 #!/bin/sh
 # Coverage-guided fuzzing with libFuzzer (clang), for developers:
-#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|dns [SECONDS]
+#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|dns|dns_diff [SECONDS]
 # CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -14,8 +14,10 @@ case "$target" in
           -o "$out/fuzz" ;;
   smtp_reply) clang++ $flags tests/fuzz/smtp_reply_fuzz.cc relay/smtp_reply.cc relay/bounce.cc \
           queue/utf8.cc -o "$out/fuzz" ;;
-  dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc dns/answer.cc \
+  dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc dns/answer.cc dns/response.cc \
           dns/validator.cc -lldns -o "$out/fuzz" ;;
+  dns_diff) clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_diff_fuzz.cc \
+          dns/answer.cc dns/response.cc dns/validator.cc -lldns -o "$out/fuzz" ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 "$out/fuzz" -max_total_time="${2:-60}" -max_len=4096 "$out/corpus"
