@@ -1,15 +1,14 @@
-// answer.h — what a DNS lookup hands back, and the pure parser that builds it
-// from a response packet.
+// answer.h — what a DNS lookup hands back.
 //
 // Every Answer carries its DNSSEC status. Nothing above dns/ ever looks at an
-// AD bit: the parser turns it into Security here, and only when the caller
-// says the server is trusted. Bogus and Indeterminate are never "insecure".
+// AD bit: it is turned into Security in dns/, and only when the caller says
+// the server is trusted. Bogus and Indeterminate are never "insecure".
 //
-// Responses are hostile input: the parser checks the question echoes ours,
-// follows CNAMEs only along the chain that starts at our name (bounded, with
-// loop detection), ignores records that do not belong to that chain, and caps
-// what it keeps. Any malformation is an Outcome::Error with a reason, never a
-// crash. tests/fuzz/dns_fuzz.cc exercises it.
+// An Answer is built from one reading of the response (dns/response.h): the
+// CNAME chain from our name and the RRset at its end, class IN, and nothing
+// else; with local validation, exactly those RRsets are what the validator
+// proved. Responses are hostile input: a malformation is an Outcome::Error
+// with a reason, never a crash (tests/fuzz/dns_fuzz.cc, dns_diff_fuzz.cc).
 #pragma once
 
 #include <cstdint>
@@ -68,8 +67,9 @@ struct Answer {
     bool fromCache = false;
 };
 
-// Parses one response to (qname, qtype). trustAd: the server is configured as
-// a trusted validating resolver, so its AD bit means Secure.
+// Resolver mode: one response to (qname, qtype), read by readResponse().
+// trustAd: the server is a trusted validating resolver, so its AD bit means
+// Secure (and records no proof covers beside that answer make it Bogus).
 Answer parseResponse(const uint8_t* wire, size_t len, const std::string& qname, uint16_t qtype,
                      bool trustAd);
 
