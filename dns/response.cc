@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 
 namespace danerelay::dns {
@@ -84,30 +85,39 @@ std::string bare(std::string name) {
 
 std::vector<RrSet> rrsetsOf(const ldns_rr_list* section, std::vector<std::string>* strays) {
     std::vector<RrSet> sets;
+    std::map<std::pair<std::string, uint16_t>, size_t> index;  // linear, not quadratic
     size_t n = section ? ldns_rr_list_rr_count(section) : 0;
-    auto find = [&](const std::string& owner, uint16_t type) -> RrSet& {
-        for (auto& s : sets) {
-            if (s.owner == owner && s.type == type) return s;
+    auto find = [&](const std::string& owner, uint16_t type) -> RrSet* {
+        auto [it, added] = index.try_emplace({owner, type}, sets.size());
+        if (added) {
+            if (sets.size() >= kMaxRrsetsPerSection) {
+                index.erase(it);
+                return nullptr;
+            }
+            sets.emplace_back();
+            sets.back().owner = owner;
+            sets.back().type = type;
         }
-        sets.emplace_back();
-        sets.back().owner = owner;
-        sets.back().type = type;
-        return sets.back();
+        return &sets[it->second];
     };
     for (size_t i = 0; i < n; ++i) {
         const ldns_rr* rr = ldns_rr_list_rr(section, i);
         if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN || !wellFormed(rr)) {
-            if (strays) strays->push_back(describe(rr));
+            if (strays && strays->size() < kMaxRrsetsPerSection) strays->push_back(describe(rr));
             continue;
         }
         std::string owner = fqdnOf(ldns_rr_owner(rr));
-        if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG) {
-            auto covered = static_cast<uint16_t>(ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(rr)));
-            ldns_rr_list_push_rr(find(owner, covered).sigs.get(), ldns_rr_clone(rr));
-        } else {
-            ldns_rr_list_push_rr(find(owner, static_cast<uint16_t>(ldns_rr_get_type(rr))).rrs.get(),
-                                 ldns_rr_clone(rr));
+        bool sig = ldns_rr_get_type(rr) == LDNS_RR_TYPE_RRSIG;
+        auto type = sig ? static_cast<uint16_t>(ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(rr)))
+                        : static_cast<uint16_t>(ldns_rr_get_type(rr));
+        RrSet* set = find(owner, type);
+        if (!set) {
+            if (strays && strays->size() < kMaxRrsetsPerSection)
+                strays->push_back(describe(rr) + " (over " + std::to_string(kMaxRrsetsPerSection) +
+                                  " RRsets)");
+            continue;
         }
+        ldns_rr_list_push_rr(sig ? set->sigs.get() : set->rrs.get(), ldns_rr_clone(rr));
     }
     return sets;
 }
@@ -155,6 +165,12 @@ std::shared_ptr<Response> readResponse(const uint8_t* wire, size_t len, const st
             return fail(Outcome::ServFail, "SERVFAIL");
         default:
             return fail(Outcome::Error, "rcode " + std::to_string(ldns_pkt_get_rcode(p)));
+    }
+    // Bounded work per response, whatever it holds (it is read on the loop).
+    for (const ldns_rr_list* section : {ldns_pkt_answer(p), ldns_pkt_authority(p)}) {
+        if (section && ldns_rr_list_rr_count(section) > kMaxRecordsPerSection)
+            return fail(Outcome::Error, "more than " + std::to_string(kMaxRecordsPerSection) +
+                                            " records in one section");
     }
     std::vector<std::string> strays;
     r->answer = rrsetsOf(ldns_pkt_answer(p), &strays);

@@ -49,6 +49,10 @@ std::string fqdnOf(const ldns_rdf* d);
 std::string fqdn(std::string name);
 std::string typeName(uint16_t t);
 
+// Caps on one response's work (a 64 KiB TCP answer holds ~5,000 records).
+constexpr size_t kMaxRecordsPerSection = 512;
+constexpr size_t kMaxRrsetsPerSection = 64;
+
 // One RRset (owner, type, class IN) of a section, with its RRSIGs.
 struct RrSet {
     std::string owner;  // fqdn form

@@ -69,11 +69,13 @@ std::string joinLast(const std::vector<std::string>& labels, size_t n) {
     return out;
 }
 
+// On wire-format labels, never on presentation text: "x\\.t." is one label
+// under the root, not a name below t.
 bool isAtOrBelow(const std::string& name, const std::string& zone) {
     if (zone == ".") return true;
-    return name == zone || (name.size() > zone.size() &&
-                            name.compare(name.size() - zone.size(), zone.size(), zone) == 0 &&
-                            name[name.size() - zone.size() - 1] == '.');
+    Rdf n = dname(name), z = dname(zone);
+    if (!n || !z) return false;
+    return ldns_dname_compare(n.get(), z.get()) == 0 || ldns_dname_is_subdomain(n.get(), z.get());
 }
 
 std::string statusText(ldns_status s) {
@@ -772,6 +774,12 @@ Verdict Validator::Impl::validate(const Response& r, Ctx& ctx) {
         std::string zone = nameOf(ldns_rr_rrsig_signame(sig0));
         if (!isAtOrBelow(set.owner, zone))
             return Verdict{Security::Bogus, what + ": signed by " + zone + ", not an ancestor"};
+        // Insecure is decided by where the owner is, never by a signer the
+        // packet names: a signer above the anchor for a name below it is a
+        // forgery, not a way out of the anchor's zone.
+        if (!isAtOrBelow(zone, anchorZone) && isAtOrBelow(set.owner, anchorZone))
+            return Verdict{Security::Bogus,
+                           what + ": signed by " + zone + ", above the trust anchor " + anchorZone};
         Walk w = walk(zone, true, ctx);
         if (w.kind == Link::Insecure) {
             anyInsecure = true;
@@ -813,7 +821,15 @@ Verdict Validator::Impl::validate(const Response& r, Ctx& ctx) {
                     Rdf h(ldns_nsec3_hash_name_frm_nsec3(rr, target.get()));
                     Rdf z(ldns_dname_left_chop(ldns_rr_owner(rr)));
                     if (!h || !z || ldns_dname_cat(h.get(), z.get()) != LDNS_STATUS_OK) continue;
-                    if (strictlyCovers(rr, h.get())) return std::nullopt;
+                    if (!strictlyCovers(rr, h.get())) continue;
+                    // An opt-out span may hide an unsigned delegation at the
+                    // next closer name (RFC 5155 9.2): proven, but not secure.
+                    if (ldns_nsec3_optout(rr)) {
+                        anyInsecure = true;
+                        insecureWhy = nextCloser + " is in an NSEC3 opt-out span of " + zone +
+                                      ": the wildcard answer may be an unsigned child's";
+                    }
+                    return std::nullopt;
                 }
             }
             return Verdict{Security::Bogus,
@@ -858,6 +874,9 @@ Verdict Validator::Impl::validate(const Response& r, Ctx& ctx) {
     if (!isAtOrBelow(current, zone))
         return {Security::Bogus,
                 "denial of " + current + " signed by " + zone + ", not an ancestor"};
+    if (!isAtOrBelow(zone, anchorZone) && isAtOrBelow(current, anchorZone))
+        return {Security::Bogus, "denial of " + current + " signed by " + zone +
+                                     ", above the trust anchor " + anchorZone};
     Walk w = walk(zone, true, ctx);
     if (w.kind == Link::Insecure) return {Security::Insecure, w.reason};
     if (w.kind != Link::SecureZone) return {toSecurity(w.kind), w.reason};
@@ -942,7 +961,36 @@ Answer Validator::answer(const Response& r, int64_t now, Verdict* verdict) {
     if (verdict) *verdict = v;
     if (v.security == Security::Bogus || v.security == Security::Indeterminate)
         return withheld(r, v.security, "DNSSEC: " + v.reason);
-    return answerFrom(r, v.security);
+    Answer a = answerFrom(r, v.security);
+    if (v.security != Security::Secure) return a;
+    // Cached no longer than the proof holds: the signatures' expiry
+    // (RFC 4035 5.3.3), and for a denial the TTLs of the NSEC/NSEC3 records
+    // that prove it, not of an SOA the proof does not cover.
+    auto cap = [&](const RrSet& s) {
+        for (size_t i = 0; i < s.size(); ++i)
+            a.ttl = std::min(a.ttl, ldns_rr_ttl(ldns_rr_list_rr(s.rrs.get(), i)));
+        for (size_t i = 0; i < ldns_rr_list_rr_count(s.sigs.get()); ++i) {
+            const ldns_rr* sig = ldns_rr_list_rr(s.sigs.get(), i);
+            int64_t left =
+                static_cast<int64_t>(ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig))) - now;
+            a.ttl = std::min<uint32_t>(
+                a.ttl, static_cast<uint32_t>(std::clamp<int64_t>(left, 0, UINT32_MAX)));
+            a.ttl = std::min(a.ttl, ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig)));
+        }
+    };
+    for (size_t idx : r.cnames) cap(r.answer[idx]);
+    if (r.data) {
+        cap(r.answer[*r.data]);
+    } else {
+        bool proof = false;
+        for (const auto& s : r.authority) {
+            if (s.type != LDNS_RR_TYPE_NSEC && s.type != LDNS_RR_TYPE_NSEC3) continue;
+            cap(s);
+            proof = true;
+        }
+        if (!proof) a.ttl = std::min<uint32_t>(a.ttl, impl_->limits.failureCacheTtl);
+    }
+    return a;
 }
 
 // ---------------------------------------------------------------- fetching

@@ -28,7 +28,8 @@ std::string junkSig(const std::string& owner, const std::string& covered, unsign
                     const std::string& signer) {
     return owner + " 300 IN RRSIG " + covered + " 13 " + std::to_string(labels) +
            " 300 20300101000000 20200101000000 4242 " + signer +
-           " AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+           " AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+           "==";
 }
 
 class ReviewTest : public ::testing::Test {
@@ -72,9 +73,9 @@ class ReviewTest : public ::testing::Test {
 
 TEST_F(ReviewTest, JunkRootSignerMakesForgedTlsaInsecure) {
     // The attacker's TLSA, "signed" by the root with garbage.
-    auto wire = TestZone::packet("_25._tcp.mx.t.", "TLSA", LDNS_RCODE_NOERROR,
-                                 {"_25._tcp.mx.t. 300 IN TLSA " + kEvilTlsa,
-                                  junkSig("_25._tcp.mx.t.", "TLSA", 4, ".")});
+    auto wire = TestZone::packet(
+        "_25._tcp.mx.t.", "TLSA", LDNS_RCODE_NOERROR,
+        {"_25._tcp.mx.t. 300 IN TLSA " + kEvilTlsa, junkSig("_25._tcp.mx.t.", "TLSA", 4, ".")});
     Verdict v = check(wire, "_25._tcp.mx.t.", kTypeTlsa);
     EXPECT_EQ(v.security, Security::Bogus) << v.reason;
     Answer a = answer(wire, "_25._tcp.mx.t.", kTypeTlsa);
@@ -85,9 +86,8 @@ TEST_F(ReviewTest, JunkRootSignerMakesForgedTlsaInsecure) {
 TEST_F(ReviewTest, JunkRootSignerRedirectsASignedDomainsMx) {
     // t. is signed; the attacker replaces its MX RRset and gets it accepted
     // as Insecure: delivery goes (opportunistic TLS, no DANE) to its host.
-    auto wire = TestZone::packet(
-        "t.", "MX", LDNS_RCODE_NOERROR,
-        {"t. 300 IN MX 0 mx.evil.example.", junkSig("t.", "MX", 1, ".")});
+    auto wire = TestZone::packet("t.", "MX", LDNS_RCODE_NOERROR,
+                                 {"t. 300 IN MX 0 mx.evil.example.", junkSig("t.", "MX", 1, ".")});
     Verdict v = check(wire, "t.", kTypeMx);
     EXPECT_EQ(v.security, Security::Bogus) << v.reason;
     Answer a = answer(wire, "t.", kTypeMx);
@@ -129,9 +129,9 @@ TEST_F(ReviewTest, NegativeTtlComesFromAnUnsignedSoa) {
     // NODATA for t. TLSA, proven by t.'s signed NSEC (TTL 300); the SOA is
     // unsigned with TTL and minimum of a day.
     auto nsec = zone_.sign({"t. 300 IN NSEC mx.t. SOA NS MX DNSKEY RRSIG NSEC"});
-    auto wire = TestZone::packet(
-        "t.", "TLSA", LDNS_RCODE_NOERROR, {},
-        plus(nsec, {"t. 86400 IN SOA ns.t. h.t. 1 7200 3600 1209600 86400"}));
+    auto wire =
+        TestZone::packet("t.", "TLSA", LDNS_RCODE_NOERROR, {},
+                         plus(nsec, {"t. 86400 IN SOA ns.t. h.t. 1 7200 3600 1209600 86400"}));
     Answer a = answer(wire, "t.", kTypeTlsa);
     ASSERT_EQ(a.security, Security::Secure) << a.detail;
     ASSERT_EQ(a.outcome, Outcome::NoData);
@@ -164,7 +164,6 @@ TEST_F(ReviewTest, EscapedDotNextNameIsNoEmptyNonTerminal) {
     Verdict v = check(wire, "a.t.", kTypeMx);
     EXPECT_EQ(v.security, Security::Bogus) << v.reason;
 }
-
 
 // ---------------------------------------------------------------- finding 5
 // A wildcard expansion proven with NSEC3 is accepted when the NSEC3 that
@@ -207,13 +206,20 @@ TEST_F(ReviewTest, HugeAnswerSectionIsGroupedInLinearTime) {
         ans.push_back("t. 300 IN TYPE" + std::to_string(1000 + i) + " \\# 0");
     auto big = TestZone::packet("t.", "A", LDNS_RCODE_NOERROR, ans);
     ASSERT_LE(big.size(), 65535u);
-    auto t0 = std::chrono::steady_clock::now();
+    // Fixed: the work per response is capped (no timing asserted here; a
+    // section over the cap is refused before any grouping).
     auto r = readResponse(big.data(), big.size(), "t.", kTypeA);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - t0)
-                  .count();
-    EXPECT_EQ(r->answer.size(), 5301u);
-    EXPECT_LT(ms, 40) << "one response held the event loop for " << ms << " ms";
+    EXPECT_EQ(r->outcome, Outcome::Error);
+    EXPECT_NE(r->error.find("records in one section"), std::string::npos) << r->error;
+    EXPECT_TRUE(r->answer.empty());
+    // Under the record cap, distinct RRsets are capped too; the rest are strays.
+    std::vector<std::string> many = zone_.sign({"t. 300 IN A 192.0.2.1"});
+    for (int i = 0; i < 300; ++i)
+        many.push_back("t. 300 IN TYPE" + std::to_string(1000 + i) + " \\# 0");
+    auto mid = TestZone::packet("t.", "A", LDNS_RCODE_NOERROR, many);
+    auto m = readResponse(mid.data(), mid.size(), "t.", kTypeA);
+    EXPECT_LE(m->answer.size(), kMaxRrsetsPerSection);
+    EXPECT_NE(validator_->validate(*m, TestZone::kNow).security, Security::Secure);
 }
 
 }  // namespace
