@@ -4,12 +4,12 @@
 #include <netinet/in.h>
 
 #include <algorithm>
-#include <cctype>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
 #include "relay/smtp_client.h"
+#include "relay/smtp_reply.h"
 
 namespace danerelay::relay {
 
@@ -235,21 +235,32 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
     return p;
 }
 
+// The reply is a server's ("550 5.1.1 gone"), one quoted in our error
+// ("MAIL FROM: 550 5.1.1 gone"), or our own ("5.6.7 the server does not
+// ..."). The enhanced code is read by splitEnhancedStatus() (relay/
+// smtp_reply.h), the one parser of reply codes: only at the start of the
+// text, and only of the reply code's class.
 std::string statusOf(int code, const std::string& reply, const std::string& fallback) {
-    for (size_t i = 0; i + 4 < reply.size(); ++i) {
-        char c = reply[i];
-        if ((c != '2' && c != '4' && c != '5') || reply[i + 1] != '.') continue;
-        if (i > 0 && reply[i - 1] != ' ') continue;
-        size_t j = i + 2, digits1 = 0, digits2 = 0;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
-            ++j, ++digits1;
-        if (digits1 == 0 || digits1 > 3 || j >= reply.size() || reply[j] != '.') continue;
-        ++j;
-        while (j < reply.size() && std::isdigit(static_cast<unsigned char>(reply[j])))
-            ++j, ++digits2;
-        if (digits2 == 0 || digits2 > 3) continue;
-        return reply.substr(i, j - i);
+    auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
+    auto afterCode = [&](std::string_view s, std::string_view* text) {
+        if (s.size() < 4 || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || s[3] != ' ') {
+            return false;
+        }
+        *text = s.substr(4);
+        return true;
+    };
+    std::string_view text;
+    std::string found;
+    if (afterCode(reply, &text)) {
+        found = splitEnhancedStatus(code, text).code;
+    } else if (found = splitEnhancedStatus(code, reply).code; found.empty()) {
+        auto colon = reply.find(": ");  // "where: NNN text"
+        if (colon != std::string::npos &&
+            afterCode(std::string_view(reply).substr(colon + 2), &text)) {
+            found = splitEnhancedStatus(code, text).code;
+        }
     }
+    if (!found.empty()) return found;
     if (code >= 500) return "5.0.0";
     if (code >= 400) return "4.0.0";
     return fallback;

@@ -107,8 +107,11 @@ struct AttemptJudgement {
 AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t recipients);
 // TLS established and the peer checks passed, where the mode requires TLS.
 bool tlsRequirementMet(TlsMode required, const ClientResult& r);
-// The first enhanced status code (RFC 3463) in a reply, or one from the
-// reply code's class, or fallback.
+// The enhanced status code (RFC 3463) of a reply ("550 5.1.1 ..."), of a
+// reply quoted in our error ("RCPT TO: 550 5.1.1 ...") or of our own reason
+// ("5.6.7 ..."): read by splitEnhancedStatus(), so only at the start of the
+// text and only of code's class; else "5.0.0" / "4.0.0" by code, else
+// fallback. A code elsewhere in the text is never taken.
 std::string statusOf(int code, const std::string& reply, const std::string& fallback);
 
 nlohmann::json toJson(const DeliveryPlan& p);

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "queue/filter.h"
+#include "queue/utf8.h"
 #include "relay/bounce.h"
 #include "relay/delivery.h"
 #include "relay/destination.h"
@@ -289,7 +290,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                     const std::string& outcome, const char* conn = "-",
                     const char* event = "delivery") {
         tries_[i].push_back({nowSeconds(), mx, ip, tls.empty() ? "none" : tls,
-                             dane.empty() ? "none" : dane, reply.substr(0, 512)});
+                             dane.empty() ? "none" : dane, Scheduler::attemptReply(reply)});
         logEvent(event, {{"qid", id_},
                          {"rcpt", msg_.envelope.recipients[i].address},
                          {"mx", mx},
@@ -456,6 +457,10 @@ int64_t Scheduler::backoff(const DeliveryConfig& d, int attempts) {
     int64_t b = d.retryInitial;
     for (int i = 1; i < attempts && b < d.retryMax; ++i) b *= 2;
     return std::min<int64_t>(b, d.retryMax);
+}
+
+std::string Scheduler::attemptReply(std::string_view reply) {
+    return std::string(queue::utf8Prefix(reply, kMaxAttemptReply));
 }
 
 int64_t Scheduler::dueOf(const std::vector<queue::RecipientStatus>& status, int64_t now) {

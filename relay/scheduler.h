@@ -21,6 +21,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -79,6 +80,12 @@ class Scheduler {
 
     // Backoff after `attempts` failed tries: initial * 2^(attempts-1), capped.
     static int64_t backoff(const DeliveryConfig& d, int attempts);
+
+    // The reply an attempt record keeps (queue::AttemptRecord::reply): at
+    // most kMaxAttemptReply bytes, cut between characters, never inside one
+    // (queue::utf8Prefix).
+    static constexpr size_t kMaxAttemptReply = 512;
+    static std::string attemptReply(std::string_view reply);
 
   private:
     friend class MessageDelivery;

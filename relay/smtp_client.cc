@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -167,9 +168,22 @@ void SmtpClient::reuse(ClientRequest req, Callback done) {
     sendEnvelope();
 }
 
+// A connection goes back to the cache only when it is quiet: everything we
+// wrote has left (a hostile server may answer "." before the body is out:
+// the rest would otherwise precede the next MAIL FROM), and nothing the
+// server sent waits to be read (bytes after its reply would be taken as the
+// reply to the next command).
+bool SmtpClient::quiescent() const {
+    if (!out_.empty() || !in_.empty() || replies_.inProgress()) return false;
+    if (tls_ && tls_->pending() > 0) return false;
+    int unread = 0;
+    if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &unread) != 0 || unread != 0) return false;
+    return true;
+}
+
 void SmtpClient::transactionDone() {
     result_.sessionOk = true;
-    if (!cache_ || state_ != State::Body || !in_.empty()) return finish();
+    if (!cache_ || state_ != State::Body || !quiescent()) return finish();
     // Park for the next message to the same destination and policy.
     state_ = State::Idle;
     reused_ = false;

@@ -91,7 +91,11 @@ Result<std::string> encodeBody(std::string_view content);
 // Connection reuse: after a completed transaction a session may wait here,
 // idle, for the next message to the same host, address, TLS mode, SNI,
 // reference names, whole TLSA RRset and policy (RFC 7672: never across a
-// change of policy); the key is a SHA-256 over all of them (cacheKey()). An
+// change of policy); the key is a SHA-256 over all of them (cacheKey()). A
+// session is parked only when nothing is pending in either direction: all
+// of its output sent, no input unread (in our buffer, inside GnuTLS or in
+// the socket) and no reply half assembled; a server that answers "." before
+// the body is out, or says more than its reply, loses the connection. An
 // idle session is closed after idleSeconds, or when the server speaks or
 // hangs up.
 class ConnectionCache {
@@ -160,6 +164,7 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     void fail(const std::string& error, bool permanent = false);
     void finish();
     void transactionDone();
+    bool quiescent() const;  // nothing pending in either direction (see transactionDone())
     void reuse(ClientRequest req, Callback done);
     std::string mailFromLine() const;
     std::string rcptLine(size_t i) const;

@@ -48,6 +48,8 @@ class ReplyAssembler {
     Step next(std::string& in, SmtpReply* out, std::string* error);
     // Forget a partly assembled reply (a connection reused, TLS started).
     void reset();
+    // Lines of a multi-line reply taken, its last line not yet seen.
+    bool inProgress() const { return !partial_.lines.empty(); }
 
   private:
     SmtpReply partial_;

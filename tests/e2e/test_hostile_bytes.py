@@ -24,7 +24,7 @@ import test_delivery as td  # noqa: E402
 
 SENDER = td.SENDER  # sender@insecure.test: DSNs come back to the fake MTA
 FFFD = "\ufffd"
-LONG = "451 4.3.0 " + "\u00e9" * 300  # 610 bytes of UTF-8: cut at 512 mid-character
+LONG = "451 4.3.0 x" + "\u00e9" * 300  # 611 bytes of UTF-8: an e-acute at 511..512
 
 REPLIES = {
     b"temp@": b"451 4.3.0 \xff\xfe\r\n",
@@ -173,6 +173,11 @@ class HostileBytesTest(td.LabCase):
             self.assertIn("4.3.0", text.decode("utf-8"))
         self.assertIn(FFFD + FFFD, self.e.states(qids["temp"])["temp@insecure.test"][1])
         self.assertIn("last " + FFFD, self.e.states(qids["multi"])["multi@insecure.test"][1])
+        # The attempt record keeps 512 bytes at most, cut between characters.
+        rc, out = self.ctl("show", qids["cut"], "--json")
+        kept = json.loads(out.decode("utf-8"))["recipients"][0]["history"][-1]["reply"]
+        self.assertEqual(len(kept.encode()), 511, kept)
+        self.assertTrue(LONG.startswith(kept), kept)
         # The log has the bytes, escaped, and stays UTF-8.
         with open(self.e.relay.log, "rb") as f:
             f.read().decode("utf-8")

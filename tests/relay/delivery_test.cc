@@ -414,4 +414,39 @@ TEST(Judge, TlsFailuresDefer475AndConnectionFailures441) {
     EXPECT_EQ(judgeAttempt(TlsMode::Dane, c, 1).status, "4.4.1");
 }
 
+// statusOf() reads the enhanced code with splitEnhancedStatus(): at the
+// start of the reply's text and of the reply code's class only.
+TEST(StatusOf, ReadsTheCodeAtTheStartOfTheText) {
+    EXPECT_EQ(statusOf(550, "550 5.1.1 gone", "5.0.0"), "5.1.1");
+    EXPECT_EQ(statusOf(451, "451 4.3.0 later", "4.0.0"), "4.3.0");
+    EXPECT_EQ(statusOf(250, "250 2.0.0 queued", "2.0.0"), "2.0.0");
+    EXPECT_EQ(statusOf(550, "MAIL FROM: 550 5.7.1 refused", "5.0.0"), "5.7.1");  // quoted
+    EXPECT_EQ(statusOf(550, "5.6.7 the server does not support SMTPUTF8", "5.0.0"), "5.6.7");
+    EXPECT_EQ(statusOf(550, "550 no code at all", "5.0.0"), "5.0.0");
+    EXPECT_EQ(statusOf(421, "421 closing", "4.0.0"), "4.0.0");
+}
+
+TEST(StatusOf, ACodeElsewhereOrOfAnotherClassIsNotTaken) {
+    // Text a server (or whoever it quotes) chose: not a status code.
+    EXPECT_EQ(statusOf(250, "250 ok, queued as 5.1.1", "2.0.0"), "2.0.0");
+    EXPECT_EQ(statusOf(550, "550 mailbox unavailable (see 2.0.0)", "5.0.0"), "5.0.0");
+    EXPECT_EQ(statusOf(451, "451 try later; was 5.7.1", "4.0.0"), "4.0.0");
+    // A code of the wrong class, or malformed, at the start.
+    EXPECT_EQ(statusOf(550, "550 4.2.0 full", "5.0.0"), "5.0.0");
+    EXPECT_EQ(statusOf(550, "550 5.1.1x gone", "5.0.0"), "5.0.0");
+    EXPECT_EQ(statusOf(550, "550 5.1.1234 gone", "5.0.0"), "5.0.0");
+}
+
+TEST(Judge, AStatusCodeInsideTheTextNeverBecomesTheRecipientsStatus) {
+    ClientResult r = failedAt("", false, true);
+    r.sessionOk = true;
+    r.rcpts = {{550, "550 mailbox unavailable, see 2.0.0"}, {250, "250 ok id 5.7.1"}};
+    auto j = judgeAttempt(TlsMode::Dane, r, 2);
+    ASSERT_EQ(j.rcpts.size(), 2u);
+    EXPECT_EQ(j.rcpts[0].state, RcptState::Bounced);
+    EXPECT_EQ(j.rcpts[0].status, "5.0.0");  // a bounce with a 2.0.0 status is nonsense
+    EXPECT_EQ(j.rcpts[1].state, RcptState::Delivered);
+    EXPECT_EQ(j.rcpts[1].status, "2.0.0");
+}
+
 }  // namespace
