@@ -33,9 +33,13 @@ outside the lab's trust anchor test., so insecure. Every other query passes
 untouched. Loopback only; one datagram at a time, each upstream wait bounded
 (2 s); the test starts and stops it by PID.
 """
+import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
+import time
 
 TYPES = {"A": 1, "CNAME": 5, "MX": 15, "DS": 43, "DNSKEY": 48, "TLSA": 52}
 CLASS_CH = 3
@@ -211,6 +215,32 @@ def main():
             except (IndexError, struct.error):
                 pass  # a reply it cannot walk goes out as it came
         srv.sendto(reply, client)
+
+
+class Forger:
+    """For the tests: a forger as a child process, stopped by its PID.
+
+        with Forger("127.53.0.7", upstream, "secure.test/MX=+ch") as address: ...
+    """
+
+    def __init__(self, listen, upstream, *actions):
+        self.listen, self.upstream, self.actions = listen, upstream, actions
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.listen,
+                                      self.upstream, *self.actions], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"forger.py {' '.join(self.actions)} exited at start")
+        return self.listen
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        if self.proc:
+            self.proc.wait(timeout=10)
+        return False
 
 
 if __name__ == "__main__":
