@@ -17,9 +17,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
 import dnslab  # noqa: E402
 import mtalab  # noqa: E402
 import relayharness as h  # noqa: E402
+from forger import ATTACKER_MX, Forger  # noqa: E402
 
 LAB = None
 SENDER = "sender@insecure.test"  # DSNs come back through mx.insecure.test
+INJECTOR = "127.53.0.7"  # lab/forger.py appending records beside signed answers
 
 
 def setUpModule():
@@ -400,6 +402,61 @@ class LocalValidationDeliveryTest(LabCase):
         self.assertIn('dane="matched 3 ', env.log_lines("sam@secure.test")[-1])
         self.assert_deferred(env, q2, "tom@bogus.test", "dnssec-invalid")
 
+
+class InjectedRecordsDeliveryTest(LabCase):
+    """An on-path attacker (lab/forger.py) appends records of its own beside
+    the genuine signed answers: an unsigned CNAME at the name to
+    evil.example. (+cname), or the same owner and type in class CH (+ch),
+    pointing at its MX host mx.evil.example (127.0.2.66, where an MTA of the
+    attacker listens, STARTTLS and all) or carrying its TLSA record or
+    address. The genuine MX hosts are up and would accept the message. The
+    message must wait in the queue, deferred for a DNSSEC reason: never
+    delivered, least of all to the attacker."""
+
+    HOSTS = {"mx1.secure.test": True, "mx2.secure.test": True, ATTACKER_MX.rstrip("."): True}
+
+    def attempt_through(self, forgeries, rcpt, want, validation="local"):
+        upstream = dnslab.PLAIN_RESOLVER if validation == "local" else dnslab.RESOLVER
+        with Forger(INJECTOR, upstream, *forgeries) as address:
+            env = Env(self.HOSTS, dns={**LAB.relay_dns(validation), "resolvers": [address]})
+            try:
+                qid = env.submit(rcpt)
+                self.assert_deferred(env, qid, rcpt, want)
+                # A few more retries (every 1-2 s): still deferred, nothing anywhere.
+                time.sleep(4)
+                state, error = env.states(qid)[rcpt]
+                self.assertEqual(state, "deferred", error)
+                self.assertEqual(env.received(), [], env.relay.read_log()[-3000:])
+                # Refused at the DNS: no MX host was connected to, not even
+                # to fail DANE there.
+                lines = env.log_lines(rcpt)
+                self.assertTrue(lines)
+                self.assertEqual([l for l in lines if " mx=- ip=- " not in l], [], lines)
+            finally:
+                env.close()
+
+    def test_injected_mx_is_deferred_not_delivered_to_the_attacker(self):
+        for forgery, why in (
+                ("secure.test/MX=+cname",
+                 "4.4.3 MX lookup for secure.test failed: error (a CNAME beside the MX RRset"),
+                ("secure.test/MX=+ch", "records that no proof covers beside the answer "
+                                       "(secure.test. CH MX)")):
+            for validation in ("local", "resolver"):
+                with self.subTest(forgery=forgery, validation=validation):
+                    self.attempt_through([forgery], "xena@secure.test", why, validation)
+
+    def test_injected_tlsa_or_address_is_deferred(self):
+        # Both MX hosts forged alike, so no honest host is left to deliver
+        # to: each is skipped for its failed lookup (the probe tests in
+        # test_dns.py name the DNSSEC reason per host), none is connected to.
+        for forgeries in (["_25._tcp.mx1.secure.test/TLSA=+cname",
+                           "_25._tcp.mx2.secure.test/TLSA=+cname"],
+                          ["_25._tcp.mx1.secure.test/TLSA=+ch",
+                           "_25._tcp.mx2.secure.test/TLSA=+ch"],
+                          ["mx1.secure.test/A=+ch", "mx2.secure.test/A=+ch"]):
+            with self.subTest(forgeries=forgeries):
+                self.attempt_through(forgeries, "yves@secure.test",
+                                     "4.7.5 no usable MX host for secure.test")
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

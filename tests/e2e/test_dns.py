@@ -13,12 +13,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
 import dnslab  # noqa: E402
 import relayharness as h  # noqa: E402
+from forger import ATTACKER_ADDRESS, ATTACKER_MX, Forger  # noqa: E402
 
 PROBE_NAMES = ["secure.test", "dsmismatch.test"]  # signed / deliberately bogus
 # On-path attackers in front of the plain resolver (lab/forger.py): one forges
 # TLSA denials, the other a denial of DS (a downgrade to "unsigned").
 FORGER = "127.53.0.4"
 DS_FORGER = "127.53.0.5"
+# One more, started per case: records appended beside a genuine signed answer.
+INJECTOR = "127.53.0.7"
 
 
 def probe(domain, resolver=dnslab.RESOLVER, validation="resolver", anchor=None):
@@ -285,6 +288,106 @@ class LocalValidationTest(unittest.TestCase):
             self.assertIn("/nonexistent/root.key", str(cm.exception))
         finally:
             relay.cleanup()
+
+
+class InjectedRecordsTest(unittest.TestCase):
+    """An on-path attacker (lab/forger.py) passes the query on and appends to
+    the genuine signed answer records of its own: an unsigned CNAME at the
+    query name beside the signed data, with its record at the CNAME's target
+    (+cname), or records of the same owner and type in class CH (+ch). The
+    answer is built from the RRsets the validator proved and nothing else:
+    whatever the attacker appended makes it a failure, never its data, with
+    local validation behind the plain resolver and, in resolver mode, behind
+    the validating resolver (whose AD bit the forger passes on)."""
+
+    # (forgery, domain probed, which answer it hits, what the refusal says)
+    CASES = [
+        ("secure.test/MX=+cname", "secure.test", ("mx",), "a CNAME beside the MX RRset"),
+        ("secure.test/MX=+ch", "secure.test", ("mx",), "records that no proof covers"),
+        ("nsec3.test/MX=+ch", "nsec3.test", ("mx",), "records that no proof covers"),
+        ("_25._tcp.mx1.secure.test/TLSA=+cname", "secure.test", ("tlsa", "mx1.secure.test"),
+         "a CNAME beside the TLSA RRset"),
+        ("_25._tcp.mx1.secure.test/TLSA=+ch", "secure.test", ("tlsa", "mx1.secure.test"),
+         "records that no proof covers"),
+        ("_25._tcp.mx1.nsec3.test/TLSA=+ch", "nsec3.test", ("tlsa", "mx1.nsec3.test"),
+         "records that no proof covers"),
+        ("mx1.secure.test/A=+ch", "secure.test", ("a", "mx1.secure.test"),
+         "records that no proof covers"),
+    ]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.lab = dnslab.DnsLab().build().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.cleanup()
+
+    def probe_through(self, upstream, forgery, domain):
+        validation = "local" if upstream == dnslab.PLAIN_RESOLVER else "resolver"
+        with Forger(INJECTOR, upstream, forgery) as address:
+            rc, d = probe(domain, address, validation,
+                          self.lab.anchor if validation == "local" else None)
+        self.assertTrue(d["resolver"]["validating"], d["resolver"])
+        return rc, d
+
+    def assert_no_attacker_data(self, d):
+        hosts = [x["name"] for x in d["hosts"]]
+        addresses = [a["address"] for x in d["hosts"] for a in x["addresses"]]
+        records = [r["record"] for x in d["hosts"] if x["tlsa"] for r in x["tlsa"]["records"]]
+        self.assertNotIn(ATTACKER_MX.rstrip("."), hosts)
+        self.assertNotIn(ATTACKER_ADDRESS, addresses)
+        self.assertFalse([r for r in records if r.endswith("0" * 64)], records)
+
+    def test_records_beside_a_signed_answer_make_it_a_failure(self):
+        for upstream in (dnslab.PLAIN_RESOLVER, dnslab.RESOLVER):
+            for forgery, domain, where, why in self.CASES:
+                with self.subTest(forgery=forgery, upstream=upstream):
+                    rc, d = self.probe_through(upstream, forgery, domain)
+                    self.assert_no_attacker_data(d)
+                    if where[0] == "mx":
+                        self.assertEqual(rc, 1)
+                        answer = d["mx"]
+                        self.assertEqual(d["hosts"], [])
+                    else:
+                        host = next(x for x in d["hosts"] if x["name"] == where[1])
+                        # the MX itself was left alone: still secure
+                        self.assertEqual(d["mx"]["security"], "secure", d["mx"])
+                        if where[0] == "tlsa":
+                            self.assertEqual(host["tlsa"]["status"], "failed", host)
+                            self.assertEqual(host["tlsa"]["records"], [])
+                            answer = host["tlsa"]["answer"]
+                        else:
+                            self.assertEqual(host["addresses"], [])
+                            self.assertIn(host["address_security"], ("bogus", "indeterminate"))
+                            answer = host["a"]
+                    self.assertNotIn(answer["outcome"], ("data", "nodata", "nxdomain"), answer)
+                    self.assertIn(answer["security"], ("bogus", "indeterminate"), answer)
+                    self.assertIn(why, answer.get("detail", ""), answer)
+                    # ... and the decision: defer, or that host skipped, saying why
+                    decision = d["decision"]
+                    if where[0] == "mx":
+                        self.assertEqual(decision["action"], "defer", decision)
+                        self.assertIn(why, decision["reason"])
+                    else:
+                        skipped = next(x for x in decision["hosts"] if x["name"] == where[1])
+                        self.assertEqual(skipped["tls"], "skip", skipped)
+                        self.assertIn(why, skipped["why"])
+                    # the other MX host's answers were not touched
+                    for x in d["hosts"]:
+                        if where[0] != "mx" and x["name"] != where[1]:
+                            self.assertEqual(x["address_security"], "secure", x)
+                            self.assertEqual(x["tlsa"]["status"], "usable", x)
+
+    def test_the_forger_passes_everything_else(self):
+        # Honest path first, through the same forger: a forgery for one name
+        # leaves the others' secure answers and usable TLSA alone.
+        for upstream in (dnslab.PLAIN_RESOLVER, dnslab.RESOLVER):
+            with self.subTest(upstream=upstream):
+                rc, d = self.probe_through(upstream, "nsec3.test/MX=+ch", "secure.test")
+                self.assertEqual((rc, d["mx"]["outcome"], d["mx"]["security"]),
+                                 (0, "data", "secure"))
+                self.assertEqual([x["tlsa"]["status"] for x in d["hosts"]], ["usable", "usable"])
 
 
 if __name__ == "__main__":

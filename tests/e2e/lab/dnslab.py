@@ -52,6 +52,10 @@ HOSTS = {
     "mx.badlen.test": "127.0.3.4",
     "mx.notlsa.test": "127.0.3.5",
     "mx.child.optout.test": "127.0.2.5",
+    # The attacker's MX host: in no lab zone; forger.py answers for
+    # evil.example. itself (unsigned, outside the anchor test.). An MTA may
+    # listen here to show that nothing ever reaches it.
+    "mx.evil.example": "127.0.2.66",
 }
 
 
