@@ -1,6 +1,11 @@
 #include "relay/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <set>
@@ -171,6 +176,28 @@ json parseConfigText(const std::string& path, const std::string& text) {
     return j;
 }
 
+// The file (or directory) a key names must be there and readable by us:
+// the error says which key, which file, and why.
+void checkReadable(const Checker& c, const std::string& key, const std::string& path,
+                   bool wantDirectory) {
+    // O_NONBLOCK: a FIFO must not hang the start.
+    int fd =
+        ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (wantDirectory ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOTDIR && wantDirectory) c.fail(key, path + ": not a directory");
+        c.fail(key, path + ": cannot read: " + std::strerror(e));
+    }
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0;
+    ::close(fd);
+    if (!ok) c.fail(key, path + ": cannot read: " + std::strerror(errno));
+    if (!wantDirectory && !S_ISREG(st.st_mode)) {
+        c.fail(key, path + (S_ISDIR(st.st_mode) ? ": is a directory, not a file"
+                                                : ": is not a regular file"));
+    }
+}
+
 std::string resolvePath(const std::string& configFile, const std::string& p) {
     if (p.empty() || p.front() == '/') return p;
     auto slash = configFile.rfind('/');
@@ -217,9 +244,18 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
 
 }  // namespace
 
-Config loadConfig(const std::string& path) {
+Config loadConfig(const std::string& path, FileCheck files) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        throw ConfigError(path + ": is a directory, not a configuration file");
+    }
     std::ifstream in(path);
-    if (!in) throw ConfigError(path + ": cannot open configuration file");
+    if (!in) {
+        throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     std::string text = ss.str();
@@ -375,6 +411,15 @@ Config loadConfig(const std::string& path) {
     cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
     cfg.controlSocket = resolvePath(path, c.str(j, "", "control_socket", false));
     if (cfg.controlSocket.empty()) cfg.controlSocket = cfg.spoolDir + "/control.sock";
+    if (files == FileCheck::Check) {
+        if (!cfg.tlsCertificate.empty()) {
+            checkReadable(c, "tls.certificate", cfg.tlsCertificate, false);
+            checkReadable(c, "tls.key", cfg.tlsKey, false);
+        }
+        if (!cfg.credentialsFile.empty())
+            checkReadable(c, "auth.credentials", cfg.credentialsFile, false);
+        if (!cfg.policyDir.empty()) checkReadable(c, "policy_dir", cfg.policyDir, true);
+    }
     // sockaddr_un holds 107 bytes and a NUL.
     if (cfg.controlSocket.size() > 107) {
         throw ConfigError(path +

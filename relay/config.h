@@ -91,7 +91,13 @@ struct Config {
     unsigned commitBatch = 256;
 };
 
-Config loadConfig(const std::string& path);
+// Check: the files the configuration names (tls.certificate, tls.key,
+// auth.credentials, policy_dir) must exist and be readable now, or the error
+// names the key and the file. Skip: danectl, which reads only the spool and
+// socket locations and may run without the daemon's rights.
+enum class FileCheck { Check, Skip };
+
+Config loadConfig(const std::string& path, FileCheck files = FileCheck::Check);
 
 // The resolver options that a DnsConfig describes (without the validator).
 dns::ResolverOptions resolverOptions(const DnsConfig& d);

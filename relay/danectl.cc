@@ -233,7 +233,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     std::string policyDir;
     if (!haveResolvers) {
         try {
-            auto cfg = relay::loadConfig(configPath);
+            auto cfg = relay::loadConfig(configPath, relay::FileCheck::Skip);
             dnsConfig = cfg.dns;
             policyDir = cfg.policyDir;
         } catch (const std::exception& e) {
@@ -683,7 +683,7 @@ int main(int argc, char** argv) {
             return true;
         }
         try {
-            auto cfg = relay::loadConfig(configPath);
+            auto cfg = relay::loadConfig(configPath, relay::FileCheck::Skip);
             spoolDir = cfg.spoolDir;
             if (socketPath.empty()) socketPath = cfg.controlSocket;
         } catch (const std::exception& e) {
