@@ -249,5 +249,44 @@ class QueueActionsTest(CtlCase):
         self.assertEqual(os.listdir(os.path.join(env.relay.spool, "quarantine")), [])
 
 
+class HelpAndNotFoundTest(CtlCase):
+    VERBS = (["status"], ["reload"], ["queue"], ["queue", "list"], ["queue", "show"],
+             ["queue", "summary"], ["queue", "hold"], ["queue", "release"], ["queue", "delete"],
+             ["queue", "flush"], ["queue", "bounce"], ["queue", "requeue"], ["probe"],
+             ["policy", "check"], ["passwd"])
+
+    def test_help_is_usage_on_stdout_and_success(self):
+        def run(*args):
+            return subprocess.run([h.DANECTL, *args], capture_output=True, text=True,
+                                  timeout=30, stdin=subprocess.DEVNULL)
+        for args in (["--help"], ["-h"], ["--spool", "/nonexistent", "--help"]):
+            r = run(*args)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), args)
+            self.assertTrue(r.stdout.startswith("usage: danectl"), r.stdout)
+            self.assertIn("queue show ID", r.stdout)
+            self.assertIn("passwd", r.stdout)
+        for verb in self.VERBS:
+            for flag in ("--help", "-h"):
+                r = run(*verb, flag)
+                self.assertEqual((r.returncode, r.stderr), (0, ""), (verb, flag))
+                self.assertTrue(r.stdout.startswith("usage: danectl"), (verb, r.stdout))
+                self.assertIn(" ".join(verb[:1]), r.stdout)
+        # The verb's own lines only.
+        self.assertNotIn("passwd", run("queue", "show", "--help").stdout)
+        # An unknown verb is still a usage error.
+        r = run("frobnicate", "--help")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown verb", r.stderr)
+
+    def test_action_on_unknown_id_says_not_found(self):
+        env = self.env(None)
+        missing = "0123456789ABCD"
+        for action in ("hold", "release", "delete", "flush", "bounce", "requeue"):
+            code, out, err = self.ctl(env, "queue", action, missing)
+            self.assertEqual(code, 1, out + err)
+            self.assertIn(f"danectl: {action}: not found: {missing}", err)
+            self.assertNotIn("partly", err)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
