@@ -288,5 +288,56 @@ class HelpAndNotFoundTest(CtlCase):
             self.assertNotIn("partly", err)
 
 
+class ControlSocketTest(CtlCase):
+    def request(self, sock_path, line):
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(20)
+            s.connect(sock_path)
+            s.sendall(line)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def test_version_is_compared_not_truncated(self):
+        env = self.env(None)
+        sock = os.path.join(env.relay.spool, "control.sock")
+        self.assertTrue(self.request(sock, b'{"version": 1, "verb": "status"}\n')["ok"])
+        for v in (b"4294967297", b"-4294967295", b"1.0", b'"1"', b"2"):
+            reply = self.request(sock, b'{"version": ' + v + b', "verb": "status"}\n')
+            self.assertFalse(reply["ok"], (v, reply))
+            self.assertIn("unsupported protocol version", reply["error"], v)
+
+    @unittest.skipUnless(os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv"),
+                         "needs root and setpriv to act as another uid")
+    def test_other_uid_gets_a_readable_refusal(self):
+        env = self.env(None)
+        sock = os.path.join(env.relay.spool, "control.sock")
+        # Let nobody reach the socket: the peer-credential check is what
+        # must refuse it then, with words rather than a reset connection.
+        for d in (env.relay.dir, env.relay.spool):
+            os.chmod(d, 0o711)
+        os.chmod(sock, 0o666)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        for _ in range(5):  # the reset was a race: try it a few times
+            r = subprocess.run([*as_nobody, h.DANECTL, "--spool", env.relay.spool, "status"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("permission denied: uid 65534", r.stderr)
+            self.assertNotIn("reset", r.stderr)
+            r = subprocess.run([*as_nobody, h.DANECTL, "--spool", env.relay.spool, "status", "--json"],
+                               capture_output=True, text=True, timeout=60)
+            doc = json.loads(r.stdout)
+            assert_shape(doc, "error")
+            self.assertIn("permission denied", doc["error"])
+        self.assertIn("event=control-refused", env.relay.read_log())
+        # root is still answered.
+        self.assertEqual(self.ctl(env, "status")[0], 0)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
