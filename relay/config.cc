@@ -1,6 +1,11 @@
 #include "relay/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <set>
@@ -47,12 +52,18 @@ class Checker {
                 uint64_t min, uint64_t max) const {
         auto it = obj.find(key);
         if (it == obj.end()) return;
-        if (!it->is_number_unsigned()) fail(join(where, key), "must be a non-negative integer");
-        auto v = it->get<uint64_t>();
-        if (v < min || v > max) {
+        // Negative, fractional and huge (parsed as floating point) numbers
+        // get the same message as any other out-of-range one: the range.
+        auto range = [&] {
+            return "must be an integer between " + std::to_string(min) + " and " +
+                   std::to_string(max);
+        };
+        if (!it->is_number_unsigned()) {
             fail(join(where, key),
-                 "must be between " + std::to_string(min) + " and " + std::to_string(max));
+                 range() + (it->is_number() ? "" : ", not a " + std::string(it->type_name())));
         }
+        auto v = it->get<uint64_t>();
+        if (v < min || v > max) fail(join(where, key), range() + ", not " + std::to_string(v));
         *out = static_cast<T>(v);
     }
 
@@ -63,6 +74,129 @@ class Checker {
   private:
     std::string file_;
 };
+
+// A host name as DNS spells it (letters, digits, hyphens; labels of 1-63
+// bytes, 253 in all): it goes into the SMTP greeting and EHLO, so anything
+// else (CR, LF, spaces) would be protocol injection.
+bool isDnsHostname(const std::string& h) {
+    if (h.empty() || h.size() > 253) return false;
+    size_t label = 0;
+    for (size_t i = 0; i < h.size(); ++i) {
+        char ch = h[i];
+        if (ch == '.') {
+            if (label == 0 || h[i - 1] == '-') return false;
+            label = 0;
+            continue;
+        }
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && !(ch == '-' && label > 0)) return false;
+        if (++label > 63) return false;
+    }
+    return label > 0 && h.back() != '-';
+}
+
+// Byte offset of the n-th (0-based) object key in a JSON text that parsed up
+// to there; the parser's callback knows keys, not where they are.
+size_t keyOffset(const std::string& text, size_t n) {
+    size_t seen = 0;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '"') continue;
+        size_t start = i;
+        for (++i; i < text.size() && text[i] != '"'; ++i) {
+            if (text[i] == '\\') ++i;
+        }
+        size_t j = i + 1;
+        while (j < text.size() &&
+               (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r'))
+            ++j;
+        if (j < text.size() && text[j] == ':' && seen++ == n) return start;
+    }
+    return text.size();
+}
+
+// Parses the text, refusing a key that appears twice in one object (the
+// parser would silently keep the last one): file:line:column: key: ...
+json parseConfigText(const std::string& path, const std::string& text) {
+    struct Frame {
+        std::string path;
+        bool array = false;
+        size_t index = 0;  // arrays: elements so far
+        std::string lastKey;
+        std::set<std::string> keys;
+    };
+    std::vector<Frame> stack;
+    size_t keyCount = 0;
+    std::string duplicate;
+    size_t duplicateIndex = 0;
+    auto childPath = [&]() -> std::string {
+        if (stack.empty()) return "";
+        const Frame& p = stack.back();
+        if (p.array) return p.path + "[" + std::to_string(p.index) + "]";
+        return p.path.empty() ? p.lastKey : p.path + "." + p.lastKey;
+    };
+    json::parser_callback_t cb = [&](int, json::parse_event_t ev, json& parsed) {
+        switch (ev) {
+            case json::parse_event_t::object_start:
+            case json::parse_event_t::array_start:
+                stack.push_back({childPath(), ev == json::parse_event_t::array_start, 0, {}, {}});
+                break;
+            case json::parse_event_t::object_end:
+            case json::parse_event_t::array_end:
+                if (!stack.empty()) stack.pop_back();
+                if (!stack.empty() && stack.back().array) ++stack.back().index;
+                break;
+            case json::parse_event_t::key: {
+                Frame& f = stack.back();
+                f.lastKey = parsed.get<std::string>();
+                if (!f.keys.insert(f.lastKey).second && duplicate.empty()) {
+                    duplicate = childPath();
+                    duplicateIndex = keyCount;
+                }
+                ++keyCount;
+                break;
+            }
+            case json::parse_event_t::value:
+                if (!stack.empty() && stack.back().array) ++stack.back().index;
+                break;
+        }
+        return true;
+    };
+    json j;
+    try {
+        j = json::parse(text, cb);
+    } catch (const json::parse_error& e) {
+        throw ConfigError(path + ":" + lineColumn(text, e.byte == 0 ? 0 : e.byte - 1) +
+                          ": JSON syntax error: " + e.what());
+    }
+    if (!duplicate.empty()) {
+        throw ConfigError(path + ":" + lineColumn(text, keyOffset(text, duplicateIndex)) + ": " +
+                          duplicate + ": duplicate key (write each key once)");
+    }
+    return j;
+}
+
+// The file (or directory) a key names must be there and readable by us:
+// the error says which key, which file, and why.
+void checkReadable(const Checker& c, const std::string& key, const std::string& path,
+                   bool wantDirectory) {
+    // O_NONBLOCK: a FIFO must not hang the start.
+    int fd =
+        ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (wantDirectory ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOTDIR && wantDirectory) c.fail(key, path + ": not a directory");
+        c.fail(key, path + ": cannot read: " + std::strerror(e));
+    }
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0;
+    ::close(fd);
+    if (!ok) c.fail(key, path + ": cannot read: " + std::strerror(errno));
+    if (!wantDirectory && !S_ISREG(st.st_mode)) {
+        c.fail(key, path + (S_ISDIR(st.st_mode) ? ": is a directory, not a file"
+                                                : ": is not a regular file"));
+    }
+}
 
 std::string resolvePath(const std::string& configFile, const std::string& p) {
     if (p.empty() || p.front() == '/') return p;
@@ -93,7 +227,7 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
     if (portPart.empty() || portPart.size() > 5 ||
         portPart.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(portPart) == 0 || std::stoul(portPart) > 65535) {
-        c.fail(where + ".address", "'" + portPart + "' is not a port number");
+        c.fail(where + ".address", "'" + portPart + "' is not a port number (1-65535)");
     }
     l.host = hostPart;
     l.port = static_cast<uint16_t>(std::stoul(portPart));
@@ -110,19 +244,22 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
 
 }  // namespace
 
-Config loadConfig(const std::string& path) {
+Config loadConfig(const std::string& path, FileCheck files) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        throw ConfigError(path + ": is a directory, not a configuration file");
+    }
     std::ifstream in(path);
-    if (!in) throw ConfigError(path + ": cannot open configuration file");
+    if (!in) {
+        throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     std::string text = ss.str();
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw ConfigError(path + ":" + lineColumn(text, e.byte == 0 ? 0 : e.byte - 1) +
-                          ": JSON syntax error: " + e.what());
-    }
+    json j = parseConfigText(path, text);
     Checker c(path);
     c.onlyKeys(j, "",
                {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
@@ -130,6 +267,11 @@ Config loadConfig(const std::string& path) {
     Config cfg;
     cfg.file = path;
     cfg.hostname = c.str(j, "", "hostname", false);
+    if (j.contains("hostname") && !j["hostname"].is_null() && !isDnsHostname(cfg.hostname)) {
+        c.fail("hostname",
+               "must be a DNS host name (letters, digits, '-' and '.'; labels of 1-63 bytes): " +
+                   j["hostname"].dump());
+    }
     if (cfg.hostname.empty()) {
         char buf[256] = {};
         ::gethostname(buf, sizeof buf - 1);
@@ -269,6 +411,15 @@ Config loadConfig(const std::string& path) {
     cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
     cfg.controlSocket = resolvePath(path, c.str(j, "", "control_socket", false));
     if (cfg.controlSocket.empty()) cfg.controlSocket = cfg.spoolDir + "/control.sock";
+    if (files == FileCheck::Check) {
+        if (!cfg.tlsCertificate.empty()) {
+            checkReadable(c, "tls.certificate", cfg.tlsCertificate, false);
+            checkReadable(c, "tls.key", cfg.tlsKey, false);
+        }
+        if (!cfg.credentialsFile.empty())
+            checkReadable(c, "auth.credentials", cfg.credentialsFile, false);
+        if (!cfg.policyDir.empty()) checkReadable(c, "policy_dir", cfg.policyDir, true);
+    }
     // sockaddr_un holds 107 bytes and a NUL.
     if (cfg.controlSocket.size() > 107) {
         throw ConfigError(path +

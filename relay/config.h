@@ -2,7 +2,9 @@
 //
 // Unknown keys, wrong types and impossible values are errors that name the
 // file and the key ("etc/danerelay.json: limits.max_recipients: ..."); syntax
-// errors name file:line:column. Relative paths are taken relative to the
+// errors and keys written twice in one object name file:line:column; numbers
+// out of range say the range; "hostname" must be a DNS name (it goes into the
+// SMTP greeting, so CR, LF or spaces would forge replies). Relative paths are taken relative to the
 // directory of the configuration file. Loading throws ConfigError: this is
 // start-up, where exceptions are the house rule.
 #pragma once
@@ -89,7 +91,13 @@ struct Config {
     unsigned commitBatch = 256;
 };
 
-Config loadConfig(const std::string& path);
+// Check: the files the configuration names (tls.certificate, tls.key,
+// auth.credentials, policy_dir) must exist and be readable now, or the error
+// names the key and the file. Skip: danectl, which reads only the spool and
+// socket locations and may run without the daemon's rights.
+enum class FileCheck { Check, Skip };
+
+Config loadConfig(const std::string& path, FileCheck files = FileCheck::Check);
 
 // The resolver options that a DnsConfig describes (without the validator).
 dns::ResolverOptions resolverOptions(const DnsConfig& d);

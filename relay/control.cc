@@ -55,6 +55,7 @@ struct ControlServer::Conn {
     std::string in, out;
     size_t written = 0;
     bool answered = false;
+    std::string refusal;  // refused for its uid: the answer, once it has asked
 };
 
 ControlServer::ControlServer(event_base* base, std::string path, Handler handler)
@@ -109,7 +110,12 @@ void ControlServer::onAccept() {
             (cred.uid != 0 && cred.uid != ::geteuid())) {
             logEvent("control-refused", {{"uid", std::to_string(cred.uid)},
                                          {"reason", "not root or the daemon's user"}});
-            send(*c, errorReply("permission denied: only root and the daemon's user"));
+            // The refusal is the answer to its request: read that first, so
+            // that closing with it unread does not reset the connection
+            // before the client has read why.
+            c->refusal = "permission denied: uid " + std::to_string(cred.uid) +
+                         " is neither root nor the daemon's user";
+            c->readEv.addSeconds(kReadTimeout);
             continue;
         }
         if (conns_.size() > kMaxConnections) {
@@ -136,9 +142,18 @@ void ControlServer::onRead(Conn& c) {
             continue;
         }
         c.readEv.del();
+        if (!c.refusal.empty()) return send(c, errorReply(c.refusal));
         auto request = nlohmann::json::parse(c.in.substr(0, nl), nullptr, false);
         if (request.is_discarded() || !request.is_object()) {
             return send(c, errorReply("request is not a JSON object on one line"));
+        }
+        // Compared as a JSON number: 4294967297 is not 1 (get<int>() would
+        // have truncated it to 1).
+        auto version = request.find("version");
+        if (version == request.end() || !version->is_number_integer() ||
+            *version != kControlProtocolVersion) {
+            return send(c, errorReply("unsupported protocol version (this daemon speaks " +
+                                      std::to_string(kControlProtocolVersion) + ")"));
         }
         std::weak_ptr<Conn> weak = conns_[&c];
         handler_(request, [this, weak](nlohmann::json reply) {
@@ -198,6 +213,9 @@ Result<nlohmann::json> controlRequest(const std::string& path, const nlohmann::j
     for (size_t off = 0; off < line.size();) {
         ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
+        // The daemon may have answered (refused) and closed before reading
+        // the request: its answer is still there to read.
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
         if (n <= 0) return Error::temporary(std::string("control socket: ") + std::strerror(errno));
         off += static_cast<size_t>(n);
     }
@@ -221,6 +239,8 @@ Result<nlohmann::json> controlRequest(const std::string& path, const nlohmann::j
         if (n == 0) break;
         in.append(buf, static_cast<size_t>(n));
         if (in.size() > (256u << 20)) return Error::temporary("reply too large");
+        // The reply is one line: a reset after it changes nothing.
+        if (in.back() == '\n') break;
     }
     auto reply = nlohmann::json::parse(in, nullptr, false);
     if (reply.is_discarded() || !reply.is_object())

@@ -17,11 +17,13 @@
 // with the daemon down); a file that cannot be read is listed as damaged,
 // never skipped in silence. status, reload and the queue actions go to the
 // daemon over its control socket, so that they and the scheduler agree.
-// Exit codes: 0 success, 1 not found, partly done or the daemon unreachable,
+// Exit codes: 0 success (and --help, which prints the usage of the verb it
+// follows on stdout), 1 not found, partly done or the daemon unreachable,
 // 2 usage error; messages go to stderr. --json output shapes (each with a
 // "version") are documented in docs/danectl-json.md.
 #include <crypt.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -53,22 +55,57 @@ namespace {
 
 constexpr const char* kDefaultConfig = "/etc/danerelay/danerelay.json";
 
+// The usage, one entry per verb (queue's by action), so that "danectl VERB
+// --help" can show just that verb's lines.
+struct UsageLine {
+    const char* verb;
+    const char* sub;  // queue and policy: the second word
+    const char* text;
+};
+constexpr UsageLine kUsage[] = {
+    {"status", "", "danectl [GLOBAL] status [--json]\n"},
+    {"reload", "", "danectl [GLOBAL] reload [--json]\n"},
+    {"queue", "list", "danectl [GLOBAL] queue list [--json] [FILTERS]\n"},
+    {"queue", "show", "danectl [GLOBAL] queue show ID [--json] [--body]\n"},
+    {"queue", "summary", "danectl [GLOBAL] queue summary [--json]\n"},
+    {"queue", "hold|release|delete|flush|bounce|requeue",
+     "danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]\n"
+     "               (ID... | FILTERS | --all)\n"},
+    {"probe", "",
+     "danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
+     "               [--validation local|resolver] [--trust-anchor FILE]\n"
+     "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"},
+    {"policy", "check", "danectl policy check [--json] DIR\n"},
+    {"passwd", "", "danectl passwd [--json]   (password on stdin; prints a yescrypt hash)\n"},
+};
+
+bool subMatches(const char* subs, const std::string& sub) {
+    std::string all = std::string("|") + subs + "|";
+    return all.find("|" + sub + "|") != std::string::npos;
+}
+
+// The lines for verb (and sub, if it names one of its sub-verbs); all of them
+// for an empty verb. Empty: no such verb.
+std::string usageText(const std::string& verb, const std::string& sub) {
+    std::string out;
+    bool subKnown = false;
+    for (const auto& u : kUsage) {
+        if (verb == u.verb && subMatches(u.sub, sub)) subKnown = true;
+    }
+    for (const auto& u : kUsage) {
+        if (!verb.empty() && verb != u.verb) continue;
+        if (subKnown && !subMatches(u.sub, sub)) continue;
+        out += (out.empty() ? "usage: " : "       ") + std::string(u.text);
+    }
+    if (out.empty()) return out;
+    out += "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS\n";
+    if (out.find("FILTERS") != std::string::npos)
+        out += "FILTERS: --state S | --domain D | --sender ADDR | --older-than SECONDS\n";
+    return out;
+}
+
 int usage() {
-    std::fprintf(stderr,
-                 "usage: danectl [GLOBAL] status [--json]\n"
-                 "       danectl [GLOBAL] reload [--json]\n"
-                 "       danectl [GLOBAL] queue list [--json] [FILTERS]\n"
-                 "       danectl [GLOBAL] queue show ID [--json] [--body]\n"
-                 "       danectl [GLOBAL] queue summary [--json]\n"
-                 "       danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]\n"
-                 "               (ID... | FILTERS | --all)\n"
-                 "       danectl [--config FILE] probe [--json] [--resolver ADDR]...\n"
-                 "               [--validation local|resolver] [--trust-anchor FILE]\n"
-                 "               [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN\n"
-                 "       danectl policy check [--json] DIR\n"
-                 "       danectl passwd [--json]   (password on stdin; prints a yescrypt hash)\n"
-                 "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS\n"
-                 "FILTERS: --state S | --domain D | --sender ADDR | --older-than SECONDS\n");
+    std::fputs(usageText("", "").c_str(), stderr);
     return 2;
 }
 
@@ -233,7 +270,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     std::string policyDir;
     if (!haveResolvers) {
         try {
-            auto cfg = relay::loadConfig(configPath);
+            auto cfg = relay::loadConfig(configPath, relay::FileCheck::Skip);
             dnsConfig = cfg.dns;
             policyDir = cfg.policyDir;
         } catch (const std::exception& e) {
@@ -581,9 +618,15 @@ int queueAction(const std::string& socket, const std::string& action,
                     c["unchanged"].get<long long>(), c["not-found"].get<long long>(),
                     c["error"].get<long long>());
     }
-    if ((*r)["matched"].get<int64_t>() == 0)
+    int64_t notFound = c["not-found"].get<int64_t>();
+    if ((*r)["matched"].get<int64_t>() == 0) {
         std::fprintf(stderr, "danectl: no message matched\n");
-    else if (partly)
+    } else if (notFound == (*r)["matched"].get<int64_t>()) {
+        // Nothing was there to act on: "partly done" would say otherwise.
+        std::string which;
+        for (const auto& x : (*r)["results"]) which += " " + x["id"].get<std::string>();
+        std::fprintf(stderr, "danectl: %s: not found:%s\n", action.c_str(), which.c_str());
+    } else if (partly)
         std::fprintf(stderr, "danectl: %s: partly done (see above)\n", action.c_str());
     return partly ? 1 : 0;
 }
@@ -657,6 +700,19 @@ int main(int argc, char** argv) {
         }
     }
     std::vector<std::string> rest(args.begin() + static_cast<long>(i), args.end());
+    // --help (or -h) anywhere: the usage asked for, on stdout, and success.
+    if (std::find_if(rest.begin(), rest.end(), [](const std::string& a) {
+            return a == "--help" || a == "-h";
+        }) != rest.end()) {
+        std::string verb = rest[0] == "--help" || rest[0] == "-h" ? "" : rest[0];
+        std::string text = usageText(verb, rest.size() > 1 ? rest[1] : "");
+        if (text.empty()) {
+            std::fprintf(stderr, "danectl: unknown verb '%s'\n", verb.c_str());
+            return usage();
+        }
+        std::fputs(text.c_str(), stdout);
+        return 0;
+    }
     if (rest.empty()) return usage();
     // --json anywhere after the verb.
     bool asJson = false;
@@ -683,7 +739,7 @@ int main(int argc, char** argv) {
             return true;
         }
         try {
-            auto cfg = relay::loadConfig(configPath);
+            auto cfg = relay::loadConfig(configPath, relay::FileCheck::Skip);
             spoolDir = cfg.spoolDir;
             if (socketPath.empty()) socketPath = cfg.controlSocket;
         } catch (const std::exception& e) {

@@ -249,5 +249,95 @@ class QueueActionsTest(CtlCase):
         self.assertEqual(os.listdir(os.path.join(env.relay.spool, "quarantine")), [])
 
 
+class HelpAndNotFoundTest(CtlCase):
+    VERBS = (["status"], ["reload"], ["queue"], ["queue", "list"], ["queue", "show"],
+             ["queue", "summary"], ["queue", "hold"], ["queue", "release"], ["queue", "delete"],
+             ["queue", "flush"], ["queue", "bounce"], ["queue", "requeue"], ["probe"],
+             ["policy", "check"], ["passwd"])
+
+    def test_help_is_usage_on_stdout_and_success(self):
+        def run(*args):
+            return subprocess.run([h.DANECTL, *args], capture_output=True, text=True,
+                                  timeout=30, stdin=subprocess.DEVNULL)
+        for args in (["--help"], ["-h"], ["--spool", "/nonexistent", "--help"]):
+            r = run(*args)
+            self.assertEqual((r.returncode, r.stderr), (0, ""), args)
+            self.assertTrue(r.stdout.startswith("usage: danectl"), r.stdout)
+            self.assertIn("queue show ID", r.stdout)
+            self.assertIn("passwd", r.stdout)
+        for verb in self.VERBS:
+            for flag in ("--help", "-h"):
+                r = run(*verb, flag)
+                self.assertEqual((r.returncode, r.stderr), (0, ""), (verb, flag))
+                self.assertTrue(r.stdout.startswith("usage: danectl"), (verb, r.stdout))
+                self.assertIn(" ".join(verb[:1]), r.stdout)
+        # The verb's own lines only.
+        self.assertNotIn("passwd", run("queue", "show", "--help").stdout)
+        # An unknown verb is still a usage error.
+        r = run("frobnicate", "--help")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("unknown verb", r.stderr)
+
+    def test_action_on_unknown_id_says_not_found(self):
+        env = self.env(None)
+        missing = "0123456789ABCD"
+        for action in ("hold", "release", "delete", "flush", "bounce", "requeue"):
+            code, out, err = self.ctl(env, "queue", action, missing)
+            self.assertEqual(code, 1, out + err)
+            self.assertIn(f"danectl: {action}: not found: {missing}", err)
+            self.assertNotIn("partly", err)
+
+
+class ControlSocketTest(CtlCase):
+    def request(self, sock_path, line):
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(20)
+            s.connect(sock_path)
+            s.sendall(line)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data)
+
+    def test_version_is_compared_not_truncated(self):
+        env = self.env(None)
+        sock = os.path.join(env.relay.spool, "control.sock")
+        self.assertTrue(self.request(sock, b'{"version": 1, "verb": "status"}\n')["ok"])
+        for v in (b"4294967297", b"-4294967295", b"1.0", b'"1"', b"2"):
+            reply = self.request(sock, b'{"version": ' + v + b', "verb": "status"}\n')
+            self.assertFalse(reply["ok"], (v, reply))
+            self.assertIn("unsupported protocol version", reply["error"], v)
+
+    @unittest.skipUnless(os.geteuid() == 0 and os.path.exists("/usr/bin/setpriv"),
+                         "needs root and setpriv to act as another uid")
+    def test_other_uid_gets_a_readable_refusal(self):
+        env = self.env(None)
+        sock = os.path.join(env.relay.spool, "control.sock")
+        # Let nobody reach the socket: the peer-credential check is what
+        # must refuse it then, with words rather than a reset connection.
+        for d in (env.relay.dir, env.relay.spool):
+            os.chmod(d, 0o711)
+        os.chmod(sock, 0o666)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        for _ in range(5):  # the reset was a race: try it a few times
+            r = subprocess.run([*as_nobody, h.DANECTL, "--spool", env.relay.spool, "status"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("permission denied: uid 65534", r.stderr)
+            self.assertNotIn("reset", r.stderr)
+            r = subprocess.run([*as_nobody, h.DANECTL, "--spool", env.relay.spool, "status", "--json"],
+                               capture_output=True, text=True, timeout=60)
+            doc = json.loads(r.stdout)
+            assert_shape(doc, "error")
+            self.assertIn("permission denied", doc["error"])
+        self.assertIn("event=control-refused", env.relay.read_log())
+        # root is still answered.
+        self.assertEqual(self.ctl(env, "status")[0], 0)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
