@@ -50,7 +50,7 @@ class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 
     def __init__(self, relay_networks=("127.0.0.1/32",), limits=None, users=None,
-                 prlimit_fsize=None, dns=None):
+                 prlimit_fsize=None, dns=None, env=None):
         self.dir = tempfile.mkdtemp(prefix="danerelay-e2e-")
         self.port = free_port()
         self.tls_port = free_port()
@@ -58,6 +58,7 @@ class Relay:
         self.log = os.path.join(self.dir, "danerelayd.log")
         self.proc = None
         self.prlimit_fsize = prlimit_fsize
+        self.env = dict(os.environ, **(env or {}))
         crt, key = make_cert(self.dir)
         cfg = {
             "hostname": "relay.e2e.test",
@@ -87,7 +88,8 @@ class Relay:
         if self.prlimit_fsize is not None:
             cmd = ["prlimit", f"--fsize={self.prlimit_fsize}", "--"] + cmd
         self.logfile = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT,
+                                     env=self.env)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
