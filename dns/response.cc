@@ -332,26 +332,25 @@ Answer answerFrom(const Response& r, Security security) {
     return a;
 }
 
-Answer withheld(const Response& r, Security security, std::string why) {
+namespace {
+Answer withheldAnswer(std::string qname, uint16_t qtype, Security security, std::string why) {
     Answer out;
-    out.qname = bare(r.qname);
-    out.qtype = r.qtype;
-    out.canonicalName = out.qname;
+    out.canonicalName = qname;
+    out.qname = std::move(qname);
+    out.qtype = qtype;
     out.outcome = Outcome::ServFail;
     out.security = security;
     out.detail = std::move(why);
     return out;
 }
+}  // namespace
+
+Answer withheld(const Response& r, Security security, std::string why) {
+    return withheldAnswer(bare(r.qname), r.qtype, security, std::move(why));
+}
 
 Answer withheld(const Answer& a, Security security, std::string why) {
-    Answer out;
-    out.qname = a.qname;
-    out.qtype = a.qtype;
-    out.canonicalName = a.qname;
-    out.outcome = Outcome::ServFail;
-    out.security = security;
-    out.detail = std::move(why);
-    return out;
+    return withheldAnswer(a.qname, a.qtype, security, std::move(why));
 }
 
 std::string straysText(const Response& r) {

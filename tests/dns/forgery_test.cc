@@ -17,35 +17,7 @@ using danerelay::dns::testing::TestZone;
 
 namespace {
 
-const std::string kGoodTlsa =
-    "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
-const std::string kEvilTlsa =
-    "3 1 1 0000000000000000000000000000000000000000000000000000000000000000";
-
-class ForgeryTest : public ::testing::Test {
-  protected:
-    void SetUp() override {
-        auto v = Validator::create(
-            zone_.anchor(), "test anchor",
-            [this](const std::string& name, uint16_t type) -> Result<std::vector<uint8_t>> {
-                if (name == "t." && type == 48) return zone_.dnskeyAnswer();
-                return Error::temporary("no answer for " + name);
-            });
-        ASSERT_TRUE(v) << v.error().message;
-        validator_ = *v;
-    }
-    Verdict check(const std::vector<uint8_t>& wire, const std::string& name, uint16_t type) {
-        return validator_->validate(wire.data(), wire.size(), name, type, TestZone::kNow);
-    }
-    static std::vector<std::string> plus(std::vector<std::string> a,
-                                         const std::vector<std::string>& b) {
-        a.insert(a.end(), b.begin(), b.end());
-        return a;
-    }
-
-    TestZone zone_;
-    std::shared_ptr<Validator> validator_;
-};
+class ForgeryTest : public danerelay::dns::testing::SignedZoneTest {};
 
 TEST_F(ForgeryTest, TheSignedAnswersThemselvesAreSecure) {
     auto tlsa = TestZone::packet("_25._tcp.mx.t.", "TLSA", LDNS_RCODE_NOERROR,

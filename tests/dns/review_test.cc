@@ -18,11 +18,6 @@ using danerelay::dns::testing::TestZone;
 
 namespace {
 
-const std::string kGoodTlsa =
-    "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
-const std::string kEvilTlsa =
-    "3 1 1 0000000000000000000000000000000000000000000000000000000000000000";
-
 // An RRSIG no key made: any signer name, garbage signature.
 std::string junkSig(const std::string& owner, const std::string& covered, unsigned labels,
                     const std::string& signer) {
@@ -32,36 +27,7 @@ std::string junkSig(const std::string& owner, const std::string& covered, unsign
            "==";
 }
 
-class ReviewTest : public ::testing::Test {
-  protected:
-    void SetUp() override {
-        auto v = Validator::create(
-            zone_.anchor(), "test anchor",
-            [this](const std::string& name, uint16_t type) -> Result<std::vector<uint8_t>> {
-                if (name == "t." && type == 48) return zone_.dnskeyAnswer();
-                return Error::temporary("no answer for " + name);
-            });
-        ASSERT_TRUE(v) << v.error().message;
-        validator_ = *v;
-    }
-    Verdict check(const std::vector<uint8_t>& wire, const std::string& name, uint16_t type,
-                  int64_t now = TestZone::kNow) {
-        return validator_->validate(wire.data(), wire.size(), name, type, now);
-    }
-    Answer answer(const std::vector<uint8_t>& wire, const std::string& name, uint16_t type,
-                  int64_t now = TestZone::kNow) {
-        auto r = readResponse(wire.data(), wire.size(), name, type);
-        return validator_->answer(*r, now);
-    }
-    static std::vector<std::string> plus(std::vector<std::string> a,
-                                         const std::vector<std::string>& b) {
-        a.insert(a.end(), b.begin(), b.end());
-        return a;
-    }
-
-    TestZone zone_;
-    std::shared_ptr<Validator> validator_;
-};
+class ReviewTest : public danerelay::dns::testing::SignedZoneTest {};
 
 // ---------------------------------------------------------------- finding 1
 // The signer of an RRset is read from its first RRSIG, and walk(signer)

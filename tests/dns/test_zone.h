@@ -10,7 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <ldns/ldns.h>
+
+#include "dns/response.h"
+#include "dns/validator.h"
 
 namespace danerelay::dns::testing {
 
@@ -148,6 +152,46 @@ class TestZone {
     ldns_key* key_ = nullptr;
     ldns_key_list* keys_ = nullptr;
     ldns_rr* dnskey_ = nullptr;
+};
+
+// A fixture for tests of forged answers: a TestZone "t." and a Validator
+// anchored at its DNSKEY, which it fetches from the zone and nothing else.
+class SignedZoneTest : public ::testing::Test {
+  protected:
+    static inline const std::string kGoodTlsa =
+        "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
+    static inline const std::string kEvilTlsa =
+        "3 1 1 0000000000000000000000000000000000000000000000000000000000000000";
+
+    void SetUp() override {
+        auto v = Validator::create(
+            zone_.anchor(), "test anchor",
+            [this](const std::string& name, uint16_t type) -> Result<std::vector<uint8_t>> {
+                if (name == "t." && type == 48) return zone_.dnskeyAnswer();
+                return Error::temporary("no answer for " + name);
+            });
+        ASSERT_TRUE(v) << v.error().message;
+        validator_ = *v;
+    }
+    // The verdict on a packet, as the resolver's validation worker gets it.
+    Verdict check(const std::vector<uint8_t>& wire, const std::string& name, uint16_t type,
+                  int64_t now = TestZone::kNow) {
+        return validator_->validate(wire.data(), wire.size(), name, type, now);
+    }
+    // The Answer delivery would act on.
+    Answer answer(const std::vector<uint8_t>& wire, const std::string& name, uint16_t type,
+                  int64_t now = TestZone::kNow) {
+        auto r = readResponse(wire.data(), wire.size(), name, type);
+        return validator_->answer(*r, now);
+    }
+    static std::vector<std::string> plus(std::vector<std::string> a,
+                                         const std::vector<std::string>& b) {
+        a.insert(a.end(), b.begin(), b.end());
+        return a;
+    }
+
+    TestZone zone_;
+    std::shared_ptr<Validator> validator_;
 };
 
 }  // namespace danerelay::dns::testing
