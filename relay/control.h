@@ -3,7 +3,8 @@
 // A Unix stream socket (config "control_socket", default
 // <spool_dir>/control.sock), created mode 0600; every connection's peer
 // credentials are checked too (SO_PEERCRED): only root and the daemon's own
-// user get an answer. One request per connection: a JSON object on one line
+// user are served; anyone else gets a JSON error line once its request is
+// read, then the close. One request per connection: a JSON object on one line
 // (at most 64 KiB, within 10 seconds); one JSON reply on one line, then the
 // daemon closes. At most 16 connections at once; more are refused. The
 // verbs themselves live in control_verbs.h.

@@ -444,7 +444,7 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
             std::string domain = queue::domainOf(m.envelope.recipients[i].address);
             ++byDomain[domain];
             // The reason, without what varies per message (queue IDs, times).
-            std::string reason = st.lastError.substr(0, 80);
+            std::string reason(queue::utf8Prefix(st.lastError, 80));  // never half a character
             if (!reason.empty()) ++byError[domain + ": " + reason];
         }
     }
