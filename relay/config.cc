@@ -242,6 +242,34 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
     return l;
 }
 
+
+// No dns.resolvers: the nameservers of dns.resolv_conf, for local
+// validation only (resolver mode believes an AD bit, so its resolvers are
+// named, never inherited). Missing file or no nameserver line: 127.0.0.1:53,
+// as the C library does; a resolv_conf the config names must be readable.
+void resolversFromFile(const Checker& c, DnsConfig& D, bool named) {
+    if (D.validation == "resolver") {
+        c.fail("dns.resolvers",
+               "validation \"resolver\" believes the AD bit of the resolvers listed here: list "
+               "them (the resolv.conf default is for \"local\" validation only)");
+    }
+    struct stat st {};
+    bool missing = ::stat(D.resolvConf.c_str(), &st) != 0 && errno == ENOENT;
+    auto rc = dns::readResolvConf(D.resolvConf);
+    if (!rc && (named || !missing)) c.fail("dns.resolv_conf", rc.error().message);
+    if (rc) {
+        D.resolverNotes = rc->notes;
+        D.resolvers = rc->servers;
+    }
+    D.resolversFrom = D.resolvConf;
+    if (D.resolvers.empty()) {
+        D.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
+        D.resolvers.back().trusted = false;
+        D.resolversFrom += rc ? " (names no usable nameserver: 127.0.0.1:53, as the C library)"
+                              : " (missing: 127.0.0.1:53, as the C library)";
+    }
+}
+
 }  // namespace
 
 Config loadConfig(const std::string& path, FileCheck files) {
@@ -335,10 +363,11 @@ Config loadConfig(const std::string& path, FileCheck files) {
     }
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
 
+    bool resolvConfSet = false;
     if (auto d = j.find("dns"); d != j.end()) {
         c.onlyKeys(*d, "dns",
-                   {"resolvers", "validation", "trust_anchor", "timeout_ms", "attempts",
-                    "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
+                   {"resolvers", "resolv_conf", "validation", "trust_anchor", "timeout_ms",
+                    "attempts", "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
         auto& D = cfg.dns;
         if (auto r = d->find("resolvers"); r != d->end()) {
             if (!r->is_array() || r->empty()) c.fail("dns.resolvers", "must be a non-empty array");
@@ -365,6 +394,13 @@ Config loadConfig(const std::string& path, FileCheck files) {
                 if (trusted) sa->trusted = *trusted;
                 D.resolvers.push_back(*sa);
             }
+            D.resolversFrom = "dns.resolvers";
+        }
+        if (d->contains("resolv_conf")) {
+            if (d->contains("resolvers"))
+                c.fail("dns.resolv_conf", "set dns.resolvers or dns.resolv_conf, not both");
+            D.resolvConf = resolvePath(path, c.str(*d, "dns", "resolv_conf", true));
+            resolvConfSet = true;
         }
         std::string v = c.str(*d, "dns", "validation", false);
         if (!v.empty() && v != "resolver" && v != "local") {
@@ -405,8 +441,7 @@ Config loadConfig(const std::string& path, FileCheck files) {
         c.number(*d, "delivery", "data_timeout", &D.dataTimeout, 1, 3600);
         c.number(*d, "delivery", "connection_reuse_time", &D.connectionReuseTime, 0, 300);
     }
-    if (cfg.dns.resolvers.empty())
-        cfg.dns.resolvers.push_back(*dns::parseServerAddress("127.0.0.1:53"));
+    if (cfg.dns.resolvers.empty()) resolversFromFile(c, cfg.dns, resolvConfSet);
     cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
     cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
     cfg.controlSocket = resolvePath(path, c.str(j, "", "control_socket", false));
@@ -426,6 +461,12 @@ Config loadConfig(const std::string& path, FileCheck files) {
                           ": control_socket: path longer than 107 bytes: " + cfg.controlSocket);
     }
     return cfg;
+}
+
+std::string resolversText(const DnsConfig& d) {
+    std::string out;
+    for (const auto& s : d.resolvers) out += (out.empty() ? "" : ",") + s.text();
+    return out;
 }
 
 dns::ResolverOptions resolverOptions(const DnsConfig& d) {

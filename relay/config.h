@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/resolv_conf.h"
 #include "dns/resolver.h"
 #include "relay/cidr.h"
 
@@ -44,7 +45,13 @@ struct Limits {
 };
 
 struct DnsConfig {
-    std::vector<dns::ServerAddress> resolvers;  // default: 127.0.0.1:53
+    // dns.resolvers if set; else the nameservers of resolvConf (local
+    // validation only: no resolver from resolv.conf is trusted for its AD
+    // bit); 127.0.0.1:53 when that file names none, as the C library does.
+    std::vector<dns::ServerAddress> resolvers;
+    std::string resolvConf = "/etc/resolv.conf";
+    std::string resolversFrom;               // "dns.resolvers" or the file, said in logs
+    std::vector<std::string> resolverNotes;  // resolv.conf lines skipped, and why
     // "local": validate in-process from trustAnchor; "resolver": believe the
     // AD bit of trusted (loopback) validating resolvers.
     std::string validation = "local";
@@ -98,6 +105,9 @@ struct Config {
 enum class FileCheck { Check, Skip };
 
 Config loadConfig(const std::string& path, FileCheck files = FileCheck::Check);
+
+// "ADDR:PORT,ADDR:PORT" of the resolvers in use, for logs and status.
+std::string resolversText(const DnsConfig& d);
 
 // The resolver options that a DnsConfig describes (without the validator).
 dns::ResolverOptions resolverOptions(const DnsConfig& d);

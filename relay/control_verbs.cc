@@ -168,6 +168,8 @@ void ControlVerbs::status(ControlServer::Reply reply) {
 json ControlVerbs::dnssecJson(const json& lastProbe) const {
     json d{{"mode", cfg_.dns.validation},
            {"validating", resolver_.validating()},
+           {"resolvers", resolversText(cfg_.dns)},
+           {"resolvers_from", cfg_.dns.resolversFrom},
            {"last_probe", lastProbe}};
     if (cfg_.dns.validation == "local") d["trust_anchor"] = cfg_.dns.trustAnchor;
     return d;

@@ -558,6 +558,9 @@ int status(const std::string& socket, bool asJson, int timeout) {
         std::printf("; last probe %s: %s", isoTime(dn["last_probe"]["at"].get<int64_t>()).c_str(),
                     dn["last_probe"]["detail"].get<std::string>().c_str());
     std::printf("\n");
+    if (dn.contains("resolvers"))  // a daemon from before the field has none
+        std::printf("resolvers: %s from %s\n", dn["resolvers"].get<std::string>().c_str(),
+                    dn.value("resolvers_from", std::string("?")).c_str());
     for (const auto& l : (*r)["listeners"])
         std::printf("listener:  %s (%s)\n", l["address"].get<std::string>().c_str(),
                     l["tls"].get<std::string>().c_str());

@@ -156,9 +156,12 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
              {{"version", "0.1.0"},
               {"config", cfg.file},
               {"hostname", cfg.hostname},
+              {"resolvers", resolversText(cfg.dns)},
+              {"resolvers_from", cfg.dns.resolversFrom},
               {"dnssec", validator ? "local validation, anchor " + validator->anchorZone() +
                                          " from " + cfg.dns.trustAnchor
                                    : std::string("resolver's AD bit")}});
+    for (const auto& n : cfg.dns.resolverNotes) logEvent("resolv-conf-warning", {{"detail", n}});
     event_base_dispatch(base.get());
     validators.stop();
     authWorkers.stop();
@@ -230,7 +233,9 @@ int main(int argc, char** argv) {
         validator = *v;
     }
     if (checkOnly) {
-        std::printf("%s: configuration ok\n", configPath.c_str());
+        std::printf("%s: configuration ok\nresolvers: %s from %s\n", configPath.c_str(),
+                    resolversText(cfg.dns).c_str(), cfg.dns.resolversFrom.c_str());
+        for (const auto& n : cfg.dns.resolverNotes) std::printf("warning: %s\n", n.c_str());
         return 0;
     }
     if (!logOpen(cfg.logFile)) {

@@ -71,8 +71,9 @@ class Relay:
             "relay_networks": list(relay_networks),
             "limits": {"command_timeout": 30, "session_timeout": 120, **(limits or {})},
         }
-        if dns:
-            cfg["dns"] = dns
+        # Never the machine's own resolv.conf: without resolvers of its own a
+        # test relay asks 127.0.0.1:53, named in a resolv.conf of its own.
+        cfg["dns"] = self.with_resolvers(dns or {})
         if users:
             path = os.path.join(self.dir, "credentials")
             with open(path, "w") as f:
@@ -80,6 +81,22 @@ class Relay:
                     f.write(f"{user}:{hash_password(password)}\n")
             cfg["auth"] = {"credentials": path}
         self.config = os.path.join(self.dir, "danerelay.json")
+        with open(self.config, "w") as f:
+            json.dump(cfg, f, indent=2)
+
+    def with_resolvers(self, dns):
+        if "resolvers" in dns or "resolv_conf" in dns:
+            return dns
+        conf = os.path.join(self.dir, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write("nameserver 127.0.0.1\n")
+        return {**dns, "resolv_conf": conf}
+
+    def set_dns(self, dns):
+        """Replace the "dns" section of the configuration (before start)."""
+        with open(self.config) as f:
+            cfg = json.load(f)
+        cfg["dns"] = self.with_resolvers(dns)
         with open(self.config, "w") as f:
             json.dump(cfg, f, indent=2)
 

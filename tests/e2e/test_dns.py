@@ -176,6 +176,40 @@ class DnsLabTest(unittest.TestCase):
             finally:
                 relay.cleanup()
 
+    def test_resolv_conf_default(self):
+        """No dns.resolvers: the nameservers of dns.resolv_conf (here a file
+        the test writes, naming the lab's plain resolver; never the machine's
+        own). The start line, --check-config and danectl status say which
+        resolvers are in use and where they came from; the probe passes."""
+        relay = h.Relay()
+        try:
+            conf = os.path.join(relay.dir, "resolv.conf")
+            with open(conf, "w") as f:
+                f.write(f"# lab\nsearch test\nnameserver {dnslab.PLAIN_RESOLVER}\n"
+                        "nameserver fe80::1%lo\n")
+            dns = {k: v for k, v in self.lab.relay_dns("local").items() if k != "resolvers"}
+            relay.set_dns({**dns, "resolv_conf": conf})
+            check = subprocess.run([h.DANERELAYD, "--config", relay.config, "--check-config"],
+                                   capture_output=True, text=True, timeout=30)
+            self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+            self.assertIn(f"resolvers: {dnslab.PLAIN_RESOLVER}:53 from {conf}", check.stdout)
+            self.assertIn(f"{conf}:4: nameserver fe80::1%lo", check.stdout)
+            relay.start()
+            deadline = time.monotonic() + 15
+            while ("event=dnssec-probe result=validating" not in relay.read_log()
+                   and time.monotonic() < deadline):
+                time.sleep(0.1)
+            log = relay.read_log()
+            self.assertIn("event=dnssec-probe result=validating", log)
+            self.assertIn(f"resolvers={dnslab.PLAIN_RESOLVER}:53 resolvers_from={conf}", log)
+            self.assertIn("event=resolv-conf-warning", log)
+            out = subprocess.run([h.DANECTL, "--config", relay.config, "status"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn(f"resolvers: {dnslab.PLAIN_RESOLVER}:53 from {conf}", out.stdout)
+        finally:
+            relay.cleanup()
+
 
 # Every lab name that the delivery decision looks at, NSEC and NSEC3 zones both.
 LAB_NAMES = ["secure.test", "nsec3.test", "insecure.test", "bogus.test", "expired.test",

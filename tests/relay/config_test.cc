@@ -1,6 +1,7 @@
 #include "relay/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -56,7 +57,7 @@ TEST_F(ConfigTest, DnssecValidationModes) {
             "dns": {"validation": "local", "trust_anchor": "keys/test.anchor"}})"));
     EXPECT_EQ(c.dns.trustAnchor, dir_ + "/keys/test.anchor");  // relative to the config file
     c = loadConfig(write(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
-                             "dns": {"validation": "resolver"}})"));
+                             "dns": {"validation": "resolver", "resolvers": ["127.0.0.1"]}})"));
     EXPECT_EQ(c.dns.validation, "resolver");
     EXPECT_NE(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
                           "dns": {"validation": "ad-bit"}})")
@@ -124,6 +125,74 @@ TEST_F(ConfigTest, SemanticErrorsNameTheKey) {
                           "auth": {"credentials": "c"}})")
                   .find("only offered over TLS"),
               std::string::npos);
+}
+
+// Without dns.resolvers the relay uses resolv.conf's nameservers, as every
+// other program on the machine does (issue 15); these tests name a file of
+// their own, never the machine's.
+TEST_F(ConfigTest, ResolversComeFromResolvConfWhenNotListed) {
+    std::ofstream(dir_ + "/resolv.conf") << "# written by a test\n"
+                                         << "search example.org\n"
+                                         << "; another comment\n"
+                                         << "nameserver 192.0.2.1\n"
+                                         << "nameserver   2001:db8::53  # trailing comment\n"
+                                         << "nameserver fe80::1%eth0\n"
+                                         << "nameserver resolver.example\n"
+                                         << "nameserver 127.0.0.1\n"
+                                         << "nameserver 192.0.2.4\n"
+                                         << "options edns0\n";
+    auto c = loadConfig(write(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
+                                  "dns": {"resolv_conf": "resolv.conf"}})"));
+    ASSERT_EQ(c.dns.resolvers.size(), 3u);  // the C library's MAXNS
+    EXPECT_EQ(c.dns.resolvers[0].text(), "192.0.2.1:53");
+    EXPECT_EQ(c.dns.resolvers[1].host, "2001:db8::53");
+    EXPECT_EQ(c.dns.resolvers[2].text(), "127.0.0.1:53");
+    // Nothing from resolv.conf is believed for its AD bit, loopback or not.
+    for (const auto& r : c.dns.resolvers) EXPECT_FALSE(r.trusted) << r.text();
+    EXPECT_EQ(c.dns.resolversFrom, dir_ + "/resolv.conf");
+    EXPECT_EQ(resolversText(c.dns), "192.0.2.1:53,[2001:db8::53]:53,127.0.0.1:53");
+    // Each skipped line is named, file:line.
+    ASSERT_EQ(c.dns.resolverNotes.size(), 3u);
+    EXPECT_NE(c.dns.resolverNotes[0].find("/resolv.conf:6: nameserver fe80::1%eth0"),
+              std::string::npos)
+        << c.dns.resolverNotes[0];
+    EXPECT_NE(c.dns.resolverNotes[1].find("/resolv.conf:7:"), std::string::npos);
+    EXPECT_NE(c.dns.resolverNotes[2].find("/resolv.conf:9: nameserver 192.0.2.4: only the first 3"),
+              std::string::npos)
+        << c.dns.resolverNotes[2];
+}
+
+TEST_F(ConfigTest, ResolvConfWithoutNameserversMeansLoopbackAsTheCLibrary) {
+    std::ofstream(dir_ + "/resolv.conf") << "search example.org\nnameserver\n";
+    auto c = loadConfig(write(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],
+                                  "dns": {"resolv_conf": "resolv.conf"}})"));
+    ASSERT_EQ(c.dns.resolvers.size(), 1u);
+    EXPECT_EQ(c.dns.resolvers[0].text(), "127.0.0.1:53");
+    EXPECT_FALSE(c.dns.resolvers[0].trusted);
+    EXPECT_NE(c.dns.resolversFrom.find("no usable nameserver"), std::string::npos);
+}
+
+TEST_F(ConfigTest, ResolvConfErrorsNameTheKey) {
+    const std::string head = R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}],)";
+    // A file the config names must be there.
+    auto e = errorOf(head + R"("dns": {"resolv_conf": "missing.conf"}})");
+    EXPECT_NE(e.find("dns.resolv_conf"), std::string::npos) << e;
+    EXPECT_NE(e.find("missing.conf"), std::string::npos) << e;
+    // A directory, or a FIFO (which must not hang the start).
+    e = errorOf(head + R"("dns": {"resolv_conf": "."}})");
+    EXPECT_NE(e.find("is a directory"), std::string::npos) << e;
+    ASSERT_EQ(::mkfifo((dir_ + "/fifo").c_str(), 0600), 0);
+    e = errorOf(head + R"("dns": {"resolv_conf": "fifo"}})");
+    EXPECT_NE(e.find("not a regular file"), std::string::npos) << e;
+    // Both: ambiguous.
+    e = errorOf(head + R"("dns": {"resolvers": ["127.0.0.1"], "resolv_conf": "x"}})");
+    EXPECT_NE(e.find("not both"), std::string::npos) << e;
+    // Resolver mode believes an AD bit: its resolvers are named, never inherited.
+    std::ofstream(dir_ + "/resolv.conf") << "nameserver 127.0.0.1\n";
+    e = errorOf(head + R"("dns": {"validation": "resolver", "resolv_conf": "resolv.conf"}})");
+    EXPECT_NE(e.find("dns.resolvers"), std::string::npos) << e;
+    e = errorOf(head + R"("dns": {"validation": "resolver"}})");
+    EXPECT_NE(e.find("dns.resolvers"), std::string::npos) << e;
 }
 
 TEST_F(ConfigTest, HostnameMustBeADnsName) {
