@@ -185,6 +185,8 @@ TEST_F(ConfigTest, NumbersOutOfRangeSayTheRange) {
              {"limits", "command_timeout", "1 and 86400"},
              {"limits", "session_timeout", "1 and 86400"},
              {"limits", "max_errors", "1 and 1000"},
+             {"limits", "max_sessions_per_network", "1 and 100000"},
+             {"limits", "max_hops", "1 and 1000"},
              {"", "commit_batch", "1 and 4096"},
              {"dns", "timeout_ms", "100 and 60000"},
              {"dns", "attempts", "1 and 10"},
