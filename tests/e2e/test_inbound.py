@@ -344,8 +344,26 @@ class CommitAfterTimeoutTest(unittest.TestCase):
             ["strace", "-f", "-qq", "-p", str(self.relay.proc.pid), "-e", "trace=fsync",
              "-e", "inject=fsync:delay_enter=2500000", "-o", "/dev/null"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(1)  # attached (strace has no "ready" signal)
-        self.assertIsNone(self.strace.poll(), "strace could not attach")
+        # Attached when every thread of the daemon has a tracer (strace has
+        # no "ready" signal of its own).
+        pid = self.relay.proc.pid
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.strace.poll() is None:
+            if all(self.tracer(pid, t) for t in os.listdir(f"/proc/{pid}/task")):
+                return
+            time.sleep(0.1)
+        self.strace.kill()
+        err = self.strace.communicate(timeout=10)[1] or b""
+        self.strace = None
+        self.fail("strace could not attach to every thread: " + err.decode(errors="replace"))
+
+    @staticmethod
+    def tracer(pid, tid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                return any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
+        except FileNotFoundError:
+            return True  # a thread that has ended needs no tracer
 
     def stop_strace(self):
         if self.strace and self.strace.poll() is None:
