@@ -46,6 +46,10 @@ struct Limits {
     // A message already carrying this many Received: headers is refused at
     // DATA (554 5.4.6): a mail loop. Postfix's hopcount_limit.
     unsigned maxHops = 100;
+    // Of max_sessions, these are kept for clients in relay_networks (when
+    // there are any): others get 421 once only these are left. Default: a
+    // tenth of max_sessions; must be below it.
+    unsigned reservedSessions = 10;
 };
 
 struct DnsConfig {

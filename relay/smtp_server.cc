@@ -112,8 +112,13 @@ void SmtpServer::onAccept(Listener& l) {
         std::string client = addressToString(peer);
         const auto& lim = ctx_.config->limits;
         const char* refuse = nullptr;
-        if (sessions_.size() >= lim.maxSessions) {
+        bool inside = anyContains(ctx_.config->relayNetworks, peer);
+        size_t open = sessions_.size();
+        if (open >= lim.maxSessions) {
             refuse = "too many sessions";
+        } else if (!inside && !ctx_.config->relayNetworks.empty() &&
+                   open + lim.reservedSessions >= lim.maxSessions) {
+            refuse = "too many sessions";  // the rest are kept for relay_networks
         } else if (perClient_[client] >= lim.maxSessionsPerClient) {
             refuse = "too many sessions from this client";
         }

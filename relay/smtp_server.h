@@ -15,7 +15,8 @@
 // TLS handshake has command_timeout in all; on the implicit-TLS port nothing
 // is ever sent in cleartext, not even a 421); caps on recipients, errors and
 // sessions (in all, per client address, and per /24 or /64 for clients
-// outside relay_networks, so that one neighbourhood cannot take every slot);
+// outside relay_networks, so that one neighbourhood cannot take every slot;
+// and the last limits.reserved_sessions slots only for relay_networks);
 // messages carrying max_hops Received: fields are refused (554 5.4.6); no input is
 // read while 64 KiB of replies wait for a client that does not read them;
 // password hashing on a pool of its own whose queue is bounded (454 beyond).

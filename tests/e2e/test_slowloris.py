@@ -5,7 +5,8 @@ trickle in; DATA must keep up 500 bytes/s (each byte buys 2 ms, never more
 than command_timeout from now); the TLS handshake has command_timeout in
 all, and on the implicit-TLS port a timeout sends nothing in cleartext.
 Clients outside relay_networks are limited per /24, so one neighbourhood
-cannot take every slot while another address still gets in.
+cannot take every slot while another address still gets in, and the last
+reserved_sessions slots are kept for relay_networks.
 
 Everything is on loopback (127.0.0.0/8 is all local on Linux, so 127.0.1.x
 is "another /24"). Every loop is bounded in count and in time.
@@ -198,6 +199,32 @@ class PerNetworkTest(unittest.TestCase):
                     break
                 time.sleep(0.2)
             self.assertEqual(code, 220)
+        finally:
+            for c in conns:
+                c.close()
+            relay.cleanup()
+
+    def test_last_slots_are_kept_for_relay_networks(self):
+        relay = h.Relay(relay_networks=["127.0.0.1/32"],
+                        limits={"max_sessions": 4, "reserved_sessions": 2})
+        conns = []
+        try:
+            relay.start()
+            # outsiders from different networks take what is not reserved ...
+            for src in ("127.0.2.2", "127.0.3.2"):
+                conns.append(relay.connect(source=src))
+                self.assertEqual(conns[-1].reply()[0], 220, src)
+            c = relay.connect(source="127.0.4.2")
+            conns.append(c)
+            code, lines = c.reply()
+            self.assertEqual(code, 421, lines)
+            # ... and the relay network still gets the last two
+            for _ in range(2):
+                conns.append(relay.connect(source="127.0.0.1"))
+                self.assertEqual(conns[-1].reply()[0], 220)
+            c = relay.connect(source="127.0.0.1")
+            conns.append(c)
+            self.assertEqual(c.reply()[0], 421)  # max_sessions itself still holds
         finally:
             for c in conns:
                 c.close()
