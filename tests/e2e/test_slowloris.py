@@ -91,12 +91,15 @@ class TrickleTest(unittest.TestCase):
         self.assertIn("after=command_timeout", self.relay.read_log())
 
     def test_complete_commands_are_not_cut(self):
-        # A command each second, each within the timeout: the session lives on.
+        # A command every 0.5 s, each well within the timeout: the session
+        # lives on for twice command_timeout.
         c = self.relay.connect()
         c.reply()
-        for _ in range(2 * TIMEOUT + 1):
+        t0 = time.monotonic()
+        for _ in range(4 * TIMEOUT):
             self.assertEqual(c.command("NOOP")[0], 250)
-            time.sleep(1)
+            time.sleep(0.5)
+        self.assertGreater(time.monotonic() - t0, 2 * TIMEOUT - 0.5)
         self.assertEqual(c.command("QUIT")[0], 221)
         c.close()
 
