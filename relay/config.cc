@@ -323,8 +323,8 @@ Config loadConfig(const std::string& path, FileCheck files) {
     if (auto l = j.find("limits"); l != j.end()) {
         c.onlyKeys(*l, "limits",
                    {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
-                    "command_timeout", "session_timeout", "max_errors",
-                    "max_sessions_per_network", "max_hops", "reserved_sessions"});
+                    "command_timeout", "session_timeout", "max_errors", "max_sessions_per_network",
+                    "max_hops", "reserved_sessions"});
         auto& L = cfg.limits;
         c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
         c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
@@ -338,9 +338,8 @@ Config loadConfig(const std::string& path, FileCheck files) {
         if (l->contains("reserved_sessions")) {
             c.number(*l, "limits", "reserved_sessions", &L.reservedSessions, 0, 100000);
             if (L.reservedSessions >= L.maxSessions) {
-                c.fail("limits.reserved_sessions",
-                       "must be less than limits.max_sessions (" +
-                           std::to_string(L.maxSessions) + ")");
+                c.fail("limits.reserved_sessions", "must be less than limits.max_sessions (" +
+                                                       std::to_string(L.maxSessions) + ")");
             }
         } else {
             L.reservedSessions = L.maxSessions / 10;

@@ -86,9 +86,9 @@ void SmtpSession::resetIdleTimer() {
 void SmtpSession::creditDataBytes(size_t bytes) {
     auto now = Clock::now();
     auto cap = now + std::chrono::seconds(server_.ctx_.config->limits.commandTimeout);
-    deadline_ = std::min(cap, deadline_ + std::chrono::microseconds(
-                                              static_cast<int64_t>(bytes) * 1000000 /
-                                              static_cast<int64_t>(kMinDataRate)));
+    deadline_ =
+        std::min(cap, deadline_ + std::chrono::microseconds(static_cast<int64_t>(bytes) * 1000000 /
+                                                            static_cast<int64_t>(kMinDataRate)));
     auto left = std::max<int64_t>(
         0, std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - now).count());
     timeval tv{static_cast<time_t>(left / 1000000), static_cast<suseconds_t>(left % 1000000)};
@@ -112,20 +112,27 @@ void SmtpSession::onTimeout(const char* which) {
         return finish("timeout in TLS handshake");
     }
     bool session = std::strcmp(which, "session_timeout") == 0;
-    closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
-                             (session ? " Error: session time limit exceeded"
-                                      : " Error: timeout exceeded"));
+    closeAfterReply(
+        421, "4.4.2 " + server_.ctx_.config->hostname +
+                 (session ? " Error: session time limit exceeded" : " Error: timeout exceeded"));
 }
 
 const char* SmtpSession::stateName() const {
     switch (state_) {
-        case State::TlsHandshake: return "tls-handshake";
-        case State::Command: return "command";
-        case State::AuthResponse: return "auth";
-        case State::Data: return "data";
-        case State::Waiting: return "waiting";
-        case State::Closing: return "closing";
-        case State::Closed: return "closed";
+        case State::TlsHandshake:
+            return "tls-handshake";
+        case State::Command:
+            return "command";
+        case State::AuthResponse:
+            return "auth";
+        case State::Data:
+            return "data";
+        case State::Waiting:
+            return "waiting";
+        case State::Closing:
+            return "closing";
+        case State::Closed:
+            return "closed";
     }
     return "?";
 }
@@ -143,8 +150,8 @@ void SmtpSession::stopWaiting() {
 
 bool SmtpSession::closeIfExpired() {
     if (!expired_ || state_ == State::Closed || state_ == State::Closing) return false;
-    closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
-                             " Error: session time limit exceeded");
+    closeAfterReply(
+        421, "4.4.2 " + server_.ctx_.config->hostname + " Error: session time limit exceeded");
     return true;
 }
 
@@ -822,29 +829,29 @@ void SmtpSession::finishData() {
             authUser_};
     startWaiting();
     std::weak_ptr<SmtpSession> weak = weak_from_this();
-    ctx.committer->submit(std::move(m), [weak, f = std::move(f),
-                                         onQueued = ctx.onQueued](Status st) {
-        auto self = weak.lock();
-        bool present = self && self->state_ == State::Waiting;
-        if (st) {
-            logEvent("accept", {{"qid", f.id},
-                                {"client", f.client},
-                                {"from", f.sender},
-                                {"nrcpt", f.nrcpt},
-                                {"size", f.size},
-                                {"tls", f.tls},
-                                {"auth", f.auth},
-                                {"session", present ? "open" : "gone"}});
-            if (onQueued) onQueued(f.id);
-        } else {
-            logEvent("error", {{"qid", f.id},
-                               {"client", f.client},
-                               {"from", f.sender},
-                               {"reason", st.error().message},
-                               {"reply", present ? "452 4.3.1" : "none: session gone"}});
-        }
-        if (present) self->onCommitted(f.id, st);
-    });
+    ctx.committer->submit(
+        std::move(m), [weak, f = std::move(f), onQueued = ctx.onQueued](Status st) {
+            auto self = weak.lock();
+            bool present = self && self->state_ == State::Waiting;
+            if (st) {
+                logEvent("accept", {{"qid", f.id},
+                                    {"client", f.client},
+                                    {"from", f.sender},
+                                    {"nrcpt", f.nrcpt},
+                                    {"size", f.size},
+                                    {"tls", f.tls},
+                                    {"auth", f.auth},
+                                    {"session", present ? "open" : "gone"}});
+                if (onQueued) onQueued(f.id);
+            } else {
+                logEvent("error", {{"qid", f.id},
+                                   {"client", f.client},
+                                   {"from", f.sender},
+                                   {"reason", st.error().message},
+                                   {"reply", present ? "452 4.3.1" : "none: session gone"}});
+            }
+            if (present) self->onCommitted(f.id, st);
+        });
 }
 
 void SmtpSession::onCommitted(const std::string& id, const Status& st) {
