@@ -351,7 +351,8 @@ Config loadConfig(const std::string& path, FileCheck files) {
     if (auto l = j.find("limits"); l != j.end()) {
         c.onlyKeys(*l, "limits",
                    {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
-                    "command_timeout", "session_timeout", "max_errors"});
+                    "command_timeout", "session_timeout", "max_errors", "max_sessions_per_network",
+                    "max_hops", "reserved_sessions"});
         auto& L = cfg.limits;
         c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
         c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
@@ -360,6 +361,17 @@ Config loadConfig(const std::string& path, FileCheck files) {
         c.number(*l, "limits", "command_timeout", &L.commandTimeout, 1, 86400);
         c.number(*l, "limits", "session_timeout", &L.sessionTimeout, 1, 86400);
         c.number(*l, "limits", "max_errors", &L.maxErrors, 1, 1000);
+        c.number(*l, "limits", "max_sessions_per_network", &L.maxSessionsPerNetwork, 1, 100000);
+        c.number(*l, "limits", "max_hops", &L.maxHops, 1, 1000);
+        if (l->contains("reserved_sessions")) {
+            c.number(*l, "limits", "reserved_sessions", &L.reservedSessions, 0, 100000);
+            if (L.reservedSessions >= L.maxSessions) {
+                c.fail("limits.reserved_sessions", "must be less than limits.max_sessions (" +
+                                                       std::to_string(L.maxSessions) + ")");
+            }
+        } else {
+            L.reservedSessions = L.maxSessions / 10;
+        }
     }
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
 

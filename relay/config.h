@@ -42,6 +42,15 @@ struct Limits {
     unsigned commandTimeout = 300;   // seconds idle in a command or DATA (RFC 5321 4.5.3.2.7)
     unsigned sessionTimeout = 3600;  // seconds from connect to forced close
     unsigned maxErrors = 20;         // protocol errors before the session is dropped
+    // Sessions at once from one /24 (IPv4) or /64 (IPv6) outside relay_networks.
+    unsigned maxSessionsPerNetwork = 20;
+    // A message already carrying this many Received: headers is refused at
+    // DATA (554 5.4.6): a mail loop. Postfix's hopcount_limit.
+    unsigned maxHops = 100;
+    // Of max_sessions, these are kept for clients in relay_networks (when
+    // there are any): others get 421 once only these are left. Default: a
+    // tenth of max_sessions; must be below it.
+    unsigned reservedSessions = 10;
 };
 
 struct DnsConfig {

@@ -297,4 +297,34 @@ Reply DataReader::refusal() const {
     return {};
 }
 
+size_t countReceivedHeaders(std::string_view content) {
+    size_t count = 0;
+    size_t pos = 0;
+    while (pos < content.size()) {
+        size_t eol = content.find('\n', pos);
+        std::string_view line =
+            content.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) break;  // end of the header section
+        if (line[0] != ' ' && line[0] != '\t') {
+            // A field name: printable US-ASCII but ':', then WSP*, then ':'.
+            size_t n = 0;
+            while (n < line.size() && line[n] > 32 && line[n] < 127 && line[n] != ':') ++n;
+            size_t colon = n;
+            while (colon < line.size() && (line[colon] == ' ' || line[colon] == '\t')) ++colon;
+            if (n == 0 || colon >= line.size() || line[colon] != ':') break;  // the body
+            constexpr std::string_view kReceived = "received";
+            if (n == kReceived.size() &&
+                std::equal(kReceived.begin(), kReceived.end(), line.begin(), [](char a, char b) {
+                    return a == std::tolower(static_cast<unsigned char>(b));
+                })) {
+                ++count;
+            }
+        }
+        if (eol == std::string_view::npos) break;
+        pos = eol + 1;
+    }
+    return count;
+}
+
 }  // namespace danerelay::relay

@@ -55,6 +55,14 @@ bool decodeXtext(std::string_view in, std::string* out);
 // Is this a plausible EHLO/HELO argument (domain or address literal)?
 bool isValidHeloArg(std::string_view s);
 
+// Counts the Received: fields of a message's header section (a mail loop
+// shows as too many). Only field names at the start of a line count, without
+// regard to case and with white space allowed before the colon (RFC 5322
+// 4.5.3); continuation lines never do. Counting stops at the first empty
+// line, or the first line that is neither a field nor a continuation: the
+// body, whatever it contains, is never counted. Lines end in CRLF or LF.
+size_t countReceivedHeaders(std::string_view content);
+
 // Reads one message's DATA section, byte by byte, without ever buffering more
 // than maxSize bytes of content. Only <CRLF>.<CRLF> ends it. A bare CR, a bare
 // LF, a NUL, a line over 1000 octets or a message over maxSize marks the

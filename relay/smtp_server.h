@@ -10,10 +10,19 @@
 // buffered; DATA is read by DataReader (only CRLF.CRLF ends it; bare CR/LF,
 // NUL, long lines refuse the message); input pipelined after STARTTLS is
 // discarded and all state reset after the handshake; per-command and
-// per-session timeouts; caps on recipients, errors and sessions; no input is
+// per-session timeouts (a command line must be complete within
+// command_timeout whatever trickles in; DATA must keep up 500 bytes/s; the
+// TLS handshake has command_timeout in all; on the implicit-TLS port nothing
+// is ever sent in cleartext, not even a 421); caps on recipients, errors and
+// sessions (in all, per client address, and per /24 or /64 for clients
+// outside relay_networks, so that one neighbourhood cannot take every slot;
+// and the last limits.reserved_sessions slots only for relay_networks);
+// messages carrying max_hops Received: fields are refused (554 5.4.6); no input is
 // read while 64 KiB of replies wait for a client that does not read them;
 // password hashing on a pool of its own whose queue is bounded (454 beyond).
 // A session that fails is closed alone; the server and other sessions go on.
+// Out of descriptors (EMFILE/ENFILE), the listeners pause 100 ms to 1 s
+// instead of spinning on a backlog they cannot take.
 #pragma once
 
 #include <sys/socket.h>
@@ -55,6 +64,10 @@ struct ServerContext {
     std::function<void(const std::string& queueId)> onQueued;
 };
 
+// The network a client is counted in for limits.max_sessions_per_network:
+// "192.0.2.0/24" for IPv4 (and IPv4-mapped IPv6), "2001:db8:1:2::/64" for IPv6.
+std::string clientNetwork(const sockaddr_storage& peer);
+
 class SmtpServer {
   public:
     explicit SmtpServer(ServerContext ctx);
@@ -75,13 +88,26 @@ class SmtpServer {
     // Called by a session that is done; it is destroyed later, not from
     // under its own callback.
     void release(uint64_t sessionId, const std::string& client);
+    // The network key a session is counted under ("" if not counted:
+    // relay_networks clients).
+    std::string countedNetwork(const sockaddr_storage& peer) const;
+    // accept() failed for want of descriptors or memory (EMFILE, ENFILE,
+    // ENOBUFS, ENOMEM): stop listening for a while instead of spinning on a
+    // backlog we cannot take; logged once per episode (accept-paused, then
+    // accept-resumed at the next successful accept).
+    void pauseAccepting(int err);
+    static constexpr unsigned kAcceptBackoffMinMs = 100;
+    static constexpr unsigned kAcceptBackoffMaxMs = 1000;
 
     ServerContext ctx_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::shared_ptr<SmtpSession>> sessions_;
     std::map<std::string, unsigned> perClient_;
+    std::map<std::string, unsigned> perNetwork_;
     std::vector<std::shared_ptr<SmtpSession>> graveyard_;
     Event reaper_;
+    Event acceptResume_;
+    unsigned acceptBackoffMs_ = 0;  // 0: accepting normally
     uint64_t nextSessionId_ = 1;
 };
 

@@ -24,6 +24,11 @@ constexpr size_t kMaxInputBuffered = 64 * 1024;
 constexpr size_t kMaxPendingOutput = 64 * 1024;
 constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
 constexpr size_t kMaxSaslLine = 12288;
+// DATA progress rule (Postfix's smtpd_min_data_rate): each byte of DATA
+// moves the deadline on by 1/kMinDataRate s, but never past command_timeout
+// from now. A client sending at least this fast is never cut off; a slower
+// one is, after command_timeout / (1 - rate / kMinDataRate).
+constexpr size_t kMinDataRate = 500;  // bytes per second
 
 std::string rfc5322Date(time_t t) {
     tm tmv{};
@@ -51,19 +56,8 @@ SmtpSession::SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& pee
       client_(addressToString(peer)),
       readEv_(server.ctx_.base, fd, EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
       writeEv_(server.ctx_.base, fd, EV_WRITE, [this](short) { onWritable(); }),
-      idleTimer_(server.ctx_.base, -1, 0,
-                 [this](short) {
-                     if (state_ == State::Closing) return finish("timeout flushing last reply");
-                     logEvent("timeout", {{"client", client_}, {"after", "command_timeout"}});
-                     closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
-                                              " Error: timeout exceeded");
-                 }),
-      sessionTimer_(server.ctx_.base, -1, 0, [this](short) {
-          if (state_ == State::Closing) return finish("timeout flushing last reply");
-          logEvent("timeout", {{"client", client_}, {"after", "session_timeout"}});
-          closeAfterReply(421, "4.4.2 " + server_.ctx_.config->hostname +
-                                   " Error: session time limit exceeded");
-      }) {}
+      idleTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("command_timeout"); }),
+      sessionTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("session_timeout"); }) {}
 
 SmtpSession::~SmtpSession() {
     if (fd_ >= 0) ::close(fd_);
@@ -84,7 +78,81 @@ void SmtpSession::start() {
 }
 
 void SmtpSession::resetIdleTimer() {
-    idleTimer_.addSeconds(server_.ctx_.config->limits.commandTimeout);
+    unsigned t = server_.ctx_.config->limits.commandTimeout;
+    deadline_ = Clock::now() + std::chrono::seconds(t);
+    idleTimer_.addSeconds(t);
+}
+
+void SmtpSession::creditDataBytes(size_t bytes) {
+    auto now = Clock::now();
+    auto cap = now + std::chrono::seconds(server_.ctx_.config->limits.commandTimeout);
+    deadline_ =
+        std::min(cap, deadline_ + std::chrono::microseconds(static_cast<int64_t>(bytes) * 1000000 /
+                                                            static_cast<int64_t>(kMinDataRate)));
+    auto left = std::max<int64_t>(
+        0, std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - now).count());
+    timeval tv{static_cast<time_t>(left / 1000000), static_cast<suseconds_t>(left % 1000000)};
+    idleTimer_.add(&tv);
+}
+
+void SmtpSession::onTimeout(const char* which) {
+    if (state_ == State::Closed) return;
+    if (state_ == State::Closing) return finish("timeout flushing last reply");
+    logEvent("timeout", {{"client", client_}, {"after", which}, {"state", stateName()}});
+    if (state_ == State::Waiting) {
+        // The idle timer is off while Waiting; the session timer is not. The
+        // answer (250 or 452) still goes out first: closing now would leave
+        // the client without it and retrying a message we may have accepted.
+        expired_ = true;
+        return;
+    }
+    if (state_ == State::TlsHandshake) {
+        // Nothing in cleartext: on the implicit-TLS port the client expects
+        // TLS records only, and mid-handshake a plaintext reply is garbage.
+        return finish("timeout in TLS handshake");
+    }
+    bool session = std::strcmp(which, "session_timeout") == 0;
+    closeAfterReply(
+        421, "4.4.2 " + server_.ctx_.config->hostname +
+                 (session ? " Error: session time limit exceeded" : " Error: timeout exceeded"));
+}
+
+const char* SmtpSession::stateName() const {
+    switch (state_) {
+        case State::TlsHandshake:
+            return "tls-handshake";
+        case State::Command:
+            return "command";
+        case State::AuthResponse:
+            return "auth";
+        case State::Data:
+            return "data";
+        case State::Waiting:
+            return "waiting";
+        case State::Closing:
+            return "closing";
+        case State::Closed:
+            return "closed";
+    }
+    return "?";
+}
+
+void SmtpSession::startWaiting() {
+    state_ = State::Waiting;
+    readEv_.del();     // nothing more is read until the answer comes
+    idleTimer_.del();  // the client waits for us, not we for it
+}
+
+void SmtpSession::stopWaiting() {
+    state_ = State::Command;
+    resetIdleTimer();
+}
+
+bool SmtpSession::closeIfExpired() {
+    if (!expired_ || state_ == State::Closed || state_ == State::Closing) return false;
+    closeAfterReply(
+        421, "4.4.2 " + server_.ctx_.config->hostname + " Error: session time limit exceeded");
+    return true;
 }
 
 // ---------------------------------------------------------------- I/O
@@ -164,7 +232,10 @@ void SmtpSession::readInput() {
             n = static_cast<size_t>(got);
         }
         in_.append(buf, n);
-        resetIdleTimer();
+        // Bytes do not reset command_timeout (a client trickling one byte at
+        // a time would hold its slot for session_timeout); in DATA they buy
+        // time at kMinDataRate.
+        if (state_ == State::Data) creditDataBytes(n);
     }
 }
 
@@ -255,6 +326,7 @@ void SmtpSession::startTls() {
     }
     tls_ = std::move(*s);
     state_ = State::TlsHandshake;
+    resetIdleTimer();  // the whole handshake within command_timeout, bytes or not
     if (out_.empty()) {
         continueHandshake();
     } else {
@@ -283,6 +355,7 @@ void SmtpSession::continueHandshake() {
     authUser_.clear();
     resetTransaction();
     state_ = State::Command;
+    resetIdleTimer();
     if (listener_.tls == ListenerTls::Implicit) {
         reply(220, server_.ctx_.config->hostname + " ESMTP danerelay");
     }
@@ -323,8 +396,7 @@ void SmtpSession::process() {
             }
             in_.erase(0, lf + 1);
             discardingLongLine_ = false;
-            reply(500, "5.5.2 Error: line too long");
-            if (protocolError()) return;
+            if (lineTooLong()) return;
             continue;
         }
         if (lf == std::string::npos) {
@@ -336,18 +408,33 @@ void SmtpSession::process() {
         }
         if (lf + 1 > cap) {
             in_.erase(0, lf + 1);
-            reply(500, "5.5.2 Error: line too long");
-            if (protocolError()) return;
+            if (lineTooLong()) return;
             continue;
         }
         std::string line = in_.substr(0, lf);
         in_.erase(0, lf + 1);
         if (!line.empty() && line.back() == '\r') line.pop_back();
+        resetIdleTimer();  // the next command's command_timeout starts now
         handleLine(line);
     }
     if (peerClosed_ && !readPaused_ && state_ != State::Closed && state_ != State::Waiting) {
         finish(state_ == State::Data ? "lost connection in DATA" : "lost connection");
     }
+}
+
+bool SmtpSession::lineTooLong() {
+    if (state_ == State::AuthResponse) {
+        // RFC 4954 6. The exchange is over: the next line is a command
+        // again, never taken as a SASL response.
+        authStep_ = AuthStep::None;
+        authLoginUser_.clear();
+        state_ = State::Command;
+        logEvent("auth", {{"client", client_}, {"result", "aborted: response too long"}});
+        reply(500, "5.5.6 Authentication Exchange line is too long");
+    } else {
+        reply(500, "5.5.2 Error: line too long");
+    }
+    return protocolError();
 }
 
 void SmtpSession::handleLine(std::string_view line) {
@@ -494,7 +581,7 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
         [weak, ok, user] {
             auto self = weak.lock();
             if (!self || self->state_ != State::Waiting) return;
-            self->state_ = State::Command;
+            self->stopWaiting();
             self->readEv_.add();
             if (*ok) {
                 self->authUser_ = user;
@@ -505,6 +592,7 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
                 self->reply(535, "5.7.8 Error: authentication failed");
                 if (self->protocolError()) return;
             }
+            if (self->closeIfExpired()) return;
             self->pump();
         });
     if (!queued) {
@@ -513,8 +601,7 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
         logEvent("auth", {{"client", client_}, {"user", user}, {"result", "busy"}});
         return reply(454, "4.7.0 Temporary authentication failure");
     }
-    state_ = State::Waiting;
-    readEv_.del();  // nothing more is read until the check is answered
+    startWaiting();  // nothing more is read until the check is answered
 }
 
 void SmtpSession::cmdMail(const Command& c) {
@@ -696,11 +783,26 @@ void SmtpSession::finishData() {
         data_.reset();
         resetTransaction();
         state_ = State::Command;
+        resetIdleTimer();
         reply(refusal.code, refusal.text);
         protocolError();
         return;
     }
     const auto& ctx = server_.ctx_;
+    // A mail loop: refused before it costs a commit. Ours would be one more.
+    size_t hops = countReceivedHeaders(data_->content());
+    if (hops >= ctx.config->limits.maxHops) {
+        logEvent("reject", {{"client", client_},
+                            {"from", env_.sender},
+                            {"nrcpt", std::to_string(env_.recipients.size())},
+                            {"hops", std::to_string(hops)},
+                            {"reason", "too many hops"}});
+        resetTransaction();
+        state_ = State::Command;
+        resetIdleTimer();
+        reply(554, "5.4.6 Too many hops");
+        return;
+    }
     queue::NewMessage m;
     m.id = ctx.ids->next();
     env_.arrival = std::time(nullptr);
@@ -712,41 +814,56 @@ void SmtpSession::finishData() {
     m.content += data_->content();
     data_.reset();
     m.envelope = env_;
-    uint64_t size = m.content.size();
-    size_t nrcpt = env_.recipients.size();
-    std::string id = m.id;
-    state_ = State::Waiting;
-    readEv_.del();  // nothing more is read until the commit is answered
+    // What the completion needs, by value: it runs whatever became of this
+    // session (the client may be gone, the session destroyed), and a message
+    // on disk must reach the scheduler in every case.
+    struct Facts {
+        std::string id, client, sender, nrcpt, size, tls, auth;
+    };
+    Facts f{m.id,
+            client_,
+            env_.sender,
+            std::to_string(env_.recipients.size()),
+            std::to_string(m.content.size()),
+            tlsDescription_.empty() ? "none" : tlsDescription_,
+            authUser_};
+    startWaiting();
     std::weak_ptr<SmtpSession> weak = weak_from_this();
-    ctx.committer->submit(std::move(m), [weak, id, size, nrcpt](Status st) {
-        if (auto self = weak.lock()) self->onCommitted(id, st, size, nrcpt);
-    });
+    ctx.committer->submit(
+        std::move(m), [weak, f = std::move(f), onQueued = ctx.onQueued](Status st) {
+            auto self = weak.lock();
+            bool present = self && self->state_ == State::Waiting;
+            if (st) {
+                logEvent("accept", {{"qid", f.id},
+                                    {"client", f.client},
+                                    {"from", f.sender},
+                                    {"nrcpt", f.nrcpt},
+                                    {"size", f.size},
+                                    {"tls", f.tls},
+                                    {"auth", f.auth},
+                                    {"session", present ? "open" : "gone"}});
+                if (onQueued) onQueued(f.id);
+            } else {
+                logEvent("error", {{"qid", f.id},
+                                   {"client", f.client},
+                                   {"from", f.sender},
+                                   {"reason", st.error().message},
+                                   {"reply", present ? "452 4.3.1" : "none: session gone"}});
+            }
+            if (present) self->onCommitted(f.id, st);
+        });
 }
 
-void SmtpSession::onCommitted(const std::string& id, const Status& st, uint64_t size,
-                              size_t nrcpt) {
-    if (state_ != State::Waiting) return;
-    state_ = State::Command;
+void SmtpSession::onCommitted(const std::string& id, const Status& st) {
+    stopWaiting();
     if (st) {
         ++accepted_;
-        logEvent("accept", {{"qid", id},
-                            {"client", client_},
-                            {"from", env_.sender},
-                            {"nrcpt", std::to_string(nrcpt)},
-                            {"size", std::to_string(size)},
-                            {"tls", tlsDescription_.empty() ? "none" : tlsDescription_},
-                            {"auth", authUser_}});
-        if (server_.ctx_.onQueued) server_.ctx_.onQueued(id);
         reply(250, "2.0.0 Ok: queued as " + id);
     } else {
-        logEvent("error", {{"client", client_},
-                           {"from", env_.sender},
-                           {"reason", st.error().message},
-                           {"reply", "452 4.3.1"}});
         reply(452, "4.3.1 Insufficient system storage");
     }
     resetTransaction();
-    if (state_ == State::Closed) return;
+    if (state_ == State::Closed || closeIfExpired()) return;
     readEv_.add();
     pump();
 }

@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     ~SmtpSession();
     void start();
     const std::string& client() const { return client_; }
+    const sockaddr_storage& peer() const { return peer_; }
 
   private:
     enum class State { TlsHandshake, Command, AuthResponse, Data, Waiting, Closing, Closed };
@@ -52,10 +54,33 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void finish(const char* why);
     void startTls();
     void continueHandshake();
+    // command_timeout: the deadline for the next complete command line
+    // (idle time and the line itself; bytes do not move it), armed when a
+    // line is taken, a Waiting answer is sent, a TLS handshake starts (the
+    // whole handshake) or ends, and when closing (to flush the last reply).
     void resetIdleTimer();
+    // DATA: `bytes` more arrived; the deadline moves on by bytes/kMinDataRate
+    // seconds, at most to command_timeout from now.
+    void creditDataBytes(size_t bytes);
+    // command_timeout or session_timeout fired. Waiting: remembered, acted on
+    // once the answer is sent (closeIfExpired). TLS handshake: closed with
+    // nothing sent. Otherwise 421 4.4.2 and close.
+    void onTimeout(const char* which);
+    const char* stateName() const;
+    // Waiting for the committer or the hashing pool: no input is read and
+    // the idle timer is off (the client waits for us). stopWaiting() goes
+    // back to Command and starts a new command_timeout.
+    void startWaiting();
+    void stopWaiting();
+    // After a Waiting answer was sent: if session_timeout fired meanwhile,
+    // 421 and close now (true).
+    bool closeIfExpired();
 
     // protocol
     void process();
+    // A line over its cap was dropped: 500, and if it was a SASL response
+    // the exchange ends (back to Command). True if the session is closing.
+    bool lineTooLong();
     void handleLine(std::string_view line);
     void handleCommand(const Command& c);
     void cmdEhlo(const Command& c, bool extended);
@@ -67,7 +92,10 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void authResponse(std::string_view line);
     void checkPassword(std::string user, std::string password);
     void finishData();
-    void onCommitted(const std::string& id, const Status& st, uint64_t size, size_t nrcpt);
+    // The commit's answer for a session still Waiting for it. Scheduling
+    // and the accept log line happen before, in the completion, whether or
+    // not the session still exists.
+    void onCommitted(const std::string& id, const Status& st);
     void resetTransaction();
     bool protocolError();
     std::string receivedHeader(const std::string& id) const;
@@ -81,6 +109,8 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     std::string client_;
     State state_ = State::Command;
     Event readEv_, writeEv_, idleTimer_, sessionTimer_;
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point deadline_{};  // when idleTimer_ fires (Command, Data, handshake)
 
     std::unique_ptr<tls::Session> tls_;
     std::string tlsDescription_;
@@ -91,6 +121,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     bool peerClosed_ = false;
     bool readPaused_ = false;  // backpressure: output over kMaxPendingOutput
     unsigned errors_ = 0;
+    bool expired_ = false;  // session_timeout fired while Waiting
 
     std::string helo_;
     bool esmtp_ = false;

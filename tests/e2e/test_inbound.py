@@ -4,8 +4,10 @@ loopback. Each test checks the reply and what is, or is not, in the spool."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import ssl
 import sys
 import tempfile
@@ -23,7 +25,8 @@ class InboundTest(unittest.TestCase):
     def setUpClass(cls):
         cls.relay = h.Relay(relay_networks=["127.0.0.1/32"],
                             users={"app": "correct horse"},
-                            limits={"max_recipients": 5, "max_message_size": 100000})
+                            limits={"max_recipients": 5, "max_message_size": 100000,
+                                    "max_hops": 3})
         cls.relay.start()
 
     @classmethod
@@ -224,6 +227,70 @@ class InboundTest(unittest.TestCase):
         self.assertEqual(codes, [250, 250, 250, 354, 250, 221])
         c.close()
 
+    def auth_session(self):
+        """An implicit-TLS session after EHLO, AUTH offered."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", self.relay.tls_port), timeout=20)
+        t = h.SmtpConn(ctx.wrap_socket(raw))
+        self.assertEqual(t.reply()[0], 220)
+        code, lines = t.command("EHLO client.test")
+        self.assertIn("250-AUTH PLAIN LOGIN", lines)
+        return t
+
+    def test_overlong_sasl_line_ends_the_exchange(self):
+        # Issue 13: the line after an over-long SASL response was taken as
+        # the next SASL response, not as the command it is.
+        for first, rest in ((b"A" * 13000 + b"\r\n", b""),            # one write
+                            (b"A" * 13000, b"A" * 5000 + b"\r\n")):   # cap passed before LF
+            t = self.auth_session()
+            self.assertEqual(t.command("AUTH PLAIN")[0], 334)
+            t.send(first)
+            if rest:
+                time.sleep(0.2)
+                t.send(rest)
+            code, lines = t.reply()
+            self.assertEqual(code, 500, lines)
+            self.assertIn("5.5.6", lines[0])
+            self.assertEqual(t.command("NOOP")[0], 250)
+            # and AUTH can start again
+            self.assertEqual(t.command("AUTH LOGIN")[0], 334)
+            self.assertEqual(t.command("*")[0], 501)
+            self.assertEqual(t.command("QUIT")[0], 221)
+            t.close()
+
+    def submit_with_received(self, n, extra=b""):
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        c.command("MAIL FROM:<a@inside.test>")
+        c.command("RCPT TO:<b@example.com>")
+        self.assertEqual(c.command("DATA")[0], 354)
+        hdr = b"".join(b"Received: from hop%d.test\r\n\tby x.test; Mon, 1 Jan 2026\r\n" % i
+                       for i in range(n))
+        c.send(hdr + b"Subject: hops\r\n" + extra + b"\r\nbody\r\n.\r\n")
+        code, lines = c.reply()
+        c.command("QUIT")
+        c.close()
+        return code, lines
+
+    def test_mail_loop_refused_past_max_hops(self):
+        before = self.ids_in_queue()
+        # max_hops 3: two Received: fields (ours makes three) pass ...
+        code, lines = self.submit_with_received(2, extra=b"X-Note: Received: 9\r\n")
+        self.assertEqual(code, 250, lines)
+        qid = lines[-1].split()[-1]
+        self.assertEqual(self.relay.message_file(qid).count(b"Received: from "), 3)
+        # ... three do not, whatever the case or spacing of the name
+        code, lines = self.submit_with_received(2, extra=b"rECEIVED : from x\r\n")
+        self.assertEqual(code, 554, lines)
+        self.assertEqual(lines[-1], "554 5.4.6 Too many hops")
+        code, lines = self.submit_with_received(3)
+        self.assertEqual(code, 554, lines)
+        self.assertEqual(self.ids_in_queue() - before, {qid})
+        self.assertIn('reason="too many hops"', self.relay.read_log())
+
 
 class LimitsTest(unittest.TestCase):
     def test_sessions_per_client_and_command_timeout(self):
@@ -248,6 +315,126 @@ class LimitsTest(unittest.TestCase):
                 conn.close()
         finally:
             relay.cleanup()
+
+
+@unittest.skipUnless(shutil.which("strace"), "needs strace for fault injection")
+class CommitAfterTimeoutTest(unittest.TestCase):
+    """Issue 13: a commit that lands after command_timeout fired (fsync
+    delayed 2.5 s by strace fault injection, command_timeout 1 s) left the
+    message on disk, pending, and unknown to the scheduler until a flush or
+    a restart. Now the idle timer is off while a commit is pending, the
+    client gets its 250, and every committed message is scheduled, whatever
+    became of its session."""
+
+    def setUp(self):
+        dead = h.free_port()  # nothing listens: every DNS query fails fast
+        self.relay = h.Relay(limits={"command_timeout": 1, "session_timeout": 120},
+                             dns={"resolvers": [f"127.0.0.1:{dead}"], "timeout_ms": 200,
+                                  "attempts": 1})
+        self.relay.start()
+        self.strace = None
+
+    def tearDown(self):
+        self.stop_strace()
+        self.relay.cleanup()
+
+    def start_strace(self):
+        # All threads of the daemon; only fsync is traced and delayed.
+        self.strace = subprocess.Popen(
+            ["strace", "-f", "-qq", "-p", str(self.relay.proc.pid), "-e", "trace=fsync",
+             "-e", "inject=fsync:delay_enter=2500000", "-o", "/dev/null"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Attached when every thread of the daemon has a tracer (strace has
+        # no "ready" signal of its own).
+        pid = self.relay.proc.pid
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.strace.poll() is None:
+            if all(self.tracer(pid, t) for t in os.listdir(f"/proc/{pid}/task")):
+                return
+            time.sleep(0.1)
+        self.strace.kill()
+        err = self.strace.communicate(timeout=10)[1] or b""
+        self.strace = None
+        self.fail("strace could not attach to every thread: " + err.decode(errors="replace"))
+
+    @staticmethod
+    def tracer(pid, tid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                return any(l.startswith("TracerPid:") and l.split()[1] != "0" for l in f)
+        except FileNotFoundError:
+            return True  # a thread that has ended needs no tracer
+
+    def stop_strace(self):
+        if self.strace and self.strace.poll() is None:
+            self.strace.terminate()  # strace detaches cleanly on SIGTERM
+        if self.strace:
+            self.strace.communicate(timeout=10)
+        self.strace = None
+
+    def recipient(self, qid):
+        for m in self.relay.queue()["messages"]:
+            if m["id"] == qid:
+                return m["recipients"][0]
+        return None
+
+    def test_commit_after_command_timeout_is_scheduled(self):
+        self.start_strace()
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        c.command("MAIL FROM:<a@inside.test>")
+        c.command("RCPT TO:<slowdisk@example.com>")
+        self.assertEqual(c.command("DATA")[0], 354)
+        t0 = time.monotonic()
+        code, lines = c.command("Subject: slow disk\r\n\r\nx\r\n.")
+        took = time.monotonic() - t0
+        c.close()
+        # The client waited for the commit (two fsyncs, 5 s) and got its 250,
+        # not a 421 after command_timeout.
+        self.assertEqual(code, 250, lines)
+        self.assertGreater(took, 2, "the fsync was not delayed: the test proves nothing")
+        qid = lines[-1].split()[-1]
+        self.stop_strace()
+        # Scheduled without a flush: attempted (DNS fails, so deferred).
+        deadline = time.monotonic() + 30
+        r = self.recipient(qid)
+        while time.monotonic() < deadline and (r is None or r["attempts"] < 1):
+            time.sleep(0.3)
+            r = self.recipient(qid)
+        self.assertIsNotNone(r)
+        self.assertGreaterEqual(r["attempts"], 1, r)
+
+    def test_commit_after_session_timeout_is_scheduled(self):
+        # session_timeout fires while the commit is pending and the client
+        # has gone: the message is still scheduled.
+        self.relay.stop()
+        with open(self.relay.config) as f:
+            cfg = json.load(f)
+        cfg["limits"]["session_timeout"] = 4
+        with open(self.relay.config, "w") as f:
+            json.dump(cfg, f)
+        self.relay.start()
+        self.start_strace()
+        c = self.relay.connect()
+        c.reply()
+        c.command("EHLO client.test")
+        c.command("MAIL FROM:<a@inside.test>")
+        c.command("RCPT TO:<gone@example.com>")
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: gone\r\n\r\nx\r\n.\r\n")
+        code, lines = c.reply()  # the answer still comes first, then the 421
+        self.assertEqual(code, 250, lines)
+        qid = lines[-1].split()[-1]
+        self.assertEqual(c.reply()[0], 421)
+        c.close()
+        self.stop_strace()
+        deadline = time.monotonic() + 30
+        r = self.recipient(qid)
+        while time.monotonic() < deadline and (r is None or r["attempts"] < 1):
+            time.sleep(0.3)
+            r = self.recipient(qid)
+        self.assertGreaterEqual(r["attempts"], 1, r)
 
 
 class DeliveryDisabledTest(unittest.TestCase):

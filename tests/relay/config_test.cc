@@ -49,6 +49,26 @@ TEST_F(ConfigTest, MinimalWithDefaults) {
     // DNSSEC is validated in-process by default, from Debian's root anchor.
     EXPECT_EQ(c.dns.validation, "local");
     EXPECT_EQ(c.dns.trustAnchor, "/usr/share/dns/root.key");
+    EXPECT_EQ(c.limits.maxSessionsPerNetwork, 20u);
+    EXPECT_EQ(c.limits.maxHops, 100u);
+    EXPECT_EQ(c.limits.reservedSessions, 10u);  // a tenth of max_sessions
+}
+
+TEST_F(ConfigTest, ReservedSessionsBelowMaxSessions) {
+    auto cfg = [](const std::string& limits) {
+        return R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:25"}], "limits": {)" +
+               limits + "}}";
+    };
+    EXPECT_EQ(loadConfig(write(cfg(R"("max_sessions": 5)"))).limits.reservedSessions, 0u);
+    EXPECT_EQ(loadConfig(write(cfg(R"("max_sessions": 50)"))).limits.reservedSessions, 5u);
+    EXPECT_EQ(loadConfig(write(cfg(R"("max_sessions": 5, "reserved_sessions": 4)")))
+                  .limits.reservedSessions,
+              4u);
+    auto e = errorOf(cfg(R"("max_sessions": 5, "reserved_sessions": 5)"));
+    EXPECT_NE(e.find("danerelay.json: limits.reserved_sessions: must be less than "
+                     "limits.max_sessions (5)"),
+              std::string::npos)
+        << e;
 }
 
 TEST_F(ConfigTest, DnssecValidationModes) {
@@ -254,6 +274,9 @@ TEST_F(ConfigTest, NumbersOutOfRangeSayTheRange) {
              {"limits", "command_timeout", "1 and 86400"},
              {"limits", "session_timeout", "1 and 86400"},
              {"limits", "max_errors", "1 and 1000"},
+             {"limits", "max_sessions_per_network", "1 and 100000"},
+             {"limits", "max_hops", "1 and 1000"},
+             {"limits", "reserved_sessions", "0 and 100000"},
              {"", "commit_batch", "1 and 4096"},
              {"dns", "timeout_ms", "100 and 60000"},
              {"dns", "attempts", "1 and 10"},

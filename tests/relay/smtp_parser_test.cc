@@ -201,4 +201,26 @@ TEST(Helo, AcceptsNamesAndLiterals) {
     EXPECT_FALSE(isValidHeloArg("a b"));
 }
 
+TEST(ReceivedHeaders, CountsFieldNamesInTheHeaderOnly) {
+    EXPECT_EQ(countReceivedHeaders(""), 0u);
+    EXPECT_EQ(countReceivedHeaders("Received: a\r\nReceived: b\r\n\r\nbody\r\n"), 2u);
+    // Any case, white space before the colon (RFC 5322 4.5.3), LF endings.
+    EXPECT_EQ(countReceivedHeaders("received: a\nRECEIVED  : b\nReceived\t: c\n\n"), 3u);
+    // Continuation lines and other fields mentioning Received never count.
+    EXPECT_EQ(countReceivedHeaders("Received: a\r\n Received: folded\r\n"
+                                   "\tReceived: folded\r\nX-Received: x\r\n"
+                                   "Subject: Received: y\r\nReceivedx: z\r\n\r\n"),
+              1u);
+    // The body never counts: after the empty line, nor after a line that is
+    // not a field (a message with no empty line before its body).
+    EXPECT_EQ(countReceivedHeaders("Subject: s\r\n\r\nReceived: in body\r\n"), 0u);
+    EXPECT_EQ(countReceivedHeaders("Received: a\r\nnot a header\r\nReceived: b\r\n"), 1u);
+    EXPECT_EQ(countReceivedHeaders(": no name\r\nReceived: b\r\n"), 0u);
+    // A last line without its ending still counts.
+    EXPECT_EQ(countReceivedHeaders("Received: a\r\nReceived: b"), 2u);
+    std::string many;
+    for (int i = 0; i < 150; ++i) many += "Received: from hop\r\n\tby x; date\r\n";
+    EXPECT_EQ(countReceivedHeaders(many + "\r\n" + many), 150u);
+}
+
 }  // namespace
