@@ -74,8 +74,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                               verbsPtr->handle(req, std::move(reply));
                           });
     if (auto st = control.listen(); !st) {
-        std::fprintf(stderr, "danerelayd: %s: %s\n", cfg.file.c_str(),
-                     st.error().message.c_str());
+        std::fprintf(stderr, "danerelayd: %s: %s\n", cfg.file.c_str(), st.error().message.c_str());
         return 1;
     }
 

@@ -104,8 +104,7 @@ Result<UniqueFd> bindWithErrno(const ListenerConfig& l, int* err) {
                 return Error::permanent(l.text + ": not an address of this host (" +
                                         errnoText(*err) + ")");
             case EACCES:
-                return Error::permanent(l.text +
-                                        ": the port needs root or CAP_NET_BIND_SERVICE (" +
+                return Error::permanent(l.text + ": the port needs root or CAP_NET_BIND_SERVICE (" +
                                         errnoText(*err) + ")");
             default:
                 return Error::permanent(l.text + ": bind: " + errnoText(*err));
@@ -140,8 +139,8 @@ void checkListeners(const Config& cfg, Problems& p, StartCheck* out) {
         p.add(key, fd.error().message);
     }
     if (inUse && spoolLockedByOther(cfg.spoolDir)) {
-        p.add("spool_dir", cfg.spoolDir +
-                               ": locked by a running danerelayd, which may be the one listening");
+        p.add("spool_dir",
+              cfg.spoolDir + ": locked by a running danerelayd, which may be the one listening");
     }
 }
 

@@ -341,7 +341,8 @@ TEST_F(ConfigTest, ConfigPathThatIsADirectorySaysSo) {
 // Issue 13: what a start would refuse, the configuration refuses first.
 TEST_F(ConfigTest, EmptySpoolDirIsRefused) {
     auto e = errorOf(R"({"spool_dir": "", "listeners": [{"address": "127.0.0.1:2525"}]})");
-    EXPECT_EQ(e, dir_ + "/danerelay.json: spool_dir: must not be empty (a directory for the spool)");
+    EXPECT_EQ(e,
+              dir_ + "/danerelay.json: spool_dir: must not be empty (a directory for the spool)");
 }
 
 TEST_F(ConfigTest, NulInAStringIsRefusedNamingTheKey) {
@@ -381,8 +382,7 @@ TEST_F(ConfigTest, DuplicateListenersAreRefused) {
               "");
     // A network is not an address.
     e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.0/8:2525"}]})");
-    EXPECT_NE(e.find("listeners[0].address: '127.0.0.0/8' is not an IP address"),
-              std::string::npos)
+    EXPECT_NE(e.find("listeners[0].address: '127.0.0.0/8' is not an IP address"), std::string::npos)
         << e;
 }
 

@@ -134,8 +134,9 @@ TEST_F(StartupTest, APortInUseByTheRunningDaemonSaysTheSpoolIsLocked) {
     auto c = checkStart(cfg_);
     ASSERT_EQ(c.problems.size(), 2u);
     EXPECT_NE(c.problems[0].find("listeners[0].address"), std::string::npos);
-    EXPECT_EQ(c.problems[1], cfg_.file + ": spool_dir: " + cfg_.spoolDir +
-                                 ": locked by a running danerelayd, which may be the one listening");
+    EXPECT_EQ(c.problems[1],
+              cfg_.file + ": spool_dir: " + cfg_.spoolDir +
+                  ": locked by a running danerelayd, which may be the one listening");
 }
 
 TEST_F(StartupTest, LogFileDirectoryMustExist) {
@@ -166,8 +167,8 @@ TEST_F(StartupTest, SpoolUnderAFileOrAFileAsSpoolIsRefused) {
     std::ofstream(dir_ + "/file") << "x";
     cfg_.spoolDir = dir_ + "/file/spool";
     cfg_.controlSocket = dir_ + "/control.sock";
-    EXPECT_EQ(problem(), cfg_.file + ": spool_dir: " + cfg_.spoolDir + ": cannot be created: " +
-                             dir_ + "/file is a file, not a directory");
+    EXPECT_EQ(problem(), cfg_.file + ": spool_dir: " + cfg_.spoolDir +
+                             ": cannot be created: " + dir_ + "/file is a file, not a directory");
     cfg_.spoolDir = dir_ + "/file";
     EXPECT_EQ(problem(), cfg_.file + ": spool_dir: " + dir_ + "/file: is a file, not a directory");
     // A spool whose msg/ is a file is damaged: say so before taking it.
