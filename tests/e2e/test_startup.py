@@ -5,7 +5,9 @@ naming the key and the configuration file, and a real start exits non-zero,
 leaves a spool holding debris in tmp/, an orphaned state file and a damaged
 message exactly as it was (every path, mode and byte), and logs neither
 event=listen nor event=recovered. A good configuration over the same spool
-does recover it (so the comparison can see a change). A start under
+does recover it (so the comparison can see a change). Run as nobody, the
+check and the start refuse a privileged port, a log directory, control
+socket directory and spool the user cannot write. A start under
 `prlimit --nofile=256:4096` raises its soft limit to 4096 and logs it.
 
 Loopback only; every daemon is stopped by its PID, every wait is bounded."""
@@ -206,6 +208,38 @@ class StartupTest(unittest.TestCase):
         self.assertIn("event=listen", log)
         # The control socket was listening before recovery changed anything.
         self.assertLess(log.index("event=control-listen"), log.index("event=recovered"))
+
+    def test_the_rights_of_the_daemons_user_are_checked(self):
+        # Run as nobody: root may write anywhere, so only another user shows
+        # whether the check asks for the rights the start will need.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to run the daemon as nobody")
+        os.chmod(self.dir, 0o755)
+        spool = self.seed_spool()  # root's, mode 0700
+        os.makedirs(os.path.join(self.dir, "logs"), mode=0o755)  # root's
+        cfg = {"hostname": "relay.e2e.test", "spool_dir": "spool",
+               "listeners": [{"address": f"127.0.0.1:{h.free_port()}"},
+                             {"address": "127.0.0.1:1"}],
+               "log_file": "logs/events.log", "dns": {"resolvers": ["127.0.0.1:53"]}}
+        path = self.write_config(cfg)
+        os.chmod(path, 0o644)
+        before = snapshot(spool)
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        check = subprocess.run(as_nobody + [h.DANERELAYD, "--config", path, "--check-config"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(check.returncode, 1, check.stdout + check.stderr)
+        err = check.stderr
+        self.assertIn(f"{path}: listeners[1].address: 127.0.0.1:1: the port needs root or "
+                      "CAP_NET_BIND_SERVICE", err)
+        self.assertIn(f"{path}: log_file: cannot create {self.dir}/logs/events.log in "
+                      f"{self.dir}/logs: Permission denied", err)
+        self.assertIn(f"{path}: control_socket: cannot create {spool}/control.sock in {spool}: "
+                      "Permission denied", err)
+        self.assertIn(f"{path}: spool_dir: {spool}: cannot write: Permission denied", err)
+        code, out = self.start(path, prefix=as_nobody)
+        self.assertEqual(code, 1, out)
+        self.assertEqual(snapshot(spool), before)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "logs", "events.log")))
 
     def wait_listening(self, p):
         deadline = time.monotonic() + 15
