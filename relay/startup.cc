@@ -118,9 +118,10 @@ Result<UniqueFd> bindWithErrno(const ListenerConfig& l, int* err) {
 }
 
 // True if another process holds the spool's lock (a daemon runs on it).
-// Opens the lock read-only and only if it exists: creates nothing.
+// Opens the lock read-only (never blocking, were it a FIFO) and only if it
+// exists: creates nothing.
 bool spoolLockedByOther(const std::string& spoolDir) {
-    UniqueFd fd(::open((spoolDir + "/lock").c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    UniqueFd fd(::open((spoolDir + "/lock").c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (!fd.valid()) return false;
     return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
 }
