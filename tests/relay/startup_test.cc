@@ -9,10 +9,14 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 
 using namespace danerelay;
 using namespace danerelay::relay;
@@ -137,6 +141,26 @@ TEST_F(StartupTest, APortInUseByTheRunningDaemonSaysTheSpoolIsLocked) {
     EXPECT_EQ(c.problems[1],
               cfg_.file + ": spool_dir: " + cfg_.spoolDir +
                   ": locked by a running danerelayd, which may be the one listening");
+}
+
+TEST_F(StartupTest, AFifoAsTheSpoolLockCannotHangTheCheck) {
+    // A port in use makes the check look at the spool's lock; a FIFO there
+    // must be reported, not opened and waited on for ever.
+    uint16_t port = 0;
+    UniqueFd other = listenAnywhere(&port);
+    cfg_.listeners[0] = listener("127.0.0.1", port);
+    std::filesystem::create_directories(cfg_.spoolDir);
+    ASSERT_EQ(::mkfifo((cfg_.spoolDir + "/lock").c_str(), 0600), 0);
+    auto done = std::make_shared<std::promise<std::vector<std::string>>>();
+    auto result = done->get_future();
+    std::thread([cfg = cfg_, done] { done->set_value(checkStart(cfg).problems); }).detach();
+    ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+        << "checkStart() hung on a FIFO at spool/lock";
+    auto problems = result.get();
+    ASSERT_EQ(problems.size(), 2u);
+    EXPECT_NE(problems[0].find("listeners[0].address"), std::string::npos);
+    EXPECT_EQ(problems[1], cfg_.file + ": spool_dir: " + cfg_.spoolDir +
+                               "/lock: is not a regular file (a damaged spool?)");
 }
 
 TEST_F(StartupTest, LogFileDirectoryMustExist) {
