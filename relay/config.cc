@@ -44,7 +44,14 @@ class Checker {
             return {};
         }
         if (!it->is_string()) fail(join(where, key), "must be a string");
-        return it->get<std::string>();
+        std::string v = it->get<std::string>();
+        // "\u0000" would cut a path or an address short where the system
+        // reads it, so another file or address would be used than written.
+        if (auto nul = v.find('\0'); nul != std::string::npos) {
+            fail(join(where, key),
+                 "contains a NUL byte (\\u0000) at offset " + std::to_string(nul));
+        }
+        return v;
     }
 
     template <typename T>
@@ -205,6 +212,18 @@ std::string resolvePath(const std::string& configFile, const std::string& p) {
     return configFile.substr(0, slash + 1) + p;
 }
 
+// Two listeners on one address and port, however the address is written
+// ("::1" and "0:0::1"); both parse, or parseListener() would have failed.
+bool sameAddress(const ListenerConfig& a, const ListenerConfig& b) {
+    if (a.port != b.port) return false;
+    sockaddr_storage sa{}, sb{};
+    socklen_t la = 0, lb = 0;
+    if (!toSockaddr(a.host, a.port, &sa, &la) || !toSockaddr(b.host, b.port, &sb, &lb)) {
+        return a.host == b.host;
+    }
+    return la == lb && std::memcmp(&sa, &sb, la) == 0;
+}
+
 ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {
     c.onlyKeys(lj, where, {"address", "tls"});
     ListenerConfig l;
@@ -222,7 +241,9 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
         hostPart = l.text.substr(0, colon);
         portPart = l.text.substr(colon + 1);
     }
-    if (!Cidr::parse(hostPart))
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (!toSockaddr(hostPart, 1, &ss, &len))
         c.fail(where + ".address", "'" + hostPart + "' is not an IP address");
     if (portPart.empty() || portPart.size() > 5 ||
         portPart.find_first_not_of("0123456789") != std::string::npos ||
@@ -305,15 +326,25 @@ Config loadConfig(const std::string& path, FileCheck files) {
         ::gethostname(buf, sizeof buf - 1);
         cfg.hostname = buf;
     }
-    cfg.spoolDir = resolvePath(path, c.str(j, "", "spool_dir", true));
+    std::string spool = c.str(j, "", "spool_dir", true);
+    if (spool.empty()) c.fail("spool_dir", "must not be empty (a directory for the spool)");
+    cfg.spoolDir = resolvePath(path, spool);
 
     auto lit = j.find("listeners");
     if (lit == j.end() || !lit->is_array() || lit->empty()) {
         c.fail("listeners", "must be a non-empty array");
     }
     for (size_t i = 0; i < lit->size(); ++i) {
-        cfg.listeners.push_back(
-            parseListener(c, (*lit)[i], "listeners[" + std::to_string(i) + "]"));
+        std::string where = "listeners[" + std::to_string(i) + "]";
+        cfg.listeners.push_back(parseListener(c, (*lit)[i], where));
+        // The same address twice (however written) could never be bound.
+        for (size_t k = 0; k < i; ++k) {
+            if (sameAddress(cfg.listeners[k], cfg.listeners[i])) {
+                c.fail(where + ".address", cfg.listeners[i].text + " is listeners[" +
+                                               std::to_string(k) + "] again (" +
+                                               cfg.listeners[k].text + ")");
+            }
+        }
     }
 
     if (auto t = j.find("tls"); t != j.end()) {

@@ -5,8 +5,12 @@
 // errors and keys written twice in one object name file:line:column; numbers
 // out of range say the range; "hostname" must be a DNS name (it goes into the
 // SMTP greeting, so CR, LF or spaces would forge replies). Relative paths are taken relative to the
-// directory of the configuration file. Loading throws ConfigError: this is
-// start-up, where exceptions are the house rule.
+// directory of the configuration file. No string may hold a NUL ("\u0000"
+// would cut a path short); spool_dir may not be empty; two listeners on one
+// address and port (however spelt) are refused. What the system must allow
+// (binding, directories) is checked by checkStart() (relay/startup.h).
+// Loading throws ConfigError: this is start-up, where exceptions are the
+// house rule.
 #pragma once
 
 #include <cstdint>

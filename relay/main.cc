@@ -1,8 +1,16 @@
-// main.cc — danerelayd: load the configuration, recover the spool, listen,
-// run the event loop until SIGTERM/SIGINT.
+// main.cc — danerelayd: load the configuration, check and bind everything a
+// start needs, take the spool, recover it, run the event loop until
+// SIGTERM/SIGINT.
+//
+// A start either succeeds or touches nothing: configuration, named files,
+// listeners (bound), log file, control socket directory and spool path are
+// all checked (relay/startup.h) before the spool lock is taken, and the
+// control socket is listening before recovery changes the spool.
+// --check-config runs the same checks and stops there.
 //
 // Exit codes: 0 clean stop (or --check-config passed), 1 configuration or
-// start-up error (the message names the file and key or the address), 2 usage.
+// start-up error (each problem on its own line, naming the file and key or
+// the address), 2 usage.
 #include <event2/event.h>
 #include <event2/thread.h>
 
@@ -13,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dns/resolver.h"
 #include "policy/policy.h"
@@ -26,6 +35,7 @@
 #include "relay/log.h"
 #include "relay/scheduler.h"
 #include "relay/smtp_server.h"
+#include "relay/startup.h"
 #include "tls/session.h"
 
 using namespace danerelay;
@@ -37,18 +47,37 @@ void usage() {
     std::fprintf(stderr,
                  "usage: danerelayd --config FILE [--check-config]\n"
                  "  --config FILE    configuration (JSON); see etc/danerelay.json\n"
-                 "  --check-config   validate the configuration and exit\n");
+                 "  --check-config   check the configuration and everything a start\n"
+                 "                   needs (listeners test-bound, log file, control\n"
+                 "                   socket, spool path), change nothing, and exit\n");
 }
 
 int run(const Config& cfg, const std::optional<Credentials>& creds,
         std::shared_ptr<tls::ServerCredentials> tlsCreds,
         std::shared_ptr<const policy::PolicySet> policySet,
-        std::shared_ptr<dns::Validator> validator) {
+        std::shared_ptr<dns::Validator> validator, std::vector<UniqueFd> listeners,
+        uint64_t maxOpenFiles) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
-        std::fprintf(stderr, "danerelayd: %s\n", spool.error().message.c_str());
+        std::fprintf(stderr, "danerelayd: %s: spool_dir: %s\n", cfg.file.c_str(),
+                     spool.error().message.c_str());
         return 1;
     }
+    EventBasePtr base(event_base_new());
+    // The control socket: after the spool lock (which says that a socket
+    // left there is stale), before recovery, so that a start failing here
+    // has changed nothing. Requests wait in its backlog until the loop runs,
+    // and by then verbs is set.
+    ControlVerbs* verbsPtr = nullptr;
+    ControlServer control(base.get(), cfg.controlSocket,
+                          [&verbsPtr](const nlohmann::json& req, ControlServer::Reply reply) {
+                              verbsPtr->handle(req, std::move(reply));
+                          });
+    if (auto st = control.listen(); !st) {
+        std::fprintf(stderr, "danerelayd: %s: %s\n", cfg.file.c_str(), st.error().message.c_str());
+        return 1;
+    }
+
     auto report = (*spool)->recover();
     for (const auto& q : report.quarantined) {
         logEvent("quarantine", {{"file", cfg.spoolDir + "/" + q.file},
@@ -62,7 +91,6 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                            {"quarantined", std::to_string(report.quarantined.size())},
                            {"debris_removed", std::to_string(report.debrisRemoved)}});
 
-    EventBasePtr base(event_base_new());
     LoopPoster poster(base.get());
     WorkerPool workers(poster, 2);
     // AUTH password hashing: one thread of its own, a bounded queue, so
@@ -84,6 +112,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(policySet);
+    verbsPtr = &verbs;
     scheduler.load(report.queued);
 
     ServerContext ctx;
@@ -97,16 +126,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     ctx.credentials = creds ? &*creds : nullptr;
     ctx.onQueued = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
     SmtpServer server(ctx);
-    if (auto st = server.listen(); !st) {
-        std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
-        return 1;
-    }
-    // danectl's way in: status, reload and queue actions (operator only).
-    ControlServer control(base.get(), cfg.controlSocket,
-                          [&verbs](const nlohmann::json& req, ControlServer::Reply reply) {
-                              verbs.handle(req, std::move(reply));
-                          });
-    if (auto st = control.listen(); !st) {
+    if (auto st = server.listen(std::move(listeners)); !st) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
@@ -158,6 +178,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
               {"hostname", cfg.hostname},
               {"resolvers", resolversText(cfg.dns)},
               {"resolvers_from", cfg.dns.resolversFrom},
+              {"max_open_files", std::to_string(maxOpenFiles)},
               {"dnssec", validator ? "local validation, anchor " + validator->anchorZone() +
                                          " from " + cfg.dns.trustAnchor
                                    : std::string("resolver's AD bit")}});
@@ -196,41 +217,58 @@ int main(int argc, char** argv) {
     std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a write error, not a crash
 
     Config cfg;
-    std::optional<Credentials> creds;
-    std::shared_ptr<tls::ServerCredentials> tlsCreds;
     try {
         cfg = loadConfig(configPath);
-        if (!cfg.credentialsFile.empty()) creds = Credentials::load(cfg.credentialsFile);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "danerelayd: %s\n", e.what());
         return 1;
     }
+    // Every remaining problem is collected and reported, not only the first.
+    std::vector<std::string> problems;
+    std::optional<Credentials> creds;
+    if (!cfg.credentialsFile.empty()) {
+        try {
+            creds = Credentials::load(cfg.credentialsFile);
+        } catch (const std::exception& e) {
+            problems.push_back(configPath + ": auth.credentials: " + e.what());
+        }
+    }
+    std::shared_ptr<tls::ServerCredentials> tlsCreds;
     if (!cfg.tlsCertificate.empty()) {
         auto c = tls::ServerCredentials::load(cfg.tlsCertificate, cfg.tlsKey);
-        if (!c) {
-            std::fprintf(stderr, "danerelayd: %s\n", c.error().message.c_str());
-            return 1;
+        if (c) {
+            tlsCreds = *c;
+        } else {
+            problems.push_back(configPath + ": tls: " + c.error().message);
         }
-        tlsCreds = *c;
     }
     std::shared_ptr<const policy::PolicySet> policySet;
     if (!cfg.policyDir.empty()) {
         auto p = policy::PolicySet::loadDir(cfg.policyDir);
-        if (!p) {
-            std::fprintf(stderr, "danerelayd: %s\n", p.error().message.c_str());
-            return 1;
+        if (p) {
+            policySet = *p;
+        } else {
+            problems.push_back(p.error().message);
         }
-        policySet = *p;
     }
     std::shared_ptr<dns::Validator> validator;
     if (cfg.dns.validation == "local") {
         auto v = loadValidator(cfg.dns);
-        if (!v) {
-            std::fprintf(stderr, "danerelayd: %s: %s\n", configPath.c_str(),
-                         v.error().message.c_str());
-            return 1;
+        if (v) {
+            validator = *v;
+        } else {
+            problems.push_back(configPath + ": " + v.error().message);
         }
-        validator = *v;
+    }
+    // More descriptors than the usual 1,024 for sessions, DNS and outbound
+    // connections; the figure goes into the start line.
+    uint64_t maxOpenFiles = checkOnly ? 0 : raiseFileLimit();
+    // What the start would try: the listeners are bound now and kept.
+    StartCheck started = checkStart(cfg);
+    problems.insert(problems.end(), started.problems.begin(), started.problems.end());
+    if (!problems.empty()) {
+        for (const auto& p : problems) std::fprintf(stderr, "danerelayd: %s\n", p.c_str());
+        return 1;
     }
     if (checkOnly) {
         std::printf("%s: configuration ok\nresolvers: %s from %s\n", configPath.c_str(),
@@ -239,9 +277,10 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!logOpen(cfg.logFile)) {
-        std::fprintf(stderr, "danerelayd: cannot open log file %s: %s\n", cfg.logFile.c_str(),
-                     std::strerror(errno));
+        std::fprintf(stderr, "danerelayd: %s: log_file: cannot open %s: %s\n", configPath.c_str(),
+                     cfg.logFile.c_str(), std::strerror(errno));
         return 1;
     }
-    return run(cfg, creds, std::move(tlsCreds), std::move(policySet), std::move(validator));
+    return run(cfg, creds, std::move(tlsCreds), std::move(policySet), std::move(validator),
+               std::move(started.listeners), maxOpenFiles);
 }

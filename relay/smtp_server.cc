@@ -50,28 +50,17 @@ SmtpServer::SmtpServer(ServerContext ctx)
 
 SmtpServer::~SmtpServer() = default;
 
-Status SmtpServer::listen() {
-    for (const auto& lc : ctx_.config->listeners) {
+Status SmtpServer::listen(std::vector<UniqueFd> bound) {
+    if (bound.size() != ctx_.config->listeners.size()) {
+        return Error::internal("listen: " + std::to_string(bound.size()) + " sockets for " +
+                               std::to_string(ctx_.config->listeners.size()) + " listeners");
+    }
+    for (size_t i = 0; i < bound.size(); ++i) {
+        const auto& lc = ctx_.config->listeners[i];
         auto l = std::make_unique<Listener>();
         l->config = lc;
-        sockaddr_storage ss{};
-        socklen_t len = 0;
-        if (!toSockaddr(lc.host, lc.port, &ss, &len)) {
-            return Error::permanent("listener " + lc.text + ": bad address");
-        }
-        l->fd.reset(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        if (!l->fd.valid()) {
-            return Error::permanent("listener " + lc.text + ": socket: " + std::strerror(errno));
-        }
-        int one = 1;
-        ::setsockopt(l->fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ss.ss_family == AF_INET6) {
-            ::setsockopt(l->fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        }
-        if (::bind(l->fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
-            ::listen(l->fd.get(), 511) != 0) {
-            return Error::permanent("listener " + lc.text + ": " + std::strerror(errno));
-        }
+        l->fd = std::move(bound[i]);
+        if (!l->fd.valid()) return Error::internal("listener " + lc.text + ": not bound");
         Listener* raw = l.get();
         l->ev = std::make_unique<Event>(ctx_.base, l->fd.get(), EV_READ | EV_PERSIST,
                                         [this, raw](short) { onAccept(*raw); });

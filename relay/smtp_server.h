@@ -72,8 +72,9 @@ class SmtpServer {
   public:
     explicit SmtpServer(ServerContext ctx);
     ~SmtpServer();
-    // Opens every configured listener; the error names the address.
-    Status listen();
+    // Serves on the listening sockets checkStart() bound (relay/startup.h),
+    // one per configured listener, in order; binds none itself.
+    Status listen(std::vector<UniqueFd> bound);
     size_t sessionCount() const { return sessions_.size(); }
     const ServerContext& context() const { return ctx_; }
 

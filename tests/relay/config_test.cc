@@ -361,4 +361,52 @@ TEST_F(ConfigTest, ConfigPathThatIsADirectorySaysSo) {
     }
 }
 
+// Issue 13: what a start would refuse, the configuration refuses first.
+TEST_F(ConfigTest, EmptySpoolDirIsRefused) {
+    auto e = errorOf(R"({"spool_dir": "", "listeners": [{"address": "127.0.0.1:2525"}]})");
+    EXPECT_EQ(e,
+              dir_ + "/danerelay.json: spool_dir: must not be empty (a directory for the spool)");
+}
+
+TEST_F(ConfigTest, NulInAStringIsRefusedNamingTheKey) {
+    // JSON may spell a NUL; the system would read the path only up to it.
+    auto e = errorOf(R"({"spool_dir": "spool\u0000/elsewhere",
+                         "listeners": [{"address": "127.0.0.1:2525"}]})");
+    EXPECT_EQ(e, dir_ + "/danerelay.json: spool_dir: contains a NUL byte (\\u0000) at offset 5");
+    e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}],
+                   "log_file": "log\u0000.txt"})");
+    EXPECT_NE(e.find("danerelay.json: log_file: contains a NUL byte"), std::string::npos) << e;
+    e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}],
+                   "control_socket": "c.sock\u0000"})");
+    EXPECT_NE(e.find("danerelay.json: control_socket: contains a NUL byte"), std::string::npos)
+        << e;
+    e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1\u0000:2525"}]})");
+    EXPECT_NE(e.find("danerelay.json: listeners[0].address: contains a NUL byte"),
+              std::string::npos)
+        << e;
+}
+
+TEST_F(ConfigTest, DuplicateListenersAreRefused) {
+    auto e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"},
+                         {"address": "127.0.0.1:2526"}, {"address": "127.0.0.1:2525",
+                         "tls": "starttls"}]})");
+    EXPECT_EQ(e, dir_ +
+                     "/danerelay.json: listeners[2].address: 127.0.0.1:2525 is listeners[0] "
+                     "again (127.0.0.1:2525)");
+    // However the address is spelt.
+    e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "[::1]:2525"},
+                   {"address": "[0:0::0:1]:2525"}]})");
+    EXPECT_NE(e.find("listeners[1].address: [0:0::0:1]:2525 is listeners[0] again ([::1]:2525)"),
+              std::string::npos)
+        << e;
+    // One address on two ports, or two addresses on one port, are fine.
+    EXPECT_EQ(errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"},
+                          {"address": "127.0.0.2:2525"}, {"address": "[::1]:2525"}]})"),
+              "");
+    // A network is not an address.
+    e = errorOf(R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.0/8:2525"}]})");
+    EXPECT_NE(e.find("listeners[0].address: '127.0.0.0/8' is not an IP address"), std::string::npos)
+        << e;
+}
+
 }  // namespace
