@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
     // connections; the figure goes into the start line.
     uint64_t maxOpenFiles = checkOnly ? 0 : raiseFileLimit();
     // What the start would try: the listeners are bound now and kept.
-    StartCheck started = checkStart(cfg);
+    StartCheck started = checkStart(cfg, !checkOnly);
     problems.insert(problems.end(), started.problems.begin(), started.problems.end());
     if (!problems.empty()) {
         for (const auto& p : problems) std::fprintf(stderr, "danerelayd: %s\n", p.c_str());
@@ -274,6 +274,7 @@ int main(int argc, char** argv) {
         std::printf("%s: configuration ok\nresolvers: %s from %s\n", configPath.c_str(),
                     resolversText(cfg.dns).c_str(), cfg.dns.resolversFrom.c_str());
         for (const auto& n : cfg.dns.resolverNotes) std::printf("warning: %s\n", n.c_str());
+        for (const auto& n : started.notes) std::printf("note: %s\n", n.c_str());
         return 0;
     }
     if (!logOpen(cfg.logFile)) {

@@ -126,8 +126,9 @@ bool spoolLockedByOther(const std::string& spoolDir) {
     return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
 }
 
-void checkListeners(const Config& cfg, Problems& p, StartCheck* out) {
-    bool inUse = false;
+void checkListeners(const Config& cfg, Problems& p, Problems& notes, bool forStart,
+                    StartCheck* out) {
+    std::vector<std::pair<std::string, std::string>> inUse;  // key, why
     for (size_t i = 0; i < cfg.listeners.size(); ++i) {
         int err = 0;
         auto fd = bindWithErrno(cfg.listeners[i], &err);
@@ -136,10 +137,23 @@ void checkListeners(const Config& cfg, Problems& p, StartCheck* out) {
             out->listeners.push_back(std::move(*fd));
             continue;
         }
-        if (err == EADDRINUSE) inUse = true;
-        p.add(key, fd.error().message);
+        if (err == EADDRINUSE) {
+            inUse.emplace_back(key, fd.error().message);
+        } else {
+            p.add(key, fd.error().message);
+        }
     }
-    if (inUse && spoolLockedByOther(cfg.spoolDir)) {
+    if (inUse.empty()) return;
+    bool running = spoolLockedByOther(cfg.spoolDir);
+    for (const auto& [key, why] : inUse) {
+        if (running && !forStart) {
+            notes.add(key, why + "; not checked: a danerelayd runs on this spool (its lock is "
+                                 "held) and is presumably the one listening");
+        } else {
+            p.add(key, why);
+        }
+    }
+    if (running && forStart) {
         p.add("spool_dir",
               cfg.spoolDir + ": locked by a running danerelayd, which may be the one listening");
     }
@@ -242,10 +256,11 @@ Result<UniqueFd> bindListener(const ListenerConfig& l) {
     return bindWithErrno(l, &err);
 }
 
-StartCheck checkStart(const Config& cfg) {
+StartCheck checkStart(const Config& cfg, bool forStart) {
     StartCheck out;
     Problems p(cfg, &out.problems);
-    checkListeners(cfg, p, &out);
+    Problems notes(cfg, &out.notes);
+    checkListeners(cfg, p, notes, forStart, &out);
     checkLogFile(cfg, p);
     checkControlSocket(cfg, p);
     checkSpool(cfg, p);

@@ -28,6 +28,8 @@ namespace danerelay::relay {
 struct StartCheck {
     // "FILE: KEY: what is wrong", in configuration order. Empty: go on.
     std::vector<std::string> problems;
+    // "FILE: KEY: what was not checked, and why" (a check only).
+    std::vector<std::string> notes;
     // Bound and listening, one per cfg.listeners in order; complete only
     // when no listener is in problems.
     std::vector<UniqueFd> listeners;
@@ -42,7 +44,11 @@ Result<UniqueFd> bindListener(const ListenerConfig& l);
 // in the file system:
 //   listeners       bound and listening all at once (two that overlap, as
 //                   0.0.0.0:25 and 127.0.0.1:25, fail here too); a port in
-//                   use while another process holds the spool lock says so
+//                   use while another process holds the spool lock says so,
+//                   and for a check only (forStart false) it is a note, not
+//                   a problem: an operator checks a new configuration while
+//                   the daemon that holds those ports runs, as with
+//                   `postfix check`
 //   log_file        its directory exists; the file (or, new, its directory)
 //                   is writable and the file is not a directory
 //   control_socket  its directory exists and is writable; the path, if
@@ -51,7 +57,7 @@ Result<UniqueFd> bindListener(const ListenerConfig& l);
 //                   quarantine/ where present and a writable lock file; or,
 //                   absent, creatable: its nearest existing ancestor is a
 //                   writable directory (not a file)
-StartCheck checkStart(const Config& cfg);
+StartCheck checkStart(const Config& cfg, bool forStart = true);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit (to /proc/sys/fs/nr_open
 // if the hard limit is unlimited). Returns the soft limit in force after,

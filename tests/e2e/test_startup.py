@@ -268,6 +268,24 @@ class StartupTest(unittest.TestCase):
         line = next(ln for ln in limits.splitlines() if ln.startswith("Max open files"))
         self.assertEqual(line.split()[3:5], ["4096", "4096"], limits)
 
+    def test_check_config_while_the_daemon_runs(self):
+        """An operator checks the configuration before a restart with the
+        daemon up: its ports are noted, not failed; a second start still fails."""
+        path = self.write_config(self.base)
+        p = subprocess.Popen([h.DANERELAYD, "--config", path],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        self.wait_listening(p)
+        check = subprocess.run([h.DANERELAYD, "--config", path, "--check-config"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertIn("configuration ok", check.stdout)
+        self.assertIn("not checked: a danerelayd runs on this spool", check.stdout)
+        second = subprocess.run([h.DANERELAYD, "--config", path],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(second.returncode, 1, second.stdout + second.stderr)
+        self.assertIn("locked by a running danerelayd", second.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

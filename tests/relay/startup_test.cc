@@ -143,6 +143,29 @@ TEST_F(StartupTest, APortInUseByTheRunningDaemonSaysTheSpoolIsLocked) {
                   ": locked by a running danerelayd, which may be the one listening");
 }
 
+TEST_F(StartupTest, ACheckWhileTheDaemonRunsNotesItsPortsInsteadOfFailing) {
+    // `--check-config` before a restart, with the daemon up: its ports are
+    // in use and its spool is locked. Not a problem for the check (as
+    // `postfix check`), still one for a start.
+    uint16_t port = 0;
+    UniqueFd other = listenAnywhere(&port);
+    cfg_.listeners[0] = listener("127.0.0.1", port);
+    std::filesystem::create_directories(cfg_.spoolDir);
+    UniqueFd lock(::open((cfg_.spoolDir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_EQ(::flock(lock.get(), LOCK_EX | LOCK_NB), 0);
+    auto c = checkStart(cfg_, false);
+    EXPECT_TRUE(c.problems.empty()) << c.problems[0];
+    ASSERT_EQ(c.notes.size(), 1u);
+    EXPECT_NE(c.notes[0].find("listeners[0].address"), std::string::npos) << c.notes[0];
+    EXPECT_NE(c.notes[0].find("not checked: a danerelayd runs on this spool"), std::string::npos)
+        << c.notes[0];
+    // Without a daemon on the spool, the same port in use is a problem.
+    lock.reset();
+    c = checkStart(cfg_, false);
+    ASSERT_EQ(c.problems.size(), 1u);
+    EXPECT_TRUE(c.notes.empty());
+}
+
 TEST_F(StartupTest, AFifoAsTheSpoolLockCannotHangTheCheck) {
     // A port in use makes the check look at the spool's lock; a FIFO there
     // must be reported, not opened and waited on for ever.
