@@ -323,7 +323,7 @@ Config loadConfig(const std::string& path, FileCheck files) {
     if (auto l = j.find("limits"); l != j.end()) {
         c.onlyKeys(*l, "limits",
                    {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
-                    "command_timeout", "session_timeout", "max_errors"});
+                    "command_timeout", "session_timeout", "max_errors", "queue_sweep_interval"});
         auto& L = cfg.limits;
         c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
         c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
@@ -332,6 +332,7 @@ Config loadConfig(const std::string& path, FileCheck files) {
         c.number(*l, "limits", "command_timeout", &L.commandTimeout, 1, 86400);
         c.number(*l, "limits", "session_timeout", &L.sessionTimeout, 1, 86400);
         c.number(*l, "limits", "max_errors", &L.maxErrors, 1, 1000);
+        c.number(*l, "limits", "queue_sweep_interval", &L.queueSweepInterval, 1, 86400);
     }
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
 

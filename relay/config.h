@@ -41,6 +41,9 @@ struct Limits {
     unsigned commandTimeout = 300;   // seconds idle in a command or DATA (RFC 5321 4.5.3.2.7)
     unsigned sessionTimeout = 3600;  // seconds from connect to forced close
     unsigned maxErrors = 20;         // protocol errors before the session is dropped
+    // seconds between sweeps that schedule any spooled message the
+    // scheduler's index lacks (a safety net; flush sweeps too)
+    unsigned queueSweepInterval = 600;
 };
 
 struct DnsConfig {

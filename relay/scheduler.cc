@@ -76,11 +76,10 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                 s_.adminFinished(id_, gone, 0, false);
                 return bounceDone_({id_, gone ? "not-found" : "error", e.message});
             }
-            logEvent("error", {{"qid", id_}, {"reason", e.message}});
-            // Gone (deleted meanwhile) or unreadable: stop scheduling it; a
-            // damaged file is quarantined at the next start, never deleted.
-            return s_.finished(id_, gone, 0);
+            return s_.loadFailed(id_, e);
         }
+        if (auto it = s_.entries_.find(Scheduler::keyOf(id_)); it != s_.entries_.end())
+            it->second.loadFailures = 0;
         msg_ = std::move(*m);
         content_ = std::make_shared<const std::string>(std::move(*content));
         if (bounceDone_) return bounceAll();
@@ -446,9 +445,14 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
       resolver_(resolver),
       ids_(ids),
       connections_(cfg.delivery.connectionReuseTime, cfg.delivery.maxConcurrent),
-      timer_(base, -1, 0, [this](short) { pump(); }) {
+      timer_(base, -1, 0, [this](short) { pump(); }),
+      sweepTimer_(base, -1, 0, [this](short) {
+          sweep();
+          sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
+      }) {
     auto c = tls::ClientCredentials::create();
     if (c) clientCreds_ = *c;
+    sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
 }
 
 Scheduler::~Scheduler() = default;
@@ -478,10 +482,133 @@ void Scheduler::load(const std::vector<std::string>& ids) {
     int64_t now = nowSeconds();
     for (const auto& id : ids) {
         auto m = spool_.load(id);
-        if (!m) continue;
+        if (!m) {
+            // Unreadable now (or damaged since recovery): the delivery path
+            // retries or quarantines it; only a message that is gone is dropped.
+            if (queue::classifyLoadError(m.error()) != queue::LoadFailure::NotFound)
+                schedule(id, now);
+            continue;
+        }
         if (int64_t due = dueOf(m->status, now); due != 0) schedule(id, due);
     }
     kick();
+}
+
+int64_t Scheduler::loadRetryDelay(unsigned failures) {
+    int64_t d = kLoadRetryInitial;
+    for (unsigned i = 1; i < failures && d < kLoadRetryMax; ++i) d *= 2;
+    return std::min(d, kLoadRetryMax);
+}
+
+int64_t Scheduler::dueTime(const std::string& id) const {
+    if (!queue::isValidQueueId(id)) return 0;
+    auto it = entries_.find(keyOf(id));
+    return it == entries_.end() ? 0 : it->second.due;
+}
+
+void Scheduler::loadFailed(const std::string& id, const Error& e) {
+    Key k = keyOf(id);
+    auto retry = [this, id, k](const std::string& why) {
+        auto it = entries_.find(k);
+        unsigned n = it == entries_.end() ? 1u : it->second.loadFailures + 1u;
+        int64_t delay = loadRetryDelay(n);
+        ++counters_.loadRetries;
+        logEvent("load-deferred", {{"qid", id},
+                                   {"reason", why},
+                                   {"failures", std::to_string(n)},
+                                   {"retry_in", std::to_string(delay)}});
+        finished(id, false, nowSeconds() + delay);
+        if (auto again = entries_.find(k); again != entries_.end())
+            again->second.loadFailures = static_cast<uint16_t>(std::min(n, 60000u));
+    };
+    switch (queue::classifyLoadError(e)) {
+        case queue::LoadFailure::NotFound:
+            return finished(id, true, 0);
+        case queue::LoadFailure::Transient:
+            return retry(e.message);
+        case queue::LoadFailure::Damaged:
+            break;
+    }
+    // Set aside with a .why, as recovery does, and never deleted. Still
+    // marked running meanwhile, so nothing else touches it.
+    auto moved = std::make_shared<Status>(okStatus());
+    workers_.run([this, id, e, moved] { *moved = spool_.quarantine(id, e.message); },
+                 [this, id, e, moved, retry] {
+                     if (!*moved) return retry("cannot quarantine: " + moved->error().message);
+                     ++counters_.quarantined;
+                     logEvent("quarantine", {{"qid", id},
+                                             {"file", spool_.dir() + "/msg/" + id},
+                                             {"reason", e.message},
+                                             {"moved_to", spool_.dir() + "/quarantine/"}});
+                     finished(id, true, 0);
+                 });
+}
+
+std::vector<std::string> Scheduler::unindexed(const std::vector<std::string>& spoolIds) const {
+    std::vector<std::string> out;
+    for (const auto& id : spoolIds) {
+        if (!queue::isValidQueueId(id)) continue;  // recovery's to quarantine
+        if (!entries_.contains(keyOf(id))) out.push_back(id);
+    }
+    return out;
+}
+
+void Scheduler::sweep(std::function<void(const SweepReport&)> done) {
+    struct Found {
+        std::string id;
+        int64_t due = 0;         // 0: nothing to deliver
+        std::string unreadable;  // why a load failed (not "not found")
+    };
+    struct Sweep {
+        SweepReport report;
+        std::vector<std::string> listed, candidates;
+        std::vector<Found> found;
+    };
+    auto sw = std::make_shared<Sweep>();
+    // 1. List msg/ on a worker; 2. compare on the loop; 3. read the state of
+    // the missing ones on a worker; 4. schedule on the loop what is still
+    // missing then (a commit or an operator may have indexed it meanwhile).
+    workers_.run(
+        [this, sw] { sw->listed = spool_.listIds(); },
+        [this, sw, done] {
+            sw->report.listed = sw->listed.size();
+            sw->candidates = unindexed(sw->listed);
+            sw->listed.clear();
+            workers_.run(
+                [this, sw] {
+                    int64_t now = nowSeconds();
+                    for (const auto& id : sw->candidates) {
+                        auto m = spool_.load(id);
+                        if (m) {
+                            sw->found.push_back({id, dueOf(m->status, now), ""});
+                        } else if (queue::classifyLoadError(m.error()) !=
+                                   queue::LoadFailure::NotFound) {
+                            sw->found.push_back({id, now, m.error().message});
+                        }
+                    }
+                },
+                [this, sw, done] {
+                    for (const auto& f : sw->found) {
+                        if (entries_.contains(keyOf(f.id))) continue;
+                        if (f.due == 0) {
+                            ++sw->report.notDue;
+                            continue;
+                        }
+                        schedule(f.id, f.due);
+                        sw->report.scheduled.push_back(f.id);
+                        ++counters_.swept;
+                        std::string due = std::to_string(f.due);
+                        if (f.unreadable.empty()) {
+                            logEvent("swept", {{"qid", f.id}, {"due", due}});
+                        } else {
+                            logEvent("swept",
+                                     {{"qid", f.id}, {"due", due}, {"unreadable", f.unreadable}});
+                        }
+                    }
+                    if (!sw->report.scheduled.empty()) kick();
+                    if (done) done(sw->report);
+                });
+        });
 }
 
 void Scheduler::enqueue(const std::string& id) {
@@ -509,6 +636,7 @@ void Scheduler::flush() {
         entries_[k].force = true;
     }
     kick();
+    sweep();
 }
 
 void Scheduler::schedule(const std::string& id, int64_t due) {

@@ -1,5 +1,19 @@
-// Scheduler's pure helpers: what an attempt record keeps of a reply.
+// Scheduler's pure helpers (what an attempt record keeps of a reply, load
+// retry delays), and the scheduler on a real spool and event loop: damaged
+// messages are quarantined, unreadable ones retried, and the sweep indexes
+// what the index lacks. Nothing here reaches the network (delivery stops at
+// the load, or is disabled).
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "queue/utf8.h"
 #include "relay/scheduler.h"
@@ -30,6 +44,211 @@ TEST(AttemptReply, ShortRepliesAndExactFitsAreKeptWhole) {
     exact += "\xC3\xA9";  // ends exactly at 512
     EXPECT_EQ(Scheduler::attemptReply(exact), exact);
     EXPECT_EQ(Scheduler::attemptReply(""), "");
+}
+
+TEST(LoadRetryDelay, DoublesFromTenSecondsUpToTenMinutes) {
+    EXPECT_EQ(Scheduler::loadRetryDelay(0), 10);
+    EXPECT_EQ(Scheduler::loadRetryDelay(1), 10);
+    EXPECT_EQ(Scheduler::loadRetryDelay(2), 20);
+    EXPECT_EQ(Scheduler::loadRetryDelay(4), 80);
+    EXPECT_EQ(Scheduler::loadRetryDelay(7), 600);
+    EXPECT_EQ(Scheduler::loadRetryDelay(60000), 600);
+}
+
+namespace fs = std::filesystem;
+
+// A scheduler wired to real parts: a spool in a temporary directory, a
+// libevent loop, a worker pool. The resolver points at a closed port and is
+// never asked (every test stops before DNS).
+class SchedulerSpoolTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/danerelay-sched-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        auto sp = queue::Spool::open(dir_ + "/spool", queue::Spool::Mode::Writer);
+        ASSERT_TRUE(sp.ok());
+        spool_ = std::move(*sp);
+        base_.reset(event_base_new());
+        poster_ = std::make_unique<LoopPoster>(base_.get());
+        workers_ = std::make_unique<WorkerPool>(*poster_, 1);
+        committer_ = std::make_unique<Committer>(*poster_, *spool_, 16);
+        dns::ResolverOptions o;
+        o.servers = {{"127.0.0.1", 9, false}};
+        resolver_ = std::make_unique<dns::Resolver>(base_.get(), o);
+        cfg_.hostname = "relay.test";
+        cfg_.spoolDir = dir_ + "/spool";
+    }
+    void TearDown() override {
+        if (workers_) workers_->stop();
+        scheduler_.reset();
+        committer_.reset();
+        workers_.reset();
+        resolver_.reset();
+        poster_.reset();
+        base_.reset();
+        spool_.reset();
+        fs::remove_all(dir_);
+    }
+    Scheduler& scheduler() {
+        if (!scheduler_) {
+            scheduler_ = std::make_unique<Scheduler>(base_.get(), cfg_, *spool_, *workers_,
+                                                     *committer_, *resolver_, ids_);
+        }
+        return *scheduler_;
+    }
+    std::string commit(queue::RcptState state = queue::RcptState::Pending) {
+        queue::NewMessage m;
+        m.id = ids_.next();
+        m.envelope.sender = "alice@example.org";
+        m.envelope.recipients = {{"bob@example.com", "", queue::kNotifyNone}};
+        m.envelope.arrival = static_cast<int64_t>(std::time(nullptr));
+        m.content = "Subject: hi\r\n\r\nbody\r\n";
+        EXPECT_TRUE(spool_->commitOne(m).ok());
+        if (state != queue::RcptState::Pending) {
+            std::vector<queue::RecipientStatus> st(1);
+            st[0].state = state;
+            if (state == queue::RcptState::Deferred) {
+                st[0].attempts = 1;
+                st[0].nextAttempt = static_cast<int64_t>(std::time(nullptr)) + 100;
+            }
+            EXPECT_TRUE(spool_->writeStatus(m.id, st).ok());
+        }
+        return m.id;
+    }
+    void flipLastContentByte(const std::string& id) {
+        std::fstream f(dir_ + "/spool/msg/" + id, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(-3, std::ios::end);
+        f.put('X');
+    }
+    // Run the loop until done() or 10 s; 50 ms slices, so bounded either way.
+    bool runUntil(const std::function<bool()>& done) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            timeval slice{0, 50000};
+            event_base_loopexit(base_.get(), &slice);
+            event_base_dispatch(base_.get());
+        }
+        return true;
+    }
+
+    std::string dir_;
+    std::unique_ptr<queue::Spool> spool_;
+    EventBasePtr base_;
+    std::unique_ptr<LoopPoster> poster_;
+    std::unique_ptr<WorkerPool> workers_;
+    std::unique_ptr<Committer> committer_;
+    std::unique_ptr<dns::Resolver> resolver_;
+    queue::QueueIdGenerator ids_;
+    Config cfg_;
+    std::unique_ptr<Scheduler> scheduler_;
+};
+
+// A damaged content file found when a delivery loads the message: it is set
+// aside with a .why (as recovery does), not left in msg/ unscheduled until
+// the next start. (Before: logged as an error and dropped from the index.)
+TEST_F(SchedulerSpoolTest, DamageFoundAtLoadIsQuarantinedNotLeftUnscheduled) {
+    std::string id = commit();
+    flipLastContentByte(id);  // load() still reads the envelope; the checksum fails
+    auto& s = scheduler();
+    s.load({id});
+    ASSERT_EQ(s.queued(), 1u);
+    s.setReady();
+    std::string q = dir_ + "/spool/quarantine/" + id;
+    bool moved = runUntil([&] { return fs::exists(q + ".why") && s.queued() == 0; });
+    EXPECT_TRUE(moved) << "damaged message neither quarantined nor unindexed";
+    EXPECT_TRUE(fs::exists(q));  // set aside, never deleted
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/msg/" + id));
+    std::ifstream why(q + ".why");
+    std::string line;
+    std::getline(why, line);
+    EXPECT_NE(line.find("checksum mismatch"), std::string::npos) << line;
+}
+
+TEST_F(SchedulerSpoolTest, QuarantineIsCounted) {
+    std::string id = commit();
+    flipLastContentByte(id);
+    auto& s = scheduler();
+    s.load({id});
+    s.setReady();
+    ASSERT_TRUE(runUntil([&] { return s.counters().quarantined == 1; }));
+    EXPECT_EQ(spool_->quarantinedCount(), 1u);
+    EXPECT_EQ(s.queued(), 0u);
+}
+
+// EMFILE while loading: the message is fine, so it stays indexed and is
+// loaded again after a backoff; it is not quarantined, not dropped.
+TEST_F(SchedulerSpoolTest, TransientLoadFailureIsRetriedWithBackoff) {
+    std::string id = commit();
+    auto& s = scheduler();
+    s.setReady();
+    rlimit old{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int highest = 0;
+    for (auto& e : fs::directory_iterator("/proc/self/fd"))
+        highest = std::max(highest, std::stoi(e.path().filename().string()));
+    rlimit tight{static_cast<rlim_t>(highest) + 1, old.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    std::vector<int> fillers;
+    for (int i = 0; i < 4096; ++i) {  // bounded: fill the gaps below the limit
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) break;
+        fillers.push_back(fd);
+    }
+    int64_t before = static_cast<int64_t>(std::time(nullptr));
+    s.load({id});  // at start-up, too, an unreadable message stays indexed
+    bool retried = runUntil([&] { return s.counters().loadRetries >= 1; });
+    for (int fd : fillers) ::close(fd);
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    ASSERT_TRUE(retried);
+    EXPECT_EQ(s.queued(), 1u);
+    EXPECT_GE(s.dueTime(id), before + Scheduler::kLoadRetryInitial);
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/msg/" + id));
+    EXPECT_EQ(spool_->quarantinedCount(), 0u);
+    EXPECT_EQ(s.counters().quarantined, 0u);
+}
+
+TEST_F(SchedulerSpoolTest, UnindexedIsTheSpoolMinusTheIndexWithoutForeignNames) {
+    cfg_.delivery.enabled = false;
+    std::string a = commit(), b = commit(), c = commit();
+    auto& s = scheduler();
+    s.load({a, c});
+    EXPECT_EQ(s.unindexed({a, b, "not-an-id", c}), std::vector<std::string>{b});
+    EXPECT_EQ(s.unindexed({}), std::vector<std::string>{});
+}
+
+// Messages put in msg/ behind the scheduler's back (a commit whose session
+// was gone, a copy from another spool): the sweep schedules each one that
+// has something to deliver, leaves held ones unindexed, and a second sweep
+// finds nothing new.
+TEST_F(SchedulerSpoolTest, SweepSchedulesWhatTheIndexLacks) {
+    cfg_.delivery.enabled = false;  // keep everything in the index
+    std::string indexed = commit();
+    auto& s = scheduler();
+    s.load({indexed});
+    std::string missing = commit(), held = commit(queue::RcptState::Held),
+                deferred = commit(queue::RcptState::Deferred);
+    std::ofstream(dir_ + "/spool/msg/not-an-id") << "x";
+    ASSERT_EQ(s.queued(), 1u);
+    std::optional<SweepReport> r;
+    s.sweep([&](const SweepReport& rep) { r = rep; });
+    ASSERT_TRUE(runUntil([&] { return r.has_value(); }));
+    EXPECT_EQ(r->listed, 5u);
+    EXPECT_EQ(r->notDue, 1u);
+    EXPECT_EQ(s.dueTime(held), 0);
+    EXPECT_EQ(r->scheduled, (std::vector<std::string>{missing, deferred}));
+    EXPECT_EQ(s.queued(), 3u);
+    EXPECT_NE(s.dueTime(missing), 0);
+    EXPECT_EQ(s.counters().swept, 2u);
+
+    std::string held2 = commit(queue::RcptState::Held);
+    r.reset();
+    s.sweep([&](const SweepReport& rep) { r = rep; });
+    ASSERT_TRUE(runUntil([&] { return r.has_value(); }));
+    EXPECT_TRUE(r->scheduled.empty());
+    EXPECT_EQ(r->notDue, 2u);
+    EXPECT_EQ(s.dueTime(held2), 0);
+    EXPECT_EQ(s.queued(), 3u);
 }
 
 }  // namespace
