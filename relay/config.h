@@ -44,6 +44,10 @@ struct Limits {
     // seconds between sweeps that schedule any spooled message the
     // scheduler's index lacks (a safety net; flush sweeps too)
     unsigned queueSweepInterval = 600;
+    // Outbound fan-out: connections (a destination's DNS lookups and its SMTP
+    // session) open at once in all, and for one message
+    unsigned maxOutboundConnections = 100;
+    unsigned maxConnectionsPerMessage = 20;
 };
 
 struct DnsConfig {

@@ -578,9 +578,14 @@ int status(const std::string& socket, bool asJson, int timeout) {
     } else {
         std::printf("policy:    built-in (dane for every destination)\n");
     }
-    std::printf("delivery:  %s\n", (*r)["delivery"]["enabled"].get<bool>()
-                                       ? "enabled"
-                                       : "DISABLED in the configuration");
+    std::printf("delivery:  %s", (*r)["delivery"]["enabled"].get<bool>()
+                                     ? "enabled"
+                                     : "DISABLED in the configuration");
+    if (const auto& c = (*r)["delivery"].value("connections", json()); c.is_object())
+        std::printf("; connections %lld in use (peak %lld), limit %lld, %lld per message",
+                    c["in_use"].get<long long>(), c["peak"].get<long long>(),
+                    c["limit"].get<long long>(), c["per_message"].get<long long>());
+    std::printf("\n");
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 
 #include "queue/filter.h"
 #include "queue/utf8.h"
@@ -93,10 +94,30 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         }
         if (byDomain.empty()) return complete();
         pendingDomains_ = byDomain.size();
+        for (auto& [domain, idx] : byDomain) waitingDomains_.emplace_back(domain, std::move(idx));
+        startDomains();
+    }
+
+    // Fan-out: at most limits.max_connections_per_message domains of this
+    // message at once, each holding its destination's slot and then one of
+    // the limits.max_outbound_connections slots (in that order, always, so
+    // that no slot is held while waiting for one of another kind that its
+    // holders need) for its DNS lookups and its one SMTP session at a time.
+    void startDomains() {
+        if (startingDomains_) return;  // the loop below picks it up
+        startingDomains_ = true;
         auto self = shared_from_this();
-        for (auto& [domain, idx] : byDomain) {
-            s_.acquireDomain(domain, [self, domain, idx] { self->deliverDomain(domain, idx); });
+        while (activeDomains_ < s_.cfg_.limits.maxConnectionsPerMessage &&
+               !waitingDomains_.empty()) {
+            auto [domain, idx] = std::move(waitingDomains_.front());
+            waitingDomains_.pop_front();
+            ++activeDomains_;
+            s_.acquireDomain(domain, [self, domain, idx] {
+                self->s_.acquireConnection(
+                    [self, domain, idx] { self->deliverDomain(domain, idx); });
+            });
         }
+        startingDomains_ = false;
     }
 
     void bounceAll() {
@@ -315,8 +336,11 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     }
 
     void domainDone(const std::string& domain) {
+        s_.releaseConnection();
         s_.releaseDomain(domain);
-        if (--pendingDomains_ == 0) complete();
+        --activeDomains_;
+        if (--pendingDomains_ == 0) return complete();
+        startDomains();
     }
 
     // Every domain has an outcome: make the new state durable, bounce what
@@ -429,6 +453,9 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     std::map<size_t, std::vector<queue::AttemptRecord>> tries_;  // this attempt's tries
     std::map<std::string, std::string> policyText_;              // domain → "level@file:line"
     size_t pendingDomains_ = 0;
+    std::deque<std::pair<std::string, std::vector<size_t>>> waitingDomains_;  // not started yet
+    unsigned activeDomains_ = 0;
+    bool startingDomains_ = false;
     bool force_ = false;
     std::function<void(AdminResult)> bounceDone_;
 };
@@ -685,6 +712,29 @@ void Scheduler::acquireDomain(const std::string& domain, std::function<void()> s
         return start();
     }
     domainWaiting_[domain].push_back(std::move(start));
+}
+
+void Scheduler::acquireConnection(std::function<void()> start) {
+    if (connectionsInUse_ < cfg_.limits.maxOutboundConnections && connectionWaiting_.empty()) {
+        ++connectionsInUse_;
+        connectionsPeak_ = std::max(connectionsPeak_, connectionsInUse_);
+        return start();
+    }
+    connectionWaiting_.push_back(std::move(start));
+}
+
+void Scheduler::releaseConnection() {
+    --connectionsInUse_;
+    if (dispatchingConnections_) return;  // the loop below hands the slot on
+    dispatchingConnections_ = true;
+    while (connectionsInUse_ < cfg_.limits.maxOutboundConnections && !connectionWaiting_.empty()) {
+        auto next = std::move(connectionWaiting_.front());
+        connectionWaiting_.pop_front();
+        ++connectionsInUse_;
+        connectionsPeak_ = std::max(connectionsPeak_, connectionsInUse_);
+        next();
+    }
+    dispatchingConnections_ = false;
 }
 
 void Scheduler::releaseDomain(const std::string& domain) {

@@ -108,6 +108,10 @@ class Scheduler {
         uint64_t quarantined = 0, loadRetries = 0, swept = 0;
     };
     const Counters& counters() const { return counters_; }
+    // Outbound connection slots (limits.max_outbound_connections): in use
+    // now, and the most ever in use at once since start.
+    unsigned connectionsInUse() const { return connectionsInUse_; }
+    unsigned connectionsPeak() const { return connectionsPeak_; }
     // When an ID is next due, 0 if it is not indexed (for tests and status).
     int64_t dueTime(const std::string& id) const;
 
@@ -155,6 +159,11 @@ class Scheduler {
     // Per-destination concurrency: start() runs now, or when a slot frees.
     void acquireDomain(const std::string& domain, std::function<void()> start);
     void releaseDomain(const std::string& domain);
+    // Outbound connections in all: start() runs now, or (in order) when one
+    // of the limits.max_outbound_connections slots frees. A slot covers one
+    // destination domain's DNS lookups and its SMTP session, one at a time.
+    void acquireConnection(std::function<void()> start);
+    void releaseConnection();
 
     event_base* base_;
     const Config& cfg_;
@@ -178,6 +187,9 @@ class Scheduler {
     bool ready_ = false;
     std::map<std::string, unsigned> domainInFlight_;
     std::map<std::string, std::vector<std::function<void()>>> domainWaiting_;
+    unsigned connectionsInUse_ = 0, connectionsPeak_ = 0;
+    std::deque<std::function<void()>> connectionWaiting_;
+    bool dispatchingConnections_ = false;
 };
 
 }  // namespace danerelay::relay

@@ -116,6 +116,9 @@ class SpoolSafetyTest(tc.CtlCase):
         status = self.ctl_json(env, "status", "status")
         self.assertEqual(status["queue"]["quarantined"], 1, status)
         self.assertGreaterEqual(status["queue"]["swept"], 2, status)
+        conns = status["delivery"]["connections"]
+        self.assertEqual((conns["limit"], conns["per_message"]), (100, 20), status)
+        self.assertGreaterEqual(conns["peak"], 1, status)  # the delivery to alice took one
         summary = self.ctl_json(env, "queue_summary", "queue", "summary")
         self.assertEqual(summary["quarantined"], 1, summary)
         code, out, err = self.ctl(env, "status")

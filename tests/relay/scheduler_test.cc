@@ -3,17 +3,23 @@
 // messages are quarantined, unreadable ones retried, and the sweep indexes
 // what the index lacks. Nothing here reaches the network (delivery stops at
 // the load, or is disabled).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "queue/utf8.h"
 #include "relay/scheduler.h"
@@ -72,9 +78,6 @@ class SchedulerSpoolTest : public ::testing::Test {
         poster_ = std::make_unique<LoopPoster>(base_.get());
         workers_ = std::make_unique<WorkerPool>(*poster_, 1);
         committer_ = std::make_unique<Committer>(*poster_, *spool_, 16);
-        dns::ResolverOptions o;
-        o.servers = {{"127.0.0.1", 9, false}};
-        resolver_ = std::make_unique<dns::Resolver>(base_.get(), o);
         cfg_.hostname = "relay.test";
         cfg_.spoolDir = dir_ + "/spool";
     }
@@ -90,22 +93,31 @@ class SchedulerSpoolTest : public ::testing::Test {
         fs::remove_all(dir_);
     }
     Scheduler& scheduler() {
+        if (!resolver_) {
+            dns::ResolverOptions o;
+            o.servers = {{"127.0.0.1", dnsPort_, false}};
+            o.timeoutMs = 400;
+            o.attempts = 1;
+            resolver_ = std::make_unique<dns::Resolver>(base_.get(), o);
+        }
         if (!scheduler_) {
             scheduler_ = std::make_unique<Scheduler>(base_.get(), cfg_, *spool_, *workers_,
                                                      *committer_, *resolver_, ids_);
         }
         return *scheduler_;
     }
-    std::string commit(queue::RcptState state = queue::RcptState::Pending) {
+    std::string commit(queue::RcptState state = queue::RcptState::Pending,
+                       std::vector<queue::Recipient> rcpts = {
+                           {"bob@example.com", "", queue::kNotifyNone}}) {
         queue::NewMessage m;
         m.id = ids_.next();
         m.envelope.sender = "alice@example.org";
-        m.envelope.recipients = {{"bob@example.com", "", queue::kNotifyNone}};
+        m.envelope.recipients = std::move(rcpts);
         m.envelope.arrival = static_cast<int64_t>(std::time(nullptr));
         m.content = "Subject: hi\r\n\r\nbody\r\n";
         EXPECT_TRUE(spool_->commitOne(m).ok());
         if (state != queue::RcptState::Pending) {
-            std::vector<queue::RecipientStatus> st(1);
+            std::vector<queue::RecipientStatus> st(m.envelope.recipients.size());
             st[0].state = state;
             if (state == queue::RcptState::Deferred) {
                 st[0].attempts = 1;
@@ -121,8 +133,8 @@ class SchedulerSpoolTest : public ::testing::Test {
         f.put('X');
     }
     // Run the loop until done() or 10 s; 50 ms slices, so bounded either way.
-    bool runUntil(const std::function<bool()>& done) {
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    bool runUntil(const std::function<bool()>& done, int seconds = 10) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
         while (!done()) {
             if (std::chrono::steady_clock::now() > deadline) return false;
             timeval slice{0, 50000};
@@ -139,6 +151,7 @@ class SchedulerSpoolTest : public ::testing::Test {
     std::unique_ptr<WorkerPool> workers_;
     std::unique_ptr<Committer> committer_;
     std::unique_ptr<dns::Resolver> resolver_;
+    uint16_t dnsPort_ = 9;  // discard: refused at once
     queue::QueueIdGenerator ids_;
     Config cfg_;
     std::unique_ptr<Scheduler> scheduler_;
@@ -249,6 +262,100 @@ TEST_F(SchedulerSpoolTest, SweepSchedulesWhatTheIndexLacks) {
     EXPECT_EQ(r->notDue, 2u);
     EXPECT_EQ(s.dueTime(held2), 0);
     EXPECT_EQ(s.queued(), 3u);
+}
+
+// A DNS server on loopback that never answers, and counts the queries: each
+// one stays open until the resolver's timeout, so queries seen in a window
+// shorter than that were open at the same time.
+class SilentDns {
+  public:
+    SilentDns() {
+        fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        timeval tv{0, 50000};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        thread_ = std::thread([this] {
+            auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+            char buf[4096];
+            while (!stop_ && std::chrono::steady_clock::now() < deadline) {  // bounded
+                if (::recv(fd_, buf, sizeof buf, 0) > 0) {
+                    std::lock_guard<std::mutex> l(mu_);
+                    at_.push_back(std::chrono::steady_clock::now());
+                }
+            }
+        });
+    }
+    ~SilentDns() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    uint16_t port() const { return port_; }
+    // The most queries that arrived within any `window`.
+    size_t peak(std::chrono::milliseconds window) {
+        std::lock_guard<std::mutex> l(mu_);
+        size_t best = 0;
+        for (size_t i = 0, j = 0; j < at_.size(); ++j) {
+            while (at_[j] - at_[i] > window) ++i;
+            best = std::max(best, j - i + 1);
+        }
+        return best;
+    }
+    size_t total() {
+        std::lock_guard<std::mutex> l(mu_);
+        return at_.size();
+    }
+
+  private:
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    std::vector<std::chrono::steady_clock::time_point> at_;
+    std::thread thread_;
+};
+
+// Fan-out: 3 messages of 12 recipient domains each would open 36 lookups
+// (and then 36 SMTP sessions) at once. With limits.max_connections_per_message
+// 3 and limits.max_outbound_connections 5, at most 5 are open at a time, and
+// every domain still gets its turn (each deferred after its DNS timeout).
+TEST_F(SchedulerSpoolTest, OutboundConnectionsAreLimitedInAllAndPerMessage) {
+    SilentDns dns;
+    dnsPort_ = dns.port();
+    cfg_.limits.maxOutboundConnections = 5;
+    cfg_.limits.maxConnectionsPerMessage = 3;
+    std::vector<std::string> msgs;
+    for (int m = 0; m < 3; ++m) {
+        std::vector<queue::Recipient> rcpts;
+        for (int d = 0; d < 12; ++d)
+            rcpts.push_back({"u@d" + std::to_string(m) + "-" + std::to_string(d) + ".example", "",
+                             queue::kNotifyNone});
+        msgs.push_back(commit(queue::RcptState::Pending, rcpts));
+    }
+    auto& s = scheduler();
+    s.load(msgs);
+    s.setReady();
+    auto allDeferred = [&] {
+        for (const auto& id : msgs) {
+            auto m = spool_->load(id);
+            if (!m) return false;
+            for (const auto& st : m->status)
+                if (st.state != queue::RcptState::Deferred) return false;
+        }
+        return true;
+    };
+    ASSERT_TRUE(runUntil(allDeferred, 40)) << dns.total() << " queries";
+    EXPECT_EQ(s.connectionsPeak(), 5u);  // reached, never passed
+    EXPECT_EQ(s.connectionsInUse(), 0u);
+    EXPECT_GE(dns.total(), 36u);  // every domain was asked for
+    // Queries open at once, seen at the server (the timeout is 400 ms).
+    EXPECT_LE(dns.peak(std::chrono::milliseconds(200)), 5u);
 }
 
 }  // namespace
