@@ -29,15 +29,23 @@ std::string sysError(const std::string& what, int err) {
     return what + ": " + std::strerror(err);
 }
 
-uint64_t fnv1a(std::string_view a, std::string_view b) {
+// The checksum in a message file's header: 64-bit FNV-1a over the envelope
+// text and the content, fed in pieces.
+struct Fnv1a {
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (auto part : {a, b}) {
+    void add(std::string_view part) {
         for (unsigned char c : part) {
             h ^= c;
             h *= 0x100000001b3ULL;
         }
     }
-    return h;
+};
+
+uint64_t fnv1a(std::string_view a, std::string_view b) {
+    Fnv1a f;
+    f.add(a);
+    f.add(b);
+    return f.h;
 }
 
 bool writeAll(int fd, std::string_view data) {
@@ -52,16 +60,29 @@ bool writeAll(int fd, std::string_view data) {
     return true;
 }
 
-Result<std::string> readFile(const std::string& path) {
+// The error for a system call that failed on an existing message file: not
+// damage, but the system's state (EIO, EMFILE, ENFILE, ENOMEM...), so the
+// caller retries later. ENOENT (the message is gone) is the caller's business.
+Error ioError(const std::string& what, int err) {
+    return Error::temporary(sysError(what, err));
+}
+
+// *err is the errno of a failure (0 on success).
+Result<std::string> readFile(const std::string& path, int* err) {
+    *err = 0;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return Error::internal(sysError("open " + path, errno));
+    if (!fd.valid()) {
+        *err = errno;
+        return ioError("open " + path, *err);
+    }
     std::string out;
     char buf[65536];
     for (;;) {
         ssize_t n = ::read(fd.get(), buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return Error::internal(sysError("read " + path, errno));
+            *err = errno;
+            return ioError("read " + path, *err);
         }
         if (n == 0) break;
         out.append(buf, static_cast<size_t>(n));
@@ -249,21 +270,24 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) {
         if (errno == ENOENT) return Error::permanent("no such message: " + id);
-        return Error::internal(sysError("open " + path, errno));
+        return ioError("open " + path, errno);
     }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return Error::internal(sysError("stat " + path, errno));
+    if (::fstat(fd.get(), &st) != 0) return ioError("stat " + path, errno);
+    if (!S_ISREG(st.st_mode)) return Error::internal(path + ": not a regular file");
     char head[kMaxHeaderLine + 1];
     ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
-    if (n < 0) return Error::internal(sysError("read " + path, errno));
+    if (n < 0) return ioError("read " + path, errno);
     auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
     if (!h) return Error::internal(path + ": " + h.error().message);
     if (static_cast<uint64_t>(st.st_size) != h->headerLen + h->envLen + h->contentLen) {
         return Error::internal(path + ": file size does not match its header (truncated?)");
     }
     std::string envText(h->envLen, '\0');
-    if (::pread(fd.get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen)) !=
-        static_cast<ssize_t>(envText.size())) {
+    ssize_t got =
+        ::pread(fd.get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen));
+    if (got < 0) return ioError("read " + path, errno);
+    if (static_cast<size_t>(got) != envText.size()) {
         return Error::internal(path + ": short read of envelope");
     }
     // Written by an older version, the envelope may hold bytes that are not
@@ -280,7 +304,8 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
     m.contentSize = h->contentLen;
 
     std::string statePath = dir_ + "/state/" + id;
-    auto st2 = readFile(statePath);
+    int stateErr = 0;
+    auto st2 = readFile(statePath, &stateErr);
     if (st2) {
         auto sj = nlohmann::json::parse(jsonTextFromDisk(std::move(*st2)), nullptr, false);
         if (sj.is_discarded()) return Error::internal(statePath + ": not valid JSON");
@@ -290,7 +315,7 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
             return Error::internal(statePath + ": recipient count differs from envelope");
         }
         m.status = std::move(*status);
-    } else if (errno == ENOENT) {
+    } else if (stateErr == ENOENT) {
         m.status.assign(m.envelope.recipients.size(), RecipientStatus{});
     } else {
         return st2.error();
@@ -301,8 +326,12 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
 Result<std::string> Spool::loadContent(const std::string& id) const {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string path = dir_ + "/msg/" + id;
-    auto data = readFile(path);
-    if (!data) return data.error();
+    int err = 0;
+    auto data = readFile(path, &err);
+    if (!data) {
+        if (err == ENOENT) return Error::permanent("no such message: " + id);
+        return data.error();
+    }
     auto h = parseHeader(*data);
     if (!h) return Error::internal(path + ": " + h.error().message);
     if (data->size() != h->headerLen + h->envLen + h->contentLen) {
@@ -313,6 +342,63 @@ Result<std::string> Spool::loadContent(const std::string& id) const {
     auto content = all.substr(h->headerLen + h->envLen);
     if (fnv1a(env, content) != h->checksum) return Error::internal(path + ": checksum mismatch");
     return std::string(content);
+}
+
+Status Spool::verify(const std::string& id) const {
+    if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    std::string path = dir_ + "/msg/" + id;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+        if (errno == ENOENT) return Error::permanent("no such message: " + id);
+        return ioError("open " + path, errno);
+    }
+    char head[kMaxHeaderLine + 1];
+    ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+    if (n < 0) return ioError("read " + path, errno);
+    auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
+    if (!h) return Error::internal(path + ": " + h.error().message);
+    // The envelope and the content follow the header line.
+    Fnv1a sum;
+    uint64_t left = h->envLen + h->contentLen;
+    off_t at = static_cast<off_t>(h->headerLen);
+    char buf[65536];
+    while (left > 0) {  // bounded: each pass consumes at least one byte, or returns
+        size_t want = static_cast<size_t>(std::min<uint64_t>(left, sizeof buf));
+        ssize_t got = ::pread(fd.get(), buf, want, at);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return ioError("read " + path, errno);
+        }
+        if (got == 0) return Error::internal(path + ": file size does not match its header");
+        sum.add(std::string_view(buf, static_cast<size_t>(got)));
+        left -= static_cast<uint64_t>(got);
+        at += got;
+    }
+    if (::pread(fd.get(), buf, 1, at) != 0) {
+        return Error::internal(path + ": file size does not match its header");
+    }
+    if (sum.h != h->checksum) return Error::internal(path + ": checksum mismatch");
+    return okStatus();
+}
+
+LoadFailure classifyLoadError(const Error& e) {
+    switch (e.kind) {
+        case ErrorKind::Permanent:
+            return LoadFailure::NotFound;
+        case ErrorKind::Temporary:
+            return LoadFailure::Transient;
+        case ErrorKind::Internal:
+            break;
+    }
+    return LoadFailure::Damaged;
+}
+
+size_t Spool::quarantinedCount() const {
+    size_t n = 0;
+    for (const auto& name : listDir(dir_ + "/quarantine")) {
+        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".why") == 0) ++n;
+    }
+    return n;
 }
 
 Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStatus>& status) {
@@ -392,11 +478,20 @@ RecoveryReport Spool::recover() {
             continue;
         }
         auto m = load(name);
-        if (!m) {
-            if (quarantine(name, m.error().message)) {
-                report.quarantined.push_back({"msg/" + name, m.error().message});
+        Status checked = m ? verify(name) : Status(m.error());
+        if (!checked) {
+            const auto& e = checked.error();
+            switch (classifyLoadError(e)) {
+                case LoadFailure::NotFound:
+                    continue;
+                case LoadFailure::Transient:
+                    break;  // unreadable now, not damaged: the scheduler retries it
+                case LoadFailure::Damaged:
+                    if (quarantine(name, e.message)) {
+                        report.quarantined.push_back({"msg/" + name, e.message});
+                    }
+                    continue;
             }
-            continue;
         }
         report.queued.push_back(name);
     }

@@ -6,7 +6,8 @@
 //                written once, never modified
 //   state/ID     per-recipient delivery state (JSON), replaced atomically;
 //                absent means every recipient is still pending
-//   quarantine/  damaged files set aside by recovery, with a .why note
+//   quarantine/  damaged files set aside (by recovery, or when a load finds
+//                them damaged), each with a .why note; never deleted
 //   lock         flock()ed by the daemon: one writer per spool
 //
 // Durability contract: commit() returns success for a message only after its
@@ -15,6 +16,10 @@
 // message is never reported stored unless all of that succeeded. Several
 // messages committed together share the directory fsync and the journal
 // commit (group commit).
+//
+// Load failures come in three kinds (classifyLoadError): the message is gone,
+// the system could not read it now (EIO, EMFILE, ENOMEM...: retry later), or
+// its files are damaged (quarantine them). Damage is never deleted.
 //
 // All calls block on disk I/O: the daemon calls them from worker threads,
 // never from the event loop. A Spool may be used by one committer thread and
@@ -49,8 +54,19 @@ struct NewMessage {
 // Points in commit() where a test may stop the process (crash tests).
 enum class CommitStage { TmpWritten, TmpSynced, Renamed, DirSynced };
 
+// What a failed load(), loadContent() or verify() means for the message.
+enum class LoadFailure {
+    NotFound,   // no such message (delivered or removed meanwhile): Error kind Permanent
+    Transient,  // an I/O or resource error (EIO, EMFILE, ENOMEM...): Temporary; retry later
+    Damaged,    // the files are unreadable as a message (bad header, size,
+                // checksum, JSON): Internal; quarantine() them
+};
+LoadFailure classifyLoadError(const Error& e);
+
 struct RecoveryReport {
-    std::vector<std::string> queued;  // IDs, in arrival order
+    // IDs, in arrival order: the readable messages, and those that a
+    // transient error kept from being read (the scheduler retries them).
+    std::vector<std::string> queued;
     struct Quarantined {
         std::string file;
         std::string reason;
@@ -78,13 +94,24 @@ class Spool {
     Result<StoredMessage> load(const std::string& id) const;
     // The content, checked against the checksum in the header.
     Result<std::string> loadContent(const std::string& id) const;
+    // The whole message file (envelope and content) checked against the
+    // checksum in its header, read in pieces and not kept: what recovery
+    // and the sweep use to find a flipped byte that load() cannot see.
+    Status verify(const std::string& id) const;
     Status writeStatus(const std::string& id, const std::vector<RecipientStatus>& status);
     // durable=false after delivery (a crash may bring it back: at-least-once);
     // durable=true for an operator's delete, which must not come back.
     Status remove(const std::string& id, bool durable = false);
 
-    // Start-up: clear tmp/, quarantine what cannot be read, list the rest.
+    // Start-up: clear tmp/, quarantine what is damaged (load() and verify()
+    // say LoadFailure::Damaged), list the rest.
     RecoveryReport recover();
+    // Set msg/ID and state/ID aside in quarantine/ with ID.why holding the
+    // reason, fsync'd. The one way damage leaves the queue (recovery and the
+    // daemon both use it); an error leaves the files where they were.
+    Status quarantine(const std::string& id, const std::string& reason);
+    // How many files quarantine/ holds (counted by their .why notes).
+    size_t quarantinedCount() const;
     // Every message ID in msg/, sorted (arrival order). No validation.
     std::vector<std::string> listIds() const;
 
@@ -95,7 +122,6 @@ class Spool {
 
   private:
     explicit Spool(std::string dir) : dir_(std::move(dir)) {}
-    Status quarantine(const std::string& id, const std::string& reason);
     void stage(CommitStage s) {
         if (hook_) hook_(s);
     }

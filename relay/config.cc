@@ -383,7 +383,8 @@ Config loadConfig(const std::string& path, FileCheck files) {
         c.onlyKeys(*l, "limits",
                    {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
                     "command_timeout", "session_timeout", "max_errors", "max_sessions_per_network",
-                    "max_hops", "reserved_sessions"});
+                    "max_hops", "reserved_sessions", "queue_sweep_interval",
+                    "max_outbound_connections", "max_connections_per_message"});
         auto& L = cfg.limits;
         c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
         c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
@@ -403,6 +404,10 @@ Config loadConfig(const std::string& path, FileCheck files) {
         } else {
             L.reservedSessions = L.maxSessions / 10;
         }
+        c.number(*l, "limits", "queue_sweep_interval", &L.queueSweepInterval, 1, 86400);
+        c.number(*l, "limits", "max_outbound_connections", &L.maxOutboundConnections, 1, 100000);
+        c.number(*l, "limits", "max_connections_per_message", &L.maxConnectionsPerMessage, 1,
+                 100000);
     }
     c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
 

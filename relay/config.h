@@ -55,6 +55,13 @@ struct Limits {
     // there are any): others get 421 once only these are left. Default: a
     // tenth of max_sessions; must be below it.
     unsigned reservedSessions = 10;
+    // seconds between sweeps that schedule any spooled message the
+    // scheduler's index lacks (a safety net; flush sweeps too)
+    unsigned queueSweepInterval = 600;
+    // Outbound fan-out: connections (a destination's DNS lookups and its SMTP
+    // session) open at once in all, and for one message
+    unsigned maxOutboundConnections = 100;
+    unsigned maxConnectionsPerMessage = 20;
 };
 
 struct DnsConfig {

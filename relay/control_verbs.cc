@@ -111,7 +111,7 @@ void ControlVerbs::reload(std::function<void(bool ok, const std::string& detail)
 void ControlVerbs::status(ControlServer::Reply reply) {
     // Counting by state reads every state file: on a worker, not the loop.
     struct Counts {
-        size_t messages = 0, damaged = 0;
+        size_t messages = 0, damaged = 0, quarantined = 0;
         std::map<std::string, size_t> byState;
     };
     auto counts = std::make_shared<Counts>();
@@ -128,6 +128,7 @@ void ControlVerbs::status(ControlServer::Reply reply) {
                 ++counts->messages;
                 for (const auto& st : m->status) ++counts->byState[queue::toString(st.state)];
             }
+            counts->quarantined = spool_.quarantinedCount();
         },
         [this, counts, reply] {
             json listeners = json::array();
@@ -154,11 +155,20 @@ void ControlVerbs::status(ControlServer::Reply reply) {
                    {"queue",
                     {{"messages", counts->messages},
                      {"damaged", counts->damaged},
+                     {"quarantined", counts->quarantined},
                      {"recipients_by_state", counts->byState},
                      {"scheduled", scheduler_.queued()},
-                     {"in_flight", scheduler_.running()}}},
+                     {"in_flight", scheduler_.running()},
+                     {"swept", scheduler_.counters().swept},
+                     {"load_retries", scheduler_.counters().loadRetries}}},
                    {"dnssec", dnssecJson(probe)},
-                   {"delivery", {{"enabled", cfg_.delivery.enabled}}},
+                   {"delivery",
+                    {{"enabled", cfg_.delivery.enabled},
+                     {"connections",
+                      {{"in_use", scheduler_.connectionsInUse()},
+                       {"peak", scheduler_.connectionsPeak()},
+                       {"limit", cfg_.limits.maxOutboundConnections},
+                       {"per_message", cfg_.limits.maxConnectionsPerMessage}}}}},
                    {"listeners", listeners},
                    {"policy", policyJson()},
                    {"control_socket", cfg_.controlSocket}});
@@ -175,7 +185,7 @@ json ControlVerbs::dnssecJson(const json& lastProbe) const {
     return d;
 }
 
-void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply) {
+void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply, bool swept) {
     auto actionText = request.value("action", json()).is_string()
                           ? request["action"].get<std::string>()
                           : std::string();
@@ -189,6 +199,12 @@ void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply) 
          all = request.value("all", json(false)) == json(true);
     if (int(hasIds) + int(hasFilter) + int(all) != 1) {
         return reply(failure(verb, "give exactly one of: ids, filter, all"));
+    }
+    // flush --all sweeps first: a message in the spool that the scheduler's
+    // index lacks is indexed (and logged "swept") before the flush.
+    if (all && action == AdminAction::Flush && !swept) {
+        return scheduler_.sweep(
+            [this, request, reply](const SweepReport&) { queueAction(request, reply, true); });
     }
     // Either the IDs as given, or those the filter selects now (on a worker).
     auto ids = std::make_shared<std::vector<std::string>>();

@@ -45,7 +45,8 @@ class ControlVerbs {
 
   private:
     void status(ControlServer::Reply reply);
-    void queueAction(const nlohmann::json& request, ControlServer::Reply reply);
+    // swept: the sweep that flush --all starts with has run.
+    void queueAction(const nlohmann::json& request, ControlServer::Reply reply, bool swept = false);
     nlohmann::json policyJson() const;
     nlohmann::json dnssecJson(const nlohmann::json& lastProbe) const;
 

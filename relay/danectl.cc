@@ -432,6 +432,9 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
     std::vector<queue::StoredMessage> list;
     json damaged = json::array();
     if (!loadAll(spoolDir, Filter{}, &list, &damaged)) return 1;
+    size_t quarantined = 0;
+    if (auto spool = queue::Spool::open(spoolDir, queue::Spool::Mode::Reader); spool)
+        quarantined = (*spool)->quarantinedCount();
     std::map<std::string, int> byState, byDomain, byError;
     const queue::StoredMessage* oldest = nullptr;
     for (const auto& m : list) {
@@ -457,7 +460,8 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
                   {"oldest",
                    oldest ? json{{"id", oldest->id}, {"arrival", isoTime(oldest->envelope.arrival)}}
                           : json(nullptr)},
-                  {"damaged", damaged.size()}};
+                  {"damaged", damaged.size()},
+                  {"quarantined", quarantined}};
         std::cout << dumpJson(j, 2) << "\n";
         return 0;
     }
@@ -473,6 +477,9 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
     for (const auto& [k, v] : byError) std::printf("  %5d  %s\n", v, k.c_str());
     if (!damaged.empty())
         std::printf("%zu damaged file(s): see danectl queue list\n", damaged.size());
+    if (quarantined > 0)
+        std::printf("%zu message(s) QUARANTINED as damaged: see %s/quarantine/ (*.why)\n",
+                    quarantined, spoolDir.c_str());
     return 0;
 }
 
@@ -548,6 +555,8 @@ int status(const std::string& socket, bool asJson, int timeout) {
                 q["in_flight"].get<long long>());
     if (q["damaged"].get<int64_t>() > 0)
         std::printf(", %lld DAMAGED (see queue list)", q["damaged"].get<long long>());
+    if (q.value("quarantined", 0) > 0)
+        std::printf(", %lld QUARANTINED", q["quarantined"].get<long long>());
     std::printf("\n");
     std::printf(
         "dnssec:    %s validation%s%s, %s", dn["mode"].get<std::string>().c_str(),
@@ -572,9 +581,14 @@ int status(const std::string& socket, bool asJson, int timeout) {
     } else {
         std::printf("policy:    built-in (dane for every destination)\n");
     }
-    std::printf("delivery:  %s\n", (*r)["delivery"]["enabled"].get<bool>()
-                                       ? "enabled"
-                                       : "DISABLED in the configuration");
+    std::printf("delivery:  %s", (*r)["delivery"]["enabled"].get<bool>()
+                                     ? "enabled"
+                                     : "DISABLED in the configuration");
+    if (const auto& c = (*r)["delivery"].value("connections", json()); c.is_object())
+        std::printf("; connections %lld in use (peak %lld), limit %lld, %lld per message",
+                    c["in_use"].get<long long>(), c["peak"].get<long long>(),
+                    c["limit"].get<long long>(), c["per_message"].get<long long>());
+    std::printf("\n");
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 
 #include "queue/filter.h"
 #include "queue/utf8.h"
@@ -76,11 +77,10 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                 s_.adminFinished(id_, gone, 0, false);
                 return bounceDone_({id_, gone ? "not-found" : "error", e.message});
             }
-            logEvent("error", {{"qid", id_}, {"reason", e.message}});
-            // Gone (deleted meanwhile) or unreadable: stop scheduling it; a
-            // damaged file is quarantined at the next start, never deleted.
-            return s_.finished(id_, gone, 0);
+            return s_.loadFailed(id_, e);
         }
+        if (auto it = s_.entries_.find(Scheduler::keyOf(id_)); it != s_.entries_.end())
+            it->second.loadFailures = 0;
         msg_ = std::move(*m);
         content_ = std::make_shared<const std::string>(std::move(*content));
         if (bounceDone_) return bounceAll();
@@ -94,10 +94,30 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
         }
         if (byDomain.empty()) return complete();
         pendingDomains_ = byDomain.size();
+        for (auto& [domain, idx] : byDomain) waitingDomains_.emplace_back(domain, std::move(idx));
+        startDomains();
+    }
+
+    // Fan-out: at most limits.max_connections_per_message domains of this
+    // message at once, each holding its destination's slot and then one of
+    // the limits.max_outbound_connections slots (in that order, always, so
+    // that no slot is held while waiting for one of another kind that its
+    // holders need) for its DNS lookups and its one SMTP session at a time.
+    void startDomains() {
+        if (startingDomains_) return;  // the loop below picks it up
+        startingDomains_ = true;
         auto self = shared_from_this();
-        for (auto& [domain, idx] : byDomain) {
-            s_.acquireDomain(domain, [self, domain, idx] { self->deliverDomain(domain, idx); });
+        while (activeDomains_ < s_.cfg_.limits.maxConnectionsPerMessage &&
+               !waitingDomains_.empty()) {
+            auto [domain, idx] = std::move(waitingDomains_.front());
+            waitingDomains_.pop_front();
+            ++activeDomains_;
+            s_.acquireDomain(domain, [self, domain, idx] {
+                self->s_.acquireConnection(
+                    [self, domain, idx] { self->deliverDomain(domain, idx); });
+            });
         }
+        startingDomains_ = false;
     }
 
     void bounceAll() {
@@ -316,8 +336,11 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     }
 
     void domainDone(const std::string& domain) {
+        s_.releaseConnection();
         s_.releaseDomain(domain);
-        if (--pendingDomains_ == 0) complete();
+        --activeDomains_;
+        if (--pendingDomains_ == 0) return complete();
+        startDomains();
     }
 
     // Every domain has an outcome: make the new state durable, bounce what
@@ -430,6 +453,9 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     std::map<size_t, std::vector<queue::AttemptRecord>> tries_;  // this attempt's tries
     std::map<std::string, std::string> policyText_;              // domain → "level@file:line"
     size_t pendingDomains_ = 0;
+    std::deque<std::pair<std::string, std::vector<size_t>>> waitingDomains_;  // not started yet
+    unsigned activeDomains_ = 0;
+    bool startingDomains_ = false;
     bool force_ = false;
     std::function<void(AdminResult)> bounceDone_;
 };
@@ -446,9 +472,14 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
       resolver_(resolver),
       ids_(ids),
       connections_(cfg.delivery.connectionReuseTime, cfg.delivery.maxConcurrent),
-      timer_(base, -1, 0, [this](short) { pump(); }) {
+      timer_(base, -1, 0, [this](short) { pump(); }),
+      sweepTimer_(base, -1, 0, [this](short) {
+          sweep();
+          sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
+      }) {
     auto c = tls::ClientCredentials::create();
     if (c) clientCreds_ = *c;
+    sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
 }
 
 Scheduler::~Scheduler() = default;
@@ -478,10 +509,133 @@ void Scheduler::load(const std::vector<std::string>& ids) {
     int64_t now = nowSeconds();
     for (const auto& id : ids) {
         auto m = spool_.load(id);
-        if (!m) continue;
+        if (!m) {
+            // Unreadable now (or damaged since recovery): the delivery path
+            // retries or quarantines it; only a message that is gone is dropped.
+            if (queue::classifyLoadError(m.error()) != queue::LoadFailure::NotFound)
+                schedule(id, now);
+            continue;
+        }
         if (int64_t due = dueOf(m->status, now); due != 0) schedule(id, due);
     }
     kick();
+}
+
+int64_t Scheduler::loadRetryDelay(unsigned failures) {
+    int64_t d = kLoadRetryInitial;
+    for (unsigned i = 1; i < failures && d < kLoadRetryMax; ++i) d *= 2;
+    return std::min(d, kLoadRetryMax);
+}
+
+int64_t Scheduler::dueTime(const std::string& id) const {
+    if (!queue::isValidQueueId(id)) return 0;
+    auto it = entries_.find(keyOf(id));
+    return it == entries_.end() ? 0 : it->second.due;
+}
+
+void Scheduler::loadFailed(const std::string& id, const Error& e) {
+    Key k = keyOf(id);
+    auto retry = [this, id, k](const std::string& why) {
+        auto it = entries_.find(k);
+        unsigned n = it == entries_.end() ? 1u : it->second.loadFailures + 1u;
+        int64_t delay = loadRetryDelay(n);
+        ++counters_.loadRetries;
+        logEvent("load-deferred", {{"qid", id},
+                                   {"reason", why},
+                                   {"failures", std::to_string(n)},
+                                   {"retry_in", std::to_string(delay)}});
+        finished(id, false, nowSeconds() + delay);
+        if (auto again = entries_.find(k); again != entries_.end())
+            again->second.loadFailures = static_cast<uint16_t>(std::min(n, 60000u));
+    };
+    switch (queue::classifyLoadError(e)) {
+        case queue::LoadFailure::NotFound:
+            return finished(id, true, 0);
+        case queue::LoadFailure::Transient:
+            return retry(e.message);
+        case queue::LoadFailure::Damaged:
+            break;
+    }
+    // Set aside with a .why, as recovery does, and never deleted. Still
+    // marked running meanwhile, so nothing else touches it.
+    auto moved = std::make_shared<Status>(okStatus());
+    workers_.run([this, id, e, moved] { *moved = spool_.quarantine(id, e.message); },
+                 [this, id, e, moved, retry] {
+                     if (!*moved) return retry("cannot quarantine: " + moved->error().message);
+                     ++counters_.quarantined;
+                     logEvent("quarantine", {{"qid", id},
+                                             {"file", spool_.dir() + "/msg/" + id},
+                                             {"reason", e.message},
+                                             {"moved_to", spool_.dir() + "/quarantine/"}});
+                     finished(id, true, 0);
+                 });
+}
+
+std::vector<std::string> Scheduler::unindexed(const std::vector<std::string>& spoolIds) const {
+    std::vector<std::string> out;
+    for (const auto& id : spoolIds) {
+        if (!queue::isValidQueueId(id)) continue;  // recovery's to quarantine
+        if (!entries_.contains(keyOf(id))) out.push_back(id);
+    }
+    return out;
+}
+
+void Scheduler::sweep(std::function<void(const SweepReport&)> done) {
+    struct Found {
+        std::string id;
+        int64_t due = 0;         // 0: nothing to deliver
+        std::string unreadable;  // why a load failed (not "not found")
+    };
+    struct Sweep {
+        SweepReport report;
+        std::vector<std::string> listed, candidates;
+        std::vector<Found> found;
+    };
+    auto sw = std::make_shared<Sweep>();
+    // 1. List msg/ on a worker; 2. compare on the loop; 3. read the state of
+    // the missing ones on a worker; 4. schedule on the loop what is still
+    // missing then (a commit or an operator may have indexed it meanwhile).
+    workers_.run(
+        [this, sw] { sw->listed = spool_.listIds(); },
+        [this, sw, done] {
+            sw->report.listed = sw->listed.size();
+            sw->candidates = unindexed(sw->listed);
+            sw->listed.clear();
+            workers_.run(
+                [this, sw] {
+                    int64_t now = nowSeconds();
+                    for (const auto& id : sw->candidates) {
+                        auto m = spool_.load(id);
+                        if (m) {
+                            sw->found.push_back({id, dueOf(m->status, now), ""});
+                        } else if (queue::classifyLoadError(m.error()) !=
+                                   queue::LoadFailure::NotFound) {
+                            sw->found.push_back({id, now, m.error().message});
+                        }
+                    }
+                },
+                [this, sw, done] {
+                    for (const auto& f : sw->found) {
+                        if (entries_.contains(keyOf(f.id))) continue;
+                        if (f.due == 0) {
+                            ++sw->report.notDue;
+                            continue;
+                        }
+                        schedule(f.id, f.due);
+                        sw->report.scheduled.push_back(f.id);
+                        ++counters_.swept;
+                        std::string due = std::to_string(f.due);
+                        if (f.unreadable.empty()) {
+                            logEvent("swept", {{"qid", f.id}, {"due", due}});
+                        } else {
+                            logEvent("swept",
+                                     {{"qid", f.id}, {"due", due}, {"unreadable", f.unreadable}});
+                        }
+                    }
+                    if (!sw->report.scheduled.empty()) kick();
+                    if (done) done(sw->report);
+                });
+        });
 }
 
 void Scheduler::enqueue(const std::string& id) {
@@ -509,6 +663,7 @@ void Scheduler::flush() {
         entries_[k].force = true;
     }
     kick();
+    sweep();
 }
 
 void Scheduler::schedule(const std::string& id, int64_t due) {
@@ -557,6 +712,29 @@ void Scheduler::acquireDomain(const std::string& domain, std::function<void()> s
         return start();
     }
     domainWaiting_[domain].push_back(std::move(start));
+}
+
+void Scheduler::acquireConnection(std::function<void()> start) {
+    if (connectionsInUse_ < cfg_.limits.maxOutboundConnections && connectionWaiting_.empty()) {
+        ++connectionsInUse_;
+        connectionsPeak_ = std::max(connectionsPeak_, connectionsInUse_);
+        return start();
+    }
+    connectionWaiting_.push_back(std::move(start));
+}
+
+void Scheduler::releaseConnection() {
+    --connectionsInUse_;
+    if (dispatchingConnections_) return;  // the loop below hands the slot on
+    dispatchingConnections_ = true;
+    while (connectionsInUse_ < cfg_.limits.maxOutboundConnections && !connectionWaiting_.empty()) {
+        auto next = std::move(connectionWaiting_.front());
+        connectionWaiting_.pop_front();
+        ++connectionsInUse_;
+        connectionsPeak_ = std::max(connectionsPeak_, connectionsInUse_);
+        next();
+    }
+    dispatchingConnections_ = false;
 }
 
 void Scheduler::releaseDomain(const std::string& domain) {

@@ -1,10 +1,12 @@
 #include "queue/spool.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -177,6 +179,119 @@ TEST_F(SpoolTest, ChecksumCatchesFlippedContentByte) {
     auto c = spool->loadContent(m.id);
     ASSERT_FALSE(c.ok());
     EXPECT_NE(c.error().message.find("checksum"), std::string::npos);
+}
+
+TEST_F(SpoolTest, RecoveryQuarantinesAFlippedContentByte) {
+    // load() reads only the envelope; recovery must check the checksum too,
+    // or the message looks queued and is then never delivered nor bounced.
+    std::string good, flipped;
+    {
+        auto spool = open();
+        good = ids_.next();
+        flipped = ids_.next();
+        for (auto& id : {good, flipped}) ASSERT_TRUE(spool->commitOne(message(id)).ok());
+    }
+    {
+        std::fstream f(dir_ + "/spool/msg/" + flipped,
+                       std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(-3, std::ios::end);
+        f.put('X');
+    }
+    auto spool = open();
+    auto report = spool->recover();
+    EXPECT_EQ(report.queued, std::vector<std::string>{good});
+    ASSERT_EQ(report.quarantined.size(), 1u);
+    EXPECT_EQ(report.quarantined[0].file, "msg/" + flipped);
+    EXPECT_NE(report.quarantined[0].reason.find("checksum mismatch"), std::string::npos);
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + flipped));  // set aside, not deleted
+    std::ifstream why(dir_ + "/spool/quarantine/" + flipped + ".why");
+    std::string line;
+    std::getline(why, line);
+    EXPECT_NE(line.find("checksum mismatch"), std::string::npos) << line;
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/msg/" + flipped));
+}
+
+TEST_F(SpoolTest, QuarantinedFilesAreCountedByTheirNotes) {
+    std::string id = ids_.next();
+    {
+        auto spool = open();
+        ASSERT_TRUE(spool->commitOne(message(id)).ok());
+        EXPECT_EQ(spool->quarantinedCount(), 0u);
+        ASSERT_TRUE(spool->quarantine(id, "test: set aside").ok());
+        EXPECT_EQ(spool->quarantinedCount(), 1u);
+    }
+    auto reader = Spool::open(dir_ + "/spool", Spool::Mode::Reader);
+    ASSERT_TRUE(reader.ok());
+    EXPECT_EQ((*reader)->quarantinedCount(), 1u);  // danectl queue summary's view
+    EXPECT_TRUE((*reader)->listIds().empty());
+}
+
+TEST_F(SpoolTest, VerifyChecksTheWholeFileInPieces) {
+    auto spool = open();
+    auto big = message(ids_.next(), std::string(300000, 'a'));  // several 64 KiB reads
+    ASSERT_TRUE(spool->commitOne(big).ok());
+    EXPECT_TRUE(spool->verify(big.id).ok());
+    {
+        std::fstream f(dir_ + "/spool/msg/" + big.id,
+                       std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(200000);
+        f.put('b');
+    }
+    auto v = spool->verify(big.id);
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(classifyLoadError(v.error()), LoadFailure::Damaged);
+    EXPECT_TRUE(spool->load(big.id).ok());  // the envelope alone cannot tell
+    // Appended bytes: the size no longer matches the header.
+    auto m2 = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m2).ok());
+    std::ofstream(dir_ + "/spool/msg/" + m2.id, std::ios::app) << "extra";
+    auto v2 = spool->verify(m2.id);
+    ASSERT_FALSE(v2.ok());
+    EXPECT_NE(v2.error().message.find("size"), std::string::npos) << v2.error().message;
+    EXPECT_EQ(classifyLoadError(spool->verify("0000000000FFFF").error()), LoadFailure::NotFound);
+}
+
+TEST_F(SpoolTest, LoadErrorsAreToldApartNotFoundTransientDamaged) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    EXPECT_EQ(classifyLoadError(spool->load("0000000000FFFF").error()), LoadFailure::NotFound);
+    EXPECT_EQ(classifyLoadError(spool->loadContent("0000000000FFFF").error()),
+              LoadFailure::NotFound);
+
+    // EMFILE: no descriptor left. The message is fine; it must not be
+    // quarantined nor dropped by the scheduler.
+    rlimit old{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int highest = 0;
+    for (auto& e : fs::directory_iterator("/proc/self/fd"))
+        highest = std::max(highest, std::stoi(e.path().filename().string()));
+    rlimit tight{static_cast<rlim_t>(highest) + 1, old.rlim_max};
+    // Close the gaps below the limit so that every open() fails.
+    std::vector<int> fillers;
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    for (int i = 0; i < 4096; ++i) {  // bounded
+        int fd = ::open("/dev/null", O_RDONLY);
+        if (fd < 0) break;
+        fillers.push_back(fd);
+    }
+    auto l = spool->load(m.id);
+    auto c = spool->loadContent(m.id);
+    auto v = spool->verify(m.id);
+    for (int fd : fillers) ::close(fd);
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    ASSERT_FALSE(l.ok());
+    EXPECT_EQ(classifyLoadError(l.error()), LoadFailure::Transient) << l.error().message;
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(classifyLoadError(c.error()), LoadFailure::Transient) << c.error().message;
+    ASSERT_FALSE(v.ok());
+    EXPECT_EQ(classifyLoadError(v.error()), LoadFailure::Transient) << v.error().message;
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/msg/" + m.id));
+
+    // Damage: a header that says more than the file holds.
+    fs::resize_file(dir_ + "/spool/msg/" + m.id, 40);
+    EXPECT_EQ(classifyLoadError(spool->load(m.id).error()), LoadFailure::Damaged);
+    EXPECT_EQ(classifyLoadError(spool->loadContent(m.id).error()), LoadFailure::Damaged);
 }
 
 TEST_F(SpoolTest, OrphanedStateAndTmpDebrisAreCleared) {

@@ -1,5 +1,25 @@
-// Scheduler's pure helpers: what an attempt record keeps of a reply.
+// Scheduler's pure helpers (what an attempt record keeps of a reply, load
+// retry delays), and the scheduler on a real spool and event loop: damaged
+// messages are quarantined, unreadable ones retried, and the sweep indexes
+// what the index lacks. Nothing here reaches the network (delivery stops at
+// the load, or is disabled).
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "queue/utf8.h"
 #include "relay/scheduler.h"
@@ -30,6 +50,312 @@ TEST(AttemptReply, ShortRepliesAndExactFitsAreKeptWhole) {
     exact += "\xC3\xA9";  // ends exactly at 512
     EXPECT_EQ(Scheduler::attemptReply(exact), exact);
     EXPECT_EQ(Scheduler::attemptReply(""), "");
+}
+
+TEST(LoadRetryDelay, DoublesFromTenSecondsUpToTenMinutes) {
+    EXPECT_EQ(Scheduler::loadRetryDelay(0), 10);
+    EXPECT_EQ(Scheduler::loadRetryDelay(1), 10);
+    EXPECT_EQ(Scheduler::loadRetryDelay(2), 20);
+    EXPECT_EQ(Scheduler::loadRetryDelay(4), 80);
+    EXPECT_EQ(Scheduler::loadRetryDelay(7), 600);
+    EXPECT_EQ(Scheduler::loadRetryDelay(60000), 600);
+}
+
+namespace fs = std::filesystem;
+
+// A scheduler wired to real parts: a spool in a temporary directory, a
+// libevent loop, a worker pool. The resolver points at a closed port and is
+// never asked (every test stops before DNS).
+class SchedulerSpoolTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/danerelay-sched-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        auto sp = queue::Spool::open(dir_ + "/spool", queue::Spool::Mode::Writer);
+        ASSERT_TRUE(sp.ok());
+        spool_ = std::move(*sp);
+        base_.reset(event_base_new());
+        poster_ = std::make_unique<LoopPoster>(base_.get());
+        workers_ = std::make_unique<WorkerPool>(*poster_, 1);
+        committer_ = std::make_unique<Committer>(*poster_, *spool_, 16);
+        cfg_.hostname = "relay.test";
+        cfg_.spoolDir = dir_ + "/spool";
+    }
+    void TearDown() override {
+        if (workers_) workers_->stop();
+        scheduler_.reset();
+        committer_.reset();
+        workers_.reset();
+        resolver_.reset();
+        poster_.reset();
+        base_.reset();
+        spool_.reset();
+        fs::remove_all(dir_);
+    }
+    Scheduler& scheduler() {
+        if (!resolver_) {
+            dns::ResolverOptions o;
+            o.servers = {{"127.0.0.1", dnsPort_, false}};
+            o.timeoutMs = 400;
+            o.attempts = 1;
+            resolver_ = std::make_unique<dns::Resolver>(base_.get(), o);
+        }
+        if (!scheduler_) {
+            scheduler_ = std::make_unique<Scheduler>(base_.get(), cfg_, *spool_, *workers_,
+                                                     *committer_, *resolver_, ids_);
+        }
+        return *scheduler_;
+    }
+    std::string commit(queue::RcptState state = queue::RcptState::Pending,
+                       std::vector<queue::Recipient> rcpts = {
+                           {"bob@example.com", "", queue::kNotifyNone}}) {
+        queue::NewMessage m;
+        m.id = ids_.next();
+        m.envelope.sender = "alice@example.org";
+        m.envelope.recipients = std::move(rcpts);
+        m.envelope.arrival = static_cast<int64_t>(std::time(nullptr));
+        m.content = "Subject: hi\r\n\r\nbody\r\n";
+        EXPECT_TRUE(spool_->commitOne(m).ok());
+        if (state != queue::RcptState::Pending) {
+            std::vector<queue::RecipientStatus> st(m.envelope.recipients.size());
+            st[0].state = state;
+            if (state == queue::RcptState::Deferred) {
+                st[0].attempts = 1;
+                st[0].nextAttempt = static_cast<int64_t>(std::time(nullptr)) + 100;
+            }
+            EXPECT_TRUE(spool_->writeStatus(m.id, st).ok());
+        }
+        return m.id;
+    }
+    void flipLastContentByte(const std::string& id) {
+        std::fstream f(dir_ + "/spool/msg/" + id, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(-3, std::ios::end);
+        f.put('X');
+    }
+    // Run the loop until done() or 10 s; 50 ms slices, so bounded either way.
+    bool runUntil(const std::function<bool()>& done, int seconds = 10) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            timeval slice{0, 50000};
+            event_base_loopexit(base_.get(), &slice);
+            event_base_dispatch(base_.get());
+        }
+        return true;
+    }
+
+    std::string dir_;
+    std::unique_ptr<queue::Spool> spool_;
+    EventBasePtr base_;
+    std::unique_ptr<LoopPoster> poster_;
+    std::unique_ptr<WorkerPool> workers_;
+    std::unique_ptr<Committer> committer_;
+    std::unique_ptr<dns::Resolver> resolver_;
+    uint16_t dnsPort_ = 9;  // discard: refused at once
+    queue::QueueIdGenerator ids_;
+    Config cfg_;
+    std::unique_ptr<Scheduler> scheduler_;
+};
+
+// A damaged content file found when a delivery loads the message: it is set
+// aside with a .why (as recovery does), not left in msg/ unscheduled until
+// the next start. (Before: logged as an error and dropped from the index.)
+TEST_F(SchedulerSpoolTest, DamageFoundAtLoadIsQuarantinedNotLeftUnscheduled) {
+    std::string id = commit();
+    flipLastContentByte(id);  // load() still reads the envelope; the checksum fails
+    auto& s = scheduler();
+    s.load({id});
+    ASSERT_EQ(s.queued(), 1u);
+    s.setReady();
+    std::string q = dir_ + "/spool/quarantine/" + id;
+    bool moved = runUntil([&] { return fs::exists(q + ".why") && s.queued() == 0; });
+    EXPECT_TRUE(moved) << "damaged message neither quarantined nor unindexed";
+    EXPECT_TRUE(fs::exists(q));  // set aside, never deleted
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/msg/" + id));
+    std::ifstream why(q + ".why");
+    std::string line;
+    std::getline(why, line);
+    EXPECT_NE(line.find("checksum mismatch"), std::string::npos) << line;
+}
+
+TEST_F(SchedulerSpoolTest, QuarantineIsCounted) {
+    std::string id = commit();
+    flipLastContentByte(id);
+    auto& s = scheduler();
+    s.load({id});
+    s.setReady();
+    ASSERT_TRUE(runUntil([&] { return s.counters().quarantined == 1; }));
+    EXPECT_EQ(spool_->quarantinedCount(), 1u);
+    EXPECT_EQ(s.queued(), 0u);
+}
+
+// EMFILE while loading: the message is fine, so it stays indexed and is
+// loaded again after a backoff; it is not quarantined, not dropped.
+TEST_F(SchedulerSpoolTest, TransientLoadFailureIsRetriedWithBackoff) {
+    std::string id = commit();
+    auto& s = scheduler();
+    s.setReady();
+    rlimit old{};
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int highest = 0;
+    for (auto& e : fs::directory_iterator("/proc/self/fd"))
+        highest = std::max(highest, std::stoi(e.path().filename().string()));
+    rlimit tight{static_cast<rlim_t>(highest) + 1, old.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    std::vector<int> fillers;
+    for (int i = 0; i < 4096; ++i) {  // bounded: fill the gaps below the limit
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) break;
+        fillers.push_back(fd);
+    }
+    int64_t before = static_cast<int64_t>(std::time(nullptr));
+    s.load({id});  // at start-up, too, an unreadable message stays indexed
+    bool retried = runUntil([&] { return s.counters().loadRetries >= 1; });
+    for (int fd : fillers) ::close(fd);
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+    ASSERT_TRUE(retried);
+    EXPECT_EQ(s.queued(), 1u);
+    EXPECT_GE(s.dueTime(id), before + Scheduler::kLoadRetryInitial);
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/msg/" + id));
+    EXPECT_EQ(spool_->quarantinedCount(), 0u);
+    EXPECT_EQ(s.counters().quarantined, 0u);
+}
+
+TEST_F(SchedulerSpoolTest, UnindexedIsTheSpoolMinusTheIndexWithoutForeignNames) {
+    cfg_.delivery.enabled = false;
+    std::string a = commit(), b = commit(), c = commit();
+    auto& s = scheduler();
+    s.load({a, c});
+    EXPECT_EQ(s.unindexed({a, b, "not-an-id", c}), std::vector<std::string>{b});
+    EXPECT_EQ(s.unindexed({}), std::vector<std::string>{});
+}
+
+// Messages put in msg/ behind the scheduler's back (a commit whose session
+// was gone, a copy from another spool): the sweep schedules each one that
+// has something to deliver, leaves held ones unindexed, and a second sweep
+// finds nothing new.
+TEST_F(SchedulerSpoolTest, SweepSchedulesWhatTheIndexLacks) {
+    cfg_.delivery.enabled = false;  // keep everything in the index
+    std::string indexed = commit();
+    auto& s = scheduler();
+    s.load({indexed});
+    std::string missing = commit(), held = commit(queue::RcptState::Held),
+                deferred = commit(queue::RcptState::Deferred);
+    std::ofstream(dir_ + "/spool/msg/not-an-id") << "x";
+    ASSERT_EQ(s.queued(), 1u);
+    std::optional<SweepReport> r;
+    s.sweep([&](const SweepReport& rep) { r = rep; });
+    ASSERT_TRUE(runUntil([&] { return r.has_value(); }));
+    EXPECT_EQ(r->listed, 5u);
+    EXPECT_EQ(r->notDue, 1u);
+    EXPECT_EQ(s.dueTime(held), 0);
+    EXPECT_EQ(r->scheduled, (std::vector<std::string>{missing, deferred}));
+    EXPECT_EQ(s.queued(), 3u);
+    EXPECT_NE(s.dueTime(missing), 0);
+    EXPECT_EQ(s.counters().swept, 2u);
+
+    std::string held2 = commit(queue::RcptState::Held);
+    r.reset();
+    s.sweep([&](const SweepReport& rep) { r = rep; });
+    ASSERT_TRUE(runUntil([&] { return r.has_value(); }));
+    EXPECT_TRUE(r->scheduled.empty());
+    EXPECT_EQ(r->notDue, 2u);
+    EXPECT_EQ(s.dueTime(held2), 0);
+    EXPECT_EQ(s.queued(), 3u);
+}
+
+// A DNS server on loopback that never answers, and counts the queries: each
+// one stays open until the resolver's timeout, so queries seen in a window
+// shorter than that were open at the same time.
+class SilentDns {
+  public:
+    SilentDns() {
+        fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        timeval tv{0, 50000};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        thread_ = std::thread([this] {
+            auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+            char buf[4096];
+            while (!stop_ && std::chrono::steady_clock::now() < deadline) {  // bounded
+                if (::recv(fd_, buf, sizeof buf, 0) > 0) {
+                    std::lock_guard<std::mutex> l(mu_);
+                    at_.push_back(std::chrono::steady_clock::now());
+                }
+            }
+        });
+    }
+    ~SilentDns() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    uint16_t port() const { return port_; }
+    // The most queries that arrived within any `window`.
+    size_t peak(std::chrono::milliseconds window) {
+        std::lock_guard<std::mutex> l(mu_);
+        size_t best = 0;
+        for (size_t i = 0, j = 0; j < at_.size(); ++j) {
+            while (at_[j] - at_[i] > window) ++i;
+            best = std::max(best, j - i + 1);
+        }
+        return best;
+    }
+    size_t total() {
+        std::lock_guard<std::mutex> l(mu_);
+        return at_.size();
+    }
+
+  private:
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    std::vector<std::chrono::steady_clock::time_point> at_;
+    std::thread thread_;
+};
+
+// Fan-out: 3 messages of 12 recipient domains each would open 36 lookups
+// (and then 36 SMTP sessions) at once. With limits.max_connections_per_message
+// 3 and limits.max_outbound_connections 5, at most 5 are open at a time, and
+// every domain still gets its turn (each deferred after its DNS timeout).
+TEST_F(SchedulerSpoolTest, OutboundConnectionsAreLimitedInAllAndPerMessage) {
+    SilentDns dns;
+    dnsPort_ = dns.port();
+    cfg_.limits.maxOutboundConnections = 5;
+    cfg_.limits.maxConnectionsPerMessage = 3;
+    std::vector<std::string> msgs;
+    for (int m = 0; m < 3; ++m) {
+        std::vector<queue::Recipient> rcpts;
+        for (int d = 0; d < 12; ++d)
+            rcpts.push_back({"u@d" + std::to_string(m) + "-" + std::to_string(d) + ".example", "",
+                             queue::kNotifyNone});
+        msgs.push_back(commit(queue::RcptState::Pending, rcpts));
+    }
+    auto& s = scheduler();
+    s.load(msgs);
+    s.setReady();
+    auto allDeferred = [&] {
+        for (const auto& id : msgs) {
+            auto m = spool_->load(id);
+            if (!m) return false;
+            for (const auto& st : m->status)
+                if (st.state != queue::RcptState::Deferred) return false;
+        }
+        return true;
+    };
+    ASSERT_TRUE(runUntil(allDeferred, 40)) << dns.total() << " queries";
+    EXPECT_EQ(s.connectionsPeak(), 5u);  // reached, never passed
+    EXPECT_EQ(s.connectionsInUse(), 0u);
+    EXPECT_GE(dns.total(), 36u);  // every domain was asked for
+    // Queries open at once, seen at the server (the timeout is 400 ms).
+    EXPECT_LE(dns.peak(std::chrono::milliseconds(200)), 5u);
 }
 
 }  // namespace
