@@ -169,8 +169,9 @@ bool OwnAddresses::reaches(const std::string& address) const {
         // 0.0.0.0 and :: as a destination are this host's loopback.
         if (d->unspecified() && la->loopback() && la->family == d->family) return true;
         if (!la->unspecified()) continue;
-        // A wildcard listener: 0.0.0.0 takes IPv4, :: both (IPV6_V6ONLY off).
-        if (la->family == AF_INET && d->family != AF_INET) continue;
+        // A wildcard listener takes its own family only: 0.0.0.0 IPv4, ::
+        // IPv6 (relay/smtp_server sets IPV6_V6ONLY).
+        if (la->family != d->family) continue;
         if (d->loopback() || d->unspecified()) return true;
         for (const auto& i : interfaces) {
             if (auto ia = parseIp(i); ia && *ia == *d) return true;

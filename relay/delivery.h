@@ -102,11 +102,12 @@ struct ListenerConfig;  // relay/config.h
 
 // Where our own SMTP server answers, for the loop check. A destination
 // address reaches us at `port` (the delivery port) if a listener on that
-// port is bound to it, or is bound to the wildcard (0.0.0.0 for IPv4, ::
-// for both) and it is a loopback address, an unspecified one or one of
-// `interfaces` (the machine's own addresses); an unspecified destination
-// (0.0.0.0, ::) reaches a loopback listener too. IPv4-mapped IPv6 addresses
-// count as the IPv4 address. Empty: no check.
+// port is bound to it, or is bound to the wildcard of its family (0.0.0.0
+// for IPv4, :: for IPv6 only: listeners set IPV6_V6ONLY) and it is a
+// loopback address, an unspecified one or one of `interfaces` (the
+// machine's own addresses); an unspecified destination (0.0.0.0, ::)
+// reaches a loopback listener too. IPv4-mapped IPv6 addresses count as the
+// IPv4 address. Empty: no check.
 struct OwnAddresses {
     struct Listener {
         std::string address;  // numeric, as configured
@@ -115,6 +116,7 @@ struct OwnAddresses {
     std::vector<Listener> listeners;
     std::vector<std::string> interfaces;
     uint16_t port = 25;
+    // True if connecting to `address` (numeric) at `port` reaches us.
     bool reaches(const std::string& address) const;
 };
 // The configured listeners, and the machine's interface addresses

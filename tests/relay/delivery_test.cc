@@ -639,7 +639,7 @@ TEST(OwnAddresses, WhatReachesOurListeners) {
     EXPECT_FALSE(any4.reaches("::1"));  // 0.0.0.0 takes no IPv6
     auto any6 = own({{"::", 25}}, 25, {"fe80::1%eth0", "2001:db8::7"});
     EXPECT_TRUE(any6.reaches("::1"));
-    EXPECT_TRUE(any6.reaches("127.0.0.1"));
+    EXPECT_FALSE(any6.reaches("127.0.0.1"));  // listeners set IPV6_V6ONLY
     EXPECT_TRUE(any6.reaches("2001:db8::7"));
     EXPECT_TRUE(any6.reaches("fe80::1"));
     EXPECT_FALSE(any6.reaches("2001:db8::8"));
@@ -669,7 +669,7 @@ TEST(PlanLoops, TheBestMxBeingOurselvesBounces546) {
 }
 
 TEST(PlanLoops, AsABackupMxOnlyMorePreferredHostsAreTried) {
-    auto self = own({{"::", 25}});
+    auto self = own({{"::", 25}, {"0.0.0.0", 25}});
     auto p = plan(dest(Security::Secure, {at("primary.example.org", 10, {"198.51.100.1"}),
                                           at("us.example.org", 20, {"198.51.100.2"}, {"::1"}),
                                           at("tertiary.example.org", 30, {"198.51.100.3"})}),
