@@ -101,23 +101,31 @@ class BogusFamilyTest(LabCase):
         # signed NODATA makes mx1's AAAA bogus. Before issue 13 mx1 was
         # skipped whole (and mx2 took the message); now its validated A is
         # used, with DANE, and the dropped AAAA is logged.
-        forger = Forger(FORGER, dnslab.PLAIN_RESOLVER, "mx1.secure.test/AAAA=+ch")
-        forger.__enter__()
-        self.addCleanup(forger.__exit__, None, None, None)
-        dns = {**test_delivery.LAB.relay_dns("local"), "resolvers": [FORGER]}
-        env = self.env({"mx1.secure.test": True, "mx2.secure.test": True}, dns=dns)
-        env.submit("mia@secure.test")
-        got = wait_until(lambda: env.received("mia@secure.test"), timeout=45)
-        self.assertTrue(got, env.relay.read_log()[-3000:])
-        self.assertEqual(got[0]["host"], "mx1.secure.test")
-        line = env.log_lines("mia@secure.test")[-1]
-        self.assertIn("mx=mx1.secure.test ip=127.0.1.1 ", line)
-        self.assertIn('dane="matched 3 ', line)
-        dropped = [l for l in env.relay.read_log().splitlines()
-                   if "event=addresses-dropped" in l and "mx1.secure.test: AAAA lookup failed "
-                   "DNSSEC validation: bogus" in l]
-        self.assertTrue(dropped, env.relay.read_log()[-3000:])
-        self.assertIn("AAAA addresses dropped", dropped[0])
+        for validation, upstream in (("local", dnslab.PLAIN_RESOLVER),
+                                     ("resolver", dnslab.RESOLVER)):
+            with self.subTest(validation=validation):
+                self.aaaa_forged(validation, upstream)
+
+    def aaaa_forged(self, validation, upstream):
+        rcpt = f"mia-{validation}@secure.test"
+        with Forger(FORGER, upstream, "mx1.secure.test/AAAA=+ch"):
+            dns = {**test_delivery.LAB.relay_dns(validation), "resolvers": [FORGER]}
+            env = Env({"mx1.secure.test": True, "mx2.secure.test": True}, dns=dns)
+            try:
+                env.submit(rcpt)
+                got = wait_until(lambda: env.received(rcpt), timeout=45)
+                self.assertTrue(got, env.relay.read_log()[-3000:])
+                self.assertEqual(got[0]["host"], "mx1.secure.test")
+                line = env.log_lines(rcpt)[-1]
+                self.assertIn("mx=mx1.secure.test ip=127.0.1.1 ", line)
+                self.assertIn('dane="matched 3 ', line)
+                dropped = [l for l in env.relay.read_log().splitlines()
+                           if "event=addresses-dropped" in l and "mx1.secure.test: AAAA lookup "
+                           "failed DNSSEC validation: bogus" in l]
+                self.assertTrue(dropped, env.relay.read_log()[-3000:])
+                self.assertIn("AAAA addresses dropped", dropped[0])
+            finally:
+                env.close()
 
 
 class MailLoopTest(LabCase):
