@@ -392,8 +392,12 @@ void Resolver::finished(Query* q, Answer a) {
     timeval zero{0, 0};
     event_add(reaper_, &zero);
 
-    if (!cd && a.outcome == Outcome::ServFail && trusted && !opts_.validator) {
-        start(key, true);  // was it a validation failure? ask with CD
+    // A SERVFAIL of the server's own: was it a validation failure? Ask with
+    // CD. Not for our own Bogus verdict (records beside a signed answer): a
+    // second answer could only lose that reason (issue 13).
+    if (!cd && a.outcome == Outcome::ServFail && a.security != Security::Bogus && trusted &&
+        !opts_.validator) {
+        start(key, true);
         return;
     }
     if (cd) {

@@ -9,6 +9,9 @@
 //   NXDOMAIN                                   → bounce 5.1.2
 //   null MX                                    → bounce 5.1.10
 //   per host, in preference order (random among equals):
+//     one family (A or AAAA) bogus or failed,  → that family is dropped (a note
+//       the other with secure/insecure data      says so); the host is judged
+//                                                on the family that validated
 //     address lookup bogus/indeterminate/failed → skip the host (never
 //                                                "insecure": the reason is kept)
 //     MX and address secure, TLSA usable       → DANE: TLS mandatory, peer must
@@ -18,14 +21,31 @@
 //     ... TLSA securely absent                 → opportunistic TLS
 //     ... TLSA lookup failed or bogus          → skip the host
 //     MX or address insecure                   → opportunistic TLS
-//   no host left                               → defer (4.7.5 when DANE hosts
-//                                                were skipped or failed)
+//   one of the hosts is ourselves (an address → that host and every host of its
+//   one of our listeners answers on, at the      preference or above are dropped
+//   delivery port; never for a policy            (we are at most a backup MX);
+//   next_hop, which names its host)              none left: bounce 5.4.6 "mail
+//                                                for DOMAIN loops back to myself"
+//   no host left                               → defer, the reason naming every
+//                                                host and why it was skipped
 //   policy verify                              → PKIX; the name checked (and
 //                                                SNI) is the MX host only
 //                                                under a secure MX RRset, else
 //                                                the next-hop domain
 //   SNI is always sent: TLSA base domain (DANE), the verify name, else the
 //   MX host name.
+//
+// A skipped host's status (HostPlan::status) follows RFC 3463 and Postfix:
+// 4.7.5 for a DNSSEC or DANE authentication failure (a bogus answer, data
+// whose DNSSEC status is indeterminate, policy dane-only without usable
+// TLSA), 4.4.3 for a DNS lookup that failed or timed out (and a host with no
+// address). When no host is left the deferral is 4.7.5 if any host was
+// skipped for authentication, else 4.4.3: an authentication failure may be
+// an attack and is never hidden behind a timeout elsewhere. The reason lists
+// the hosts in preference order ("no usable MX host for D: h1: why; h2:
+// why"), each host's part cut at kMaxHostReason bytes and the whole at
+// kMaxPlanReason ("; and N more hosts"), made one line of valid UTF-8
+// (dsnText(), relay/bounce.h): it goes into the log, the spool and DSNs.
 //
 // judgeAttempt() is the other half: what the outcome of one SMTP session
 // means for its recipients (bounce, defer, or try the next host).
@@ -62,16 +82,46 @@ struct HostPlan {
     std::string sni;                          // always set (see above)
     std::vector<std::string> referenceNames;  // DANE-TA names; Verify: the one PKIX name
     bool skip = false;
-    std::string why;  // the reason for mode or skip, for logs and probe
+    std::string why;     // the reason for mode or skip, for logs and probe
+    std::string status;  // skip: 4.7.5, 4.4.3 or 5.4.6 (see above)
 };
 
 struct DeliveryPlan {
     enum class Action { Deliver, Defer, Bounce } action = Action::Defer;
     std::string status;  // enhanced status code for Defer/Bounce
     std::string reason;
-    std::vector<HostPlan> hosts;  // Deliver: in the order to try
+    std::vector<HostPlan> hosts;     // Deliver: in the order to try
+    std::vector<std::string> notes;  // what was dropped on the way (for the log)
 };
 const char* toString(DeliveryPlan::Action a);
+
+constexpr size_t kMaxHostReason = 300;   // bytes of one host's part of a reason
+constexpr size_t kMaxPlanReason = 1000;  // bytes of a plan's whole reason
+
+struct ListenerConfig;  // relay/config.h
+
+// Where our own SMTP server answers, for the loop check. A destination
+// address reaches us at `port` (the delivery port) if a listener on that
+// port is bound to it, or is bound to the wildcard of its family (0.0.0.0
+// for IPv4, :: for IPv6 only: listeners set IPV6_V6ONLY) and it is a
+// loopback address, an unspecified one or one of `interfaces` (the
+// machine's own addresses); an unspecified destination (0.0.0.0, ::)
+// reaches a loopback listener too. IPv4-mapped IPv6 addresses count as the
+// IPv4 address. Empty: no check.
+struct OwnAddresses {
+    struct Listener {
+        std::string address;  // numeric, as configured
+        uint16_t port = 0;
+    };
+    std::vector<Listener> listeners;
+    std::vector<std::string> interfaces;
+    uint16_t port = 25;
+    // True if connecting to `address` (numeric) at `port` reaches us.
+    bool reaches(const std::string& address) const;
+};
+// The configured listeners, and the machine's interface addresses
+// (getifaddrs) when one of them is a wildcard; port = delivery.port.
+OwnAddresses ownAddresses(const std::vector<ListenerConfig>& listeners, uint16_t port);
 
 // shuffle: randomize hosts of equal preference (off in tests and probe).
 // level: the policy for this destination (policy/): "dane" is RFC 7672 as
@@ -79,8 +129,9 @@ const char* toString(DeliveryPlan::Action a);
 // TLS mandatory where DANE does not apply; "may" (an operator's explicit,
 // reasoned exception) delivers opportunistically even where TLSA failed or
 // does not match; "none" sends without TLS.
+// self: our own listeners (the loop check, skipped for a policy next_hop).
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
-                  policy::Level level = policy::Level::Dane);
+                  policy::Level level = policy::Level::Dane, const OwnAddresses& self = {});
 
 struct ClientResult;  // relay/smtp_client.h
 

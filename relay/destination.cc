@@ -21,17 +21,28 @@ dns::Security HostInfo::addressSecurity() const {
         }
         return 0;
     };
+    if (dropped(aaaa)) return a.security;
+    if (dropped(a)) return aaaa.security;
+    return rank(a.security) <= rank(aaaa.security) ? a.security : aaaa.security;
+}
+
+bool HostInfo::dropped(const dns::Answer& family) const {
+    const dns::Answer& other = &family == &a ? aaaa : a;
+    // Only beside the other family's data, secure or insecure: with nothing
+    // usable beside it, the failure is the host's.
+    if (other.outcome != Outcome::Data ||
+        (other.security != Security::Secure && other.security != Security::Insecure)) {
+        return false;
+    }
     // A family whose lookup failed without a DNSSEC verdict (timeout,
     // SERVFAIL) contributes no addresses; it must not turn the other
     // family's secure answer into "not secure", or dropping one query would
     // switch DANE off (RFC 7672 2.2.2: use the addresses that validated).
-    auto failed = [](const dns::Answer& x) {
-        return x.security == Security::Indeterminate && x.outcome != Outcome::Data &&
-               x.outcome != Outcome::NxDomain && x.outcome != Outcome::NoData;
-    };
-    if (a.outcome == Outcome::Data && failed(aaaa)) return a.security;
-    if (aaaa.outcome == Outcome::Data && failed(a)) return aaaa.security;
-    return rank(a.security) <= rank(aaaa.security) ? a.security : aaaa.security;
+    bool failed = family.security == Security::Indeterminate && family.outcome != Outcome::Data &&
+                  family.outcome != Outcome::NxDomain && family.outcome != Outcome::NoData;
+    // A bogus family (forged, or a broken signature) carries no addresses
+    // (the validator withholds them) and says nothing about the other one.
+    return failed || family.security == Security::Bogus;
 }
 
 void DestinationLookup::run(dns::Resolver& resolver, const std::string& domain, size_t maxHosts,

@@ -7,7 +7,10 @@
 // expanded name and, if securely absent there, at the original name. When
 // the address lookup is not secure, no TLSA lookup is made: insecure means
 // DANE does not apply; bogus or indeterminate means the host's addresses
-// are unusable (never "insecure"). This module gathers facts only; what
+// are unusable (never "insecure"). One family (A or AAAA) that is bogus
+// beside the other family's data is dropped, not the host: its addresses are
+// never used, and the host is judged on the family that validated (the
+// drop is named in the plan's notes). This module gathers facts only; what
 // delivery does with them is decided in relay/delivery (one place).
 #pragma once
 
@@ -31,9 +34,15 @@ struct HostInfo {
     std::string tlsaBase;  // the name the TLSA RRset was found under
     dns::Answer tlsa;
     dns::TlsaStatus tlsaStatus = dns::TlsaStatus::Insecure;
-    // The weaker of A and AAAA; a family that failed (timeout, SERVFAIL)
-    // beside one with data does not count.
+    // The weaker of A and AAAA; a family that failed (timeout, SERVFAIL) or
+    // is bogus beside one with data does not count (see dropped()).
     dns::Security addressSecurity() const;
+    // True if `family` (&a or &aaaa) contributes nothing and does not make
+    // the host unusable: its lookup failed without a verdict (timeout,
+    // SERVFAIL) or it is bogus, while the other family has data that is
+    // secure or insecure. Indeterminate data is never dropped: it keeps the
+    // host unusable (an unknown status is never "insecure").
+    bool dropped(const dns::Answer& family) const;
 };
 
 struct DestinationInfo {

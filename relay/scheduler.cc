@@ -152,7 +152,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
             std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
         auto onInfo = [self, domain, idx, pol](const DestinationInfo& info) {
             bool validating = self->s_.resolver_.validating();
-            DeliveryPlan p = plan(info, validating, true, pol.effective.level);
+            DeliveryPlan p =
+                plan(info, validating, true, pol.effective.level,
+                     ownAddresses(self->s_.cfg_.listeners, self->s_.cfg_.delivery.port));
+            for (const auto& n : p.notes)
+                logEvent("addresses-dropped",
+                         {{"qid", self->id_}, {"domain", domain}, {"detail", n}});
             if (pol.reported) self->report(domain, info, *pol.reported, p);
             if (p.action != DeliveryPlan::Action::Deliver) {
                 RcptState st = p.action == DeliveryPlan::Action::Bounce ? RcptState::Bounced
@@ -183,7 +188,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     // the effective policy.
     void report(const std::string& domain, const DestinationInfo& info, const policy::Entry& e,
                 const DeliveryPlan& effective) {
-        DeliveryPlan strict = plan(info, s_.resolver_.validating(), false, e.level);
+        DeliveryPlan strict = plan(info, s_.resolver_.validating(), false, e.level,
+                                   ownAddresses(s_.cfg_.listeners, s_.cfg_.delivery.port));
         std::string would;
         if (strict.action != DeliveryPlan::Action::Deliver) {
             would = std::string("would ") + toString(strict.action) + ": " + strict.status + " " +
@@ -222,7 +228,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                (hosts[a->host].skip || a->address >= hosts[a->host].addresses.size())) {
             if (hosts[a->host].skip) {
                 a->lastError = hosts[a->host].name + ": " + hosts[a->host].why;
-                a->lastStatus = "4.7.5";
+                a->lastStatus =
+                    hosts[a->host].status.rfind("4.", 0) == 0 ? hosts[a->host].status : "4.7.5";
             }
             ++a->host;
             a->address = 0;

@@ -285,6 +285,25 @@ TEST_F(ResolverTest, ServfailThatValidatesWithCdIsBogus) {
     EXPECT_TRUE(a[0].mx.empty());  // bogus data is never handed out
 }
 
+TEST_F(ResolverTest, RecordsBesideASecureAnswerStayBogusNotIndeterminate) {
+    // Resolver mode: an on-path attacker appends a class-CH record to the
+    // validating resolver's answer, with or without CD. Our Bogus verdict
+    // (and its reason) is final; the CD retry for a server's own SERVFAIL
+    // must not turn it into an indeterminate lookup failure.
+    FakeServer server([](const Query& q) {
+        Reply r = mxReply(q);
+        r.answer.push_back(q.name + " 300 CH MX 0 mx.evil.example.");
+        return Packets{build(r)};
+    });
+    Resolver r(base_, options({server.port()}));
+    auto a = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].security, Security::Bogus) << a[0].detail;
+    EXPECT_TRUE(a[0].mx.empty());
+    EXPECT_NE(a[0].detail.find("CH MX"), std::string::npos) << a[0].detail;
+    EXPECT_EQ(server.count(), 1);
+}
+
 TEST(BlockingFetcher, AServfailIsRetriedNotTakenAsTheAnswer) {
     // The validator's key fetches: one SERVFAIL from a loaded resolver (an
     // upstream timeout) must cost an attempt, not the whole fetch.

@@ -77,10 +77,10 @@ TEST(Plan, TlsaOutcomesMapToTlsModes) {
     EXPECT_EQ(mode(TlsaStatus::Failed), "skip");
 }
 
-TEST(Plan, FailedTlsaOnEveryHostDefers475) {
-    auto p = plan(
-        dest(Security::Secure, {host("a.example.org", 10, Security::Secure, TlsaStatus::Failed)}),
-        true, false);
+TEST(Plan, BogusTlsaOnEveryHostDefers475) {
+    HostInfo h = host("a.example.org", 10, Security::Secure, TlsaStatus::Failed);
+    h.tlsa = ans(Outcome::ServFail, Security::Bogus);  // a timeout is 4.4.3 (PlanReasons)
+    auto p = plan(dest(Security::Secure, {h}), true, false);
     EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
     EXPECT_EQ(p.status, "4.7.5");
 }
@@ -447,6 +447,262 @@ TEST(Judge, AStatusCodeInsideTheTextNeverBecomesTheRecipientsStatus) {
     EXPECT_EQ(j.rcpts[0].status, "5.0.0");  // a bounce with a 2.0.0 status is nonsense
     EXPECT_EQ(j.rcpts[1].state, RcptState::Delivered);
     EXPECT_EQ(j.rcpts[1].status, "2.0.0");
+}
+
+}  // namespace
+
+// ------------------------------------------------- issue 13: every deferral says why
+
+namespace {
+
+// A host whose TLSA lookup came back as `t` (security and outcome as given).
+HostInfo tlsaFailed(const std::string& name, uint16_t pref, Outcome o, Security s,
+                    const std::string& detail) {
+    HostInfo h = host(name, pref, Security::Secure, TlsaStatus::Failed);
+    h.tlsa = ans(o, s);
+    h.tlsa.qname = "_25._tcp." + name;
+    h.tlsa.detail = detail;
+    return h;
+}
+
+TEST(PlanReasons, ABogusTlsaNamesTheHostTheLookupAndTheFailure475) {
+    auto p = plan(
+        dest(Security::Secure, {tlsaFailed("mx.example.org", 10, Outcome::ServFail, Security::Bogus,
+                                           "signature not yet valid (inception 2031-01-01)")}),
+        true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_EQ(p.reason,
+              "no usable MX host for example.org: mx.example.org: TLSA _25._tcp.mx.example.org "
+              "lookup failed DNSSEC validation: bogus (signature not yet valid (inception "
+              "2031-01-01))");
+}
+
+TEST(PlanReasons, ATlsaTimeoutIsALookupFailure443) {
+    auto p =
+        plan(dest(Security::Secure, {tlsaFailed("mx.example.org", 10, Outcome::Timeout,
+                                                Security::Indeterminate, "127.0.0.1:53: timeout")}),
+             true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.4.3");
+    EXPECT_NE(p.reason.find("mx.example.org: TLSA _25._tcp.mx.example.org lookup timed out "
+                            "(127.0.0.1:53: timeout)"),
+              std::string::npos)
+        << p.reason;
+}
+
+TEST(PlanReasons, AForgedAddressNamesTheFamily475AndATimeout443) {
+    HostInfo forged = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    forged.a = ans(Outcome::ServFail, Security::Bogus);
+    forged.a.detail = "records that no proof covers beside the answer";
+    auto p = plan(dest(Security::Secure, {forged}), true, false);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("mx.example.org: A lookup failed DNSSEC validation: bogus (records "
+                            "that no proof covers"),
+              std::string::npos)
+        << p.reason;
+    HostInfo slow = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    slow.a = ans(Outcome::Timeout, Security::Indeterminate);
+    slow.aaaa = ans(Outcome::Timeout, Security::Indeterminate);
+    p = plan(dest(Security::Secure, {slow}), true, false);
+    EXPECT_EQ(p.status, "4.4.3");
+    EXPECT_NE(p.reason.find("mx.example.org: A lookup timed out; AAAA lookup timed out"),
+              std::string::npos)
+        << p.reason;
+}
+
+TEST(PlanReasons, MixedFailuresAre475IfAnyHostFailedAuthenticationInEitherOrder) {
+    auto bogus = tlsaFailed("b.example.org", 20, Outcome::ServFail, Security::Bogus, "x");
+    auto slow = tlsaFailed("a.example.org", 10, Outcome::Timeout, Security::Indeterminate, "y");
+    for (auto hosts : {std::vector<HostInfo>{bogus, slow}, std::vector<HostInfo>{slow, bogus}}) {
+        auto p = plan(dest(Security::Secure, hosts), true, true);
+        EXPECT_EQ(p.status, "4.7.5");
+        // Preference order in the reason, whatever the shuffle did.
+        auto a = p.reason.find("a.example.org: TLSA"), b = p.reason.find("; b.example.org: TLSA");
+        ASSERT_NE(a, std::string::npos) << p.reason;
+        ASSERT_NE(b, std::string::npos) << p.reason;
+        EXPECT_LT(a, b);
+        EXPECT_EQ(p.hosts[0].status, "4.4.3");
+        EXPECT_EQ(p.hosts[1].status, "4.7.5");
+    }
+}
+
+TEST(PlanReasons, TheReasonIsBoundedAndOneSafeLine) {
+    std::vector<HostInfo> hosts;
+    for (int i = 0; i < 40; ++i) {
+        hosts.push_back(tlsaFailed("mx" + std::to_string(i) + ".example.org",
+                                   static_cast<uint16_t>(i), Outcome::ServFail, Security::Bogus,
+                                   std::string(500, 'z') + "\r\n250 injected\xff"));
+    }
+    auto p = plan(dest(Security::Secure, hosts), true, false);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_LE(p.reason.size(), kMaxPlanReason);
+    EXPECT_EQ(p.reason.find_first_of("\r\n"), std::string::npos);
+    EXPECT_EQ(p.reason.find('\xff'), std::string::npos);
+    EXPECT_NE(p.reason.find("mx0.example.org: TLSA"), std::string::npos);
+    EXPECT_NE(p.reason.find("more hosts"), std::string::npos) << p.reason;
+    EXPECT_EQ(p.reason.rfind("no usable MX host for example.org: ", 0), 0u);
+}
+
+TEST(PlanReasons, DaneOnlyWithoutTlsaIs475NoAddressesIs443) {
+    auto p = planWith(Level::DaneOnly, TlsaStatus::SecurelyAbsent);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("mx.example.org: policy dane-only"), std::string::npos) << p.reason;
+    HostInfo none = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    none.a = ans(Outcome::NoData, Security::Secure);
+    p = plan(dest(Security::Secure, {none}), true, false);
+    EXPECT_EQ(p.status, "4.4.3");
+    EXPECT_NE(p.reason.find("mx.example.org: no addresses"), std::string::npos) << p.reason;
+}
+
+// ------------------------------------------------- one family bogus: drop it, not the host
+
+TEST(PlanFamilies, ABogusAaaaBesideASecureAIsDroppedAndTheHostKeepsDane) {
+    HostInfo h = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    h.aaaa = ans(Outcome::ServFail, Security::Bogus);
+    h.aaaa.detail = "forged";
+    EXPECT_EQ(h.addressSecurity(), Security::Secure);
+    EXPECT_TRUE(h.dropped(h.aaaa));
+    EXPECT_FALSE(h.dropped(h.a));
+    auto p = plan(dest(Security::Secure, {h}), true, false);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver) << p.reason;
+    EXPECT_EQ(p.hosts[0].mode, TlsMode::Dane);
+    EXPECT_EQ(p.hosts[0].addresses, std::vector<std::string>{"192.0.2.1"});
+    ASSERT_EQ(p.notes.size(), 1u);
+    EXPECT_NE(p.notes[0].find("mx.example.org: AAAA lookup failed DNSSEC validation: bogus "
+                              "(forged): AAAA addresses dropped"),
+              std::string::npos)
+        << p.notes[0];
+    EXPECT_NE(p.hosts[0].why.find("AAAA addresses dropped"), std::string::npos);
+}
+
+TEST(PlanFamilies, ABogusABesideASecureAaaaIsDroppedToo) {
+    HostInfo h = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    h.aaaa = ans(Outcome::Data, Security::Secure, {"2001:db8::25"});
+    h.a = ans(Outcome::ServFail, Security::Bogus);
+    auto p = plan(dest(Security::Secure, {h}), true, false);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver) << p.reason;
+    EXPECT_EQ(p.hosts[0].mode, TlsMode::Dane);
+    EXPECT_EQ(p.hosts[0].addresses, std::vector<std::string>{"2001:db8::25"});
+    EXPECT_EQ(p.notes.size(), 1u);
+}
+
+TEST(PlanFamilies, BogusBesideNothingUsableStillSkipsTheHost) {
+    // A bogus, AAAA securely absent: no validated address at all.
+    HostInfo h = host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable);
+    h.a = ans(Outcome::ServFail, Security::Bogus);
+    auto p = plan(dest(Security::Secure, {h}), true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    // Indeterminate data beside a bogus family: never used, never insecure.
+    h.aaaa = ans(Outcome::Data, Security::Indeterminate, {"2001:db8::66"});
+    EXPECT_FALSE(h.dropped(h.a));
+    p = plan(dest(Security::Secure, {h}), true, false);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_TRUE(p.hosts.at(0).addresses.empty() || p.hosts[0].skip);
+}
+
+// ------------------------------------------------- mail loops: never to ourselves
+
+OwnAddresses own(std::vector<OwnAddresses::Listener> listeners, uint16_t port = 25,
+                 std::vector<std::string> interfaces = {}) {
+    OwnAddresses o;
+    o.listeners = std::move(listeners);
+    o.port = port;
+    o.interfaces = std::move(interfaces);
+    return o;
+}
+
+HostInfo at(const std::string& name, uint16_t pref, std::vector<std::string> v4,
+            std::vector<std::string> v6 = {}) {
+    HostInfo h = host(name, pref, Security::Secure, TlsaStatus::Usable);
+    h.a = ans(v4.empty() ? Outcome::NoData : Outcome::Data, Security::Secure, std::move(v4));
+    h.aaaa = ans(v6.empty() ? Outcome::NoData : Outcome::Data, Security::Secure, std::move(v6));
+    return h;
+}
+
+TEST(OwnAddresses, WhatReachesOurListeners) {
+    auto exact = own({{"192.0.2.25", 25}, {"127.0.0.1", 2525}});
+    EXPECT_TRUE(exact.reaches("192.0.2.25"));
+    EXPECT_TRUE(exact.reaches("::ffff:192.0.2.25"));  // IPv4-mapped
+    EXPECT_FALSE(exact.reaches("192.0.2.26"));
+    EXPECT_FALSE(exact.reaches("127.0.0.1"));  // that listener is on another port
+    EXPECT_FALSE(exact.reaches("not an address"));
+    auto loop = own({{"127.0.0.1", 25}});
+    EXPECT_TRUE(loop.reaches("127.0.0.1"));
+    EXPECT_TRUE(loop.reaches("0.0.0.0"));     // the unspecified address is this host
+    EXPECT_FALSE(loop.reaches("127.0.0.2"));  // bound elsewhere: not us
+    auto any4 = own({{"0.0.0.0", 25}}, 25, {"198.51.100.7", "fe80::1%eth0", "2001:db8::7"});
+    EXPECT_TRUE(any4.reaches("127.0.0.2"));
+    EXPECT_TRUE(any4.reaches("198.51.100.7"));
+    EXPECT_FALSE(any4.reaches("198.51.100.8"));
+    EXPECT_FALSE(any4.reaches("::1"));  // 0.0.0.0 takes no IPv6
+    auto any6 = own({{"::", 25}}, 25, {"fe80::1%eth0", "2001:db8::7"});
+    EXPECT_TRUE(any6.reaches("::1"));
+    EXPECT_FALSE(any6.reaches("127.0.0.1"));  // listeners set IPV6_V6ONLY
+    EXPECT_TRUE(any6.reaches("2001:db8::7"));
+    EXPECT_TRUE(any6.reaches("fe80::1"));
+    EXPECT_FALSE(any6.reaches("2001:db8::8"));
+    EXPECT_FALSE(own({}).reaches("127.0.0.1"));
+}
+
+TEST(PlanLoops, TheBestMxBeingOurselvesBounces546) {
+    auto self = own({{"192.0.2.25", 25}});
+    auto p = plan(dest(Security::Secure, {at("mx.example.org", 10, {"192.0.2.25"}),
+                                          at("backup.example.org", 20, {"198.51.100.1"})}),
+                  true, false, Level::Dane, self);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Bounce);
+    EXPECT_EQ(p.status, "5.4.6");
+    EXPECT_EQ(p.reason,
+              "mail for example.org loops back to myself (mx.example.org[192.0.2.25]:25 is one "
+              "of our own listeners)");
+    // No policy level lowers it.
+    EXPECT_EQ(plan(dest(Security::Secure, {at("mx.example.org", 10, {"192.0.2.25"})}), true, false,
+                   Level::None, self)
+                  .status,
+              "5.4.6");
+    // Another port: not us.
+    EXPECT_EQ(plan(dest(Security::Secure, {at("mx.example.org", 10, {"192.0.2.25"})}), true, false,
+                   Level::Dane, own({{"192.0.2.25", 587}}))
+                  .action,
+              DeliveryPlan::Action::Deliver);
+}
+
+TEST(PlanLoops, AsABackupMxOnlyMorePreferredHostsAreTried) {
+    auto self = own({{"::", 25}, {"0.0.0.0", 25}});
+    auto p = plan(dest(Security::Secure, {at("primary.example.org", 10, {"198.51.100.1"}),
+                                          at("us.example.org", 20, {"198.51.100.2"}, {"::1"}),
+                                          at("tertiary.example.org", 30, {"198.51.100.3"})}),
+                  true, false, Level::Dane, self);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
+    EXPECT_FALSE(p.hosts[0].skip);
+    EXPECT_TRUE(p.hosts[1].skip);
+    EXPECT_TRUE(p.hosts[2].skip);
+    EXPECT_EQ(p.hosts[1].status, "5.4.6");
+    // The more preferred host fails: a deferral for its own reason, not a bounce.
+    auto q = plan(dest(Security::Secure, {tlsaFailed("primary.example.org", 10, Outcome::Timeout,
+                                                     Security::Indeterminate, "t"),
+                                          at("us.example.org", 20, {"127.0.0.1"})}),
+                  true, false, Level::Dane, self);
+    EXPECT_EQ(q.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(q.status, "4.4.3");
+    EXPECT_NE(q.reason.find("us.example.org: an address of this host is one of our own"),
+              std::string::npos)
+        << q.reason;
+}
+
+TEST(PlanLoops, APolicyNextHopNamingUsIsObeyedAndUnverifiedAddressesDoNotCount) {
+    auto self = own({{"127.0.0.1", 25}});
+    auto d = dest(Security::Secure, {at("127.0.0.1", 0, {"127.0.0.1"})});
+    d.nextHop = "[127.0.0.1]:25";
+    EXPECT_EQ(plan(d, true, false, Level::Dane, self).action, DeliveryPlan::Action::Deliver);
+    // An address whose DNSSEC status is unknown is never used, so it cannot
+    // bounce the message either.
+    HostInfo h = at("mx.example.org", 10, {"127.0.0.1"});
+    h.a.security = Security::Indeterminate;
+    auto p = plan(dest(Security::Secure, {h}), true, false, Level::Dane, self);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
 }
 
 }  // namespace

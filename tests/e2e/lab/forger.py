@@ -4,8 +4,8 @@ or a validating resolver's AD bit) calls a forgery bogus, never data.
 
     python3 forger.py LISTEN_IP UPSTREAM_IP QNAME[/TYPE]=ACTION ...
 
-QNAME[/TYPE] picks the queries (of TYPE, a number or one of A MX DS DNSKEY
-TLSA CNAME; any type without it); ACTION is one of:
+QNAME[/TYPE] picks the queries (of TYPE, a number or one of A AAAA MX DS
+DNSKEY TLSA CNAME; any type without it); ACTION is one of:
 
   DECOY   the query is sent upstream as DECOY instead (a name of the same
           label lengths that does not exist, so the upstream answer is a
@@ -21,8 +21,9 @@ TLSA CNAME; any type without it); ACTION is one of:
           is appended the attacker's record of QNAME and the query's type in
           class CH (3): records beside the answer that no signature covers.
 
-The attacker's records: A 127.0.2.66 (ATTACKER_ADDRESS), MX 0 mx.evil.example.,
-TLSA 3 1 1 and 32 zero octets. The appended records carry uncompressed
+The attacker's records: A 127.0.2.66 (ATTACKER_ADDRESS), AAAA
+::ffff:127.0.2.66 (the same host, IPv4-mapped), MX 0 mx.evil.example., TLSA
+3 1 1 and 32 zero octets. The appended records carry uncompressed
 names; ANCOUNT is fixed, and compression pointers in the authority and
 additional sections that point past the insertion are moved with it.
 
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import time
 
-TYPES = {"A": 1, "CNAME": 5, "MX": 15, "DS": 43, "DNSKEY": 48, "TLSA": 52}
+TYPES = {"A": 1, "CNAME": 5, "MX": 15, "AAAA": 28, "DS": 43, "DNSKEY": 48, "TLSA": 52}
 CLASS_CH = 3
 ATTACKER_DOMAIN = "evil.example."
 ATTACKER_MX = "mx.evil.example."
@@ -61,6 +62,8 @@ def attacker_rdata(qtype):
     """The attacker's record data for qtype, or None for a type it has none of."""
     if qtype == TYPES["A"]:
         return socket.inet_aton(ATTACKER_ADDRESS)
+    if qtype == TYPES["AAAA"]:
+        return socket.inet_pton(socket.AF_INET6, "::ffff:" + ATTACKER_ADDRESS)
     if qtype == TYPES["MX"]:
         return struct.pack("!H", 0) + encode(ATTACKER_MX)
     if qtype == TYPES["TLSA"]:
