@@ -45,6 +45,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -63,6 +64,9 @@ EXT4_GOING_FLAGS_NOLOGFLUSH = 2
 SENDER = "bench@inside.test"
 TOKEN_RE = re.compile(rb"Message-ID: <(cb[0-9a-f]+-\d+-\d+)@crash-bench\.test>")
 QID_RE = re.compile(r"queued as ([0-9A-F]{14})")
+TLS_CONTEXT = ssl.create_default_context()
+TLS_CONTEXT.check_hostname = False
+TLS_CONTEXT.verify_mode = ssl.CERT_NONE  # the harness's self-signed certificate
 
 
 # ---------------------------------------------------------------- messages
@@ -74,14 +78,9 @@ def message_for(token):
     rcpts = [f"user{rnd.randrange(1000)}@d{rnd.randrange(50)}.crash-bench.invalid"
              for _ in range(rnd.choice((1, 1, 1, 2, 3)))]
     size = rnd.choice((200, 1000, 4000, 20000, 20000, 150000))
-    lines = []
-    total = 0
-    n = 0
-    while total < size:
-        line = f"{token} line {n} " + "x" * rnd.randrange(10, 70)
-        lines.append(line)
-        total += len(line) + 2
-        n += 1
+    # about `size` bytes in lines of varying length, cheap to make again
+    lines = [f"{token} line {n} " + "x" * (10 + n * 7 % 60)
+             for n in range(size // (len(token) + 50) + 1)]
     head = (f"From: <{SENDER}>\r\nTo: <{rcpts[0]}>\r\nSubject: crash-bench {token}\r\n"
             f"Message-ID: <{token}@crash-bench.test>\r\n"
             "Date: Thu, 1 Jan 2026 00:00:00 +0000\r\n\r\n")
@@ -97,7 +96,9 @@ class Ledger:
         self.ack_time = {}   # token -> monotonic time the 250 was read
         self.in_doubt = set()
         self.refused = 0     # 4xx/5xx replies to DATA or before it
+        self.refused_data = set()  # tokens whose DATA got 4xx/5xx: must not be stored
         self.conn_errors = 0
+        self.unexpected = 0
 
     def snapshot(self):
         with self.lock:
@@ -126,13 +127,21 @@ class Client(threading.Thread):
             except (OSError, smtplib.SMTPException, EOFError):
                 with self.ledger.lock:
                     self.ledger.conn_errors += 1
+            except Exception as e:  # a bench bug: say so, keep the thread alive
+                with self.ledger.lock:
+                    self.ledger.conn_errors += 1
+                    if not self.ledger.unexpected:
+                        print(f"{self.name}: unexpected {e!r}", flush=True)
+                    self.ledger.unexpected += 1
                 self.stop.wait(self.rnd.uniform(0.01, 0.05))
 
     def session(self):
-        s = smtplib.SMTP(timeout=10)
+        s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
         try:
-            s.connect("127.0.0.1", self.port)
             s.ehlo("client.inside.test")
+            if self.rnd.random() < 0.25:  # a quarter of the sessions in STARTTLS
+                s.starttls(context=TLS_CONTEXT)
+                s.ehlo("client.inside.test")
             for _ in range(self.rnd.randint(1, 8)):
                 if self.stop.is_set():
                     break
@@ -157,6 +166,7 @@ class Client(threading.Thread):
                         self.ledger.ack_time[token] = time.monotonic()
                     else:
                         self.ledger.refused += 1
+                        self.ledger.refused_data.add(token)
             s.quit()
         finally:
             s.close()
@@ -238,6 +248,8 @@ def danectl_list(spool):
 
 def count(spool, ledger, listed=None, damaged_listed=()):
     acked, in_doubt = ledger.snapshot()
+    with ledger.lock:
+        refused = set(ledger.refused_data)
     tokens, bad, foreign = scan_spool(spool)
     if listed is None:
         listed = {q for qs in tokens.values() for q in qs}
@@ -254,6 +266,7 @@ def count(spool, ledger, listed=None, damaged_listed=()):
         "duplicates": len(dups),
         "in_doubt": len(in_doubt),
         "in_doubt_found": sum(1 for t in in_doubt if t in tokens),
+        "refused_but_stored": sum(1 for t in refused if t in tokens),
         "in_spool": sum(len(q) for q in tokens.values()) + len(foreign),
         "_tokens": tokens, "_lost": lost, "_unlisted": unlisted, "_wrong_id": wrong_id, "_dups": dups,
         "_bad": bad + [(d.get("id"), d.get("error")) for d in damaged_listed],
@@ -274,8 +287,11 @@ class Daemon:
         self.relay = relay
         self.proc = None
         self.logfile = open(relay.log, "ab")
+        self.log_offset = 0
+        self.start_secs = 0.05  # how long the last start took until it listened
 
     def spawn(self):
+        self.log_offset = os.path.getsize(self.relay.log)
         self.proc = subprocess.Popen([h.DANERELAYD, "--config", self.relay.config],
                                      stdout=self.logfile, stderr=subprocess.STDOUT)
         return self.proc
@@ -309,9 +325,10 @@ class Daemon:
                 self.kill()
         self.proc = None
 
-    def log_text(self):
-        with open(self.relay.log, errors="replace") as f:
-            return f.read()
+    def log_since_spawn(self):
+        with open(self.relay.log, "rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
 
 
 class LoopFs:
@@ -388,7 +405,7 @@ def make_relay(args):
                          "attempts": 1})
     with open(relay.config) as f:
         cfg = json.load(f)
-    cfg["delivery"] = {"retry_initial": 30, "retry_max": 120}
+    cfg["delivery"] = {"retry_initial": 120, "retry_max": 600}
     with open(relay.config, "w") as f:
         json.dump(cfg, f, indent=2)
     return relay
@@ -402,18 +419,20 @@ def trial(args, rnd, daemon, fs, ledger, stats):
         # A kill right after the start, before or while recovery runs.
         size = len(os.listdir(os.path.join(daemon.relay.spool, "msg")))
         daemon.spawn()
-        time.sleep(rnd.uniform(0, args.recovery_window))
-        listening = "event=listen" in tail(daemon.relay.log)
-        stats["recovery_kills_before_listen" if not listening else
-              "recovery_kills_after_listen"] += 1
+        time.sleep(rnd.uniform(0, 1.2 * daemon.start_secs))
         daemon.kill()
-        stats["spool_at_recovery_kill"] = size
+        log = daemon.log_since_spawn()
+        phase = ("after_listen" if "event=listen" in log else
+                 "after_recovered" if "event=recovered" in log else "before_recovered")
+        stats["recovery_kills_" + phase] += 1
+        stats["spool_at_last_recovery_kill"] = size
         if fs:
             fs.umount()
             fs.mount()
         return kind, time.monotonic() - t0
     daemon.spawn()
     daemon.wait_listening()
+    daemon.start_secs = time.monotonic() - t0
     time.sleep(rnd.uniform(0.02, args.max_wait))
     if fs:
         fs.shutdown()
@@ -448,7 +467,6 @@ def main():
                     help="longest run before a fault, seconds")
     ap.add_argument("--recovery-share", type=float, default=0.2,
                     help="share of trials that kill during start-up and recovery")
-    ap.add_argument("--recovery-window", type=float, default=0.25)
     ap.add_argument("--max-runtime", type=float, default=1500,
                     help="stop starting trials after this many seconds")
     ap.add_argument("--image-mb", type=int, default=1024)
@@ -472,7 +490,8 @@ def main():
     stop = threading.Event()
     clients = []
     ledger = Ledger()
-    stats = {"recovery_kills_before_listen": 0, "recovery_kills_after_listen": 0}
+    stats = {"recovery_kills_before_recovered": 0, "recovery_kills_after_recovered": 0,
+             "recovery_kills_after_listen": 0}
     kinds = {}
     failed = False
     done = 0
@@ -489,19 +508,26 @@ def main():
             if time.monotonic() - started > args.max_runtime:
                 print(f"max runtime reached after {done} trials", flush=True)
                 break
-            kind, secs = trial(args, rnd, daemon, fs, ledger, stats)
+            try:
+                kind, secs = trial(args, rnd, daemon, fs, ledger, stats)
+            except RuntimeError as e:
+                print(f"trial {i}: {e}\n--- log tail ---\n{tail(relay.log, 3000)}", flush=True)
+                failed = True
+                break
             kinds[kind] = kinds.get(kind, 0) + 1
             done = i
             if args.check_every and i % args.check_every == 0:
                 c = count(relay.spool, ledger)
-                print(f"trial {i} ({kind}, {secs:.2f}s): {figures(c)}", flush=True)
+                print(f"trial {i} ({kind}, {secs:.2f}s, start {daemon.start_secs:.2f}s): "
+                      f"{figures(c)}", flush=True)
                 if c["lost"] or c["duplicates"] or c["damaged"]:
                     report_problems(c, ledger)
         # Last start: recovery runs to the end; then the clients stop and the
         # daemon stops cleanly, and the spool is counted.
-        daemon.spawn()
-        daemon.wait_listening()
-        time.sleep(1.0)
+        if not failed:
+            daemon.spawn()
+            daemon.wait_listening()
+            time.sleep(1.0)
         stop.set()
         for c in clients:
             c.join(timeout=30)
@@ -517,6 +543,8 @@ def main():
         if c["lost"] or c["duplicates"] or c["damaged"] or c["_unlisted"] or c["_wrong_id"]:
             report_problems(c, ledger)
             failed = True
+        elif failed:
+            report_problems(c, ledger)
         if c["_foreign"]:
             print(f"messages without a bench token (bounces?): {c['_foreign'][:10]}")
     finally:
