@@ -133,7 +133,9 @@ class Client(threading.Thread):
                     if not self.ledger.unexpected:
                         print(f"{self.name}: unexpected {e!r}", flush=True)
                     self.ledger.unexpected += 1
-                self.stop.wait(self.rnd.uniform(0.01, 0.05))
+            else:
+                continue
+            self.stop.wait(self.rnd.uniform(0.01, 0.05))  # refused: the daemon is down
 
     def session(self):
         s = smtplib.SMTP("127.0.0.1", self.port, timeout=10)
@@ -417,7 +419,8 @@ def trial(args, rnd, daemon, fs, ledger, stats):
     t0 = time.monotonic()
     if kind == "recovery":
         # A kill right after the start, before or while recovery runs.
-        size = len(os.listdir(os.path.join(daemon.relay.spool, "msg")))
+        msgdir = os.path.join(daemon.relay.spool, "msg")
+        size = len(os.listdir(msgdir)) if os.path.isdir(msgdir) else 0
         daemon.spawn()
         time.sleep(rnd.uniform(0, 1.2 * daemon.start_secs))
         daemon.kill()
