@@ -105,10 +105,31 @@ class Ledger:
             return dict(self.acked), set(self.in_doubt)
 
 
+class Pacer:
+    """At most `rate` messages a second over all clients (0: no limit), so
+    that the spool, and with it the time a start takes, grows slowly."""
+
+    def __init__(self, rate, stop):
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.stop = stop
+        self.lock = threading.Lock()
+        self.next = time.monotonic()
+
+    def wait(self):
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            self.next = max(self.next + self.interval, now)
+            at = self.next
+        self.stop.wait(min(5.0, max(0.0, at - time.monotonic())))
+
+
 class Client(threading.Thread):
-    def __init__(self, n, run_id, ledger, port, stop, deadline, seed):
+    def __init__(self, n, run_id, ledger, port, stop, deadline, seed, pacer):
         super().__init__(daemon=True, name=f"client{n}")
         self.n, self.run_id, self.ledger, self.port = n, run_id, ledger, port
+        self.pacer = pacer
         self.stop, self.deadline = stop, deadline
         self.rnd = random.Random(seed)
         self.seq = 0
@@ -145,6 +166,7 @@ class Client(threading.Thread):
                 s.starttls(context=TLS_CONTEXT)
                 s.ehlo("client.inside.test")
             for _ in range(self.rnd.randint(1, 8)):
+                self.pacer.wait()
                 if self.stop.is_set():
                     break
                 token = self.token()
@@ -456,12 +478,16 @@ def tail(path, n=65536):
         return f.read().decode(errors="replace")
 
 
+def interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"))
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--power-cut", action="store_true",
                     help="shut the spool's ext4 file system down instead of only SIGKILL")
     ap.add_argument("--check-every", type=int, default=25,
@@ -472,9 +498,13 @@ def main():
                     help="share of trials that kill during start-up and recovery")
     ap.add_argument("--max-runtime", type=float, default=1500,
                     help="stop starting trials after this many seconds")
+    ap.add_argument("--rate", type=float, default=50,
+                    help="messages a second over all clients (0: as fast as accepted)")
     ap.add_argument("--image-mb", type=int, default=1024)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
+    # SIGTERM cleans up like ^C: daemon killed, file system unmounted, loop device freed.
+    signal.signal(signal.SIGTERM, interrupted)
 
     h.DANERELAYD = os.path.join(args.build, "relay", "danerelayd")
     h.DANECTL = os.path.join(args.build, "relay", "danectl")
@@ -485,6 +515,7 @@ def main():
     rnd = random.Random(seed)
     run_id = f"{seed:x}"
     print(f"crash_bench: seed={seed} trials={args.trials} clients={args.clients} "
+          f"rate={args.rate}/s "
           f"mode={'power-cut' if args.power_cut else 'sigkill'} build={args.build}", flush=True)
 
     started = time.monotonic()
@@ -503,7 +534,8 @@ def main():
             fs = LoopFs(os.path.join(relay.dir, "spool.img"), relay.spool, args.image_mb)
         daemon = Daemon(relay)
         deadline = started + args.max_runtime + 600
-        clients = [Client(i, run_id, ledger, relay.port, stop, deadline, rnd.random())
+        pacer = Pacer(args.rate, stop)
+        clients = [Client(i, run_id, ledger, relay.port, stop, deadline, rnd.random(), pacer)
                    for i in range(args.clients)]
         for c in clients:
             c.start()
@@ -552,10 +584,10 @@ def main():
             print(f"messages without a bench token (bounces?): {c['_foreign'][:10]}")
     finally:
         stop.set()
-        for c in clients:
-            c.join(timeout=30)
         if daemon:
             daemon.kill()
+        for c in clients:
+            c.join(timeout=30)
         if fs:
             fs.cleanup()
         if args.keep or failed:
