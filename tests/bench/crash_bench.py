@@ -17,12 +17,18 @@ the end (and every --check-every trials) the spool is counted:
   duplicates    tokens present in more than one message
   in doubt      DATA sent, no reply read (the kill came first): may or may
                 not be there; never counted as lost
+  refused but stored
+                answered 4xx, yet in the spool (a commit that failed after its
+                rename, when the file system is gone and the unlink fails
+                too): the client sends it again, a duplicate, never a loss
 
 --power-cut: the spool is an ext4 file system on a loop device, and the
 trial ends with EXT4_IOC_SHUTDOWN (EXT4_GOING_FLAGS_NOLOGFLUSH: nothing more
 reaches the disk, the journal is not flushed, as when power fails), then the
 daemon is killed, the file system unmounted, mounted again (journal replay)
-and the daemon restarted. Needs root, losetup, mkfs.ext4 and loop devices.
+and the daemon restarted; the trials that kill during start-up cut the power
+there too, while recovery may be moving files. Needs root, losetup,
+mkfs.ext4 and loop devices.
 
 The relay has no reachable destination: recipients are in *.invalid and its
 resolver is a dead port on 127.0.0.1, so nothing is delivered or bounced;
@@ -445,6 +451,9 @@ def trial(args, rnd, daemon, fs, ledger, stats):
         size = len(os.listdir(msgdir)) if os.path.isdir(msgdir) else 0
         daemon.spawn()
         time.sleep(rnd.uniform(0, 1.2 * daemon.start_secs))
+        if fs:
+            fs.shutdown()  # power fails while recovery may be moving files
+            kind = "recovery-power-cut"
         daemon.kill()
         log = daemon.log_since_spawn()
         phase = ("after_listen" if "event=listen" in log else
