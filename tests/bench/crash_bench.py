@@ -581,7 +581,7 @@ def main():
         runtime = time.monotonic() - started
         print(f"RESULT trials={done} {' '.join(f'{k}={v}' for k, v in sorted(kinds.items()))} "
               f"{figures(c)} listed={len(listed)} refused={ledger.refused} "
-              f"connection_errors={ledger.conn_errors} "
+              f"failed_sessions={ledger.conn_errors} "
               f"{' '.join(f'{k}={v}' for k, v in stats.items())} "
               f"runtime={runtime:.0f}s seed={seed}", flush=True)
         if c["lost"] or c["duplicates"] or c["damaged"] or c["_unlisted"] or c["_wrong_id"]:
