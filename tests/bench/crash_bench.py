@@ -370,24 +370,27 @@ class Daemon:
 class LoopFs:
     """An ext4 image on a loop device, mounted at `mountpoint`."""
 
-    def __init__(self, image, mountpoint, size_mb):
+    def __init__(self, image, mountpoint):
         self.image, self.mountpoint, self.dev, self.mounted = image, mountpoint, None, False
+
+    def setup(self, size_mb):
+        """Image, loop device, mount; cleanup() undoes whatever of it was done."""
         for tool in ("losetup", "mkfs.ext4", "mount", "umount"):
             if not shutil.which(tool):
                 raise RuntimeError(f"--power-cut needs {tool} (apt-get install e2fsprogs "
                                    "mount)")
         if os.geteuid() != 0:
             raise RuntimeError("--power-cut needs root (losetup, mount)")
-        with open(image, "wb") as f:
+        with open(self.image, "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
-        run(["mkfs.ext4", "-q", "-F", image])
-        out = subprocess.run(["losetup", "-f", "--show", image], capture_output=True,
+        run(["mkfs.ext4", "-q", "-F", self.image])
+        out = subprocess.run(["losetup", "-f", "--show", self.image], capture_output=True,
                              text=True, timeout=30)
         if out.returncode != 0:
             raise RuntimeError("--power-cut: no loop device in this sandbox? losetup: "
                                + out.stderr.strip())
         self.dev = out.stdout.strip()
-        os.makedirs(mountpoint, exist_ok=True)
+        os.makedirs(self.mountpoint, exist_ok=True)
         self.mount()
 
     def mount(self):
@@ -546,7 +549,12 @@ def main():
     done = 0
     try:
         if args.power_cut:
-            fs = LoopFs(os.path.join(relay.dir, "spool.img"), relay.spool, args.image_mb)
+            fs = LoopFs(os.path.join(relay.dir, "spool.img"), relay.spool)
+            try:
+                fs.setup(args.image_mb)
+            except RuntimeError as e:
+                print(f"crash_bench: {e}", file=sys.stderr)
+                return 2
         daemon = Daemon(relay)
         deadline = started + args.max_runtime + 600
         pacer = Pacer(args.rate, stop)
