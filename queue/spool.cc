@@ -68,13 +68,21 @@ Error ioError(const std::string& what, int err) {
 }
 
 // *err is the errno of a failure (0 on success).
+// Never blocks: O_NONBLOCK, and anything but a regular file is damage (a
+// FIFO planted in the spool would otherwise hang recovery).
 Result<std::string> readFile(const std::string& path, int* err) {
     *err = 0;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (!fd.valid()) {
         *err = errno;
         return ioError("open " + path, *err);
     }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+        *err = errno;
+        return ioError("stat " + path, *err);
+    }
+    if (!S_ISREG(st.st_mode)) return Error::internal(path + ": not a regular file");
     std::string out;
     char buf[65536];
     for (;;) {
@@ -88,6 +96,20 @@ Result<std::string> readFile(const std::string& path, int* err) {
         out.append(buf, static_cast<size_t>(n));
     }
     return out;
+}
+
+// Opens message file `path` (msg/ID) for reading, as readFile() does: never
+// blocking, a regular file or damage; its stat in *st. A missing file is a
+// permanent "no such message", another failure of the system a temporary one.
+Result<UniqueFd> openMessage(const std::string& path, const std::string& id, struct stat* st) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (!fd.valid()) {
+        if (errno == ENOENT) return Error::permanent("no such message: " + id);
+        return ioError("open " + path, errno);
+    }
+    if (::fstat(fd.get(), st) != 0) return ioError("stat " + path, errno);
+    if (!S_ISREG(st->st_mode)) return Error::internal(path + ": not a regular file");
+    return fd;
 }
 
 Status mkdirIfMissing(const std::string& path) {
@@ -267,16 +289,11 @@ std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
 Result<StoredMessage> Spool::load(const std::string& id) const {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string path = dir_ + "/msg/" + id;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-        if (errno == ENOENT) return Error::permanent("no such message: " + id);
-        return ioError("open " + path, errno);
-    }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) return ioError("stat " + path, errno);
-    if (!S_ISREG(st.st_mode)) return Error::internal(path + ": not a regular file");
+    auto fd = openMessage(path, id, &st);
+    if (!fd) return fd.error();
     char head[kMaxHeaderLine + 1];
-    ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+    ssize_t n = ::pread(fd->get(), head, sizeof head, 0);
     if (n < 0) return ioError("read " + path, errno);
     auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
     if (!h) return Error::internal(path + ": " + h.error().message);
@@ -285,7 +302,7 @@ Result<StoredMessage> Spool::load(const std::string& id) const {
     }
     std::string envText(h->envLen, '\0');
     ssize_t got =
-        ::pread(fd.get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen));
+        ::pread(fd->get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen));
     if (got < 0) return ioError("read " + path, errno);
     if (static_cast<size_t>(got) != envText.size()) {
         return Error::internal(path + ": short read of envelope");
@@ -347,13 +364,11 @@ Result<std::string> Spool::loadContent(const std::string& id) const {
 Status Spool::verify(const std::string& id) const {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string path = dir_ + "/msg/" + id;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-        if (errno == ENOENT) return Error::permanent("no such message: " + id);
-        return ioError("open " + path, errno);
-    }
+    struct stat st {};
+    auto fd = openMessage(path, id, &st);
+    if (!fd) return fd.error();
     char head[kMaxHeaderLine + 1];
-    ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+    ssize_t n = ::pread(fd->get(), head, sizeof head, 0);
     if (n < 0) return ioError("read " + path, errno);
     auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
     if (!h) return Error::internal(path + ": " + h.error().message);
@@ -364,7 +379,7 @@ Status Spool::verify(const std::string& id) const {
     char buf[65536];
     while (left > 0) {  // bounded: each pass consumes at least one byte, or returns
         size_t want = static_cast<size_t>(std::min<uint64_t>(left, sizeof buf));
-        ssize_t got = ::pread(fd.get(), buf, want, at);
+        ssize_t got = ::pread(fd->get(), buf, want, at);
         if (got < 0) {
             if (errno == EINTR) continue;
             return ioError("read " + path, errno);
@@ -374,7 +389,7 @@ Status Spool::verify(const std::string& id) const {
         left -= static_cast<uint64_t>(got);
         at += got;
     }
-    if (::pread(fd.get(), buf, 1, at) != 0) {
+    if (::pread(fd->get(), buf, 1, at) != 0) {
         return Error::internal(path + ": file size does not match its header");
     }
     if (sum.h != h->checksum) return Error::internal(path + ": checksum mismatch");

@@ -306,12 +306,14 @@ void SmtpSession::finish(const char* why) {
     idleTimer_.del();
     sessionTimer_.del();
     if (tls_ && std::strcmp(why, "closed") == 0) tls_->bye();
-    ::close(fd_);
-    fd_ = -1;
+    // Logged before the close: by the time the peer sees the connection end,
+    // the log says why (what an operator, or a test, reads next).
     logEvent("disconnect", {{"client", client_},
                             {"session", std::to_string(id_)},
                             {"accepted", std::to_string(accepted_)},
                             {"reason", why}});
+    ::close(fd_);
+    fd_ = -1;
     server_.release(id_, client_);
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "queue/queue_id.h"
 
@@ -165,6 +168,33 @@ TEST_F(SpoolTest, RecoveryQuarantinesTruncatedAndGarbageFiles) {
     EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + garbageState));
     EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + garbageState + ".state"));
     EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/not-an-id"));
+}
+
+TEST_F(SpoolTest, AFifoInTheSpoolIsDamageNotAHang) {
+    // A FIFO named like a message, or like a message's state: opening one
+    // for reading would wait for a writer for ever, and recovery with it.
+    std::string good, fifoMsg;
+    {
+        auto spool = open();
+        good = ids_.next();
+        fifoMsg = ids_.next();
+        ASSERT_TRUE(spool->commitOne(message(good)).ok());
+    }
+    ASSERT_EQ(::mkfifo((dir_ + "/spool/msg/" + fifoMsg).c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo((dir_ + "/spool/state/" + good).c_str(), 0600), 0);
+    auto spool = open();
+    auto done = std::make_shared<std::promise<RecoveryReport>>();
+    auto result = done->get_future();
+    std::thread([spool = spool.get(), done] { done->set_value(spool->recover()); }).detach();
+    ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+        << "recovery hung on a FIFO";
+    auto report = result.get();
+    EXPECT_TRUE(report.queued.empty());
+    ASSERT_EQ(report.quarantined.size(), 2u);
+    for (const auto& q : report.quarantined)
+        EXPECT_NE(q.reason.find("not a regular file"), std::string::npos) << q.file << ": " << q.reason;
+    auto l = spool->load(fifoMsg);
+    EXPECT_FALSE(l.ok());
 }
 
 TEST_F(SpoolTest, ChecksumCatchesFlippedContentByte) {

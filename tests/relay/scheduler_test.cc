@@ -192,6 +192,12 @@ TEST_F(SchedulerSpoolTest, QuarantineIsCounted) {
 // EMFILE while loading: the message is fine, so it stays indexed and is
 // loaded again after a backoff; it is not quarantined, not dropped.
 TEST_F(SchedulerSpoolTest, TransientLoadFailureIsRetriedWithBackoff) {
+#if defined(__SANITIZE_ADDRESS__)
+    // UBSan's vptr check needs a pipe() to probe memory; with every file
+    // descriptor taken it reports valid objects as "invalid vptr". The
+    // normal pass of scripts/test.sh runs this test.
+    GTEST_SKIP() << "exhausts file descriptors, which the sanitizer runtime needs";
+#endif
     std::string id = commit();
     auto& s = scheduler();
     s.setReady();
