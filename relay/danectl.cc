@@ -268,11 +268,13 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     }
     if (domain.empty()) return usage();
     std::string policyDir;
+    relay::OwnAddresses self;  // the daemon's listeners: an MX that is us is a loop
     if (!haveResolvers) {
         try {
             auto cfg = relay::loadConfig(configPath, relay::FileCheck::Skip);
             dnsConfig = cfg.dns;
             policyDir = cfg.policyDir;
+            self = relay::ownAddresses(cfg.listeners, cfg.delivery.port);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "danectl: %s\n", e.what());
             return 1;
@@ -343,7 +345,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     if (asJson) {
         auto j = relay::toJson(info);
         j["resolver"] = {{"servers", servers}, {"validating", validating}, {"detail", probeDetail}};
-        j["decision"] = relay::toJson(relay::plan(info, validating, false, pol.effective.level));
+        j["decision"] = relay::toJson(relay::plan(info, validating, false, pol.effective.level, self));
         j["policy"] = {{"destination", pol.effective.destination},
                        {"level", policy::toString(pol.effective.level)},
                        {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
@@ -361,7 +363,7 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
                     pol.effective.destination.c_str(),
                     pol.effective.file.empty() ? "" : (" (" + pol.effective.where() + ")").c_str());
         for (const auto& w : pol.warnings) std::printf("  warning: %s\n", w.c_str());
-        std::fputs(relay::toText(relay::plan(info, validating, false, pol.effective.level)).c_str(),
+        std::fputs(relay::toText(relay::plan(info, validating, false, pol.effective.level, self)).c_str(),
                    stdout);
     }
     bool resolved =

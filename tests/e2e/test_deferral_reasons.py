@@ -144,6 +144,10 @@ class MailLoopTest(LabCase):
         with open(relay.config, "w") as f:
             json.dump(cfg, f)
         relay.start()
+        # danectl probe, reading the same configuration, sees the loop too.
+        probe = subprocess.run([h.DANECTL, "--config", relay.config, "probe", "insecure.test"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertIn("loops back to myself", probe.stdout, probe.stdout + probe.stderr)
         accepts = relay.read_log().count("event=accept")
         out = relay.swaks("--from", SENDER, "--to", "ned@insecure.test", "--header",
                           "Subject: loop")
