@@ -513,7 +513,10 @@ Config loadConfig(const std::string& path, FileCheck files) {
 
 std::string resolversText(const DnsConfig& d) {
     std::string out;
-    for (const auto& s : d.resolvers) out += (out.empty() ? "" : ",") + s.text();
+    for (const auto& s : d.resolvers) {
+        if (!out.empty()) out += ',';
+        out += s.text();
+    }
     return out;
 }
 

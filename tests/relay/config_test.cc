@@ -297,7 +297,9 @@ TEST_F(ConfigTest, NumbersOutOfRangeSayTheRange) {
         std::string want = name + ": must be an integer between " + k.range;
         for (const char* v :
              {"-1", "99999999999", "18446744073709551616", "1.5", "\"7\"", "true"}) {
-            auto e = errorOf(withLimit(k.section, "\"" + std::string(k.key) + "\": " + v));
+            // (appended, not "..." + std::string: GCC 12 -O2 -Wrestrict false positive)
+            std::string member = std::string("\"").append(k.key).append("\": ").append(v);
+            auto e = errorOf(withLimit(k.section, member));
             EXPECT_NE(e.find(want), std::string::npos) << v << ": " << e;
         }
     }
