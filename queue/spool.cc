@@ -165,6 +165,27 @@ Result<FileHeader> parseHeader(std::string_view data) {
     return FileHeader{nl + 1, static_cast<size_t>(envLen), contentLen, sum};
 }
 
+// A message file opened as openMessage() opens it, with its header line
+// read and parsed: what load() and verify() both start from.
+struct OpenedMessage {
+    UniqueFd fd;
+    struct stat st {};
+    FileHeader header;
+};
+Result<OpenedMessage> openWithHeader(const std::string& path, const std::string& id) {
+    OpenedMessage m;
+    auto fd = openMessage(path, id, &m.st);
+    if (!fd) return fd.error();
+    m.fd = std::move(*fd);
+    char head[kMaxHeaderLine + 1];
+    ssize_t n = ::pread(m.fd.get(), head, sizeof head, 0);
+    if (n < 0) return ioError("read " + path, errno);
+    auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
+    if (!h) return Error::internal(path + ": " + h.error().message);
+    m.header = *h;
+    return m;
+}
+
 }  // namespace
 
 std::string encodeMessageFile(const Envelope& env, std::string_view content) {
@@ -289,20 +310,15 @@ std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
 Result<StoredMessage> Spool::load(const std::string& id) const {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string path = dir_ + "/msg/" + id;
-    struct stat st {};
-    auto fd = openMessage(path, id, &st);
-    if (!fd) return fd.error();
-    char head[kMaxHeaderLine + 1];
-    ssize_t n = ::pread(fd->get(), head, sizeof head, 0);
-    if (n < 0) return ioError("read " + path, errno);
-    auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
-    if (!h) return Error::internal(path + ": " + h.error().message);
-    if (static_cast<uint64_t>(st.st_size) != h->headerLen + h->envLen + h->contentLen) {
+    auto file = openWithHeader(path, id);
+    if (!file) return file.error();
+    const FileHeader* h = &file->header;
+    if (static_cast<uint64_t>(file->st.st_size) != h->headerLen + h->envLen + h->contentLen) {
         return Error::internal(path + ": file size does not match its header (truncated?)");
     }
     std::string envText(h->envLen, '\0');
     ssize_t got =
-        ::pread(fd->get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen));
+        ::pread(file->fd.get(), envText.data(), envText.size(), static_cast<off_t>(h->headerLen));
     if (got < 0) return ioError("read " + path, errno);
     if (static_cast<size_t>(got) != envText.size()) {
         return Error::internal(path + ": short read of envelope");
@@ -364,14 +380,9 @@ Result<std::string> Spool::loadContent(const std::string& id) const {
 Status Spool::verify(const std::string& id) const {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
     std::string path = dir_ + "/msg/" + id;
-    struct stat st {};
-    auto fd = openMessage(path, id, &st);
-    if (!fd) return fd.error();
-    char head[kMaxHeaderLine + 1];
-    ssize_t n = ::pread(fd->get(), head, sizeof head, 0);
-    if (n < 0) return ioError("read " + path, errno);
-    auto h = parseHeader(std::string_view(head, static_cast<size_t>(n)));
-    if (!h) return Error::internal(path + ": " + h.error().message);
+    auto file = openWithHeader(path, id);
+    if (!file) return file.error();
+    const FileHeader* h = &file->header;
     // The envelope and the content follow the header line.
     Fnv1a sum;
     uint64_t left = h->envLen + h->contentLen;
@@ -379,7 +390,7 @@ Status Spool::verify(const std::string& id) const {
     char buf[65536];
     while (left > 0) {  // bounded: each pass consumes at least one byte, or returns
         size_t want = static_cast<size_t>(std::min<uint64_t>(left, sizeof buf));
-        ssize_t got = ::pread(fd->get(), buf, want, at);
+        ssize_t got = ::pread(file->fd.get(), buf, want, at);
         if (got < 0) {
             if (errno == EINTR) continue;
             return ioError("read " + path, errno);
@@ -389,7 +400,7 @@ Status Spool::verify(const std::string& id) const {
         left -= static_cast<uint64_t>(got);
         at += got;
     }
-    if (::pread(fd->get(), buf, 1, at) != 0) {
+    if (::pread(file->fd.get(), buf, 1, at) != 0) {
         return Error::internal(path + ": file size does not match its header");
     }
     if (sum.h != h->checksum) return Error::internal(path + ": checksum mismatch");
