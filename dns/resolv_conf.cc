@@ -41,17 +41,12 @@ ResolvConf parseResolvConf(const std::string& text, const std::string& path) {
                                ": an address with a zone index cannot be used, skipped");
             continue;
         }
-        // resolv.conf has no port syntax: a bare address, port 53. Bracketed
-        // or host:port forms are not resolv.conf and are not guessed at.
-        bool looksLikeV4WithPort =
-            addr.find(':') != std::string::npos && addr.find('.') != std::string::npos &&
-            addr.find(':') == addr.rfind(':');
-        auto sa = (addr[0] == '[' || looksLikeV4WithPort)
-                      ? Result<ServerAddress>(Error::permanent("'" + addr + "' is not an IP address"))
-                      : parseServerAddress(addr.find(':') != std::string::npos ? "[" + addr + "]"
-                                                                              : addr);
+        // resolv.conf has no port syntax: a bare address, port 53. In
+        // brackets, anything else (host:port, a name, brackets of its own)
+        // fails to parse rather than being guessed at.
+        auto sa = parseServerAddress("[" + addr + "]");
         if (!sa) {
-            rc.notes.push_back(where + "nameserver: " + sa.error().message + ", skipped");
+            rc.notes.push_back(where + "nameserver " + addr + ": not an IP address, skipped");
             continue;
         }
         if (rc.servers.size() >= ResolvConf::kMaxServers) {
@@ -73,8 +68,8 @@ Result<ResolvConf> readResolvConf(const std::string& path) {
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         ::close(fd);
-        return Error::permanent(path + (S_ISDIR(st.st_mode) ? ": is a directory"
-                                                            : ": is not a regular file"));
+        return Error::permanent(
+            path + (S_ISDIR(st.st_mode) ? ": is a directory" : ": is not a regular file"));
     }
     std::string text;
     char buf[8192];

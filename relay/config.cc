@@ -263,7 +263,6 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
     return l;
 }
 
-
 // No dns.resolvers: the nameservers of dns.resolv_conf, for local
 // validation only (resolver mode believes an AD bit, so its resolvers are
 // named, never inherited). Missing file or no nameserver line: 127.0.0.1:53,

@@ -345,7 +345,8 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
     if (asJson) {
         auto j = relay::toJson(info);
         j["resolver"] = {{"servers", servers}, {"validating", validating}, {"detail", probeDetail}};
-        j["decision"] = relay::toJson(relay::plan(info, validating, false, pol.effective.level, self));
+        j["decision"] =
+            relay::toJson(relay::plan(info, validating, false, pol.effective.level, self));
         j["policy"] = {{"destination", pol.effective.destination},
                        {"level", policy::toString(pol.effective.level)},
                        {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
@@ -363,8 +364,9 @@ int probe(const std::string& configPath, const std::vector<std::string>& args) {
                     pol.effective.destination.c_str(),
                     pol.effective.file.empty() ? "" : (" (" + pol.effective.where() + ")").c_str());
         for (const auto& w : pol.warnings) std::printf("  warning: %s\n", w.c_str());
-        std::fputs(relay::toText(relay::plan(info, validating, false, pol.effective.level, self)).c_str(),
-                   stdout);
+        std::fputs(
+            relay::toText(relay::plan(info, validating, false, pol.effective.level, self)).c_str(),
+            stdout);
     }
     bool resolved =
         info.mx.outcome == dns::Outcome::Data || info.mx.outcome == dns::Outcome::NoData;

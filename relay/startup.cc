@@ -147,8 +147,9 @@ void checkListeners(const Config& cfg, Problems& p, Problems& notes, bool forSta
     bool running = spoolLockedByOther(cfg.spoolDir);
     for (const auto& [key, why] : inUse) {
         if (running && !forStart) {
-            notes.add(key, why + "; not checked: a danerelayd runs on this spool (its lock is "
-                                 "held) and is presumably the one listening");
+            notes.add(key, why +
+                               "; not checked: a danerelayd runs on this spool (its lock is "
+                               "held) and is presumably the one listening");
         } else {
             p.add(key, why);
         }

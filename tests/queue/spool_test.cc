@@ -192,7 +192,8 @@ TEST_F(SpoolTest, AFifoInTheSpoolIsDamageNotAHang) {
     EXPECT_TRUE(report.queued.empty());
     ASSERT_EQ(report.quarantined.size(), 2u);
     for (const auto& q : report.quarantined)
-        EXPECT_NE(q.reason.find("not a regular file"), std::string::npos) << q.file << ": " << q.reason;
+        EXPECT_NE(q.reason.find("not a regular file"), std::string::npos)
+            << q.file << ": " << q.reason;
     auto l = spool->load(fifoMsg);
     EXPECT_FALSE(l.ok());
 }

@@ -157,7 +157,7 @@ TEST_F(ConfigTest, ResolversComeFromResolvConfWhenNotListed) {
                                          << "nameserver 192.0.2.1\n"
                                          << "nameserver   2001:db8::53  # trailing comment\n"
                                          << "nameserver fe80::1%eth0\n"
-                                         << "nameserver resolver.example\n"
+                                         << "nameserver 192.0.2.9:53\n"
                                          << "nameserver 127.0.0.1\n"
                                          << "nameserver 192.0.2.4\n"
                                          << "options edns0\n";
@@ -176,7 +176,9 @@ TEST_F(ConfigTest, ResolversComeFromResolvConfWhenNotListed) {
     EXPECT_NE(c.dns.resolverNotes[0].find("/resolv.conf:6: nameserver fe80::1%eth0"),
               std::string::npos)
         << c.dns.resolverNotes[0];
-    EXPECT_NE(c.dns.resolverNotes[1].find("/resolv.conf:7:"), std::string::npos);
+    EXPECT_NE(c.dns.resolverNotes[1].find("/resolv.conf:7: nameserver 192.0.2.9:53: not an IP"),
+              std::string::npos)
+        << c.dns.resolverNotes[1];
     EXPECT_NE(c.dns.resolverNotes[2].find("/resolv.conf:9: nameserver 192.0.2.4: only the first 3"),
               std::string::npos)
         << c.dns.resolverNotes[2];
