@@ -1,24 +1,12 @@
 #include "relay/smtp_server.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
+
+#include "tests/relay/sockaddr_util.h"
 
 using namespace danerelay::relay;
 
-namespace {
-sockaddr_storage addr(const char* s) {
-    sockaddr_storage ss{};
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
-        ss.ss_family = AF_INET;
-    } else {
-        EXPECT_EQ(inet_pton(AF_INET6, s, &sin6->sin6_addr), 1) << s;
-        ss.ss_family = AF_INET6;
-    }
-    return ss;
-}
-}  // namespace
+using danerelay::relay::testing::addr;
 
 TEST(ClientNetwork, Ipv4Slash24) {
     EXPECT_EQ(clientNetwork(addr("192.0.2.77")), "192.0.2.0/24");
