@@ -10,8 +10,9 @@
 #include <string>
 #include <string_view>
 
-#include "relay/auth.h"
-#include "relay/smtp_parser.h"
+#include "relay/inbound/auth.h"
+#include "relay/runtime/base64.h"
+#include "relay/inbound/smtp_parser.h"
 
 using namespace danerelay::relay;
 

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "queue/utf8.h"
-#include "relay/bounce.h"
-#include "relay/smtp_reply.h"
+#include "relay/outbound/bounce.h"
+#include "relay/outbound/smtp_reply.h"
 
 using namespace danerelay;
 using namespace danerelay::relay;

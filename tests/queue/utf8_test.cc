@@ -15,8 +15,8 @@
 
 #include "queue/queue_id.h"
 #include "queue/spool.h"
-#include "relay/event_loop.h"
-#include "relay/log.h"
+#include "relay/runtime/event_loop.h"
+#include "relay/runtime/log.h"
 
 using namespace danerelay;
 using namespace danerelay::queue;

@@ -1,4 +1,5 @@
-#include "relay/auth.h"
+#include "relay/inbound/auth.h"
+#include "relay/runtime/base64.h"
 
 #include <crypt.h>
 #include <gtest/gtest.h>

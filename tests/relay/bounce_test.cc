@@ -1,6 +1,6 @@
 // DSNs carry bytes from outside (remote replies, ENVID, ORCPT, addresses):
 // none of them may start a line, a header or a MIME part of its own.
-#include "relay/bounce.h"
+#include "relay/outbound/bounce.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "relay/config.h"
+#include "relay/runtime/config.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

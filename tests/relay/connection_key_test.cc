@@ -3,7 +3,7 @@
 // would like to see share a connection.
 #include <gtest/gtest.h>
 
-#include "relay/smtp_client.h"
+#include "relay/outbound/smtp_client.h"
 
 using namespace danerelay;
 using namespace danerelay::relay;

@@ -1,8 +1,8 @@
 // plan(): the RFC 7672 decision table, one case per row, from DNS facts made
 // in the test (no network).
-#include "relay/delivery.h"
+#include "relay/outbound/delivery.h"
 
-#include "relay/smtp_client.h"
+#include "relay/outbound/smtp_client.h"
 
 #include <gtest/gtest.h>
 

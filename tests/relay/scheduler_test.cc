@@ -22,7 +22,7 @@
 #include <thread>
 
 #include "queue/utf8.h"
-#include "relay/scheduler.h"
+#include "relay/outbound/scheduler.h"
 
 namespace danerelay::relay {
 namespace {

@@ -14,8 +14,8 @@
 #include <optional>
 #include <thread>
 
-#include "relay/event_loop.h"
-#include "relay/smtp_client.h"
+#include "relay/runtime/event_loop.h"
+#include "relay/outbound/smtp_client.h"
 
 namespace danerelay::relay {
 namespace {

@@ -1,4 +1,4 @@
-#include "relay/smtp_parser.h"
+#include "relay/inbound/smtp_parser.h"
 
 #include <gtest/gtest.h>
 

@@ -1,12 +1,12 @@
 // The outbound reply parser: what a hostile server can send back.
-#include "relay/smtp_reply.h"
+#include "relay/outbound/smtp_reply.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "queue/utf8.h"
-#include "relay/smtp_client.h"
+#include "relay/outbound/smtp_client.h"
 
 using namespace danerelay;
 using namespace danerelay::relay;

@@ -1,4 +1,4 @@
-#include "relay/smtp_server.h"
+#include "relay/inbound/smtp_server.h"
 
 #include <gtest/gtest.h>
 

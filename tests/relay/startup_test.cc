@@ -1,6 +1,6 @@
 // The checks a start makes before it touches anything (relay/startup.h),
 // on real sockets on loopback and real directories under /tmp.
-#include "relay/startup.h"
+#include "relay/runtime/startup.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <future>
 
-#include "relay/event_loop.h"
+#include "relay/runtime/event_loop.h"
 
 namespace danerelay::relay {
 namespace {

@@ -1,0 +1,66 @@
+// control_verbs.h — what the control socket can be asked: the daemon's side
+// of danectl's status, reload and queue actions.
+//
+// Requests (one JSON object; "version" is the protocol version, 1):
+//   {"version":1, "verb":"status"}
+//   {"version":1, "verb":"reload"}
+//   {"version":1, "verb":"queue", "action":"hold|release|delete|flush|bounce|requeue",
+//    "ids":["…"]  |  "filter":{"state":…, "domain":…, "sender":…, "older_than":…}
+//                 |  "all":true}
+// Every reply carries "version" and "ok"; a failed request has "error".
+// The reply shapes are documented in docs/danectl-json.md and checked by the
+// end-to-end tests against docs/danectl.schema.json.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "dns/resolver.h"
+#include "policy/policy.h"
+#include "queue/spool.h"
+#include "relay/runtime/config.h"
+#include "relay/control/control.h"
+#include "relay/runtime/event_loop.h"
+#include "relay/outbound/scheduler.h"
+
+namespace danerelay::relay {
+
+class ControlVerbs {
+  public:
+    ControlVerbs(const Config& cfg, Scheduler& scheduler, queue::Spool& spool, WorkerPool& workers,
+                 dns::Resolver& resolver);
+
+    void handle(const nlohmann::json& request, ControlServer::Reply reply);
+
+    // Re-read the policy directory on a worker and swap it in on the loop; a
+    // broken policy keeps the one in force. done (optional) gets the outcome.
+    void reload(std::function<void(bool ok, const std::string& detail)> done);
+    // The latest DNSSEC probe result, for status.
+    void noteProbe(bool validating, const std::string& detail);
+    void setPolicy(std::shared_ptr<const policy::PolicySet> p);
+
+  private:
+    void status(ControlServer::Reply reply);
+    // swept: the sweep that flush --all starts with has run.
+    void queueAction(const nlohmann::json& request, ControlServer::Reply reply, bool swept = false);
+    nlohmann::json policyJson() const;
+    nlohmann::json dnssecJson(const nlohmann::json& lastProbe) const;
+
+    const Config& cfg_;
+    Scheduler& scheduler_;
+    queue::Spool& spool_;
+    WorkerPool& workers_;
+    dns::Resolver& resolver_;
+    int64_t started_;
+    std::shared_ptr<const policy::PolicySet> policy_;
+    int64_t policyLoaded_ = 0;
+    bool probed_ = false, validating_ = false;
+    std::string probeDetail_;
+    int64_t probeAt_ = 0;
+};
+
+}  // namespace danerelay::relay

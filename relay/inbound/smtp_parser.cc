@@ -1,0 +1,330 @@
+#include "relay/inbound/smtp_parser.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "queue/utf8.h"
+
+namespace danerelay::relay {
+
+namespace {
+
+std::string upper(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return out;
+}
+
+bool iequalsPrefix(std::string_view s, std::string_view prefix) {
+    if (s.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+        if (std::toupper(static_cast<unsigned char>(s[i])) !=
+            std::toupper(static_cast<unsigned char>(prefix[i]))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool isDomainChar(unsigned char c, bool allow8bit) {
+    return std::isalnum(c) || c == '-' || c == '.' || (allow8bit && c >= 0x80);
+}
+
+bool validDomain(std::string_view d, bool allow8bit) {
+    if (d.empty() || d.size() > 255) return false;
+    if (d.front() == '[') {  // address literal
+        if (d.back() != ']' || d.size() < 3) return false;
+        for (unsigned char c : d.substr(1, d.size() - 2)) {
+            if (!(std::isalnum(c) || c == '.' || c == ':')) return false;
+        }
+        return true;
+    }
+    if (d.front() == '.' || d.back() == '.' || d.find("..") != std::string_view::npos) {
+        return false;
+    }
+    return std::all_of(d.begin(), d.end(), [&](char c) {
+        return isDomainChar(static_cast<unsigned char>(c), allow8bit);
+    });
+}
+
+// Local part: dot-atom or quoted string (RFC 5321 4.1.2).
+bool validLocalPart(std::string_view l, bool allow8bit) {
+    if (l.empty() || l.size() > 64 * 4) return false;
+    if (l.front() == '"') {
+        if (l.size() < 2 || l.back() != '"') return false;
+        for (size_t i = 1; i + 1 < l.size(); ++i) {
+            auto c = static_cast<unsigned char>(l[i]);
+            if (c < 0x20 || c == 0x7f || (c >= 0x80 && !allow8bit)) return false;
+            if (c == '\\') {
+                if (++i + 1 >= l.size()) return false;
+            } else if (c == '"') {
+                return false;
+            }
+        }
+        return true;
+    }
+    if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
+    static const std::string_view kAtext = "!#$%&'*+-/=?^_`{|}~.";
+    for (unsigned char c : l) {
+        if (std::isalnum(c) || kAtext.find(static_cast<char>(c)) != std::string_view::npos)
+            continue;
+        if (c >= 0x80 && allow8bit) continue;
+        return false;
+    }
+    return true;
+}
+
+Reply syntax(std::string text) {
+    return {501, "5.5.4 " + std::move(text)};
+}
+
+}  // namespace
+
+Command parseCommand(std::string_view line) {
+    auto sp = line.find(' ');
+    Command c;
+    c.verb = upper(line.substr(0, sp));
+    if (sp != std::string_view::npos) c.arg = std::string(line.substr(sp + 1));
+    return c;
+}
+
+bool parsePathArg(std::string_view arg, std::string_view prefix, bool allowEmpty, bool allow8bit,
+                  PathArg* out, Reply* err) {
+    if (!iequalsPrefix(arg, prefix)) {
+        *err = syntax("Syntax: expected " + std::string(prefix) + "<address>");
+        return false;
+    }
+    arg.remove_prefix(prefix.size());
+    while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);  // tolerated, as Postfix does
+    if (arg.empty() || arg.front() != '<') {
+        *err = syntax("Syntax: address must be in angle brackets");
+        return false;
+    }
+    // Find the closing bracket outside a quoted local part.
+    size_t close = std::string_view::npos;
+    bool quoted = false;
+    for (size_t i = 1; i < arg.size(); ++i) {
+        char c = arg[i];
+        if (quoted && c == '\\') {
+            ++i;
+        } else if (c == '"') {
+            quoted = !quoted;
+        } else if (c == '>' && !quoted) {
+            close = i;
+            break;
+        }
+    }
+    if (close == std::string_view::npos) {
+        *err = syntax("Syntax: missing '>'");
+        return false;
+    }
+    std::string_view path = arg.substr(1, close - 1);
+    // Source route (RFC 5321 4.1.1.3): accepted and ignored.
+    if (!path.empty() && path.front() == '@') {
+        auto colon = path.find(':');
+        if (colon == std::string_view::npos) {
+            *err = syntax("Syntax: bad source route");
+            return false;
+        }
+        path.remove_prefix(colon + 1);
+    }
+    if (path.empty()) {
+        if (!allowEmpty) {
+            *err = syntax("Syntax: empty address");
+            return false;
+        }
+        out->address.clear();
+    } else {
+        auto at = path.rfind('@');
+        if (at == std::string_view::npos || !validLocalPart(path.substr(0, at), allow8bit) ||
+            !validDomain(path.substr(at + 1), allow8bit)) {
+            *err = {553, "5.1.3 Bad address syntax"};
+            // 8-bit without SMTPUTF8 gets its own, clearer reply.
+            if (!allow8bit && std::any_of(path.begin(), path.end(), [](char c) {
+                    return static_cast<unsigned char>(c) >= 0x80;
+                })) {
+                *err = {553, "5.6.7 Non-ASCII address requires SMTPUTF8"};
+            }
+            return false;
+        }
+        // RFC 6531 3.3: an 8-bit address is UTF-8; anything else is refused
+        // here, before it can reach the spool, a log or a DSN.
+        if (allow8bit && !queue::isValidUtf8(path)) {
+            *err = {553, "5.6.7 Address is not valid UTF-8"};
+            return false;
+        }
+        out->address = std::string(path);
+    }
+    // ESMTP parameters, separated by single spaces.
+    std::string_view rest = arg.substr(close + 1);
+    out->params.clear();
+    while (!rest.empty()) {
+        if (rest.front() != ' ') {
+            *err = syntax("Syntax: garbage after address");
+            return false;
+        }
+        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        if (rest.empty()) break;
+        auto end = rest.find(' ');
+        std::string_view p = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+        auto eq = p.find('=');
+        Param param;
+        param.keyword = upper(p.substr(0, eq));
+        if (param.keyword.empty() ||
+            !std::all_of(param.keyword.begin(), param.keyword.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+            })) {
+            *err = {555, "5.5.4 Bad parameter keyword"};
+            return false;
+        }
+        if (eq != std::string_view::npos) {
+            param.value = std::string(p.substr(eq + 1));
+            for (unsigned char c : param.value) {
+                if (c < 0x21 || c == '=' || c == 0x7f || (c >= 0x80 && !allow8bit)) {
+                    *err = {555, "5.5.4 Bad parameter value for " + param.keyword};
+                    return false;
+                }
+            }
+        }
+        out->params.push_back(std::move(param));
+    }
+    return true;
+}
+
+bool decodeXtext(std::string_view in, std::string* out) {
+    out->clear();
+    for (size_t i = 0; i < in.size(); ++i) {
+        auto c = static_cast<unsigned char>(in[i]);
+        if (c == '+') {
+            if (i + 2 >= in.size()) return false;
+            auto hex = [](char h) -> int {
+                if (h >= '0' && h <= '9') return h - '0';
+                if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+                return -1;
+            };
+            int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+            if (hi < 0 || lo < 0) return false;
+            out->push_back(static_cast<char>(hi * 16 + lo));
+            i += 2;
+        } else if (c >= 0x21 && c <= 0x7e && c != '=') {
+            out->push_back(static_cast<char>(c));
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool isValidHeloArg(std::string_view s) {
+    if (s.empty() || s.size() > 255) return false;
+    return std::all_of(s.begin(), s.end(), [](char ch) {
+        auto c = static_cast<unsigned char>(ch);
+        return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '[' || c == ']' ||
+               c == ':';
+    });
+}
+
+void DataReader::flag(Problem p) {
+    if (problem_ == Problem::None) problem_ = p;
+    std::string().swap(content_);  // a refused message keeps no bytes
+}
+
+void DataReader::append(char c) {
+    if (problem_ != Problem::None) return;
+    if (content_.size() >= maxSize_) {
+        flag(Problem::TooBig);
+        return;
+    }
+    content_.push_back(c);
+}
+
+size_t DataReader::feed(std::string_view in) {
+    size_t i = 0;
+    while (i < in.size() && !done_) {
+        char c = in[i++];
+        if (cr_) {
+            cr_ = false;
+            if (c == '\n') {
+                if (line_ == LineState::Dot) {
+                    done_ = true;  // <CRLF>.<CRLF>
+                    break;
+                }
+                append('\r');
+                append('\n');
+                line_ = LineState::Start;
+                lineLen_ = 0;
+                continue;
+            }
+            flag(Problem::BareLineEnding);  // CR not followed by LF
+            line_ = LineState::Body;
+        }
+        if (c == '\r') {
+            cr_ = true;
+            continue;
+        }
+        if (c == '\n') {
+            // A bare LF never ends a line here, so "<LF>.<LF>" cannot end DATA.
+            flag(Problem::BareLineEnding);
+            line_ = LineState::Body;
+            continue;
+        }
+        if (c == '\0') flag(Problem::Nul);
+        if (++lineLen_ > kMaxTextLine - 2) flag(Problem::LineTooLong);
+        if (line_ == LineState::Start && c == '.') {
+            line_ = LineState::Dot;  // dropped: either the end marker or dot-stuffing
+            continue;
+        }
+        line_ = LineState::Body;
+        append(c);
+    }
+    return i;
+}
+
+Reply DataReader::refusal() const {
+    switch (problem_) {
+        case Problem::None:
+            return {};
+        case Problem::BareLineEnding:
+            return {550, "5.6.0 Message refused: bare CR or LF; lines must end with CRLF"};
+        case Problem::Nul:
+            return {550, "5.6.0 Message refused: NUL character in message"};
+        case Problem::LineTooLong:
+            return {550, "5.6.0 Message refused: line longer than 1000 octets"};
+        case Problem::TooBig:
+            return {552, "5.3.4 Message size exceeds fixed limit"};
+    }
+    return {};
+}
+
+size_t countReceivedHeaders(std::string_view content) {
+    size_t count = 0;
+    size_t pos = 0;
+    while (pos < content.size()) {
+        size_t eol = content.find('\n', pos);
+        std::string_view line =
+            content.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line.empty()) break;  // end of the header section
+        if (line[0] != ' ' && line[0] != '\t') {
+            // A field name: printable US-ASCII but ':', then WSP*, then ':'.
+            size_t n = 0;
+            while (n < line.size() && line[n] > 32 && line[n] < 127 && line[n] != ':') ++n;
+            size_t colon = n;
+            while (colon < line.size() && (line[colon] == ' ' || line[colon] == '\t')) ++colon;
+            if (n == 0 || colon >= line.size() || line[colon] != ':') break;  // the body
+            constexpr std::string_view kReceived = "received";
+            if (n == kReceived.size() &&
+                std::equal(kReceived.begin(), kReceived.end(), line.begin(), [](char a, char b) {
+                    return a == std::tolower(static_cast<unsigned char>(b));
+                })) {
+                ++count;
+            }
+        }
+        if (eol == std::string_view::npos) break;
+        pos = eol + 1;
+    }
+    return count;
+}
+
+}  // namespace danerelay::relay

@@ -1,0 +1,182 @@
+#include "relay/inbound/smtp_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "relay/runtime/net_address.h"
+#include "relay/runtime/log.h"
+#include "relay/inbound/smtp_session.h"
+
+namespace danerelay::relay {
+
+std::string clientNetwork(const sockaddr_storage& peer) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET6) {
+        in6_addr a = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            in_addr v4{};
+            std::memcpy(&v4, &a.s6_addr[12], 4);
+            v4.s_addr = htonl(ntohl(v4.s_addr) & 0xffffff00u);
+            ::inet_ntop(AF_INET, &v4, buf, sizeof buf);
+            return std::string(buf) + "/24";
+        }
+        std::memset(&a.s6_addr[8], 0, 8);
+        ::inet_ntop(AF_INET6, &a, buf, sizeof buf);
+        return std::string(buf) + "/64";
+    }
+    if (peer.ss_family == AF_INET) {
+        in_addr v4 = reinterpret_cast<const sockaddr_in&>(peer).sin_addr;
+        v4.s_addr = htonl(ntohl(v4.s_addr) & 0xffffff00u);
+        ::inet_ntop(AF_INET, &v4, buf, sizeof buf);
+        return std::string(buf) + "/24";
+    }
+    return "unknown";
+}
+
+SmtpServer::SmtpServer(ServerContext ctx)
+    : ctx_(std::move(ctx)),
+      reaper_(ctx_.base, -1, 0, [this](short) { graveyard_.clear(); }),
+      acceptResume_(ctx_.base, -1, 0, [this](short) {
+          for (auto& l : listeners_) l->ev->add();
+      }) {}
+
+SmtpServer::~SmtpServer() = default;
+
+Status SmtpServer::listen(std::vector<UniqueFd> bound) {
+    if (bound.size() != ctx_.config->listeners.size()) {
+        return Error::internal("listen: " + std::to_string(bound.size()) + " sockets for " +
+                               std::to_string(ctx_.config->listeners.size()) + " listeners");
+    }
+    for (size_t i = 0; i < bound.size(); ++i) {
+        const auto& lc = ctx_.config->listeners[i];
+        auto l = std::make_unique<Listener>();
+        l->config = lc;
+        l->fd = std::move(bound[i]);
+        if (!l->fd.valid()) return Error::internal("listener " + lc.text + ": not bound");
+        Listener* raw = l.get();
+        l->ev = std::make_unique<Event>(ctx_.base, l->fd.get(), EV_READ | EV_PERSIST,
+                                        [this, raw](short) { onAccept(*raw); });
+        l->ev->add();
+        logEvent("listen", {{"address", lc.text},
+                            {"tls", lc.tls == ListenerTls::Implicit ? "implicit" : "starttls"}});
+        listeners_.push_back(std::move(l));
+    }
+    return okStatus();
+}
+
+void SmtpServer::onAccept(Listener& l) {
+    // Bounded: at most this many accepts per wake-up, so one busy listener
+    // cannot starve the rest of the loop.
+    for (int i = 0; i < 64; ++i) {
+        sockaddr_storage peer{};
+        socklen_t plen = sizeof peer;
+        int fd = ::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&peer), &plen,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                pauseAccepting(errno);
+                return;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                logEvent("error", {{"listener", l.config.text},
+                                   {"reason", std::string("accept: ") + std::strerror(errno)}});
+            }
+            return;
+        }
+        if (acceptBackoffMs_ != 0) {
+            logEvent("accept-resumed", {{"listener", l.config.text}});
+            acceptBackoffMs_ = 0;
+        }
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        std::string client = addressToString(peer);
+        const auto& lim = ctx_.config->limits;
+        const char* refuse = nullptr;
+        bool inside = anyContains(ctx_.config->relayNetworks, peer);
+        size_t open = sessions_.size();
+        if (open >= lim.maxSessions) {
+            refuse = "too many sessions";
+        } else if (!inside && !ctx_.config->relayNetworks.empty() &&
+                   open + lim.reservedSessions >= lim.maxSessions) {
+            refuse = "too many sessions";  // the rest are kept for relay_networks
+        } else if (perClient_[client] >= lim.maxSessionsPerClient) {
+            refuse = "too many sessions from this client";
+        }
+        std::string network = countedNetwork(peer);
+        if (!refuse && !network.empty()) {
+            auto pn = perNetwork_.find(network);
+            if (pn != perNetwork_.end() && pn->second >= lim.maxSessionsPerNetwork) {
+                refuse = "too many sessions from this network";
+            }
+        }
+        if (refuse) {
+            logEvent("reject", {{"client", client}, {"network", network}, {"reason", refuse}});
+            if (l.config.tls != ListenerTls::Implicit) {
+                std::string msg =
+                    "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
+                [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
+            }
+            ::close(fd);
+            if (perClient_[client] == 0) perClient_.erase(client);
+            continue;
+        }
+        ++perClient_[client];
+        if (!network.empty()) ++perNetwork_[network];
+        uint64_t id = nextSessionId_++;
+        auto s = std::make_shared<SmtpSession>(*this, fd, peer, l.config, id);
+        sessions_.emplace(id, s);
+        s->start();
+    }
+}
+
+void SmtpServer::pauseAccepting(int err) {
+    // The connection stays in the kernel's backlog; a level-triggered
+    // listener would wake us again at once, for ever. Pause every listener
+    // (they share the descriptor table), 100 ms, doubling to 1 s while it
+    // lasts; one log line per episode.
+    if (acceptBackoffMs_ == 0) {
+        logEvent("accept-paused", {{"reason", std::string("accept: ") + std::strerror(err)},
+                                   {"sessions", std::to_string(sessions_.size())}});
+        acceptBackoffMs_ = kAcceptBackoffMinMs;
+    } else {
+        acceptBackoffMs_ = std::min(acceptBackoffMs_ * 2, kAcceptBackoffMaxMs);
+    }
+    for (auto& l : listeners_) l->ev->del();
+    timeval tv{static_cast<time_t>(acceptBackoffMs_ / 1000),
+               static_cast<suseconds_t>((acceptBackoffMs_ % 1000) * 1000)};
+    acceptResume_.add(&tv);
+}
+
+std::string SmtpServer::countedNetwork(const sockaddr_storage& peer) const {
+    // relay_networks are the clients this relay serves: capped per address
+    // only (an inside /24 is often one application's servers).
+    if (anyContains(ctx_.config->relayNetworks, peer)) return "";
+    return clientNetwork(peer);
+}
+
+void SmtpServer::release(uint64_t sessionId, const std::string& client) {
+    auto it = sessions_.find(sessionId);
+    if (it == sessions_.end()) return;
+    std::string network = countedNetwork(it->second->peer());
+    graveyard_.push_back(std::move(it->second));
+    sessions_.erase(it);
+    auto pc = perClient_.find(client);
+    if (pc != perClient_.end() && --pc->second == 0) perClient_.erase(pc);
+    if (!network.empty()) {
+        auto pn = perNetwork_.find(network);
+        if (pn != perNetwork_.end() && --pn->second == 0) perNetwork_.erase(pn);
+    }
+    timeval now{0, 0};
+    reaper_.add(&now);
+}
+
+}  // namespace danerelay::relay

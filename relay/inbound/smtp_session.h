@@ -1,0 +1,138 @@
+// smtp_session.h — one inbound SMTP connection: an explicit state machine.
+//
+// States: TlsHandshake (implicit TLS, or after STARTTLS) → Command; Command →
+// Data (after 354) → Waiting (group commit in flight) → Command; Command →
+// AuthResponse (SASL exchange) → Waiting (hash check off the loop) → Command.
+// Closing: the last reply is being flushed (at most command_timeout for a
+// peer that does not read). Input is not read while Waiting, so a pipelining
+// client cannot make us buffer without bound; nor while more than 64 KiB of
+// replies wait for a peer that does not read them (backpressure): reading
+// and processing resume once the output drains, input already buffered first.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "queue/envelope.h"
+#include "relay/runtime/event_loop.h"
+#include "relay/inbound/smtp_parser.h"
+#include "tls/session.h"
+
+namespace danerelay::relay {
+
+class SmtpServer;
+struct ListenerConfig;
+
+class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
+  public:
+    SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
+                const ListenerConfig& listener, uint64_t id);
+    ~SmtpSession();
+    void start();
+    const std::string& client() const { return client_; }
+    const sockaddr_storage& peer() const { return peer_; }
+
+  private:
+    enum class State { TlsHandshake, Command, AuthResponse, Data, Waiting, Closing, Closed };
+    enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };
+
+    // I/O
+    void onReadable();
+    void onWritable();
+    void readInput();
+    void pauseReading();
+    void resumeReading();
+    void pump();
+    void flush();
+    void reply(int code, const std::string& text);
+    void replyMulti(int code, const std::vector<std::string>& lines);
+    void closeAfterReply(int code, const std::string& text);
+    void finish(const char* why);
+    void startTls();
+    void continueHandshake();
+    // command_timeout: the deadline for the next complete command line
+    // (idle time and the line itself; bytes do not move it), armed when a
+    // line is taken, a Waiting answer is sent, a TLS handshake starts (the
+    // whole handshake) or ends, and when closing (to flush the last reply).
+    void resetIdleTimer();
+    // DATA: `bytes` more arrived; the deadline moves on by bytes/kMinDataRate
+    // seconds, at most to command_timeout from now.
+    void creditDataBytes(size_t bytes);
+    // command_timeout or session_timeout fired. Waiting: remembered, acted on
+    // once the answer is sent (closeIfExpired). TLS handshake: closed with
+    // nothing sent. Otherwise 421 4.4.2 and close.
+    void onTimeout(const char* which);
+    const char* stateName() const;
+    // Waiting for the committer or the hashing pool: no input is read and
+    // the idle timer is off (the client waits for us). stopWaiting() goes
+    // back to Command and starts a new command_timeout.
+    void startWaiting();
+    void stopWaiting();
+    // After a Waiting answer was sent: if session_timeout fired meanwhile,
+    // 421 and close now (true).
+    bool closeIfExpired();
+
+    // protocol
+    void process();
+    // A line over its cap was dropped: 500, and if it was a SASL response
+    // the exchange ends (back to Command). True if the session is closing.
+    bool lineTooLong();
+    void handleLine(std::string_view line);
+    void handleCommand(const Command& c);
+    void cmdEhlo(const Command& c, bool extended);
+    void cmdStartTls(const Command& c);
+    void cmdAuth(const Command& c);
+    void cmdMail(const Command& c);
+    void cmdRcpt(const Command& c);
+    void cmdData(const Command& c);
+    void authResponse(std::string_view line);
+    void checkPassword(std::string user, std::string password);
+    void finishData();
+    // The commit's answer for a session still Waiting for it. Scheduling
+    // and the accept log line happen before, in the completion, whether or
+    // not the session still exists.
+    void onCommitted(const std::string& id, const Status& st);
+    void resetTransaction();
+    bool protocolError();
+    std::string receivedHeader(const std::string& id) const;
+    bool mayRelay() const;
+
+    SmtpServer& server_;
+    int fd_;
+    sockaddr_storage peer_;
+    const ListenerConfig& listener_;
+    uint64_t id_;
+    std::string client_;
+    State state_ = State::Command;
+    Event readEv_, writeEv_, idleTimer_, sessionTimer_;
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point deadline_{};  // when idleTimer_ fires (Command, Data, handshake)
+
+    std::unique_ptr<tls::Session> tls_;
+    std::string tlsDescription_;
+    bool startTlsAfterFlush_ = false;
+
+    std::string in_, out_;
+    bool discardingLongLine_ = false;
+    bool peerClosed_ = false;
+    bool readPaused_ = false;  // backpressure: output over kMaxPendingOutput
+    unsigned errors_ = 0;
+    bool expired_ = false;  // session_timeout fired while Waiting
+
+    std::string helo_;
+    bool esmtp_ = false;
+    std::string authUser_;
+    AuthStep authStep_ = AuthStep::None;
+    std::string authLoginUser_;
+
+    bool inTransaction_ = false;
+    queue::Envelope env_;
+    std::optional<DataReader> data_;
+    unsigned accepted_ = 0;
+};
+
+}  // namespace danerelay::relay

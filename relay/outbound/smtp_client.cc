@@ -1,0 +1,720 @@
+#include "relay/outbound/smtp_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "relay/runtime/base64.h"
+#include "relay/runtime/net_address.h"
+#include "relay/runtime/log.h"
+
+namespace danerelay::relay {
+
+namespace {
+std::string xtextEncode(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c < 0x21 || c > 0x7e || c == '+' || c == '=') {
+            char buf[4];
+            std::snprintf(buf, sizeof buf, "+%02X", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+bool has8bit(const std::string& s) {
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+// Where the first bare CR or bare LF in c is, or npos.
+size_t bareLineEnding(std::string_view c) {
+    for (size_t i = 0; i < c.size(); ++i) {
+        if (c[i] == '\r' && (i + 1 == c.size() || c[i + 1] != '\n')) return i;
+        if (c[i] == '\n' && (i == 0 || c[i - 1] != '\r')) return i;
+    }
+    return std::string_view::npos;
+}
+
+Error bareLineEndingError(std::string_view c, size_t at) {
+    std::string why = "5.6.0 the message has a bare ";
+    why += c[at] == '\r' ? "CR" : "LF";
+    why += " at byte ";
+    why += std::to_string(at);
+    why += "; lines must end with CRLF";
+    return Error::permanent(std::move(why));
+}
+}  // namespace
+
+std::shared_ptr<SmtpClient> ConnectionCache::take(const std::string& key) {
+    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        if (it->first == key) {
+            auto c = std::move(it->second);
+            idle_.erase(it);
+            ++reused_;
+            return c;
+        }
+    }
+    return nullptr;
+}
+
+bool ConnectionCache::put(const std::string& key, std::shared_ptr<SmtpClient> c) {
+    if (idle_.size() >= maxIdle_) return false;
+    idle_.emplace_back(key, std::move(c));
+    return true;
+}
+
+void ConnectionCache::remove(const SmtpClient* c) {
+    std::erase_if(idle_, [c](const auto& e) { return e.second.get() == c; });
+}
+
+// Everything that authenticated the peer, and everything else the session
+// was set up with, serialised without ambiguity (each field length-prefixed),
+// then SHA-256. Sets (TLSA records, reference names, pins) are sorted, so
+// the same RRset in another order is the same key; the whole of every TLSA
+// record counts, never a prefix.
+std::string SmtpClient::cacheKey(const ClientRequest& req) {
+    std::string buf = "danerelay-conn-v2";
+    auto field = [&buf](const std::string& v) {
+        uint64_t n = v.size();
+        for (int i = 0; i < 8; ++i) buf += static_cast<char>((n >> (8 * i)) & 0xff);
+        buf += v;
+    };
+    auto set = [&field](std::vector<std::string> items) {
+        std::sort(items.begin(), items.end());
+        items.erase(std::unique(items.begin(), items.end()), items.end());
+        field(std::to_string(items.size()));
+        for (const auto& i : items) field(i);
+    };
+    field(req.mxName);
+    field(req.address);
+    field(std::to_string(req.port));
+    field(toString(req.mode));
+    field(req.sni);
+    field(req.heloName);
+    std::vector<std::string> tlsa;
+    for (const auto& t : req.tlsa) {
+        tlsa.push_back(std::string{static_cast<char>(t.usage), static_cast<char>(t.selector),
+                                   static_cast<char>(t.mtype)} +
+                       std::string(t.data.begin(), t.data.end()));
+    }
+    set(std::move(tlsa));
+    set(req.referenceNames);
+    field(std::to_string(req.implicitTls));
+    field(req.authUser);
+    field(req.authPassword);
+    field(std::to_string(req.minTlsVersion));
+    field(req.trustStore);
+    field(req.verifyName);
+    std::vector<std::string> pins;
+    for (const auto& p : req.tlsPins) pins.emplace_back(p.begin(), p.end());
+    set(std::move(pins));
+    unsigned char digest[32];
+    if (gnutls_hash_fast(GNUTLS_DIG_SHA256, buf.data(), buf.size(), digest) < 0) {
+        return {};  // no key: the session is never cached (see run())
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string k;
+    for (unsigned char c : digest) {
+        k += hex[c >> 4];
+        k += hex[c & 15];
+    }
+    return k;
+}
+
+void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                     ClientRequest req, Callback done, ConnectionCache* cache) {
+    std::string key = cacheKey(req);
+    if (key.empty()) cache = nullptr;  // no digest, no reuse
+    if (cache) {
+        if (auto idle = cache->take(key)) return idle->reuse(std::move(req), std::move(done));
+    }
+    std::shared_ptr<SmtpClient> c(
+        new SmtpClient(base, std::move(creds), std::move(req), std::move(done)));
+    c->cache_ = cache;
+    c->cacheKey_ = std::move(key);
+    c->start();
+}
+
+// A parked session takes the next message: same peer, same TLS and DANE
+// outcome (already verified on this connection), a fresh transaction.
+void SmtpClient::reuse(ClientRequest req, Callback done) {
+    std::string tlsDesc = result_.tls, dane = result_.dane;
+    bool verified = result_.peerVerified;
+    req_ = std::move(req);
+    done_ = std::move(done);
+    result_ = ClientResult{};
+    result_.tls = tlsDesc;
+    result_.dane = dane;
+    result_.peerVerified = verified;
+    result_.rcpts.resize(req_.rcptIndexes.size());
+    result_.reusedConnection = true;
+    nextRcpt_ = rcptAccepted_ = 0;
+    replies_.reset();
+    reused_ = true;
+    selfRef_ = shared_from_this();
+    sendEnvelope();
+}
+
+// A connection goes back to the cache only when it is quiet: everything we
+// wrote has left (a hostile server may answer "." before the body is out:
+// the rest would otherwise precede the next MAIL FROM), and nothing the
+// server sent waits to be read (bytes after its reply would be taken as the
+// reply to the next command).
+bool SmtpClient::quiescent() const {
+    if (!out_.empty() || !in_.empty() || replies_.inProgress()) return false;
+    if (tls_ && tls_->pending() > 0) return false;
+    int unread = 0;
+    if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &unread) != 0 || unread != 0) return false;
+    return true;
+}
+
+void SmtpClient::transactionDone() {
+    result_.sessionOk = true;
+    if (!cache_ || state_ != State::Body || !quiescent()) return finish();
+    // Park for the next message to the same destination and policy.
+    state_ = State::Idle;
+    reused_ = false;
+    if (!cache_->put(cacheKey_, shared_from_this())) return finish();
+    arm(cache_->idleSeconds());
+    auto done = std::move(done_);
+    auto keep = std::move(selfRef_);
+    done(result_);
+}
+
+SmtpClient::SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+                       ClientRequest req, Callback done)
+    : base_(base), creds_(std::move(creds)), req_(std::move(req)), done_(std::move(done)) {
+    result_.rcpts.resize(req_.rcptIndexes.size());
+}
+
+SmtpClient::~SmtpClient() {
+    if (ev_) event_free(ev_);
+    if (timer_) event_free(timer_);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+// Every libevent callback holds a strong reference for its duration, so the
+// object is never destroyed from under its own callback.
+struct Holder {
+    std::shared_ptr<SmtpClient> self;
+};
+
+void SmtpClient::start() {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (!toSockaddr(req_.address, req_.port, &ss, &len)) return fail("bad address " + req_.address);
+    fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return fail(std::string("socket: ") + std::strerror(errno));
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+        return fail(std::string("connect: ") + std::strerror(errno));
+    }
+    ev_ = event_new(
+        base_, fd_, EV_WRITE,
+        [](evutil_socket_t, short what, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->onEvent(what);
+        },
+        this);
+    timer_ = event_new(
+        base_, -1, 0,
+        [](evutil_socket_t, short, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->fail(
+                "timeout in state " + std::to_string(static_cast<int>(self->state_)) + " after " +
+                std::to_string(self->state_ == State::Connecting ? self->req_.timeouts.connect
+                                                                 : self->req_.timeouts.command) +
+                " s");
+        },
+        this);
+    // Keep ourselves alive while libevent holds raw pointers to us.
+    selfRef_ = shared_from_this();
+    event_add(ev_, nullptr);
+    arm(req_.timeouts.connect);
+}
+
+void SmtpClient::arm(unsigned seconds) {
+    timeval tv{static_cast<time_t>(seconds), 0};
+    event_add(timer_, &tv);
+}
+
+void SmtpClient::onEvent(short what) {
+    if (finished_) return;
+    if (state_ == State::Idle) {
+        auto keep = shared_from_this();
+        return finish();  // the server spoke or hung up while we were idle
+    }
+    if (state_ == State::Connecting) return onConnected();
+    if (state_ == State::Handshake) return continueHandshake();
+    if (what & EV_WRITE) flush();
+    if (finished_) return;
+    if (what & EV_READ) readSome();
+}
+
+void SmtpClient::onConnected() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
+    if (req_.implicitTls) return startHandshake();  // RFC 8314: TLS before the greeting
+    state_ = State::Greeting;
+    watch(EV_READ);
+    arm(req_.timeouts.command);
+}
+
+void SmtpClient::send(const std::string& data) {
+    out_ += data;
+    flush();
+}
+
+void SmtpClient::flush() {
+    if (tls_) {
+        auto r = tls_->drain(out_);
+        if (!r) return fail("TLS write: " + r.error().message);
+    }
+    while (!tls_ && !out_.empty() && !finished_) {
+        ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            return fail(std::string("send: ") + std::strerror(errno));
+        }
+        out_.erase(0, static_cast<size_t>(w));
+    }
+    if (finished_) return;
+    // Wait for writability only while something is pending.
+    watch(EV_READ | (out_.empty() ? 0 : EV_WRITE));
+}
+
+void SmtpClient::watch(short events) {
+    event_del(ev_);
+    event_assign(
+        ev_, base_, fd_, events | EV_PERSIST,
+        [](evutil_socket_t, short what, void* arg) {
+            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
+            self->onEvent(what);
+        },
+        this);
+    event_add(ev_, nullptr);
+}
+
+void SmtpClient::readSome() {
+    char buf[16384];
+    for (;;) {
+        size_t n = 0;
+        if (tls_) {
+            auto r = tls_->read(buf, sizeof buf);
+            if (!r) return fail("TLS read: " + r.error().message);
+            if (r->eof) return fail("connection closed by server");
+            if (r->state != tls::IoState::Done) break;
+            n = r->bytes;
+        } else {
+            ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) break;
+                return fail(std::string("recv: ") + std::strerror(errno));
+            }
+            if (got == 0) return fail("connection closed by server");
+            n = static_cast<size_t>(got);
+        }
+        in_.append(buf, n);
+        parseReplies();
+        if (finished_ || state_ == State::Handshake) return;
+    }
+}
+
+void SmtpClient::parseReplies() {
+    for (;;) {
+        SmtpReply reply;
+        std::string error;
+        auto step = replies_.next(in_, &reply, &error);
+        if (step == ReplyAssembler::Step::NeedMore) return;
+        if (step == ReplyAssembler::Step::Error) return fail(error);
+        // EHLO: keep every line, the extensions.
+        bool ehlo = state_ == State::Ehlo || state_ == State::Ehlo2;
+        onReply(reply.code, ehlo ? reply.allLines() : reply.text());
+        if (finished_ || state_ == State::Handshake) return;
+    }
+}
+
+void SmtpClient::onReply(int code, const std::string& text) {
+    auto temporary = [&](const std::string& where) {
+        std::string t = text;
+        if (state_ == State::Ehlo || state_ == State::Ehlo2) {
+            // EHLO text is the reply's lines without the code: log one line, with it
+            t = std::to_string(code) + " " + t.substr(0, t.find('\n'));
+        }
+        fail(where + ": " + t, code >= 500);
+    };
+    switch (state_) {
+        case State::Greeting:
+            if (code != 220) return temporary("greeting");
+            state_ = State::Ehlo;
+            arm(req_.timeouts.command);
+            return send("EHLO " + req_.heloName + "\r\n");
+        case State::Ehlo:
+            if (code != 250) {
+                if (req_.mode != TlsMode::Opportunistic && req_.mode != TlsMode::None) {
+                    return temporary("EHLO");
+                }
+                // HELO only where no TLS is required
+                state_ = State::Ehlo2;
+                esmtp_ = false;
+                return send("HELO " + req_.heloName + "\r\n");
+            }
+            afterEhlo(text, false);
+            return;
+        case State::StartTls:
+            if (code != 220) {
+                if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
+                    // offered but refused: carry on in plaintext only where TLS is optional
+                    starttls_ = false;
+                    return sendEnvelope();
+                }
+                result_.dane = "starttls-not-supported";
+                return fail("STARTTLS refused: " + text);
+            }
+            if (!in_.empty()) {
+                // RFC 3207 / CVE-2011-0411 class: nothing read before the
+                // handshake may be taken as a reply after it.
+                logEvent("discard", {{"mx", req_.mxName},
+                                     {"reason", "server data ahead of TLS handshake"},
+                                     {"bytes", std::to_string(in_.size())}});
+                in_.clear();
+            }
+            return startHandshake();
+        case State::Ehlo2:
+            if (code != 250) return temporary(esmtp_ ? "EHLO after STARTTLS" : "HELO");
+            if (esmtp_ || tls_) {
+                afterEhlo(text, true);
+            } else {
+                sendEnvelope();
+            }
+            return;
+        case State::Auth:
+            if (code != 235) return temporary("AUTH");
+            return sendEnvelope();
+        case State::Mail:
+            if (code != 250) return temporary("MAIL FROM");
+            state_ = State::Rcpt;
+            if (!pipelining_) sendRcpt(0);
+            return;
+        case State::Rcpt: {
+            auto& r = result_.rcpts[nextRcpt_];
+            r.code = code;
+            r.reply = text;
+            if (code / 100 == 2) ++rcptAccepted_;
+            ++nextRcpt_;
+            if (nextRcpt_ < req_.rcptIndexes.size()) {
+                if (!pipelining_) sendRcpt(nextRcpt_);
+                return;
+            }
+            state_ = State::Data;
+            if (!pipelining_) {
+                if (rcptAccepted_ == 0) {
+                    result_.sessionOk = true;
+                    return finish();
+                }
+                arm(req_.timeouts.dataInit);
+                send("DATA\r\n");
+            }
+            return;
+        }
+        case State::Data:
+            if (code != 354) {
+                // Recipients accepted but DATA refused: each gets DATA's reply.
+                for (auto& r : result_.rcpts) {
+                    if (r.code / 100 == 2) {
+                        r.code = code;
+                        r.reply = text;
+                    }
+                }
+                result_.sessionOk = true;
+                return finish();
+            }
+            if (rcptAccepted_ == 0) {
+                // A pipelined DATA the server took with no recipient: end it empty.
+                state_ = State::Body;
+                return send(".\r\n");
+            }
+            return sendBody();
+        case State::Body:
+            for (auto& r : result_.rcpts) {
+                if (r.code / 100 == 2) {
+                    r.code = code;
+                    r.reply = text;
+                }
+            }
+            return transactionDone();
+        default:
+            return fail("unexpected reply: " + text);
+    }
+}
+
+void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
+    // Everything advertised before is forgotten: this EHLO reply alone counts.
+    esmtp_ = true;
+    auto ext = parseEhlo(lines);
+    pipelining_ = ext.pipelining;
+    starttls_ = ext.starttls;
+    dsn_ = ext.dsn;
+    smtputf8_ = ext.smtputf8;
+    eightBitMime_ = ext.eightBitMime;
+    size_ = ext.size;
+    sizeLimit_ = ext.sizeLimit;
+    if (secondTime || tls_) return afterTlsEhlo();
+    if (req_.mode == TlsMode::None) return sendEnvelope();
+    if (starttls_) {
+        state_ = State::StartTls;
+        arm(req_.timeouts.command);
+        return send("STARTTLS\r\n");
+    }
+    if (req_.mode != TlsMode::Opportunistic) {
+        result_.dane = "starttls-not-supported";
+        return fail("STARTTLS not offered, but TLS is required (" +
+                    std::string(toString(req_.mode)) + ")");
+    }
+    sendEnvelope();
+}
+
+bool SmtpClient::checkPeer() {
+    auto chain = tls_->peerChain();
+    if (req_.mode == TlsMode::Dane) {
+        auto v = tls::verifyDane(chain, req_.tlsa, req_.referenceNames, std::time(nullptr));
+        if (!v.authenticated) {
+            result_.dane = tls::toString(v.failure);
+            // No envelope goes to an unauthenticated peer; say goodbye over TLS.
+            fail("DANE authentication failed (" + result_.dane + "): " + v.reason);
+            return false;
+        }
+        result_.dane = "matched " + v.matched;
+    }
+    if (req_.mode == TlsMode::Verify) {
+        std::string why;
+        if (!tls::verifyPkix(chain, req_.trustStore, req_.verifyName, std::time(nullptr), &why)) {
+            result_.dane = "certificate-not-trusted";
+            fail("certificate verification failed: " + why);
+            return false;
+        }
+        result_.dane = "pkix-verified " + req_.verifyName;
+    }
+    if (!req_.tlsPins.empty()) {
+        auto pin = chain.empty() ? std::vector<uint8_t>{} : tls::spkiSha256(chain[0]);
+        if (std::find(req_.tlsPins.begin(), req_.tlsPins.end(), pin) == req_.tlsPins.end()) {
+            fail("the server's key matches none of the policy's tls_pins");
+            return false;
+        }
+    }
+    if (req_.minTlsVersion > 0 && tls_->protocolVersion() < req_.minTlsVersion) {
+        fail("TLS version " + result_.tls + " is below the policy's min_tls_version");
+        return false;
+    }
+    result_.peerVerified = true;
+    return true;
+}
+
+void SmtpClient::afterTlsEhlo() {
+    if (req_.authUser.empty()) return sendEnvelope();
+    std::string plain = std::string(1, '\0') + req_.authUser + '\0' + req_.authPassword;
+    state_ = State::Auth;
+    arm(req_.timeouts.command);
+    send("AUTH PLAIN " + base64Encode(plain) + "\r\n");
+}
+
+void SmtpClient::startHandshake() {
+    auto s = tls::Session::client(fd_, creds_, req_.sni);
+    if (!s) return fail("TLS setup: " + s.error().message);
+    tls_ = std::move(*s);
+    state_ = State::Handshake;
+    arm(req_.timeouts.command);
+    continueHandshake();
+}
+
+void SmtpClient::continueHandshake() {
+    auto r = tls_->handshake();
+    if (!r) return fail("TLS handshake: " + r.error().message);
+    if (*r != tls::IoState::Done) {
+        watch(*r == tls::IoState::NeedWrite ? EV_WRITE : EV_READ);
+        return;
+    }
+    result_.tls = tls_->description();
+    if (!checkPeer()) return;
+    if (req_.implicitTls) {
+        state_ = State::Greeting;
+        arm(req_.timeouts.command);
+        flush();  // re-registers the read event
+        if (tls_->pending() > 0) readSome();
+        return;
+    }
+    state_ = State::Ehlo2;
+    arm(req_.timeouts.command);
+    flush();  // re-registers the read event
+    send("EHLO " + req_.heloName + "\r\n");
+    // The server may already have sent its reply inside the TLS records we read.
+    if (tls_->pending() > 0) readSome();
+}
+
+std::string SmtpClient::mailFromLine() const {
+    const auto& env = req_.envelope;
+    std::string l = "MAIL FROM:<" + env.sender + ">";
+    if (esmtp_) {
+        if (size_) l += " SIZE=" + std::to_string(req_.content->size());
+        if (env.eightBitMime && eightBitMime_) l += " BODY=8BITMIME";
+        if (env.smtputf8 && smtputf8_) l += " SMTPUTF8";
+        if (dsn_) {
+            if (env.ret == queue::DsnRet::Full) l += " RET=FULL";
+            if (env.ret == queue::DsnRet::Headers) l += " RET=HDRS";
+            if (!env.envid.empty()) l += " ENVID=" + xtextEncode(env.envid);
+        }
+    }
+    return l + "\r\n";
+}
+
+std::string SmtpClient::rcptLine(size_t i) const {
+    const auto& r = req_.envelope.recipients[req_.rcptIndexes[i]];
+    std::string l = "RCPT TO:<" + r.address + ">";
+    if (esmtp_ && dsn_) {
+        if (r.notify != queue::kNotifyNone) {
+            if (r.notify & queue::kNotifyNever) {
+                l += " NOTIFY=NEVER";
+            } else {
+                std::string n;
+                if (r.notify & queue::kNotifySuccess) n += ",SUCCESS";
+                if (r.notify & queue::kNotifyFailure) n += ",FAILURE";
+                if (r.notify & queue::kNotifyDelay) n += ",DELAY";
+                l += " NOTIFY=" + n.substr(1);
+            }
+        }
+        if (!r.orcpt.empty()) {
+            auto semi = r.orcpt.find(';');
+            l += " ORCPT=" + r.orcpt.substr(0, semi + 1) + xtextEncode(r.orcpt.substr(semi + 1));
+        }
+    }
+    return l + "\r\n";
+}
+
+void SmtpClient::sendEnvelope() {
+    result_.transactionStarted = true;
+    const auto& env = req_.envelope;
+    if (env.smtputf8 && !smtputf8_) {
+        bool needs = has8bit(env.sender);
+        for (size_t i : req_.rcptIndexes) needs = needs || has8bit(env.recipients[i].address);
+        if (needs) {
+            return fail("5.6.7 the server does not support SMTPUTF8, which this message needs",
+                        true);
+        }
+    }
+    // Refused before MAIL FROM, not half-way through DATA (checked again there).
+    if (auto at = bareLineEnding(*req_.content); at != std::string_view::npos) {
+        return fail(bareLineEndingError(*req_.content, at).message, true);
+    }
+    if (sizeLimit_ > 0 && req_.content->size() > sizeLimit_) {
+        return fail("5.3.4 message size " + std::to_string(req_.content->size()) +
+                        " exceeds the server's limit of " + std::to_string(sizeLimit_),
+                    true);
+    }
+    state_ = State::Mail;
+    arm(req_.timeouts.command);
+    if (pipelining_) {
+        std::string batch = mailFromLine();
+        for (size_t i = 0; i < req_.rcptIndexes.size(); ++i) batch += rcptLine(i);
+        batch += "DATA\r\n";
+        send(batch);
+    } else {
+        send(mailFromLine());
+    }
+}
+
+void SmtpClient::sendRcpt(size_t i) {
+    arm(req_.timeouts.command);
+    send(rcptLine(i));
+}
+
+Result<std::string> encodeBody(std::string_view c) {
+    if (auto at = bareLineEnding(c); at != std::string_view::npos) {
+        return bareLineEndingError(c, at);
+    }
+    std::string out;
+    out.reserve(c.size() + c.size() / 64 + 8);
+    bool lineStart = true;
+    for (char ch : c) {
+        if (lineStart && ch == '.') out += '.';  // dot-stuffing
+        out += ch;
+        lineStart = ch == '\n';
+    }
+    if (!lineStart) out.append("\r\n");
+    out.append(".\r\n");
+    return out;
+}
+
+void SmtpClient::sendBody() {
+    state_ = State::Body;
+    arm(req_.timeouts.dataFinal);
+    auto body = encodeBody(*req_.content);
+    // No dot: the server drops the transaction when we QUIT.
+    if (!body) return fail(body.error().message, true);
+    send(*body);
+}
+
+void SmtpClient::fail(const std::string& error, bool permanent) {
+    if (finished_) return;
+    if (reused_ && state_ == State::Mail && nextRcpt_ == 0 && done_) {
+        // The parked connection died while idle (server timeout): this
+        // message never reached it. Start it afresh on a new connection.
+        reused_ = false;
+        auto req = req_;
+        auto done = std::move(done_);
+        auto keep = shared_from_this();
+        finish();
+        return run(base_, creds_, std::move(req), std::move(done), cache_);
+    }
+    result_.sessionOk = false;
+    result_.permanent = permanent;
+    result_.error = error;
+    finish();
+}
+
+void SmtpClient::finish() {
+    if (finished_) return;
+    finished_ = true;
+    if (fd_ >= 0 && state_ != State::Connecting) {
+        // Polite, best effort, never waited for.
+        const char quit[] = "QUIT\r\n";
+        if (tls_) {
+            std::string q = quit;
+            (void)tls_->drain(q);
+            tls_->bye();
+        } else {
+            [[maybe_unused]] auto n = ::send(fd_, quit, sizeof quit - 1, MSG_NOSIGNAL);
+        }
+    }
+    if (ev_) event_del(ev_);
+    if (timer_) event_del(timer_);
+    tls_.reset();
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+    if (state_ == State::Idle && cache_) cache_->remove(this);
+    state_ = State::Done;
+    auto done = std::move(done_);
+    auto keep = std::move(selfRef_);  // released when this function returns
+    if (done) done(result_);
+}
+
+}  // namespace danerelay::relay

@@ -1,0 +1,89 @@
+#include "relay/runtime/log.h"
+
+#include <sys/time.h>
+
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+#include "queue/utf8.h"
+
+namespace danerelay::relay {
+
+namespace {
+std::mutex gMutex;
+FILE* gOut = nullptr;
+}  // namespace
+
+bool logOpen(const std::string& path) {
+    std::lock_guard lock(gMutex);
+    if (path.empty()) {
+        gOut = stderr;
+        return true;
+    }
+    FILE* f = std::fopen(path.c_str(), "a");
+    if (!f) return false;
+    std::setvbuf(f, nullptr, _IOLBF, 0);
+    gOut = f;
+    return true;
+}
+
+std::string formatLogValue(std::string_view v) {
+    bool plain = !v.empty() && queue::isValidUtf8(v);
+    for (unsigned char c : v) {
+        if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
+    }
+    if (plain) return std::string(v);
+    std::string out = "\"";
+    for (size_t i = 0; i < v.size();) {
+        auto c = static_cast<unsigned char>(v[i]);
+        auto seq = queue::utf8SequenceAt(v, i);
+        if (!seq.valid) {
+            // Not UTF-8: every byte of it as \xHH, so the line stays UTF-8
+            // and nothing is lost.
+            for (size_t k = 0; k < seq.length; ++k) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(v[i + k]));
+                out += buf;
+            }
+        } else if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        } else {
+            out.append(v.substr(i, seq.length));
+        }
+        i += seq.length;
+    }
+    return out + "\"";
+}
+
+void logEvent(std::string_view event, std::initializer_list<LogField> fields) {
+    timeval tv{};
+    gettimeofday(&tv, nullptr);
+    tm t{};
+    gmtime_r(&tv.tv_sec, &t);
+    char ts[48];
+    std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900,
+                  t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                  static_cast<long>(tv.tv_usec));
+    std::string line = ts;
+    line += " event=";
+    line += event;
+    for (const auto& [k, v] : fields) {
+        line += ' ';
+        line += k;
+        line += '=';
+        line += formatLogValue(v);
+    }
+    line += '\n';
+    std::lock_guard lock(gMutex);
+    FILE* out = gOut ? gOut : stderr;
+    std::fwrite(line.data(), 1, line.size(), out);
+    std::fflush(out);
+}
+
+}  // namespace danerelay::relay

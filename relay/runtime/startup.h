@@ -1,0 +1,67 @@
+// startup.h — what a start needs from the system, tried before anything is
+// changed: the one check behind both `danerelayd --check-config` and a real
+// start, so the one cannot pass what the other refuses.
+//
+// checkStart() binds every listener (and keeps it bound: a start adopts the
+// sockets, a check closes them), and checks the log file, the control
+// socket and the spool path the way their opening would use them, but
+// creates, removes and locks nothing. Each problem is one line naming the
+// configuration file and the key ("etc/danerelay.json: listeners[1].address:
+// 127.0.0.1:25: port in use ..."); all are reported, not only the first.
+//
+// The order of a start (main.cc): load the configuration and the files it
+// names; raise RLIMIT_NOFILE; checkStart(); open the log; take the spool
+// lock; listen on the control socket; only then recover the spool and serve.
+// A start that fails before recovery leaves the spool as it found it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "relay/runtime/config.h"
+
+namespace danerelay::relay {
+
+struct StartCheck {
+    // "FILE: KEY: what is wrong", in configuration order. Empty: go on.
+    std::vector<std::string> problems;
+    // "FILE: KEY: what was not checked, and why" (a check only).
+    std::vector<std::string> notes;
+    // Bound and listening, one per cfg.listeners in order; complete only
+    // when no listener is in problems.
+    std::vector<UniqueFd> listeners;
+};
+
+// Binds one listener (SO_REUSEADDR; IPv6 sockets IPv6-only) and listens on
+// it. The error says why in an operator's words (not an address of this
+// host, in use, needs privilege) and names the address, not the key.
+Result<UniqueFd> bindListener(const ListenerConfig& l);
+
+// Tries everything a start would try, in a start's order, touching nothing
+// in the file system:
+//   listeners       bound and listening all at once (two that overlap, as
+//                   0.0.0.0:25 and 127.0.0.1:25, fail here too); a port in
+//                   use while another process holds the spool lock says so,
+//                   and for a check only (forStart false) it is a note, not
+//                   a problem: an operator checks a new configuration while
+//                   the daemon that holds those ports runs, as with
+//                   `postfix check`
+//   log_file        its directory exists; the file (or, new, its directory)
+//                   is writable and the file is not a directory
+//   control_socket  its directory exists and is writable; the path, if
+//                   present, is a socket (a stale one is replaced later)
+//   spool_dir       a writable directory with directories tmp/ msg/ state/
+//                   quarantine/ where present and a writable lock file; or,
+//                   absent, creatable: its nearest existing ancestor is a
+//                   writable directory (not a file)
+StartCheck checkStart(const Config& cfg, bool forStart = true);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (to /proc/sys/fs/nr_open
+// if the hard limit is unlimited). Returns the soft limit in force after,
+// whether raising worked or not.
+uint64_t raiseFileLimit();
+
+}  // namespace danerelay::relay
