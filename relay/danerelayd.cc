@@ -31,7 +31,7 @@
 #include "relay/runtime/config.h"
 #include "relay/control/control.h"
 #include "relay/control/control_verbs.h"
-#include "relay/runtime/event_loop.h"
+#include "relay/runtime/committer.h"
 #include "relay/runtime/log.h"
 #include "relay/outbound/scheduler.h"
 #include "relay/inbound/smtp_server.h"

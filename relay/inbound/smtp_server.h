@@ -39,7 +39,7 @@
 #include "queue/queue_id.h"
 #include "relay/inbound/auth.h"
 #include "relay/runtime/config.h"
-#include "relay/runtime/event_loop.h"
+#include "relay/runtime/committer.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {

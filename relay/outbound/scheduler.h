@@ -37,7 +37,7 @@
 #include "queue/queue_id.h"
 #include "queue/spool.h"
 #include "relay/runtime/config.h"
-#include "relay/runtime/event_loop.h"
+#include "relay/runtime/committer.h"
 #include "relay/outbound/smtp_client.h"
 #include "tls/session.h"
 

@@ -1,21 +1,16 @@
-// event_loop.h — RAII around libevent, and the one way other threads talk to
-// the loop.
+// event_loop.h — how other threads talk to the loop, and the worker pools.
 //
-// Event owns a struct event: registered with add(), unregistered in its
-// destructor, neither copyable nor movable (libevent keeps its address).
-// Callbacks reach the owner through a capture-less trampoline.
+// (Event and EventBasePtr, the RAII for libevent itself, are in
+// common/event.h; the loop's post/deferredDelete/clock in common/dispatcher.h.)
 // LoopPoster lets worker threads hand a closure to the loop thread: post() is
 // thread-safe, the closure runs on the loop. WorkerPool runs blocking work
 // (disk; password hashing on a pool of its own) on a few threads; a pool made
 // with a queue bound refuses tryRun() beyond it rather than queue without
-// end. Committer batches spool commits (group commit) on a thread of its own.
+// end. (Group commit of the spool is runtime/committer.h.)
 // An exception thrown by a task, a commit or a posted closure never reaches
 // std::terminate: it is logged, the task's done() still runs (with the error
-// result it started from), a failed commit reports an Internal error for each
-// message of the batch.
+// result it started from).
 #pragma once
-
-#include <event2/event.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -26,35 +21,16 @@
 #include <thread>
 #include <vector>
 
+#include "common/event.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
-#include "queue/spool.h"
 
 namespace danerelay::relay {
 
-struct EventBaseDeleter {
-    void operator()(event_base* b) const { event_base_free(b); }
-};
-using EventBasePtr = std::unique_ptr<event_base, EventBaseDeleter>;
-
-class Event {
-  public:
-    using Callback = std::function<void(short what)>;
-    Event(event_base* base, int fd, short what, Callback cb);
-    ~Event();
-    Event(const Event&) = delete;
-    Event& operator=(const Event&) = delete;
-
-    void add(const timeval* timeout = nullptr);
-    void addSeconds(unsigned seconds);
-    void del();
-    bool pending() const;
-
-  private:
-    static void trampoline(evutil_socket_t, short what, void* self);
-    event* ev_;
-    Callback cb_;
-};
+// An exception escaping a thread's function is std::terminate: the daemon
+// gone, and with the message still queued, gone again at every restart.
+// Runs f; whatever it throws is caught and logged with `where`; false then.
+bool runCaught(const char* where, const std::function<void()>& f);
 
 class LoopPoster {
   public:
@@ -94,35 +70,6 @@ class WorkerPool {
     bool stop_ = false;
     size_t maxQueued_;
     std::vector<std::thread> threads_;
-};
-
-// Group commit: messages submitted while a batch is being fsync'd wait and
-// go together in the next batch.
-class Committer {
-  public:
-    Committer(LoopPoster& poster, queue::Spool& spool, unsigned maxBatch);
-    ~Committer();
-    void submit(queue::NewMessage m, std::function<void(Status)> done);
-    // How well group commit is doing: messages committed and in how many batches.
-    uint64_t messagesCommitted() const { return messages_; }
-    uint64_t batchesCommitted() const { return batches_; }
-
-  private:
-    void loop();
-    struct Item {
-        queue::NewMessage msg;
-        std::function<void(Status)> done;
-    };
-    LoopPoster& poster_;
-    queue::Spool& spool_;
-    unsigned maxBatch_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<Item> pending_;
-    bool stop_ = false;
-    std::atomic<uint64_t> messages_{0};
-    std::atomic<uint64_t> batches_{0};
-    std::thread thread_;
 };
 
 }  // namespace danerelay::relay

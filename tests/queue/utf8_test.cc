@@ -15,7 +15,7 @@
 
 #include "queue/queue_id.h"
 #include "queue/spool.h"
-#include "relay/runtime/event_loop.h"
+#include "relay/runtime/committer.h"
 #include "relay/runtime/log.h"
 
 using namespace danerelay;
@@ -223,7 +223,7 @@ TEST(LogValue, InvalidUtf8IsEscapedLosslessly) {
 
 // The threads: an exception in a task is an error result, never terminate.
 struct Loop {
-    relay::EventBasePtr base{event_base_new()};
+    EventBasePtr base{event_base_new()};
     relay::LoopPoster poster{base.get()};
     void runUntil(const bool& flag) {
         for (int i = 0; i < 500 && !flag; ++i) {
