@@ -12,6 +12,7 @@
 #include "relay/runtime/base64.h"
 #include "relay/runtime/net_address.h"
 #include "relay/runtime/log.h"
+#include "relay/runtime/mail_date.h"
 #include "relay/inbound/smtp_server.h"
 
 namespace danerelay::relay {
@@ -30,14 +31,6 @@ constexpr size_t kMaxSaslLine = 12288;
 // from now. A client sending at least this fast is never cut off; a slower
 // one is, after command_timeout / (1 - rate / kMinDataRate).
 constexpr size_t kMinDataRate = 500;  // bytes per second
-
-std::string rfc5322Date(time_t t) {
-    tm tmv{};
-    gmtime_r(&t, &tmv);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tmv);
-    return buf;
-}
 
 bool hasControlChars(std::string_view s) {
     return std::any_of(s.begin(), s.end(), [](char ch) {

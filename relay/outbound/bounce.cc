@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "queue/utf8.h"
+#include "relay/runtime/mail_date.h"
 
 namespace danerelay::relay {
 
@@ -51,14 +52,6 @@ std::string dsnLine(std::string_view head, std::string_view value) {
         pos += brk;
     }
     return out + "\r\n";
-}
-
-static std::string rfc5322Date(std::time_t t) {
-    tm tmv{};
-    gmtime_r(&t, &tmv);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tmv);
-    return buf;
 }
 
 bool wantsFailureDsn(const queue::Recipient& r) {
