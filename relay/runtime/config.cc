@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -290,9 +291,264 @@ void resolversFromFile(const Checker& c, DnsConfig& D, bool named) {
     }
 }
 
-}  // namespace
+// One object of the file (the top level or a section) as a table: each key
+// it knows, listed once, with the step that reads it. read() refuses an
+// unknown key before any value is looked at, then runs every step in table
+// order, present or not (a step decides what absence means: a default, an
+// error, or a value derived from another key).
+class Section {
+  public:
+    using Step = std::function<void(const std::string& key)>;
+    Section(const Checker& c, const json& obj, std::string where)
+        : c_(c), obj_(obj), where_(std::move(where)) {}
 
-Config loadConfig(const std::string& path, FileCheck files) {
+    Section& on(std::string key, Step step) {
+        steps_.emplace_back(std::move(key), std::move(step));
+        return *this;
+    }
+    template <typename T>
+    Section& number(std::string key, T* out, uint64_t min, uint64_t max) {
+        return on(std::move(key), [this, out, min, max](const std::string& k) {
+            c_.number(obj_, where_, k, out, min, max);
+        });
+    }
+    Section& flag(std::string key, bool* out) {
+        return on(std::move(key), [this, out](const std::string& k) {
+            auto it = obj_.find(k);
+            if (it == obj_.end()) return;
+            if (!it->is_boolean()) c_.fail(Checker::join(where_, k), "must be true or false");
+            *out = it->get<bool>();
+        });
+    }
+    void read() const {
+        std::set<std::string> known;
+        for (const auto& s : steps_) known.insert(s.first);
+        c_.onlyKeys(obj_, where_, std::move(known));
+        for (const auto& [key, step] : steps_) step(key);
+    }
+
+  private:
+    const Checker& c_;
+    const json& obj_;
+    std::string where_;
+    std::vector<std::pair<std::string, Step>> steps_;
+};
+
+void readLimits(const Checker& c, const json& l, Limits& L) {
+    Section(c, l, "limits")
+        .number("max_message_size", &L.maxMessageSize, 1024, 1ULL << 32)
+        .number("max_recipients", &L.maxRecipients, 1, 100000)
+        .number("max_sessions", &L.maxSessions, 1, 100000)
+        .number("max_sessions_per_client", &L.maxSessionsPerClient, 1, 100000)
+        .number("command_timeout", &L.commandTimeout, 1, 86400)
+        .number("session_timeout", &L.sessionTimeout, 1, 86400)
+        .number("max_errors", &L.maxErrors, 1, 1000)
+        .number("max_sessions_per_network", &L.maxSessionsPerNetwork, 1, 100000)
+        .number("max_hops", &L.maxHops, 1, 1000)
+        .on("reserved_sessions",
+            [&](const std::string& k) {
+                if (!l.contains(k)) {
+                    L.reservedSessions = L.maxSessions / 10;
+                    return;
+                }
+                c.number(l, "limits", k, &L.reservedSessions, 0, 100000);
+                if (L.reservedSessions >= L.maxSessions) {
+                    c.fail("limits." + k, "must be less than limits.max_sessions (" +
+                                              std::to_string(L.maxSessions) + ")");
+                }
+            })
+        .number("queue_sweep_interval", &L.queueSweepInterval, 1, 86400)
+        .number("max_outbound_connections", &L.maxOutboundConnections, 1, 100000)
+        .number("max_connections_per_message", &L.maxConnectionsPerMessage, 1, 100000)
+        .read();
+}
+
+// One element of dns.resolvers: "address[:port]" or {"address", "trusted"}.
+dns::ServerAddress readResolver(const Checker& c, const json& e, const std::string& where) {
+    std::string addr;
+    std::optional<bool> trusted;
+    if (e.is_string()) {
+        addr = e.get<std::string>();
+    } else if (e.is_object()) {
+        Section(c, e, where)
+            .on("address", [&](const std::string& k) { addr = c.str(e, where, k, true); })
+            .on("trusted",
+                [&](const std::string& k) {
+                    auto t = e.find(k);
+                    if (t == e.end()) return;
+                    if (!t->is_boolean()) c.fail(where + "." + k, "must be true or false");
+                    trusted = t->get<bool>();
+                })
+            .read();
+    } else {
+        c.fail(where, "must be \"address[:port]\" or {\"address\": ..., \"trusted\": ...}");
+    }
+    auto sa = dns::parseServerAddress(addr);
+    if (!sa) c.fail(where, sa.error().message);
+    if (trusted) sa->trusted = *trusted;
+    return *sa;
+}
+
+// Returns whether dns.resolv_conf was named.
+bool readDns(const Checker& c, const json& d, const std::string& path, DnsConfig& D) {
+    bool resolvConfSet = false;
+    auto optionalPath = [&](std::string* out) {
+        return [&c, &d, &path, out](const std::string& k) {
+            if (d.contains(k)) *out = resolvePath(path, c.str(d, "dns", k, true));
+        };
+    };
+    auto optionalString = [&](std::string* out) {
+        return [&c, &d, out](const std::string& k) {
+            if (d.contains(k)) *out = c.str(d, "dns", k, true);
+        };
+    };
+    Section(c, d, "dns")
+        .on("resolvers",
+            [&](const std::string& k) {
+                auto r = d.find(k);
+                if (r == d.end()) return;
+                if (!r->is_array() || r->empty()) c.fail("dns." + k, "must be a non-empty array");
+                for (size_t i = 0; i < r->size(); ++i) {
+                    D.resolvers.push_back(
+                        readResolver(c, (*r)[i], "dns." + k + "[" + std::to_string(i) + "]"));
+                }
+                D.resolversFrom = "dns.resolvers";
+            })
+        .on("resolv_conf",
+            [&](const std::string& k) {
+                if (!d.contains(k)) return;
+                if (d.contains("resolvers"))
+                    c.fail("dns." + k, "set dns.resolvers or dns.resolv_conf, not both");
+                D.resolvConf = resolvePath(path, c.str(d, "dns", k, true));
+                resolvConfSet = true;
+            })
+        .on("validation",
+            [&](const std::string& k) {
+                std::string v = c.str(d, "dns", k, false);
+                if (!v.empty() && v != "resolver" && v != "local") {
+                    c.fail("dns." + k,
+                           "must be \"local\" (validate DNSSEC in-process from the trust anchor) "
+                           "or \"resolver\" (believe the AD bit of a trusted validating resolver)");
+                }
+                if (!v.empty()) D.validation = v;
+            })
+        .on("trust_anchor", optionalPath(&D.trustAnchor))
+        .number("timeout_ms", &D.timeoutMs, 100, 60000)
+        .number("attempts", &D.attempts, 1, 10)
+        .number("reprobe_interval", &D.reprobeInterval, 10, 86400)
+        .on("probe_secure_name", optionalString(&D.probeSecureName))
+        .on("probe_bogus_name", optionalString(&D.probeBogusName))
+        .read();
+    return resolvConfSet;
+}
+
+void readDelivery(const Checker& c, const json& d, DeliveryConfig& D) {
+    Section(c, d, "delivery")
+        .flag("enabled", &D.enabled)
+        .number("max_concurrent", &D.maxConcurrent, 1, 10000)
+        .number("max_per_destination", &D.maxPerDestination, 1, 10000)
+        .number("max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50)
+        .number("retry_initial", &D.retryInitial, 1, 86400)
+        .number("retry_max", &D.retryMax, 1, 604800)
+        .number("max_queue_lifetime", &D.maxQueueLifetime, 1, 8640000)
+        .number("port", &D.port, 1, 65535)
+        .number("connect_timeout", &D.connectTimeout, 1, 3600)
+        .number("command_timeout", &D.commandTimeout, 1, 3600)
+        .number("data_timeout", &D.dataTimeout, 1, 3600)
+        .number("connection_reuse_time", &D.connectionReuseTime, 0, 300)
+        .read();
+}
+
+void readHostname(const Checker& c, const json& j, const std::string& k, Config& cfg) {
+    cfg.hostname = c.str(j, "", k, false);
+    if (j.contains(k) && !j[k].is_null() && !isDnsHostname(cfg.hostname)) {
+        c.fail(k, "must be a DNS host name (letters, digits, '-' and '.'; labels of 1-63 bytes): " +
+                      j[k].dump());
+    }
+    if (cfg.hostname.empty()) {
+        char buf[256] = {};
+        ::gethostname(buf, sizeof buf - 1);
+        cfg.hostname = buf;
+    }
+}
+
+void readListeners(const Checker& c, const json& j, const std::string& k, Config& cfg) {
+    auto lit = j.find(k);
+    if (lit == j.end() || !lit->is_array() || lit->empty()) c.fail(k, "must be a non-empty array");
+    for (size_t i = 0; i < lit->size(); ++i) {
+        std::string where = k + "[" + std::to_string(i) + "]";
+        cfg.listeners.push_back(parseListener(c, (*lit)[i], where));
+        // The same address twice (however written) could never be bound.
+        for (size_t n = 0; n < i; ++n) {
+            if (sameAddress(cfg.listeners[n], cfg.listeners[i])) {
+                c.fail(where + ".address", cfg.listeners[i].text + " is " + k + "[" +
+                                               std::to_string(n) + "] again (" +
+                                               cfg.listeners[n].text + ")");
+            }
+        }
+    }
+}
+
+void readTls(const Checker& c, const json& j, const std::string& k, Config& cfg) {
+    if (auto t = j.find(k); t != j.end()) {
+        Section(c, *t, k)
+            .on("certificate",
+                [&](const std::string& key) {
+                    cfg.tlsCertificate = resolvePath(cfg.file, c.str(*t, k, key, true));
+                })
+            .on("key",
+                [&](const std::string& key) {
+                    cfg.tlsKey = resolvePath(cfg.file, c.str(*t, k, key, true));
+                })
+            .read();
+    }
+    for (const auto& l : cfg.listeners) {
+        if (l.tls == ListenerTls::Implicit && cfg.tlsCertificate.empty()) {
+            c.fail("listeners",
+                   "listener " + l.text + " uses implicit TLS but there is no 'tls' section");
+        }
+    }
+}
+
+void readRelayNetworks(const Checker& c, const json& j, const std::string& k, Config& cfg) {
+    auto nets = j.find(k);
+    if (nets == j.end()) return;
+    if (!nets->is_array()) c.fail(k, "must be an array of networks");
+    for (size_t i = 0; i < nets->size(); ++i) {
+        std::string where = k + "[" + std::to_string(i) + "]";
+        if (!(*nets)[i].is_string()) c.fail(where, "must be a string");
+        auto n = Cidr::parse((*nets)[i].get<std::string>());
+        if (!n) c.fail(where, n.error().message);
+        cfg.relayNetworks.push_back(*n);
+    }
+}
+
+void readAuth(const Checker& c, const json& j, const std::string& k, Config& cfg) {
+    auto a = j.find(k);
+    if (a == j.end()) return;
+    Section(c, *a, k)
+        .on("credentials",
+            [&](const std::string& key) {
+                cfg.credentialsFile = resolvePath(cfg.file, c.str(*a, k, key, true));
+            })
+        .read();
+    if (cfg.tlsCertificate.empty()) {
+        c.fail(k, "AUTH is only offered over TLS, so it needs a 'tls' section");
+    }
+}
+
+// The files the configuration names must be there and readable now.
+void checkFiles(const Checker& c, const Config& cfg) {
+    if (!cfg.tlsCertificate.empty()) {
+        checkReadable(c, "tls.certificate", cfg.tlsCertificate, false);
+        checkReadable(c, "tls.key", cfg.tlsKey, false);
+    }
+    if (!cfg.credentialsFile.empty())
+        checkReadable(c, "auth.credentials", cfg.credentialsFile, false);
+    if (!cfg.policyDir.empty()) checkReadable(c, "policy_dir", cfg.policyDir, true);
+}
+
+std::string readConfigFile(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         throw ConfigError(path + ": cannot open configuration file: " + std::strerror(errno));
@@ -306,202 +562,50 @@ Config loadConfig(const std::string& path, FileCheck files) {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    std::string text = ss.str();
-    json j = parseConfigText(path, text);
+    return ss.str();
+}
+
+}  // namespace
+
+Config loadConfig(const std::string& path, FileCheck files) {
+    json j = parseConfigText(path, readConfigFile(path));
     Checker c(path);
-    c.onlyKeys(j, "",
-               {"hostname", "spool_dir", "listeners", "tls", "relay_networks", "auth", "limits",
-                "dns", "delivery", "policy_dir", "log_file", "commit_batch", "control_socket"});
     Config cfg;
     cfg.file = path;
-    cfg.hostname = c.str(j, "", "hostname", false);
-    if (j.contains("hostname") && !j["hostname"].is_null() && !isDnsHostname(cfg.hostname)) {
-        c.fail("hostname",
-               "must be a DNS host name (letters, digits, '-' and '.'; labels of 1-63 bytes): " +
-                   j["hostname"].dump());
-    }
-    if (cfg.hostname.empty()) {
-        char buf[256] = {};
-        ::gethostname(buf, sizeof buf - 1);
-        cfg.hostname = buf;
-    }
-    std::string spool = c.str(j, "", "spool_dir", true);
-    if (spool.empty()) c.fail("spool_dir", "must not be empty (a directory for the spool)");
-    cfg.spoolDir = resolvePath(path, spool);
-
-    auto lit = j.find("listeners");
-    if (lit == j.end() || !lit->is_array() || lit->empty()) {
-        c.fail("listeners", "must be a non-empty array");
-    }
-    for (size_t i = 0; i < lit->size(); ++i) {
-        std::string where = "listeners[" + std::to_string(i) + "]";
-        cfg.listeners.push_back(parseListener(c, (*lit)[i], where));
-        // The same address twice (however written) could never be bound.
-        for (size_t k = 0; k < i; ++k) {
-            if (sameAddress(cfg.listeners[k], cfg.listeners[i])) {
-                c.fail(where + ".address", cfg.listeners[i].text + " is listeners[" +
-                                               std::to_string(k) + "] again (" +
-                                               cfg.listeners[k].text + ")");
-            }
-        }
-    }
-
-    if (auto t = j.find("tls"); t != j.end()) {
-        c.onlyKeys(*t, "tls", {"certificate", "key"});
-        cfg.tlsCertificate = resolvePath(path, c.str(*t, "tls", "certificate", true));
-        cfg.tlsKey = resolvePath(path, c.str(*t, "tls", "key", true));
-    }
-    for (const auto& l : cfg.listeners) {
-        if (l.tls == ListenerTls::Implicit && cfg.tlsCertificate.empty()) {
-            c.fail("listeners",
-                   "listener " + l.text + " uses implicit TLS but there is no 'tls' section");
-        }
-    }
-
-    auto nets = j.find("relay_networks");
-    if (nets != j.end()) {
-        if (!nets->is_array()) c.fail("relay_networks", "must be an array of networks");
-        for (size_t i = 0; i < nets->size(); ++i) {
-            std::string where = "relay_networks[" + std::to_string(i) + "]";
-            if (!(*nets)[i].is_string()) c.fail(where, "must be a string");
-            auto n = Cidr::parse((*nets)[i].get<std::string>());
-            if (!n) c.fail(where, n.error().message);
-            cfg.relayNetworks.push_back(*n);
-        }
-    }
-
-    if (auto a = j.find("auth"); a != j.end()) {
-        c.onlyKeys(*a, "auth", {"credentials"});
-        cfg.credentialsFile = resolvePath(path, c.str(*a, "auth", "credentials", true));
-        if (cfg.tlsCertificate.empty()) {
-            c.fail("auth", "AUTH is only offered over TLS, so it needs a 'tls' section");
-        }
-    }
-
-    if (auto l = j.find("limits"); l != j.end()) {
-        c.onlyKeys(*l, "limits",
-                   {"max_message_size", "max_recipients", "max_sessions", "max_sessions_per_client",
-                    "command_timeout", "session_timeout", "max_errors", "max_sessions_per_network",
-                    "max_hops", "reserved_sessions", "queue_sweep_interval",
-                    "max_outbound_connections", "max_connections_per_message"});
-        auto& L = cfg.limits;
-        c.number(*l, "limits", "max_message_size", &L.maxMessageSize, 1024, 1ULL << 32);
-        c.number(*l, "limits", "max_recipients", &L.maxRecipients, 1, 100000);
-        c.number(*l, "limits", "max_sessions", &L.maxSessions, 1, 100000);
-        c.number(*l, "limits", "max_sessions_per_client", &L.maxSessionsPerClient, 1, 100000);
-        c.number(*l, "limits", "command_timeout", &L.commandTimeout, 1, 86400);
-        c.number(*l, "limits", "session_timeout", &L.sessionTimeout, 1, 86400);
-        c.number(*l, "limits", "max_errors", &L.maxErrors, 1, 1000);
-        c.number(*l, "limits", "max_sessions_per_network", &L.maxSessionsPerNetwork, 1, 100000);
-        c.number(*l, "limits", "max_hops", &L.maxHops, 1, 1000);
-        if (l->contains("reserved_sessions")) {
-            c.number(*l, "limits", "reserved_sessions", &L.reservedSessions, 0, 100000);
-            if (L.reservedSessions >= L.maxSessions) {
-                c.fail("limits.reserved_sessions", "must be less than limits.max_sessions (" +
-                                                       std::to_string(L.maxSessions) + ")");
-            }
-        } else {
-            L.reservedSessions = L.maxSessions / 10;
-        }
-        c.number(*l, "limits", "queue_sweep_interval", &L.queueSweepInterval, 1, 86400);
-        c.number(*l, "limits", "max_outbound_connections", &L.maxOutboundConnections, 1, 100000);
-        c.number(*l, "limits", "max_connections_per_message", &L.maxConnectionsPerMessage, 1,
-                 100000);
-    }
-    c.number(j, "", "commit_batch", &cfg.commitBatch, 1, 4096);
-
     bool resolvConfSet = false;
-    if (auto d = j.find("dns"); d != j.end()) {
-        c.onlyKeys(*d, "dns",
-                   {"resolvers", "resolv_conf", "validation", "trust_anchor", "timeout_ms",
-                    "attempts", "probe_secure_name", "probe_bogus_name", "reprobe_interval"});
-        auto& D = cfg.dns;
-        if (auto r = d->find("resolvers"); r != d->end()) {
-            if (!r->is_array() || r->empty()) c.fail("dns.resolvers", "must be a non-empty array");
-            for (size_t i = 0; i < r->size(); ++i) {
-                std::string where = "dns.resolvers[" + std::to_string(i) + "]";
-                const auto& e = (*r)[i];
-                std::string addr;
-                std::optional<bool> trusted;
-                if (e.is_string()) {
-                    addr = e.get<std::string>();
-                } else if (e.is_object()) {
-                    c.onlyKeys(e, where, {"address", "trusted"});
-                    addr = c.str(e, where, "address", true);
-                    if (auto t = e.find("trusted"); t != e.end()) {
-                        if (!t->is_boolean()) c.fail(where + ".trusted", "must be true or false");
-                        trusted = t->get<bool>();
-                    }
-                } else {
-                    c.fail(where,
-                           "must be \"address[:port]\" or {\"address\": ..., \"trusted\": ...}");
-                }
-                auto sa = dns::parseServerAddress(addr);
-                if (!sa) c.fail(where, sa.error().message);
-                if (trusted) sa->trusted = *trusted;
-                D.resolvers.push_back(*sa);
-            }
-            D.resolversFrom = "dns.resolvers";
-        }
-        if (d->contains("resolv_conf")) {
-            if (d->contains("resolvers"))
-                c.fail("dns.resolv_conf", "set dns.resolvers or dns.resolv_conf, not both");
-            D.resolvConf = resolvePath(path, c.str(*d, "dns", "resolv_conf", true));
-            resolvConfSet = true;
-        }
-        std::string v = c.str(*d, "dns", "validation", false);
-        if (!v.empty() && v != "resolver" && v != "local") {
-            c.fail("dns.validation",
-                   "must be \"local\" (validate DNSSEC in-process from the trust anchor) or "
-                   "\"resolver\" (believe the AD bit of a trusted validating resolver)");
-        }
-        if (!v.empty()) D.validation = v;
-        if (d->contains("trust_anchor"))
-            D.trustAnchor = resolvePath(path, c.str(*d, "dns", "trust_anchor", true));
-        c.number(*d, "dns", "timeout_ms", &D.timeoutMs, 100, 60000);
-        c.number(*d, "dns", "attempts", &D.attempts, 1, 10);
-        c.number(*d, "dns", "reprobe_interval", &D.reprobeInterval, 10, 86400);
-        if (d->contains("probe_secure_name"))
-            D.probeSecureName = c.str(*d, "dns", "probe_secure_name", true);
-        if (d->contains("probe_bogus_name"))
-            D.probeBogusName = c.str(*d, "dns", "probe_bogus_name", true);
-    }
-    if (auto d = j.find("delivery"); d != j.end()) {
-        c.onlyKeys(*d, "delivery",
-                   {"enabled", "max_concurrent", "max_per_destination", "max_hosts_per_attempt",
-                    "retry_initial", "retry_max", "max_queue_lifetime", "port", "connect_timeout",
-                    "command_timeout", "data_timeout", "connection_reuse_time"});
-        auto& D = cfg.delivery;
-        if (auto en = d->find("enabled"); en != d->end()) {
-            if (!en->is_boolean()) c.fail("delivery.enabled", "must be true or false");
-            D.enabled = en->get<bool>();
-        }
-        c.number(*d, "delivery", "max_concurrent", &D.maxConcurrent, 1, 10000);
-        c.number(*d, "delivery", "max_per_destination", &D.maxPerDestination, 1, 10000);
-        c.number(*d, "delivery", "max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50);
-        c.number(*d, "delivery", "retry_initial", &D.retryInitial, 1, 86400);
-        c.number(*d, "delivery", "retry_max", &D.retryMax, 1, 604800);
-        c.number(*d, "delivery", "max_queue_lifetime", &D.maxQueueLifetime, 1, 8640000);
-        c.number(*d, "delivery", "port", &D.port, 1, 65535);
-        c.number(*d, "delivery", "connect_timeout", &D.connectTimeout, 1, 3600);
-        c.number(*d, "delivery", "command_timeout", &D.commandTimeout, 1, 3600);
-        c.number(*d, "delivery", "data_timeout", &D.dataTimeout, 1, 3600);
-        c.number(*d, "delivery", "connection_reuse_time", &D.connectionReuseTime, 0, 300);
-    }
+    auto pathKey = [&](std::string* out) {
+        return [&c, &j, &path, out](const std::string& k) {
+            *out = resolvePath(path, c.str(j, "", k, false));
+        };
+    };
+    auto inSection = [&](auto read) {
+        return [&j, read](const std::string& k) {
+            if (auto s = j.find(k); s != j.end()) read(*s);
+        };
+    };
+    Section(c, j, "")
+        .on("hostname", [&](const std::string& k) { readHostname(c, j, k, cfg); })
+        .on("spool_dir",
+            [&](const std::string& k) {
+                std::string spool = c.str(j, "", k, true);
+                if (spool.empty()) c.fail(k, "must not be empty (a directory for the spool)");
+                cfg.spoolDir = resolvePath(path, spool);
+            })
+        .on("listeners", [&](const std::string& k) { readListeners(c, j, k, cfg); })
+        .on("tls", [&](const std::string& k) { readTls(c, j, k, cfg); })
+        .on("relay_networks", [&](const std::string& k) { readRelayNetworks(c, j, k, cfg); })
+        .on("auth", [&](const std::string& k) { readAuth(c, j, k, cfg); })
+        .on("limits", inSection([&](const json& s) { readLimits(c, s, cfg.limits); }))
+        .number("commit_batch", &cfg.commitBatch, 1, 4096)
+        .on("dns", inSection([&](const json& s) { resolvConfSet = readDns(c, s, path, cfg.dns); }))
+        .on("delivery", inSection([&](const json& s) { readDelivery(c, s, cfg.delivery); }))
+        .on("log_file", pathKey(&cfg.logFile))
+        .on("policy_dir", pathKey(&cfg.policyDir))
+        .on("control_socket", pathKey(&cfg.controlSocket))
+        .read();
     if (cfg.dns.resolvers.empty()) resolversFromFile(c, cfg.dns, resolvConfSet);
-    cfg.logFile = resolvePath(path, c.str(j, "", "log_file", false));
-    cfg.policyDir = resolvePath(path, c.str(j, "", "policy_dir", false));
-    cfg.controlSocket = resolvePath(path, c.str(j, "", "control_socket", false));
     if (cfg.controlSocket.empty()) cfg.controlSocket = cfg.spoolDir + "/control.sock";
-    if (files == FileCheck::Check) {
-        if (!cfg.tlsCertificate.empty()) {
-            checkReadable(c, "tls.certificate", cfg.tlsCertificate, false);
-            checkReadable(c, "tls.key", cfg.tlsKey, false);
-        }
-        if (!cfg.credentialsFile.empty())
-            checkReadable(c, "auth.credentials", cfg.credentialsFile, false);
-        if (!cfg.policyDir.empty()) checkReadable(c, "policy_dir", cfg.policyDir, true);
-    }
+    if (files == FileCheck::Check) checkFiles(c, cfg);
     // sockaddr_un holds 107 bytes and a NUL.
     if (cfg.controlSocket.size() > 107) {
         throw ConfigError(path +
