@@ -210,25 +210,47 @@ Result<std::unique_ptr<Spool>> Spool::open(const std::string& dir, Mode mode) {
     }
     std::unique_ptr<Spool> sp(new Spool(dir));
     if (mode == Mode::Writer) {
-        sp->lockFd_ = ::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (sp->lockFd_ < 0) return Error::internal(sysError("open " + dir + "/lock", errno));
-        if (::flock(sp->lockFd_, LOCK_EX | LOCK_NB) != 0) {
+        sp->lockFd_.reset(::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!sp->lockFd_.valid()) return Error::internal(sysError("open " + dir + "/lock", errno));
+        if (::flock(sp->lockFd_.get(), LOCK_EX | LOCK_NB) != 0) {
             return Error::internal("spool " + dir + " is locked by another process");
         }
     }
-    sp->msgDirFd_ = ::open((dir + "/msg").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    sp->stateDirFd_ = ::open((dir + "/state").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sp->msgDirFd_ < 0 || sp->stateDirFd_ < 0) {
+    sp->msgDirFd_.reset(::open((dir + "/msg").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    sp->stateDirFd_.reset(::open((dir + "/state").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!sp->msgDirFd_.valid() || !sp->stateDirFd_.valid()) {
         return Error::internal(sysError("no spool at " + dir + " (open msg/, state/)", errno));
     }
     return sp;
 }
 
-Spool::~Spool() {
-    for (int fd : {lockFd_, msgDirFd_, stateDirFd_}) {
-        if (fd >= 0) ::close(fd);
+Spool::~Spool() = default;
+
+class Spool::WriteClaim {
+  public:
+    WriteClaim(Spool& s, const std::string& id) : s_(s), id_(id) {
+        std::lock_guard lock(s_.writingMu_);
+        held_ = s_.writing_.insert(id_).second;
     }
-}
+    ~WriteClaim() {
+        if (!held_) return;
+        std::lock_guard lock(s_.writingMu_);
+        s_.writing_.erase(id_);
+    }
+    WriteClaim(const WriteClaim&) = delete;
+    WriteClaim& operator=(const WriteClaim&) = delete;
+    Status status() const {
+        if (held_) return okStatus();
+        return Error::internal("spool: " + id_ +
+                               ": a write overlapped another write of the same message "
+                               "(one writer per message); nothing changed");
+    }
+
+  private:
+    Spool& s_;
+    const std::string& id_;
+    bool held_ = false;
+};
 
 Status Spool::commitOne(const NewMessage& m) {
     const NewMessage* one[] = {&m};
@@ -294,7 +316,7 @@ std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
 
     // 4. One directory fsync makes every rename of the batch durable.
     bool anyRenamed = std::find(renamed.begin(), renamed.end(), true) != renamed.end();
-    if (anyRenamed && ::fsync(msgDirFd_) != 0) {
+    if (anyRenamed && ::fsync(msgDirFd_.get()) != 0) {
         std::string why = sysError("fsync spool directory", errno);
         for (size_t i = 0; i < batch.size(); ++i) {
             if (!renamed[i]) continue;
@@ -429,6 +451,8 @@ size_t Spool::quarantinedCount() const {
 
 Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStatus>& status) {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    WriteClaim claim(*this, id);
+    if (auto st = claim.status(); !st) return st;
     std::string tmp = dir_ + "/tmp/" + id + ".state";
     std::string final = dir_ + "/state/" + id;
     std::string text = dumpJson(statusToJson(status));
@@ -445,12 +469,15 @@ Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStat
         ::unlink(tmp.c_str());
         return Error::temporary(sysError("rename " + tmp, e));
     }
-    if (::fsync(stateDirFd_) != 0) return Error::temporary(sysError("fsync state dir", errno));
+    if (::fsync(stateDirFd_.get()) != 0)
+        return Error::temporary(sysError("fsync state dir", errno));
     return okStatus();
 }
 
 Status Spool::remove(const std::string& id, bool durable) {
     if (!isValidQueueId(id)) return Error::permanent("not a queue ID: " + id);
+    WriteClaim claim(*this, id);
+    if (auto st = claim.status(); !st) return st;
     // Message first: a crash in between leaves an orphaned state file, which
     // recovery removes; never a message without the state saying what was done.
     // No directory fsync: if power fails before the unlink reaches the disk,
@@ -461,12 +488,14 @@ Status Spool::remove(const std::string& id, bool durable) {
         return Error::internal(sysError("unlink message " + id, errno));
     }
     ::unlink((dir_ + "/state/" + id).c_str());
-    if (durable && ::fsync(msgDirFd_) != 0)
+    if (durable && ::fsync(msgDirFd_.get()) != 0)
         return Error::internal(sysError("fsync msg dir", errno));
     return okStatus();
 }
 
 Status Spool::quarantine(const std::string& id, const std::string& reason) {
+    WriteClaim claim(*this, id);
+    if (auto st = claim.status(); !st) return st;
     std::string q = dir_ + "/quarantine/";
     for (const char* sub : {"msg", "state"}) {
         std::string from = dir_ + "/" + sub + "/" + id;
@@ -482,8 +511,8 @@ Status Spool::quarantine(const std::string& id, const std::string& reason) {
     }
     UniqueFd qd(::open(q.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (qd.valid()) ::fsync(qd.get());
-    ::fsync(msgDirFd_);
-    ::fsync(stateDirFd_);
+    ::fsync(msgDirFd_.get());
+    ::fsync(stateDirFd_.get());
     return okStatus();
 }
 

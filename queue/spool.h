@@ -21,19 +21,30 @@
 // the system could not read it now (EIO, EMFILE, ENOMEM...: retry later), or
 // its files are damaged (quarantine them). Damage is never deleted.
 //
-// All calls block on disk I/O: the daemon calls them from worker threads,
-// never from the event loop. A Spool may be used by one committer thread and
-// one other thread at the same time (they touch different files).
+// Threads: every call blocks on disk I/O, so the daemon makes them from
+// worker threads (the committer's, the two spool workers', danectl's status
+// through the control verbs), never from the event loop. Any number of
+// threads may call at once: after open() a Spool changes no state of its own
+// (setCommitHook is for tests, before any thread starts), commit() writes
+// only new IDs, and reads of an ID racing its removal see NotFound. The one
+// rule is one writer per message: writeStatus(), remove() and quarantine() of
+// the same ID must not overlap (they share tmp/ID.state and the rename). The
+// scheduler guarantees it (one delivery or operator action per message at a
+// time); the Spool enforces it: an overlapping write is refused with an
+// Internal error naming the ID, and changes nothing.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "queue/envelope.h"
 
 namespace danerelay::queue {
@@ -126,11 +137,17 @@ class Spool {
         if (hook_) hook_(s);
     }
 
+    // One writer per message (see the thread contract above): a write holds
+    // a claim on its ID for its duration.
+    class WriteClaim;
+
     std::string dir_;
-    int lockFd_ = -1;
-    int msgDirFd_ = -1;
-    int stateDirFd_ = -1;
+    UniqueFd lockFd_;
+    UniqueFd msgDirFd_;
+    UniqueFd stateDirFd_;
     std::function<void(CommitStage)> hook_;
+    std::mutex writingMu_;
+    std::set<std::string, std::less<>> writing_;
 };
 
 // Exposed for tests: the on-disk encoding of a message file.

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/version.h"
 #include "dns/resolver.h"
 #include "policy/policy.h"
 #include "queue/queue_id.h"
@@ -173,7 +174,7 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     sigterm.add();
     sigint.add();
     logEvent("start",
-             {{"version", "0.1.0"},
+             {{"version", kVersion},
               {"config", cfg.file},
               {"hostname", cfg.hostname},
               {"resolvers", resolversText(cfg.dns)},

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -121,6 +123,66 @@ TEST_F(SpoolTest, PerRecipientStateIsDurableAndIndependent) {
     auto loaded = reopened->load(m.id);
     ASSERT_TRUE(loaded.ok());
     EXPECT_EQ(loaded->status, st);
+}
+
+// One writer per message: a second write of the same ID while the first is
+// in progress is refused and changes nothing. The first is held inside
+// writeStatus() by a FIFO where its temporary file goes (open(O_WRONLY)
+// blocks until a reader comes).
+TEST_F(SpoolTest, OverlappingWritesOfOneMessageAreRefused) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    std::string fifo = dir_ + "/spool/tmp/" + m.id + ".state";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::vector<RecipientStatus> st(2);
+    st[0].state = RcptState::Delivered;
+    std::atomic<pid_t> tid{0};
+    std::future<Status> first = std::async(std::launch::async, [&] {
+        tid = static_cast<pid_t>(::syscall(SYS_gettid));
+        return spool->writeStatus(m.id, st);
+    });
+    std::future<Status> second;
+    // Whatever happens below, the writers are let go before the test ends.
+    struct Release {
+        std::string fifo;
+        std::vector<std::future<Status>*> writers;
+        void go() {
+            for (auto* w : writers) {
+                for (int i = 0; i < 500 && w->valid(); ++i) {
+                    UniqueFd reader(::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+                    if (w->wait_for(std::chrono::milliseconds(10)) == std::future_status::ready)
+                        (void)w->get();
+                }
+            }
+        }
+        ~Release() { go(); }
+    } release{fifo, {&first, &second}};
+    // Wait (at most 5 s) until the first writer is blocked in openat() of the FIFO.
+    bool blocked = false;
+    for (int i = 0; i < 500 && !blocked; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (tid == 0) continue;
+        std::ifstream sc("/proc/self/task/" + std::to_string(tid.load()) + "/syscall");
+        long nr = -1;
+        blocked = (sc >> nr) && nr == SYS_openat;
+    }
+    ASSERT_TRUE(blocked) << "the first writer never reached open() of the FIFO";
+    second = std::async(std::launch::async, [&] { return spool->writeStatus(m.id, st); });
+    // Refused at once; without the claim it would block on the FIFO too.
+    ASSERT_EQ(second.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    auto refused = second.get();
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().kind, ErrorKind::Internal);
+    EXPECT_NE(refused.error().message.find(m.id), std::string::npos) << refused.error().message;
+    EXPECT_NE(refused.error().message.find("overlapped"), std::string::npos);
+    EXPECT_FALSE(spool->remove(m.id, false).ok());
+    EXPECT_EQ(count("msg"), 1u);  // the refused remove() changed nothing
+    release.go();                 // the first goes on (and fails: fsync of a FIFO)
+    ::unlink(fifo.c_str());
+    // The claim is released: the next write goes through.
+    EXPECT_TRUE(spool->writeStatus(m.id, st).ok());
+    EXPECT_TRUE(spool->remove(m.id, false).ok());
 }
 
 TEST_F(SpoolTest, SecondWriterIsRefusedByTheLock) {
