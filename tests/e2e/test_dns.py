@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
 import dnslab  # noqa: E402
 import relayharness as h  # noqa: E402
 from forger import ATTACKER_ADDRESS, ATTACKER_MX, Forger  # noqa: E402
+from forger import start as start_forger  # noqa: E402
 
 PROBE_NAMES = ["secure.test", "dsmismatch.test"]  # signed / deliberately bogus
 # On-path attackers in front of the plain resolver (lab/forger.py): one forges
@@ -229,17 +230,11 @@ class LocalValidationTest(unittest.TestCase):
         cls.lab = dnslab.DnsLab().build().start()
         # the attacker: NODATA claims for names that exist, "proven" by the
         # real NSEC/NSEC3 records of a sibling that does not
-        forger = os.path.join(os.path.dirname(__file__), "lab", "forger.py")
-        cls.forgers = [subprocess.Popen([sys.executable, forger, address, dnslab.PLAIN_RESOLVER,
-                                         *swaps], stdout=subprocess.DEVNULL)
+        cls.forgers = [start_forger(address, dnslab.PLAIN_RESOLVER, *swaps)
                        for address, swaps in (
                            (FORGER, ["_25._tcp.mx1.secure.test/TLSA=_25._tcp.mx9.secure.test",
                                      "_25._tcp.mx1.nsec3.test/TLSA=_25._tcp.mx9.nsec3.test"]),
                            (DS_FORGER, ["secure.test/DS=nosuch.test"]))]
-        time.sleep(0.5)
-        for p in cls.forgers:
-            if p.poll() is not None:
-                raise RuntimeError("forger.py exited at start")
 
     @classmethod
     def tearDownClass(cls):

@@ -35,12 +35,12 @@ untouched. Loopback only; one datagram at a time, each upstream wait bounded
 (2 s); the test starts and stops it by PID.
 """
 import os
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
 
 TYPES = {"A": 1, "CNAME": 5, "MX": 15, "AAAA": 28, "DS": 43, "DNSKEY": 48, "TLSA": 52}
 CLASS_CH = 3
@@ -182,6 +182,11 @@ def main():
     own = encode(ATTACKER_DOMAIN)
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     srv.bind((listen, 53))
+    # Bound: say so (start() waits for this line rather than guessing with a sleep).
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     while True:
         query, client = srv.recvfrom(4096)
         if len(query) < 12:
@@ -220,6 +225,22 @@ def main():
         srv.sendto(reply, client)
 
 
+def start(listen, upstream, *actions, timeout=15):
+    """Starts a forger as a child process and returns it once it has bound
+    its socket (it prints "ready"), at most `timeout` seconds; stop it by its PID."""
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), listen, upstream,
+                             *actions], stdout=subprocess.PIPE)
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else b""
+    proc.stdout.close()
+    if line.strip() != b"ready":
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        raise RuntimeError(f"forger.py {listen} {' '.join(actions)} did not start")
+    return proc
+
+
 class Forger:
     """For the tests: a forger as a child process, stopped by its PID.
 
@@ -231,11 +252,7 @@ class Forger:
         self.proc = None
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.listen,
-                                      self.upstream, *self.actions], stdout=subprocess.DEVNULL)
-        time.sleep(0.5)
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"forger.py {' '.join(self.actions)} exited at start")
+        self.proc = start(self.listen, self.upstream, *self.actions)
         return self.listen
 
     def __exit__(self, *exc):
