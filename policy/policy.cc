@@ -184,6 +184,163 @@ Result<NextHop> parseNextHop(const std::string& s) {
     return h;
 }
 
+// One entry's errors: file:line:column, then "'dest': ..." as written.
+struct EntryErrors {
+    const std::string& file;
+    const Locator& loc;
+    const std::string& dest;  // as written in the file
+    size_t at;                // where the entry starts
+    // At the entry itself, or at one of its keys.
+    Error operator()(const std::string& msg) const { return atPos(at, msg); }
+    Error key(const std::string& k, const std::string& msg) const {
+        return atPos(loc.find(k, at), "'" + dest + "': " + msg);
+    }
+    Error atPos(size_t pos, const std::string& msg) const {
+        return Error::permanent(file + ":" + loc.at(pos) + ": " + msg);
+    }
+};
+
+// Every key known, and of the right JSON type.
+Status checkEntryKeys(const json& ej, const EntryErrors& err) {
+    static const char* known[] = {
+        "level",        "next_hop", "reason",   "expires",         "mode",
+        "implicit_tls", "auth",     "tls_pins", "min_tls_version", "trust_store"};
+    for (const auto& [k, v] : ej.items()) {
+        if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
+            return err.key(k, "unknown key '" + k + "'");
+        }
+        bool ok = k == "implicit_tls" ? v.is_boolean()
+                  : k == "tls_pins"   ? v.is_array()
+                                      : v.is_string();
+        if (!ok) {
+            const char* want = k == "implicit_tls" ? "true or false"
+                               : k == "tls_pins"   ? "an array of strings"
+                                                   : "a string";
+            return err.key(k, "'" + k + "' must be " + want);
+        }
+    }
+    return okStatus();
+}
+
+// level, next_hop, reason, implicit_tls, auth, trust_store.
+Status readRouting(const json& ej, const EntryErrors& err, Entry& e) {
+    if (auto l = ej.find("level"); l != ej.end()) {
+        std::string s = l->get<std::string>();
+        bool ok = false;
+        for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly,
+                         Level::Verify}) {
+            if (s == toString(lv)) {
+                e.level = lv;
+                ok = true;
+            }
+        }
+        if (!ok) {
+            return err.key(
+                "level", "level '" + s + "' is not none, may, encrypt, dane, dane-only or verify");
+        }
+    }
+    if (auto n = ej.find("next_hop"); n != ej.end()) {
+        auto hop = parseNextHop(n->get<std::string>());
+        if (!hop) return err.key("next_hop", "next_hop: " + hop.error().message);
+        e.nextHop = *hop;
+    }
+    if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
+    if (auto x = ej.find("implicit_tls"); x != ej.end()) e.implicitTls = x->get<bool>();
+    if (auto x = ej.find("auth"); x != ej.end()) e.authFile = x->get<std::string>();
+    if (auto x = ej.find("trust_store"); x != ej.end()) e.trustStore = x->get<std::string>();
+    return okStatus();
+}
+
+// min_tls_version, tls_pins.
+Status readTlsAndMode(const json& ej, const EntryErrors& err, Entry& e) {
+    if (auto x = ej.find("min_tls_version"); x != ej.end()) {
+        std::string v = x->get<std::string>();
+        if (v == "TLS1.2") {
+            e.minTlsVersion = 12;
+        } else if (v == "TLS1.3") {
+            e.minTlsVersion = 13;
+        } else {
+            return err.key("min_tls_version", "min_tls_version must be TLS1.2 or TLS1.3");
+        }
+    }
+    if (auto x = ej.find("tls_pins"); x != ej.end()) {
+        for (const auto& pin : *x) {
+            auto bytes = pin.is_string() ? decodePin(pin.get<std::string>()) : std::nullopt;
+            if (!bytes) {
+                return err.key("tls_pins",
+                               "each pin must be the SHA-256 of a public key, base64 or hex");
+            }
+            e.tlsPins.push_back(*bytes);
+        }
+    }
+    return okStatus();
+}
+
+Status readLifetime(const json& ej, const EntryErrors& err, Entry& e) {
+    if (auto x = ej.find("expires"); x != ej.end()) {
+        int64_t t = 0;
+        if (!parseIso8601(x->get<std::string>(), &t)) {
+            return err.key("expires",
+                           "expires must be an ISO 8601 instant like 2026-12-01T00:00:00Z");
+        }
+        e.expires = t;
+    }
+    if (auto m = ej.find("mode"); m != ej.end()) {
+        std::string mode = m->get<std::string>();
+        if (mode == "report-only") {
+            e.reportOnly = true;
+        } else if (mode != "enforce") {
+            return err.key("mode", "mode must be enforce or report-only");
+        }
+    }
+    return okStatus();
+}
+
+// The rules between keys: what needs a next_hop, what needs a reason.
+Status checkEntryRules(const Entry& e, const EntryErrors& err) {
+    if (!e.authFile.empty() && !e.nextHop) {
+        return err.key("auth", "auth needs a next_hop (credentials go to one named server only)");
+    }
+    if (e.implicitTls && !e.nextHop) {
+        return err.key("implicit_tls", "implicit_tls needs a next_hop");
+    }
+    return okStatus();
+}
+
+Status checkLowering(const Entry& e, const EntryErrors& err) {
+    if (lowers(e.level) && e.reason.empty()) {
+        return err("'" + err.dest + "': level " + toString(e.level) +
+                   " lowers security below dane and needs a \"reason\"");
+    }
+    if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) &&
+        e.level != Level::Encrypt) {
+        return err("'" + err.dest + "': report-only is for stricter entries (encrypt, dane-only)");
+    }
+    if (lowers(e.level) && e.destination == "default") {
+        return err("the default may not lower security; name each domain");
+    }
+    return okStatus();
+}
+
+Result<Entry> parseEntry(const std::string& dest, const json& ej, const EntryErrors& err) {
+    Entry e;
+    e.destination = lower(dest);
+    e.file = err.file;
+    e.line = err.loc.lineOf(err.at);
+    std::string bare = e.destination.front() == '.' ? e.destination.substr(1) : e.destination;
+    if (e.destination != "default" && !validDomain(bare)) {
+        return err("'" + dest + "' is not a domain, a .suffix or \"default\"");
+    }
+    if (!ej.is_object()) return err("the policy for '" + dest + "' must be an object");
+    if (auto st = checkEntryKeys(ej, err); !st) return st.error();
+    if (auto st = readRouting(ej, err, e); !st) return st.error();
+    if (auto st = readTlsAndMode(ej, err, e); !st) return st.error();
+    if (auto st = checkEntryRules(e, err); !st) return st.error();
+    if (auto st = readLifetime(ej, err, e); !st) return st.error();
+    if (auto st = checkLowering(e, err); !st) return st.error();
+    return e;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
@@ -193,158 +350,47 @@ Result<std::shared_ptr<const PolicySet>> PolicySet::loadText(
     return std::shared_ptr<const PolicySet>(*r);
 }
 
+Status PolicySet::parseFile(const std::string& name, const std::string& text,
+                            std::map<std::string, std::string>& seen) {
+    Locator loc{text};
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        return Error::permanent(name + ":" + loc.at(e.byte == 0 ? 0 : e.byte - 1) +
+                                ": JSON syntax error: " + e.what());
+    }
+    auto err = [&](size_t pos, const std::string& msg) {
+        return Error::permanent(name + ":" + loc.at(pos) + ": " + msg);
+    };
+    if (!j.is_object()) return err(0, "a policy file must be a JSON object");
+    for (const auto& [k, v] : j.items()) {
+        if (k != "policies") return err(loc.find(k, 0), "unknown key '" + k + "'");
+    }
+    auto p = j.find("policies");
+    if (p == j.end() || !p->is_object()) return err(0, "'policies' must be an object");
+    size_t cursor = loc.find("policies", 0);
+    for (const auto& [dest, ej] : p->items()) {
+        size_t at = loc.find(dest, cursor);
+        auto e = parseEntry(dest, ej, EntryErrors{name, loc, dest, at});
+        if (!e) return e.error();
+        if (auto prev = seen.find(e->destination); prev != seen.end()) {
+            return err(at, "'" + dest + "' is already defined at " + prev->second);
+        }
+        seen[e->destination] = e->where();
+        entries_.push_back(std::move(*e));
+        cursor = at;
+    }
+    ++files_;
+    return okStatus();
+}
+
 Result<std::shared_ptr<PolicySet>> PolicySet::parse(
     const std::vector<std::pair<std::string, std::string>>& files) {
     auto set = std::make_shared<PolicySet>();
     std::map<std::string, std::string> seen;  // destination → where
     for (const auto& [name, text] : files) {
-        Locator loc{text};
-        json j;
-        try {
-            j = json::parse(text);
-        } catch (const json::parse_error& e) {
-            return Error::permanent(name + ":" + loc.at(e.byte == 0 ? 0 : e.byte - 1) +
-                                    ": JSON syntax error: " + e.what());
-        }
-        auto err = [&](size_t pos, const std::string& msg) {
-            return Error::permanent(name + ":" + loc.at(pos) + ": " + msg);
-        };
-        if (!j.is_object()) return err(0, "a policy file must be a JSON object");
-        for (const auto& [k, v] : j.items()) {
-            if (k != "policies") return err(loc.find(k, 0), "unknown key '" + k + "'");
-        }
-        auto p = j.find("policies");
-        if (p == j.end() || !p->is_object()) return err(0, "'policies' must be an object");
-        size_t cursor = loc.find("policies", 0);
-        for (const auto& [dest, ej] : p->items()) {
-            size_t at = loc.find(dest, cursor);
-            Entry e;
-            e.destination = lower(dest);
-            e.file = name;
-            e.line = loc.lineOf(at);
-            std::string bare =
-                e.destination.front() == '.' ? e.destination.substr(1) : e.destination;
-            if (e.destination != "default" && !validDomain(bare)) {
-                return err(at, "'" + dest + "' is not a domain, a .suffix or \"default\"");
-            }
-            if (!ej.is_object()) return err(at, "the policy for '" + dest + "' must be an object");
-            for (const auto& [k, v] : ej.items()) {
-                static const char* known[] = {
-                    "level",        "next_hop", "reason",   "expires",         "mode",
-                    "implicit_tls", "auth",     "tls_pins", "min_tls_version", "trust_store"};
-                if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
-                    return err(loc.find(k, at), "'" + dest + "': unknown key '" + k + "'");
-                }
-                bool ok = k == "implicit_tls" ? v.is_boolean()
-                          : k == "tls_pins"   ? v.is_array()
-                                              : v.is_string();
-                if (!ok) {
-                    const char* want = k == "implicit_tls" ? "true or false"
-                                       : k == "tls_pins"   ? "an array of strings"
-                                                           : "a string";
-                    return err(loc.find(k, at), "'" + dest + "': '" + k + "' must be " + want);
-                }
-            }
-            if (auto l = ej.find("level"); l != ej.end()) {
-                std::string s = l->get<std::string>();
-                bool ok = false;
-                for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane,
-                                 Level::DaneOnly, Level::Verify}) {
-                    if (s == toString(lv)) {
-                        e.level = lv;
-                        ok = true;
-                    }
-                }
-                if (!ok) {
-                    return err(loc.find("level", at),
-                               "'" + dest + "': level '" + s +
-                                   "' is not none, may, encrypt, dane, dane-only or verify");
-                }
-            }
-            if (auto n = ej.find("next_hop"); n != ej.end()) {
-                auto hop = parseNextHop(n->get<std::string>());
-                if (!hop)
-                    return err(loc.find("next_hop", at),
-                               "'" + dest + "': next_hop: " + hop.error().message);
-                e.nextHop = *hop;
-            }
-            if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
-            if (auto x = ej.find("implicit_tls"); x != ej.end()) e.implicitTls = x->get<bool>();
-            if (auto x = ej.find("auth"); x != ej.end()) e.authFile = x->get<std::string>();
-            if (auto x = ej.find("trust_store"); x != ej.end())
-                e.trustStore = x->get<std::string>();
-            if (auto x = ej.find("min_tls_version"); x != ej.end()) {
-                std::string v = x->get<std::string>();
-                if (v == "TLS1.2") {
-                    e.minTlsVersion = 12;
-                } else if (v == "TLS1.3") {
-                    e.minTlsVersion = 13;
-                } else {
-                    return err(loc.find("min_tls_version", at),
-                               "'" + dest + "': min_tls_version must be TLS1.2 or TLS1.3");
-                }
-            }
-            if (auto x = ej.find("tls_pins"); x != ej.end()) {
-                for (const auto& pin : *x) {
-                    auto bytes = pin.is_string() ? decodePin(pin.get<std::string>()) : std::nullopt;
-                    if (!bytes) {
-                        return err(
-                            loc.find("tls_pins", at),
-                            "'" + dest +
-                                "': each pin must be the SHA-256 of a public key, base64 or hex");
-                    }
-                    e.tlsPins.push_back(*bytes);
-                }
-            }
-            if (!e.authFile.empty() && !e.nextHop) {
-                return err(
-                    loc.find("auth", at),
-                    "'" + dest +
-                        "': auth needs a next_hop (credentials go to one named server only)");
-            }
-            if (e.implicitTls && !e.nextHop) {
-                return err(loc.find("implicit_tls", at),
-                           "'" + dest + "': implicit_tls needs a next_hop");
-            }
-            if (auto x = ej.find("expires"); x != ej.end()) {
-                int64_t t = 0;
-                if (!parseIso8601(x->get<std::string>(), &t)) {
-                    return err(
-                        loc.find("expires", at),
-                        "'" + dest +
-                            "': expires must be an ISO 8601 instant like 2026-12-01T00:00:00Z");
-                }
-                e.expires = t;
-            }
-            if (auto m = ej.find("mode"); m != ej.end()) {
-                std::string mode = m->get<std::string>();
-                if (mode == "report-only") {
-                    e.reportOnly = true;
-                } else if (mode != "enforce") {
-                    return err(loc.find("mode", at),
-                               "'" + dest + "': mode must be enforce or report-only");
-                }
-            }
-            if (lowers(e.level) && e.reason.empty()) {
-                return err(at, "'" + dest + "': level " + toString(e.level) +
-                                   " lowers security below dane and needs a \"reason\"");
-            }
-            if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) &&
-                e.level != Level::Encrypt) {
-                return err(
-                    at, "'" + dest + "': report-only is for stricter entries (encrypt, dane-only)");
-            }
-            if (lowers(e.level) && e.destination == "default") {
-                return err(at, "the default may not lower security; name each domain");
-            }
-            if (auto prev = seen.find(e.destination); prev != seen.end()) {
-                return err(at, "'" + dest + "' is already defined at " + prev->second);
-            }
-            seen[e.destination] = e.where();
-            set->entries_.push_back(std::move(e));
-            cursor = at;
-        }
-        ++set->files_;
+        if (auto st = set->parseFile(name, text, seen); !st) return st.error();
     }
     return set;
 }

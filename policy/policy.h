@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,6 +87,10 @@ class PolicySet {
   private:
     static Result<std::shared_ptr<PolicySet>> parse(
         const std::vector<std::pair<std::string, std::string>>& files);
+    // One file's entries added; seen maps each destination to where it was
+    // defined (a second definition, in any file, is an error).
+    Status parseFile(const std::string& name, const std::string& text,
+                     std::map<std::string, std::string>& seen);
     std::vector<Entry> entries_;
     size_t files_ = 0;
 };
