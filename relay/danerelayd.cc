@@ -44,6 +44,17 @@ using namespace danerelay::relay;
 
 namespace {
 
+// Threads for blocking work, each pool its own so one kind cannot starve
+// another. Spool reads, state writes and removals: two, so a slow disk read
+// does not hold up a delivery's state write (the committer has its own).
+constexpr unsigned kSpoolWorkers = 2;
+// AUTH password hashing (yescrypt, deliberately slow): one thread, so
+// unauthenticated clients can use at most one core.
+constexpr unsigned kAuthWorkers = 1;
+// Local DNSSEC validation's key fetches block on the network: four at once,
+// so one slow zone's fetches leave room for others.
+constexpr unsigned kValidatorWorkers = 4;
+
 void usage() {
     std::fprintf(stderr,
                  "usage: danerelayd --config FILE [--check-config]\n"
@@ -93,15 +104,15 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
                            {"debris_removed", std::to_string(report.debrisRemoved)}});
 
     LoopPoster poster(base.get());
-    WorkerPool workers(poster, 2);
+    WorkerPool workers(poster, kSpoolWorkers);
     // AUTH password hashing: one thread of its own, a bounded queue, so
     // unauthenticated clients can neither delay spool work nor queue without end.
-    WorkerPool authWorkers(poster, 1, kMaxQueuedAuth);
+    WorkerPool authWorkers(poster, kAuthWorkers, kMaxQueuedAuth);
     Committer committer(poster, **spool, cfg.commitBatch);
 
     // Local DNSSEC validation: key fetches block, so they run on a pool of
     // their own, where a slow zone cannot hold up spool reads and writes.
-    WorkerPool validators(poster, validator ? 4 : 0);
+    WorkerPool validators(poster, validator ? kValidatorWorkers : 0);
     auto dnsOptions = resolverOptions(cfg.dns);
     if (validator) {
         dnsOptions.validator = validator;

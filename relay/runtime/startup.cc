@@ -17,6 +17,14 @@
 namespace danerelay::relay {
 
 namespace {
+// Connections the kernel completes and holds for accept() on each SMTP
+// listener (capped by net.core.somaxconn): 511, as busy servers use (nginx,
+// Redis), so a burst of clients waits in the queue instead of having its
+// SYNs dropped while the loop is busy.
+constexpr int kListenBacklog = 511;
+}  // namespace
+
+namespace {
 
 std::string errnoText(int e) {
     return std::strerror(e);
@@ -110,7 +118,7 @@ Result<UniqueFd> bindWithErrno(const ListenerConfig& l, int* err) {
                 return Error::permanent(l.text + ": bind: " + errnoText(*err));
         }
     }
-    if (::listen(fd.get(), 511) != 0) {
+    if (::listen(fd.get(), kListenBacklog) != 0) {
         *err = errno;
         return Error::permanent(l.text + ": listen: " + errnoText(*err));
     }
