@@ -1,4 +1,4 @@
-// main.cc — danerelayd: load the configuration, check and bind everything a
+// danerelayd.cc — the daemon: load the configuration, check and bind everything a
 // start needs, take the spool, recover it, run the event loop until
 // SIGTERM/SIGINT.
 //
@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -28,14 +29,14 @@
 #include "policy/policy.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
-#include "relay/inbound/auth.h"
-#include "relay/runtime/config.h"
 #include "relay/control/control.h"
 #include "relay/control/control_verbs.h"
-#include "relay/runtime/committer.h"
-#include "relay/runtime/log.h"
-#include "relay/outbound/scheduler.h"
+#include "relay/inbound/auth.h"
 #include "relay/inbound/smtp_server.h"
+#include "relay/outbound/scheduler.h"
+#include "relay/runtime/committer.h"
+#include "relay/runtime/config.h"
+#include "relay/runtime/log.h"
 #include "relay/runtime/startup.h"
 #include "tls/session.h"
 
@@ -64,11 +65,128 @@ void usage() {
                  "                   socket, spool path), change nothing, and exit\n");
 }
 
-int run(const Config& cfg, const std::optional<Credentials>& creds,
-        std::shared_ptr<tls::ServerCredentials> tlsCreds,
-        std::shared_ptr<const policy::PolicySet> policySet,
-        std::shared_ptr<dns::Validator> validator, std::vector<UniqueFd> listeners,
-        uint64_t maxOpenFiles) {
+// What the configuration names, loaded and bound before anything starts.
+struct Prepared {
+    std::optional<Credentials> creds;
+    std::shared_ptr<tls::ServerCredentials> tlsCreds;
+    std::shared_ptr<const policy::PolicySet> policySet;
+    std::shared_ptr<dns::Validator> validator;
+    std::vector<UniqueFd> listeners;
+    uint64_t maxOpenFiles = 0;
+};
+
+// Take the spool: clear debris, quarantine damage (logged), list the queue.
+queue::RecoveryReport recoverSpool(const Config& cfg, queue::Spool& spool,
+                                   queue::QueueIdGenerator& ids) {
+    auto report = spool.recover();
+    for (const auto& q : report.quarantined) {
+        logEvent("quarantine", {{"file", cfg.spoolDir + "/" + q.file},
+                                {"reason", q.reason},
+                                {"moved_to", cfg.spoolDir + "/quarantine/"}});
+    }
+    if (!report.queued.empty()) ids.observe(report.queued.back());
+    logEvent("recovered", {{"spool", cfg.spoolDir},
+                           {"queued", std::to_string(report.queued.size())},
+                           {"quarantined", std::to_string(report.quarantined.size())},
+                           {"debris_removed", std::to_string(report.debrisRemoved)}});
+    return report;
+}
+
+// DNSSEC: without a validating resolver the relay cannot tell which
+// destinations publish DANE. Say so loudly, and keep asking.
+class ProbeLoop {
+  public:
+    ProbeLoop(event_base* base, dns::Resolver& resolver, ControlVerbs& verbs, Scheduler& scheduler,
+              unsigned interval)
+        : resolver_(resolver),
+          verbs_(verbs),
+          scheduler_(scheduler),
+          interval_(interval),
+          timer_(base, -1, 0, [this](short) { run(); }) {}
+    void run() {
+        bool before = resolver_.validating();
+        resolver_.probe([this, before](bool ok, const std::string& detail) {
+            if (ok != before || !ok) {
+                logEvent(ok ? "dnssec-probe" : "dnssec-probe-FAILED",
+                         {{"result", ok ? "validating" : "NOT VALIDATING: DANE deliveries defer"},
+                          {"detail", detail}});
+            }
+            verbs_.noteProbe(ok, detail);
+            scheduler_.setReady();
+            timer_.addSeconds(interval_);
+        });
+    }
+
+  private:
+    dns::Resolver& resolver_;
+    ControlVerbs& verbs_;
+    Scheduler& scheduler_;
+    unsigned interval_;
+    Event timer_;
+};
+
+// SIGHUP reloads the policy (a broken file keeps the policy in force; the
+// files are read on a worker thread, never on the loop); SIGUSR1 retries
+// everything now, like "postqueue -f"; SIGTERM and SIGINT stop.
+class Signals {
+  public:
+    Signals(event_base* base, std::function<void()> reload, std::function<void()> flush,
+            std::function<void()> stop)
+        : hup_(base, SIGHUP, EV_SIGNAL | EV_PERSIST, [reload](short) { reload(); }),
+          usr1_(base, SIGUSR1, EV_SIGNAL | EV_PERSIST, [flush](short) { flush(); }),
+          term_(base, SIGTERM, EV_SIGNAL | EV_PERSIST, [stop](short) { stop(); }),
+          int_(base, SIGINT, EV_SIGNAL | EV_PERSIST, [stop](short) { stop(); }) {
+        for (Event* e : {&hup_, &usr1_, &term_, &int_}) e->add();
+    }
+
+  private:
+    Event hup_, usr1_, term_, int_;
+};
+
+void logStart(const Config& cfg, const Prepared& p) {
+    logEvent("start",
+             {{"version", kVersion},
+              {"config", cfg.file},
+              {"hostname", cfg.hostname},
+              {"resolvers", resolversText(cfg.dns)},
+              {"resolvers_from", cfg.dns.resolversFrom},
+              {"max_open_files", std::to_string(p.maxOpenFiles)},
+              {"dnssec", p.validator ? "local validation, anchor " + p.validator->anchorZone() +
+                                           " from " + cfg.dns.trustAnchor
+                                     : std::string("resolver's AD bit")}});
+    for (const auto& n : cfg.dns.resolverNotes) logEvent("resolv-conf-warning", {{"detail", n}});
+}
+
+// Local DNSSEC validation: key fetches block, so they run on a pool of their
+// own, where a slow zone cannot hold up spool reads and writes.
+dns::ResolverOptions dnsOptions(const Config& cfg, const Prepared& p, WorkerPool& validators) {
+    auto o = resolverOptions(cfg.dns);
+    if (p.validator) {
+        o.validator = p.validator;
+        o.offload = [&validators](std::function<void()> work, std::function<void()> done) {
+            validators.run(std::move(work), std::move(done));
+        };
+    }
+    return o;
+}
+
+ServerContext serverContext(const Config& cfg, Prepared& p, event_base* base, WorkerPool& workers,
+                            WorkerPool& authWorkers, Committer& committer,
+                            queue::QueueIdGenerator& ids, Scheduler& scheduler) {
+    ServerContext ctx;
+    ctx.config = &cfg;
+    ctx.base = base;
+    ctx.workers = &workers;
+    ctx.authWorkers = &authWorkers;
+    ctx.committer = &committer;
+    ctx.ids = &ids;
+    ctx.tlsCredentials = std::move(p.tlsCreds);
+    ctx.credentials = p.creds ? &*p.creds : nullptr;
+    ctx.onQueued = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
+    return ctx;
+}
+
+int run(const Config& cfg, Prepared p) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
         std::fprintf(stderr, "danerelayd: %s: spool_dir: %s\n", cfg.file.c_str(),
@@ -89,19 +207,8 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         std::fprintf(stderr, "danerelayd: %s: %s\n", cfg.file.c_str(), st.error().message.c_str());
         return 1;
     }
-
-    auto report = (*spool)->recover();
-    for (const auto& q : report.quarantined) {
-        logEvent("quarantine", {{"file", cfg.spoolDir + "/" + q.file},
-                                {"reason", q.reason},
-                                {"moved_to", cfg.spoolDir + "/quarantine/"}});
-    }
     queue::QueueIdGenerator ids;
-    if (!report.queued.empty()) ids.observe(report.queued.back());
-    logEvent("recovered", {{"spool", cfg.spoolDir},
-                           {"queued", std::to_string(report.queued.size())},
-                           {"quarantined", std::to_string(report.quarantined.size())},
-                           {"debris_removed", std::to_string(report.debrisRemoved)}});
+    auto report = recoverSpool(cfg, **spool, ids);
 
     LoopPoster poster(base.get());
     WorkerPool workers(poster, kSpoolWorkers);
@@ -109,92 +216,38 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     // unauthenticated clients can neither delay spool work nor queue without end.
     WorkerPool authWorkers(poster, kAuthWorkers, kMaxQueuedAuth);
     Committer committer(poster, **spool, cfg.commitBatch);
-
-    // Local DNSSEC validation: key fetches block, so they run on a pool of
-    // their own, where a slow zone cannot hold up spool reads and writes.
-    WorkerPool validators(poster, validator ? kValidatorWorkers : 0);
-    auto dnsOptions = resolverOptions(cfg.dns);
-    if (validator) {
-        dnsOptions.validator = validator;
-        dnsOptions.offload = [&validators](std::function<void()> work, std::function<void()> done) {
-            validators.run(std::move(work), std::move(done));
-        };
-    }
-    dns::Resolver resolver(base.get(), dnsOptions);
+    WorkerPool validators(poster, p.validator ? kValidatorWorkers : 0);
+    dns::Resolver resolver(base.get(), dnsOptions(cfg, p, validators));
     Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
-    verbs.setPolicy(policySet);
+    verbs.setPolicy(p.policySet);
     verbsPtr = &verbs;
     scheduler.load(report.queued);
 
-    ServerContext ctx;
-    ctx.config = &cfg;
-    ctx.base = base.get();
-    ctx.workers = &workers;
-    ctx.authWorkers = &authWorkers;
-    ctx.committer = &committer;
-    ctx.ids = &ids;
-    ctx.tlsCredentials = std::move(tlsCreds);
-    ctx.credentials = creds ? &*creds : nullptr;
-    ctx.onQueued = [&scheduler](const std::string& id) { scheduler.enqueue(id); };
-    SmtpServer server(ctx);
-    if (auto st = server.listen(std::move(listeners)); !st) {
+    SmtpServer server(
+        serverContext(cfg, p, base.get(), workers, authWorkers, committer, ids, scheduler));
+    if (auto st = server.listen(std::move(p.listeners)); !st) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
-
-    // DNSSEC: without a validating resolver the relay cannot tell which
-    // destinations publish DANE. Say so loudly, and keep asking.
-    std::function<void()> runProbe;
-    Event reprobe(base.get(), -1, 0, [&](short) { runProbe(); });
-    runProbe = [&] {
-        bool before = resolver.validating();
-        resolver.probe([&, before](bool ok, const std::string& detail) {
-            if (ok != before || !ok) {
-                logEvent(ok ? "dnssec-probe" : "dnssec-probe-FAILED",
-                         {{"result", ok ? "validating" : "NOT VALIDATING: DANE deliveries defer"},
-                          {"detail", detail}});
-            }
-            verbs.noteProbe(ok, detail);
-            scheduler.setReady();
-            reprobe.addSeconds(cfg.dns.reprobeInterval);
+    ProbeLoop probe(base.get(), resolver, verbs, scheduler, cfg.dns.reprobeInterval);
+    probe.run();
+    Signals signals(
+        base.get(),
+        [&] {
+            if (!cfg.policyDir.empty()) verbs.reload(nullptr);
+        },
+        [&] {
+            logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
+            scheduler.flush();
+        },
+        [&] {
+            logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},
+                              {"committed", std::to_string(committer.messagesCommitted())},
+                              {"commit_batches", std::to_string(committer.batchesCommitted())}});
+            event_base_loopexit(base.get(), nullptr);
         });
-    };
-    runProbe();
-
-    auto stop = [&](short) {
-        logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},
-                          {"committed", std::to_string(committer.messagesCommitted())},
-                          {"commit_batches", std::to_string(committer.batchesCommitted())}});
-        event_base_loopexit(base.get(), nullptr);
-    };
-    // SIGHUP: reload the policy; a broken file keeps the policy in force.
-    // The files are read on a worker thread, never on the loop.
-    Event sighup(base.get(), SIGHUP, EV_SIGNAL | EV_PERSIST, [&](short) {
-        if (!cfg.policyDir.empty()) verbs.reload(nullptr);
-    });
-    sighup.add();
-    // SIGUSR1: retry everything now, like "postqueue -f".
-    Event sigusr1(base.get(), SIGUSR1, EV_SIGNAL | EV_PERSIST, [&](short) {
-        logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
-        scheduler.flush();
-    });
-    sigusr1.add();
-    Event sigterm(base.get(), SIGTERM, EV_SIGNAL | EV_PERSIST, stop);
-    Event sigint(base.get(), SIGINT, EV_SIGNAL | EV_PERSIST, stop);
-    sigterm.add();
-    sigint.add();
-    logEvent("start",
-             {{"version", kVersion},
-              {"config", cfg.file},
-              {"hostname", cfg.hostname},
-              {"resolvers", resolversText(cfg.dns)},
-              {"resolvers_from", cfg.dns.resolversFrom},
-              {"max_open_files", std::to_string(maxOpenFiles)},
-              {"dnssec", validator ? "local validation, anchor " + validator->anchorZone() +
-                                         " from " + cfg.dns.trustAnchor
-                                   : std::string("resolver's AD bit")}});
-    for (const auto& n : cfg.dns.resolverNotes) logEvent("resolv-conf-warning", {{"detail", n}});
+    logStart(cfg, p);
     event_base_dispatch(base.get());
     validators.stop();
     authWorkers.stop();
@@ -202,29 +255,77 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
     return 0;
 }
 
+// The files the configuration names, loaded; every problem is collected and
+// reported, not only the first.
+std::vector<std::string> loadNamedFiles(const Config& cfg, Prepared& p) {
+    std::vector<std::string> problems;
+    if (!cfg.credentialsFile.empty()) {
+        try {
+            p.creds = Credentials::load(cfg.credentialsFile);
+        } catch (const std::exception& e) {
+            problems.push_back(cfg.file + ": auth.credentials: " + e.what());
+        }
+    }
+    if (!cfg.tlsCertificate.empty()) {
+        auto c = tls::ServerCredentials::load(cfg.tlsCertificate, cfg.tlsKey);
+        if (c) {
+            p.tlsCreds = *c;
+        } else {
+            problems.push_back(cfg.file + ": tls: " + c.error().message);
+        }
+    }
+    if (!cfg.policyDir.empty()) {
+        auto ps = policy::PolicySet::loadDir(cfg.policyDir);
+        if (ps) {
+            p.policySet = *ps;
+        } else {
+            problems.push_back(ps.error().message);
+        }
+    }
+    if (cfg.dns.validation == "local") {
+        auto v = loadValidator(cfg.dns);
+        if (v) {
+            p.validator = *v;
+        } else {
+            problems.push_back(cfg.file + ": " + v.error().message);
+        }
+    }
+    return problems;
+}
+
+// Arguments: the exit code when there is nothing to run (help, usage error).
+std::optional<int> parseArgs(int argc, char** argv, std::string* configPath, bool* checkOnly) {
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config" && i + 1 < argc) {
+            *configPath = argv[++i];
+        } else if (a == "--check-config") {
+            *checkOnly = true;
+        } else {
+            usage();
+            return a == "--help" || a == "-h" ? 0 : 2;
+        }
+    }
+    if (configPath->empty()) {
+        usage();
+        return 2;
+    }
+    return std::nullopt;
+}
+
+void printCheck(const Config& cfg, const StartCheck& started) {
+    std::printf("%s: configuration ok\nresolvers: %s from %s\n", cfg.file.c_str(),
+                resolversText(cfg.dns).c_str(), cfg.dns.resolversFrom.c_str());
+    for (const auto& n : cfg.dns.resolverNotes) std::printf("warning: %s\n", n.c_str());
+    for (const auto& n : started.notes) std::printf("note: %s\n", n.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::string configPath;
     bool checkOnly = false;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--config" && i + 1 < argc) {
-            configPath = argv[++i];
-        } else if (a == "--check-config") {
-            checkOnly = true;
-        } else if (a == "--help" || a == "-h") {
-            usage();
-            return 0;
-        } else {
-            usage();
-            return 2;
-        }
-    }
-    if (configPath.empty()) {
-        usage();
-        return 2;
-    }
+    if (auto code = parseArgs(argc, argv, &configPath, &checkOnly)) return *code;
     std::signal(SIGPIPE, SIG_IGN);
     std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a write error, not a crash
 
@@ -235,58 +336,20 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "danerelayd: %s\n", e.what());
         return 1;
     }
-    // Every remaining problem is collected and reported, not only the first.
-    std::vector<std::string> problems;
-    std::optional<Credentials> creds;
-    if (!cfg.credentialsFile.empty()) {
-        try {
-            creds = Credentials::load(cfg.credentialsFile);
-        } catch (const std::exception& e) {
-            problems.push_back(configPath + ": auth.credentials: " + e.what());
-        }
-    }
-    std::shared_ptr<tls::ServerCredentials> tlsCreds;
-    if (!cfg.tlsCertificate.empty()) {
-        auto c = tls::ServerCredentials::load(cfg.tlsCertificate, cfg.tlsKey);
-        if (c) {
-            tlsCreds = *c;
-        } else {
-            problems.push_back(configPath + ": tls: " + c.error().message);
-        }
-    }
-    std::shared_ptr<const policy::PolicySet> policySet;
-    if (!cfg.policyDir.empty()) {
-        auto p = policy::PolicySet::loadDir(cfg.policyDir);
-        if (p) {
-            policySet = *p;
-        } else {
-            problems.push_back(p.error().message);
-        }
-    }
-    std::shared_ptr<dns::Validator> validator;
-    if (cfg.dns.validation == "local") {
-        auto v = loadValidator(cfg.dns);
-        if (v) {
-            validator = *v;
-        } else {
-            problems.push_back(configPath + ": " + v.error().message);
-        }
-    }
+    Prepared p;
+    std::vector<std::string> problems = loadNamedFiles(cfg, p);
     // More descriptors than the usual 1,024 for sessions, DNS and outbound
     // connections; the figure goes into the start line.
-    uint64_t maxOpenFiles = checkOnly ? 0 : raiseFileLimit();
+    p.maxOpenFiles = checkOnly ? 0 : raiseFileLimit();
     // What the start would try: the listeners are bound now and kept.
     StartCheck started = checkStart(cfg, !checkOnly);
     problems.insert(problems.end(), started.problems.begin(), started.problems.end());
     if (!problems.empty()) {
-        for (const auto& p : problems) std::fprintf(stderr, "danerelayd: %s\n", p.c_str());
+        for (const auto& pr : problems) std::fprintf(stderr, "danerelayd: %s\n", pr.c_str());
         return 1;
     }
     if (checkOnly) {
-        std::printf("%s: configuration ok\nresolvers: %s from %s\n", configPath.c_str(),
-                    resolversText(cfg.dns).c_str(), cfg.dns.resolversFrom.c_str());
-        for (const auto& n : cfg.dns.resolverNotes) std::printf("warning: %s\n", n.c_str());
-        for (const auto& n : started.notes) std::printf("note: %s\n", n.c_str());
+        printCheck(cfg, started);
         return 0;
     }
     if (!logOpen(cfg.logFile)) {
@@ -294,6 +357,6 @@ int main(int argc, char** argv) {
                      cfg.logFile.c_str(), std::strerror(errno));
         return 1;
     }
-    return run(cfg, creds, std::move(tlsCreds), std::move(policySet), std::move(validator),
-               std::move(started.listeners), maxOpenFiles);
+    p.listeners = std::move(started.listeners);
+    return run(cfg, std::move(p));
 }
