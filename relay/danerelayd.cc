@@ -37,6 +37,7 @@
 #include "relay/runtime/committer.h"
 #include "relay/runtime/config.h"
 #include "relay/runtime/log.h"
+#include "relay/runtime/service_notify.h"
 #include "relay/runtime/startup.h"
 #include "tls/session.h"
 
@@ -92,15 +93,22 @@ queue::RecoveryReport recoverSpool(const Config& cfg, queue::Spool& spool,
     return report;
 }
 
+// What `systemctl status` shows.
+std::string statusLine(size_t queued, bool validating) {
+    return std::to_string(queued) + " messages queued; DNSSEC " +
+           (validating ? "validating" : "NOT validating: DANE deliveries defer");
+}
+
 // DNSSEC: without a validating resolver the relay cannot tell which
 // destinations publish DANE. Say so loudly, and keep asking.
 class ProbeLoop {
   public:
     ProbeLoop(event_base* base, dns::Resolver& resolver, ControlVerbs& verbs, Scheduler& scheduler,
-              unsigned interval)
+              ServiceNotifier& notifier, unsigned interval)
         : resolver_(resolver),
           verbs_(verbs),
           scheduler_(scheduler),
+          notifier_(notifier),
           interval_(interval),
           timer_(base, -1, 0, [this](short) { run(); }) {}
     void run() {
@@ -113,6 +121,7 @@ class ProbeLoop {
             }
             verbs_.noteProbe(ok, detail);
             scheduler_.setReady();
+            notifier_.status(statusLine(scheduler_.queued(), ok));
             timer_.addSeconds(interval_);
         });
     }
@@ -121,6 +130,7 @@ class ProbeLoop {
     dns::Resolver& resolver_;
     ControlVerbs& verbs_;
     Scheduler& scheduler_;
+    ServiceNotifier& notifier_;
     unsigned interval_;
     Event timer_;
 };
@@ -230,24 +240,31 @@ int run(const Config& cfg, Prepared p) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
-    ProbeLoop probe(base.get(), resolver, verbs, scheduler, cfg.dns.reprobeInterval);
+    // systemd (Type=notify): ready once the listeners are bound and the spool
+    // recovered; the watchdog pings from this loop.
+    ServiceNotifier notifier(base.get());
+    ProbeLoop probe(base.get(), resolver, verbs, scheduler, notifier, cfg.dns.reprobeInterval);
     probe.run();
     Signals signals(
         base.get(),
         [&] {
-            if (!cfg.policyDir.empty()) verbs.reload(nullptr);
+            if (cfg.policyDir.empty()) return;
+            notifier.reloading();
+            verbs.reload([&notifier](bool, const std::string&) { notifier.reloaded(); });
         },
         [&] {
             logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
             scheduler.flush();
         },
         [&] {
+            notifier.stopping();
             logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},
                               {"committed", std::to_string(committer.messagesCommitted())},
                               {"commit_batches", std::to_string(committer.batchesCommitted())}});
             event_base_loopexit(base.get(), nullptr);
         });
     logStart(cfg, p);
+    notifier.ready(statusLine(scheduler.queued(), resolver.validating()));
     event_base_dispatch(base.get());
     validators.stop();
     authWorkers.stop();
