@@ -109,7 +109,16 @@ int run(const Config& cfg, const std::optional<Credentials>& creds,
         };
     }
     dns::Resolver resolver(base.get(), dnsOptions);
-    Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
+    // Delivery cannot run without its TLS client credentials: a start error.
+    std::unique_ptr<Scheduler> outbound;
+    try {
+        outbound = std::make_unique<Scheduler>(base.get(), cfg, **spool, workers, committer,
+                                               resolver, ids);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "danerelayd: %s\n", e.what());
+        return 1;
+    }
+    Scheduler& scheduler = *outbound;
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(policySet);
     verbsPtr = &verbs;
