@@ -361,24 +361,7 @@ void SmtpClient::onReply(int code, const std::string& text) {
             afterEhlo(text, false);
             return;
         case State::StartTls:
-            if (code != 220) {
-                if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
-                    // offered but refused: carry on in plaintext only where TLS is optional
-                    starttls_ = false;
-                    return sendEnvelope();
-                }
-                result_.dane = "starttls-not-supported";
-                return fail(F::StarttlsNotSupported, "STARTTLS refused: " + text);
-            }
-            if (!in_.empty()) {
-                // RFC 3207 / CVE-2011-0411 class: nothing read before the
-                // handshake may be taken as a reply after it.
-                logEvent("discard", {{"mx", req_.mxName},
-                                     {"reason", "server data ahead of TLS handshake"},
-                                     {"bytes", std::to_string(in_.size())}});
-                in_.clear();
-            }
-            return startHandshake();
+            return onStartTlsReply(code, text);
         case State::Ehlo2:
             if (code != 250) return temporary(esmtp_ ? "EHLO after STARTTLS" : "HELO");
             if (esmtp_ || tls_) {
@@ -395,51 +378,77 @@ void SmtpClient::onReply(int code, const std::string& text) {
             state_ = State::Rcpt;
             if (!pipelining_) sendRcpt(0);
             return;
-        case State::Rcpt: {
-            auto& r = result_.rcpts[nextRcpt_];
-            r.code = code;
-            r.reply = text;
-            if (code / 100 == 2) ++rcptAccepted_;
-            ++nextRcpt_;
-            if (nextRcpt_ < req_.rcptIndexes.size()) {
-                if (!pipelining_) sendRcpt(nextRcpt_);
-                return;
-            }
-            state_ = State::Data;
-            if (!pipelining_) {
-                if (rcptAccepted_ == 0) return completed();
-                arm(req_.timeouts.dataInit);
-                send("DATA\r\n");
-            }
-            return;
-        }
+        case State::Rcpt:
+            return onRcptReply(code, text);
         case State::Data:
-            if (code != 354) {
-                // Recipients accepted but DATA refused: each gets DATA's reply.
-                for (auto& r : result_.rcpts) {
-                    if (r.code / 100 == 2) {
-                        r.code = code;
-                        r.reply = text;
-                    }
-                }
-                return completed();
-            }
-            if (rcptAccepted_ == 0) {
-                // A pipelined DATA the server took with no recipient: end it empty.
-                state_ = State::Body;
-                return send(".\r\n");
-            }
-            return sendBody();
+            return onDataReply(code, text);
         case State::Body:
-            for (auto& r : result_.rcpts) {
-                if (r.code / 100 == 2) {
-                    r.code = code;
-                    r.reply = text;
-                }
-            }
+            replyToAccepted(code, text);
             return transactionDone();
         default:
             return fail(F::BadReply, "unexpected reply: " + text);
+    }
+}
+
+void SmtpClient::onStartTlsReply(int code, const std::string& text) {
+    if (code != 220) {
+        if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
+            // offered but refused: carry on in plaintext only where TLS is optional
+            starttls_ = false;
+            return sendEnvelope();
+        }
+        result_.dane = "starttls-not-supported";
+        return fail(F::StarttlsNotSupported, "STARTTLS refused: " + text);
+    }
+    if (!in_.empty()) {
+        // RFC 3207 / CVE-2011-0411 class: nothing read before the
+        // handshake may be taken as a reply after it.
+        logEvent("discard", {{"mx", req_.mxName},
+                             {"reason", "server data ahead of TLS handshake"},
+                             {"bytes", std::to_string(in_.size())}});
+        in_.clear();
+    }
+    startHandshake();
+}
+
+void SmtpClient::onRcptReply(int code, const std::string& text) {
+    auto& r = result_.rcpts[nextRcpt_];
+    r.code = code;
+    r.reply = text;
+    if (code / 100 == 2) ++rcptAccepted_;
+    ++nextRcpt_;
+    if (nextRcpt_ < req_.rcptIndexes.size()) {
+        if (!pipelining_) sendRcpt(nextRcpt_);
+        return;
+    }
+    state_ = State::Data;
+    if (!pipelining_) {
+        if (rcptAccepted_ == 0) return completed();
+        arm(req_.timeouts.dataInit);
+        send("DATA\r\n");
+    }
+}
+
+void SmtpClient::onDataReply(int code, const std::string& text) {
+    if (code != 354) {
+        // Recipients accepted but DATA refused: each gets DATA's reply.
+        replyToAccepted(code, text);
+        return completed();
+    }
+    if (rcptAccepted_ == 0) {
+        // A pipelined DATA the server took with no recipient: end it empty.
+        state_ = State::Body;
+        return send(".\r\n");
+    }
+    sendBody();
+}
+
+void SmtpClient::replyToAccepted(int code, const std::string& text) {
+    for (auto& r : result_.rcpts) {
+        if (r.code / 100 == 2) {
+            r.code = code;
+            r.reply = text;
+        }
     }
 }
 

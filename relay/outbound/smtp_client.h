@@ -109,7 +109,12 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     void onConnected();
     void readSome();
     void parseReplies();
-    void onReply(int code, const std::string& text);
+    void onReply(int code, const std::string& text);  // the transition function
+    void onStartTlsReply(int code, const std::string& text);
+    void onRcptReply(int code, const std::string& text);
+    void onDataReply(int code, const std::string& text);
+    // Every recipient accepted so far gets this reply (DATA's, or the ".").
+    void replyToAccepted(int code, const std::string& text);
     void send(const std::string& data);
     void flush();
     void watch(short events);  // wait for EV_READ and/or EV_WRITE on the socket, nothing else
