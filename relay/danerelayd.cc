@@ -196,6 +196,19 @@ ServerContext serverContext(const Config& cfg, Prepared& p, event_base* base, Wo
     return ctx;
 }
 
+// Delivery cannot run without its TLS client credentials: a start error
+// (said on stderr; null then).
+std::unique_ptr<Scheduler> makeScheduler(event_base* base, const Config& cfg, queue::Spool& spool,
+                                         WorkerPool& workers, Committer& committer,
+                                         dns::Resolver& resolver, queue::QueueIdGenerator& ids) {
+    try {
+        return std::make_unique<Scheduler>(base, cfg, spool, workers, committer, resolver, ids);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "danerelayd: %s\n", e.what());
+        return nullptr;
+    }
+}
+
 int run(const Config& cfg, Prepared p) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
@@ -228,7 +241,9 @@ int run(const Config& cfg, Prepared p) {
     Committer committer(poster, **spool, cfg.commitBatch);
     WorkerPool validators(poster, p.validator ? kValidatorWorkers : 0);
     dns::Resolver resolver(base.get(), dnsOptions(cfg, p, validators));
-    Scheduler scheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
+    auto outbound = makeScheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
+    if (!outbound) return 1;
+    Scheduler& scheduler = *outbound;
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(p.policySet);
     verbsPtr = &verbs;

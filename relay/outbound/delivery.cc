@@ -13,9 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "relay/outbound/bounce.h"
-#include "relay/runtime/config.h"
-#include "relay/outbound/smtp_client.h"
 #include "relay/outbound/smtp_reply.h"
+#include "relay/runtime/config.h"
 
 namespace danerelay::relay {
 
@@ -450,104 +449,6 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
         return v;
     }
     return p;
-}
-
-// The reply is a server's ("550 5.1.1 gone"), one quoted in our error
-// ("MAIL FROM: 550 5.1.1 gone"), or our own ("5.6.7 the server does not
-// ..."). The enhanced code is read by splitEnhancedStatus() (relay/
-// smtp_reply.h), the one parser of reply codes: only at the start of the
-// text, and only of the reply code's class.
-std::string statusOf(int code, const std::string& reply, const std::string& fallback) {
-    auto isDigit = [](char c) { return c >= '0' && c <= '9'; };
-    auto afterCode = [&](std::string_view s, std::string_view* text) {
-        if (s.size() < 4 || !isDigit(s[0]) || !isDigit(s[1]) || !isDigit(s[2]) || s[3] != ' ') {
-            return false;
-        }
-        *text = s.substr(4);
-        return true;
-    };
-    std::string_view text;
-    std::string found;
-    if (afterCode(reply, &text)) {
-        found = splitEnhancedStatus(code, text).code;
-    } else if (found = splitEnhancedStatus(code, reply).code; found.empty()) {
-        auto colon = reply.find(": ");  // "where: NNN text"
-        if (colon != std::string::npos &&
-            afterCode(std::string_view(reply).substr(colon + 2), &text)) {
-            found = splitEnhancedStatus(code, text).code;
-        }
-    }
-    if (!found.empty()) return found;
-    if (code >= 500) return "5.0.0";
-    if (code >= 400) return "4.0.0";
-    return fallback;
-}
-
-// A permanent status made temporary: 5.x.y becomes 4.x.y.
-static std::string softened(std::string status) {
-    if (!status.empty() && status[0] != '4') status[0] = '4';
-    return status;
-}
-
-bool tlsRequirementMet(TlsMode required, const ClientResult& r) {
-    switch (required) {
-        case TlsMode::None:
-        case TlsMode::Opportunistic:
-            return true;
-        case TlsMode::Mandatory:
-        case TlsMode::Dane:
-        case TlsMode::Verify:
-            return !r.tls.empty() && r.peerVerified;
-    }
-    return false;
-}
-
-AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t recipients) {
-    using queue::RcptState;
-    AttemptJudgement j;
-    const bool tlsOk = tlsRequirementMet(required, r);
-    const std::string notBounced =
-        std::string(" (not bounced: the server did not meet the required TLS, ") +
-        toString(required) + ")";
-    if (!r.sessionOk) {
-        if (r.permanent && r.transactionStarted && tlsOk) {
-            for (size_t k = 0; k < recipients; ++k) {
-                j.rcpts.push_back({RcptState::Bounced, statusOf(550, r.error, "5.0.0"), r.error});
-            }
-            return j;
-        }
-        j.nextHost = true;
-        j.reason = r.error;
-        if (r.permanent && r.transactionStarted) j.reason += notBounced;
-        if (!r.dane.empty() && !r.peerVerified) {
-            j.status = "4.7.5";  // the TLS requirement failed
-        } else if (r.permanent) {
-            j.status = softened(statusOf(550, r.error, "5.0.0"));
-        } else {
-            j.status = "4.4.1";
-        }
-        return j;
-    }
-    for (size_t k = 0; k < recipients; ++k) {
-        const ClientResult::Rcpt none;
-        const auto& rr = k < r.rcpts.size() ? r.rcpts[k] : none;
-        AttemptJudgement::Rcpt out;
-        out.text = rr.reply;
-        if (rr.code / 100 == 2) {
-            out.state = RcptState::Delivered;
-            out.status = statusOf(rr.code, rr.reply, "2.0.0");
-        } else if (rr.code / 100 == 5 && tlsOk) {
-            out.state = RcptState::Bounced;
-            out.status = statusOf(rr.code, rr.reply, "5.0.0");
-        } else {
-            out.state = RcptState::Deferred;
-            out.status = softened(statusOf(rr.code, rr.reply, "4.0.0"));
-            if (rr.code / 100 == 5) out.text += notBounced;
-            if (rr.code == 0) out.text = "no reply to RCPT";
-        }
-        j.rcpts.push_back(std::move(out));
-    }
-    return j;
 }
 
 nlohmann::json toJson(const DeliveryPlan& p) {

@@ -47,8 +47,8 @@
 // kMaxPlanReason ("; and N more hosts"), made one line of valid UTF-8
 // (dsnText(), relay/bounce.h): it goes into the log, the spool and DSNs.
 //
-// judgeAttempt() is the other half: what the outcome of one SMTP session
-// means for its recipients (bounce, defer, or try the next host).
+// What the outcome of one SMTP session means for its recipients (bounce,
+// defer, or try the next host) is the other half: relay/outbound/trouble.h.
 //
 // After a DANE failure there is never a plaintext or unauthenticated retry:
 // the next host is tried under its own plan, and in the end the message waits.
@@ -132,38 +132,6 @@ OwnAddresses ownAddresses(const std::vector<ListenerConfig>& listeners, uint16_t
 // self: our own listeners (the loop check, skipped for a policy next_hop).
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
                   policy::Level level = policy::Level::Dane, const OwnAddresses& self = {});
-
-struct ClientResult;  // relay/smtp_client.h
-
-// What one SMTP session's outcome means for its recipients: the one place
-// that turns replies into bounce or defer (as Postfix's smtp_trouble.c).
-//   - greeting, EHLO/HELO, STARTTLS, TLS, AUTH failed, 5xx or not: nothing
-//     is decided; the next address or MX host is tried, and when none is
-//     left the recipients are deferred (a 5xx there is an attacker's cheapest
-//     way to turn a DANE destination into a bounce);
-//   - a 5xx in the mail transaction (MAIL FROM, RCPT, DATA, the final "."),
-//     or our own 5.6.7 / 5.3.4 about what the server can take, bounces only
-//     if the server met the TLS requirement (required: the mode enforced on
-//     that connection); otherwise it is deferred with a 4.x.x status;
-//   - 2xx delivers, anything else defers.
-struct AttemptJudgement {
-    bool nextHost = false;       // try the next address / host
-    std::string status, reason;  // nextHost: the deferral if no host is left
-    struct Rcpt {
-        queue::RcptState state = queue::RcptState::Deferred;
-        std::string status, text;
-    };
-    std::vector<Rcpt> rcpts;  // !nextHost: one per recipient of the session
-};
-AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t recipients);
-// TLS established and the peer checks passed, where the mode requires TLS.
-bool tlsRequirementMet(TlsMode required, const ClientResult& r);
-// The enhanced status code (RFC 3463) of a reply ("550 5.1.1 ..."), of a
-// reply quoted in our error ("RCPT TO: 550 5.1.1 ...") or of our own reason
-// ("5.6.7 ..."): read by splitEnhancedStatus(), so only at the start of the
-// text and only of code's class; else "5.0.0" / "4.0.0" by code, else
-// fallback. A code elsewhere in the text is never taken.
-std::string statusOf(int code, const std::string& reply, const std::string& fallback);
 
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);

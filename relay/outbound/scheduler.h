@@ -32,23 +32,27 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/dispatcher.h"
 #include "dns/resolver.h"
 #include "policy/policy.h"
+#include "queue/admin.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
-#include "relay/runtime/config.h"
-#include "relay/runtime/committer.h"
+#include "relay/outbound/message_delivery.h"
 #include "relay/outbound/smtp_client.h"
+#include "relay/runtime/committer.h"
+#include "relay/runtime/config.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
 
-class MessageDelivery;
-
-// What an operator can do to one queued message (danectl queue ...).
-enum class AdminAction { Hold, Release, Delete, Flush, Bounce, Requeue };
-const char* toString(AdminAction a);
-bool parseAdminAction(const std::string& s, AdminAction* out);
+// What an operator can do to one queued message (danectl queue ...): the
+// action itself is queue/admin.h's; these names stay for the callers here.
+using queue::AdminAction;
+using queue::AdminResult;
+using queue::parseAdminAction;
+using queue::toString;
 
 // What one sweep found: messages in the spool that the index lacked.
 struct SweepReport {
@@ -57,24 +61,19 @@ struct SweepReport {
     size_t notDue = 0;                   // unindexed, but nothing to deliver (all held)
 };
 
-struct AdminResult {
-    std::string id;
-    // "done", "unchanged" (nothing to do: e.g. release of a message not on
-    // hold), "not-found" (no such message, or delivered meanwhile), "error".
-    std::string result;
-    std::string detail;
-};
-
-class Scheduler {
+class Scheduler : private DeliveryHost {
   public:
+    // Throws std::runtime_error when the TLS client credentials cannot be
+    // made (the daemon reports it at start). The time is clock's.
     Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, WorkerPool& workers,
-              Committer& committer, dns::Resolver& resolver, queue::QueueIdGenerator& ids);
+              Committer& committer, dns::Resolver& resolver, queue::QueueIdGenerator& ids,
+              const Clock& clock = SystemClock::instance());
     ~Scheduler();
 
     // At start-up, before the loop runs: index the recovered messages.
     void load(const std::vector<std::string>& ids);
     // A newly accepted message: due now.
-    void enqueue(const std::string& id);
+    void enqueue(const std::string& id) override;
     // Everything due now (SIGUSR1, like "postqueue -f"): deferred recipients
     // are retried whatever their next retry time. Also starts a sweep.
     void flush();
@@ -120,17 +119,20 @@ class Scheduler {
     static constexpr int64_t kLoadRetryInitial = 10, kLoadRetryMax = 600;
     static int64_t loadRetryDelay(unsigned failures);
 
-    // Backoff after `attempts` failed tries: initial * 2^(attempts-1), capped.
-    static int64_t backoff(const DeliveryConfig& d, int attempts);
+    // Backoff after `attempts` failed tries (relay::backoff, trouble.h).
+    static int64_t backoff(const DeliveryConfig& d, int attempts) {
+        return relay::backoff(d, attempts);
+    }
 
-    // The reply an attempt record keeps (queue::AttemptRecord::reply): at
-    // most kMaxAttemptReply bytes, cut between characters, never inside one
-    // (queue::utf8Prefix).
-    static constexpr size_t kMaxAttemptReply = 512;
-    static std::string attemptReply(std::string_view reply);
+    // The reply an attempt record keeps (relay::attemptReply).
+    static constexpr size_t kMaxAttemptReply = relay::kMaxAttemptReply;
+    static std::string attemptReply(std::string_view reply) { return relay::attemptReply(reply); }
 
   private:
-    friend class MessageDelivery;
+    // DeliveryHost: what a MessageDelivery sees of us.
+    const DeliveryServices& services() const override { return services_; }
+    std::shared_ptr<const policy::PolicySet> policy() const override { return policy_; }
+    void loaded(const std::string& id) override;
     // Keyed by the queue ID's number (IDs are 14 hex digits): a few dozen
     // bytes per queued message, however large the queue.
     using Key = uint64_t;
@@ -141,29 +143,27 @@ class Scheduler {
         bool force = false;         // flushed: retry deferred recipients now
         uint16_t loadFailures = 0;  // transient load failures in a row
     };
-    // When a message is next due from its recipients' states (0: never).
-    static int64_t dueOf(const std::vector<queue::RecipientStatus>& status, int64_t now);
     void adminDisk(AdminAction a, const std::string& id, std::function<void(AdminResult)> done);
     // An action on `id` ended: index it again from its new state, then run
     // the next action that waited for it.
-    void adminFinished(const std::string& id, bool removed, int64_t nextDue, bool force);
+    void adminFinished(const std::string& id, bool removed, int64_t nextDue, bool force) override;
     void runWaiting(Key k);
     void schedule(const std::string& id, int64_t due);
     void kick();
     void pump();
-    void finished(const std::string& id, bool removed, int64_t nextDue);
+    void finished(const std::string& id, bool removed, int64_t nextDue) override;
     // A delivery could not load its message: gone (unindex it), transient
     // (retry after loadRetryDelay), or damaged (quarantine it on a worker,
     // log and count it; if that fails, retry as transient).
-    void loadFailed(const std::string& id, const Error& e);
+    void loadFailed(const std::string& id, const Error& e) override;
     // Per-destination concurrency: start() runs now, or when a slot frees.
-    void acquireDomain(const std::string& domain, std::function<void()> start);
-    void releaseDomain(const std::string& domain);
+    void acquireDomain(const std::string& domain, std::function<void()> start) override;
+    void releaseDomain(const std::string& domain) override;
     // Outbound connections in all: start() runs now, or (in order) when one
     // of the limits.max_outbound_connections slots frees. A slot covers one
     // destination domain's DNS lookups and its SMTP session, one at a time.
-    void acquireConnection(std::function<void()> start);
-    void releaseConnection();
+    void acquireConnection(std::function<void()> start) override;
+    void releaseConnection() override;
 
     event_base* base_;
     const Config& cfg_;
@@ -172,8 +172,10 @@ class Scheduler {
     Committer& committer_;
     dns::Resolver& resolver_;
     queue::QueueIdGenerator& ids_;
-    std::shared_ptr<tls::ClientCredentials> clientCreds_;
+    const Clock& clock_;
+    Dispatcher dispatcher_;  // deferred deletion of SMTP clients; the clock
     ConnectionCache connections_;
+    DeliveryServices services_;
     std::shared_ptr<const policy::PolicySet> policy_;
     static Key keyOf(const std::string& id);
     static std::string idOf(Key k);

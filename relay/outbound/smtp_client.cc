@@ -15,10 +15,12 @@
 #include <ctime>
 
 #include "relay/runtime/base64.h"
-#include "relay/runtime/net_address.h"
 #include "relay/runtime/log.h"
+#include "relay/runtime/net_address.h"
 
 namespace danerelay::relay {
+
+using F = ClientResult::Failure;
 
 namespace {
 std::string xtextEncode(const std::string& s) {
@@ -57,28 +59,6 @@ Error bareLineEndingError(std::string_view c, size_t at) {
     return Error::permanent(std::move(why));
 }
 }  // namespace
-
-std::shared_ptr<SmtpClient> ConnectionCache::take(const std::string& key) {
-    for (auto it = idle_.begin(); it != idle_.end(); ++it) {
-        if (it->first == key) {
-            auto c = std::move(it->second);
-            idle_.erase(it);
-            ++reused_;
-            return c;
-        }
-    }
-    return nullptr;
-}
-
-bool ConnectionCache::put(const std::string& key, std::shared_ptr<SmtpClient> c) {
-    if (idle_.size() >= maxIdle_) return false;
-    idle_.emplace_back(key, std::move(c));
-    return true;
-}
-
-void ConnectionCache::remove(const SmtpClient* c) {
-    std::erase_if(idle_, [c](const auto& e) { return e.second.get() == c; });
-}
 
 // Everything that authenticated the peer, and everything else the session
 // was set up with, serialised without ambiguity (each field length-prefixed),
@@ -134,7 +114,7 @@ std::string SmtpClient::cacheKey(const ClientRequest& req) {
     return k;
 }
 
-void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+void SmtpClient::run(Dispatcher& d, std::shared_ptr<tls::ClientCredentials> creds,
                      ClientRequest req, Callback done, ConnectionCache* cache) {
     std::string key = cacheKey(req);
     if (key.empty()) cache = nullptr;  // no digest, no reuse
@@ -142,7 +122,7 @@ void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> c
         if (auto idle = cache->take(key)) return idle->reuse(std::move(req), std::move(done));
     }
     std::shared_ptr<SmtpClient> c(
-        new SmtpClient(base, std::move(creds), std::move(req), std::move(done)));
+        new SmtpClient(d, std::move(creds), std::move(req), std::move(done)));
     c->cache_ = cache;
     c->cacheKey_ = std::move(key);
     c->start();
@@ -153,12 +133,14 @@ void SmtpClient::run(event_base* base, std::shared_ptr<tls::ClientCredentials> c
 void SmtpClient::reuse(ClientRequest req, Callback done) {
     std::string tlsDesc = result_.tls, dane = result_.dane;
     bool verified = result_.peerVerified;
+    auto check = result_.peerCheck;
     req_ = std::move(req);
     done_ = std::move(done);
     result_ = ClientResult{};
     result_.tls = tlsDesc;
     result_.dane = dane;
     result_.peerVerified = verified;
+    result_.peerCheck = check;
     result_.rcpts.resize(req_.rcptIndexes.size());
     result_.reusedConnection = true;
     nextRcpt_ = rcptAccepted_ = 0;
@@ -177,12 +159,17 @@ bool SmtpClient::quiescent() const {
     if (!out_.empty() || !in_.empty() || replies_.inProgress()) return false;
     if (tls_ && tls_->pending() > 0) return false;
     int unread = 0;
-    if (fd_ < 0 || ::ioctl(fd_, FIONREAD, &unread) != 0 || unread != 0) return false;
+    if (!fd_.valid() || ::ioctl(fd_.get(), FIONREAD, &unread) != 0 || unread != 0) return false;
     return true;
 }
 
+void SmtpClient::completed() {
+    result_.stage = ClientResult::Stage::Done;
+    finish();
+}
+
 void SmtpClient::transactionDone() {
-    result_.sessionOk = true;
+    result_.stage = ClientResult::Stage::Done;
     if (!cache_ || state_ != State::Body || !quiescent()) return finish();
     // Park for the next message to the same destination and policy.
     state_ = State::Idle;
@@ -194,62 +181,54 @@ void SmtpClient::transactionDone() {
     done(result_);
 }
 
-SmtpClient::SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
+// Every callback holds a strong reference for its duration, so the object
+// is never destroyed from under its own callback.
+SmtpClient::SmtpClient(Dispatcher& d, std::shared_ptr<tls::ClientCredentials> creds,
                        ClientRequest req, Callback done)
-    : base_(base), creds_(std::move(creds)), req_(std::move(req)), done_(std::move(done)) {
+    : dispatcher_(d),
+      creds_(std::move(creds)),
+      req_(std::move(req)),
+      done_(std::move(done)),
+      timer_(d.base(), -1, 0, [this](short) {
+          auto self = shared_from_this();
+          fail(F::Timeout, "timeout in state " + std::to_string(static_cast<int>(state_)) +
+                               " after " +
+                               std::to_string(state_ == State::Connecting ? req_.timeouts.connect
+                                                                          : req_.timeouts.command) +
+                               " s");
+      }) {
     result_.rcpts.resize(req_.rcptIndexes.size());
 }
 
-SmtpClient::~SmtpClient() {
-    if (ev_) event_free(ev_);
-    if (timer_) event_free(timer_);
-    if (fd_ >= 0) ::close(fd_);
-}
-
-// Every libevent callback holds a strong reference for its duration, so the
-// object is never destroyed from under its own callback.
-struct Holder {
-    std::shared_ptr<SmtpClient> self;
-};
+SmtpClient::~SmtpClient() = default;
 
 void SmtpClient::start() {
     sockaddr_storage ss{};
     socklen_t len = 0;
-    if (!toSockaddr(req_.address, req_.port, &ss, &len)) return fail("bad address " + req_.address);
-    fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return fail(std::string("socket: ") + std::strerror(errno));
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
-        return fail(std::string("connect: ") + std::strerror(errno));
+    if (!toSockaddr(req_.address, req_.port, &ss, &len)) {
+        return fail(F::Network, "bad address " + req_.address);
     }
-    ev_ = event_new(
-        base_, fd_, EV_WRITE,
-        [](evutil_socket_t, short what, void* arg) {
-            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-            self->onEvent(what);
-        },
-        this);
-    timer_ = event_new(
-        base_, -1, 0,
-        [](evutil_socket_t, short, void* arg) {
-            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-            self->fail(
-                "timeout in state " + std::to_string(static_cast<int>(self->state_)) + " after " +
-                std::to_string(self->state_ == State::Connecting ? self->req_.timeouts.connect
-                                                                 : self->req_.timeouts.command) +
-                " s");
-        },
-        this);
+    fd_.reset(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd_.valid()) return fail(F::Network, std::string("socket: ") + std::strerror(errno));
+    int one = 1;
+    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+        return fail(F::Network, std::string("connect: ") + std::strerror(errno));
+    }
+    auto onIo = [this](short what) {
+        auto self = shared_from_this();
+        onEvent(what);
+    };
+    readable_ = std::make_unique<Event>(dispatcher_.base(), fd_.get(), EV_READ | EV_PERSIST, onIo);
+    writable_ = std::make_unique<Event>(dispatcher_.base(), fd_.get(), EV_WRITE | EV_PERSIST, onIo);
     // Keep ourselves alive while libevent holds raw pointers to us.
     selfRef_ = shared_from_this();
-    event_add(ev_, nullptr);
+    watch(EV_WRITE);  // connected (or failed to)
     arm(req_.timeouts.connect);
 }
 
 void SmtpClient::arm(unsigned seconds) {
-    timeval tv{static_cast<time_t>(seconds), 0};
-    event_add(timer_, &tv);
+    timer_.addSeconds(seconds);
 }
 
 void SmtpClient::onEvent(short what) {
@@ -268,8 +247,8 @@ void SmtpClient::onEvent(short what) {
 void SmtpClient::onConnected() {
     int err = 0;
     socklen_t len = sizeof err;
-    ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return fail(std::string("connect: ") + std::strerror(err));
+    ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return fail(F::Network, std::string("connect: ") + std::strerror(err));
     if (req_.implicitTls) return startHandshake();  // RFC 8314: TLS before the greeting
     state_ = State::Greeting;
     watch(EV_READ);
@@ -284,14 +263,14 @@ void SmtpClient::send(const std::string& data) {
 void SmtpClient::flush() {
     if (tls_) {
         auto r = tls_->drain(out_);
-        if (!r) return fail("TLS write: " + r.error().message);
+        if (!r) return fail(F::Tls, "TLS write: " + r.error().message);
     }
     while (!tls_ && !out_.empty() && !finished_) {
-        ssize_t w = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        ssize_t w = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
-            return fail(std::string("send: ") + std::strerror(errno));
+            return fail(F::Network, std::string("send: ") + std::strerror(errno));
         }
         out_.erase(0, static_cast<size_t>(w));
     }
@@ -301,15 +280,17 @@ void SmtpClient::flush() {
 }
 
 void SmtpClient::watch(short events) {
-    event_del(ev_);
-    event_assign(
-        ev_, base_, fd_, events | EV_PERSIST,
-        [](evutil_socket_t, short what, void* arg) {
-            auto self = static_cast<SmtpClient*>(arg)->shared_from_this();
-            self->onEvent(what);
-        },
-        this);
-    event_add(ev_, nullptr);
+    if (!readable_) return;
+    if (events & EV_READ) {
+        if (!readable_->pending()) readable_->add();
+    } else {
+        readable_->del();
+    }
+    if (events & EV_WRITE) {
+        if (!writable_->pending()) writable_->add();
+    } else {
+        writable_->del();
+    }
 }
 
 void SmtpClient::readSome() {
@@ -318,18 +299,18 @@ void SmtpClient::readSome() {
         size_t n = 0;
         if (tls_) {
             auto r = tls_->read(buf, sizeof buf);
-            if (!r) return fail("TLS read: " + r.error().message);
-            if (r->eof) return fail("connection closed by server");
+            if (!r) return fail(F::Tls, "TLS read: " + r.error().message);
+            if (r->eof) return fail(F::Network, "connection closed by server");
             if (r->state != tls::IoState::Done) break;
             n = r->bytes;
         } else {
-            ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
+            ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
             if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) break;
-                return fail(std::string("recv: ") + std::strerror(errno));
+                return fail(F::Network, std::string("recv: ") + std::strerror(errno));
             }
-            if (got == 0) return fail("connection closed by server");
+            if (got == 0) return fail(F::Network, "connection closed by server");
             n = static_cast<size_t>(got);
         }
         in_.append(buf, n);
@@ -344,7 +325,7 @@ void SmtpClient::parseReplies() {
         std::string error;
         auto step = replies_.next(in_, &reply, &error);
         if (step == ReplyAssembler::Step::NeedMore) return;
-        if (step == ReplyAssembler::Step::Error) return fail(error);
+        if (step == ReplyAssembler::Step::Error) return fail(F::BadReply, error);
         // EHLO: keep every line, the extensions.
         bool ehlo = state_ == State::Ehlo || state_ == State::Ehlo2;
         onReply(reply.code, ehlo ? reply.allLines() : reply.text());
@@ -359,7 +340,7 @@ void SmtpClient::onReply(int code, const std::string& text) {
             // EHLO text is the reply's lines without the code: log one line, with it
             t = std::to_string(code) + " " + t.substr(0, t.find('\n'));
         }
-        fail(where + ": " + t, code >= 500);
+        fail(F::Reply, where + ": " + t, code);
     };
     switch (state_) {
         case State::Greeting:
@@ -380,24 +361,7 @@ void SmtpClient::onReply(int code, const std::string& text) {
             afterEhlo(text, false);
             return;
         case State::StartTls:
-            if (code != 220) {
-                if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
-                    // offered but refused: carry on in plaintext only where TLS is optional
-                    starttls_ = false;
-                    return sendEnvelope();
-                }
-                result_.dane = "starttls-not-supported";
-                return fail("STARTTLS refused: " + text);
-            }
-            if (!in_.empty()) {
-                // RFC 3207 / CVE-2011-0411 class: nothing read before the
-                // handshake may be taken as a reply after it.
-                logEvent("discard", {{"mx", req_.mxName},
-                                     {"reason", "server data ahead of TLS handshake"},
-                                     {"bytes", std::to_string(in_.size())}});
-                in_.clear();
-            }
-            return startHandshake();
+            return onStartTlsReply(code, text);
         case State::Ehlo2:
             if (code != 250) return temporary(esmtp_ ? "EHLO after STARTTLS" : "HELO");
             if (esmtp_ || tls_) {
@@ -414,55 +378,77 @@ void SmtpClient::onReply(int code, const std::string& text) {
             state_ = State::Rcpt;
             if (!pipelining_) sendRcpt(0);
             return;
-        case State::Rcpt: {
-            auto& r = result_.rcpts[nextRcpt_];
-            r.code = code;
-            r.reply = text;
-            if (code / 100 == 2) ++rcptAccepted_;
-            ++nextRcpt_;
-            if (nextRcpt_ < req_.rcptIndexes.size()) {
-                if (!pipelining_) sendRcpt(nextRcpt_);
-                return;
-            }
-            state_ = State::Data;
-            if (!pipelining_) {
-                if (rcptAccepted_ == 0) {
-                    result_.sessionOk = true;
-                    return finish();
-                }
-                arm(req_.timeouts.dataInit);
-                send("DATA\r\n");
-            }
-            return;
-        }
+        case State::Rcpt:
+            return onRcptReply(code, text);
         case State::Data:
-            if (code != 354) {
-                // Recipients accepted but DATA refused: each gets DATA's reply.
-                for (auto& r : result_.rcpts) {
-                    if (r.code / 100 == 2) {
-                        r.code = code;
-                        r.reply = text;
-                    }
-                }
-                result_.sessionOk = true;
-                return finish();
-            }
-            if (rcptAccepted_ == 0) {
-                // A pipelined DATA the server took with no recipient: end it empty.
-                state_ = State::Body;
-                return send(".\r\n");
-            }
-            return sendBody();
+            return onDataReply(code, text);
         case State::Body:
-            for (auto& r : result_.rcpts) {
-                if (r.code / 100 == 2) {
-                    r.code = code;
-                    r.reply = text;
-                }
-            }
+            replyToAccepted(code, text);
             return transactionDone();
         default:
-            return fail("unexpected reply: " + text);
+            return fail(F::BadReply, "unexpected reply: " + text);
+    }
+}
+
+void SmtpClient::onStartTlsReply(int code, const std::string& text) {
+    if (code != 220) {
+        if (req_.mode == TlsMode::Opportunistic && req_.authUser.empty()) {
+            // offered but refused: carry on in plaintext only where TLS is optional
+            starttls_ = false;
+            return sendEnvelope();
+        }
+        result_.dane = "starttls-not-supported";
+        return fail(F::StarttlsNotSupported, "STARTTLS refused: " + text);
+    }
+    if (!in_.empty()) {
+        // RFC 3207 / CVE-2011-0411 class: nothing read before the
+        // handshake may be taken as a reply after it.
+        logEvent("discard", {{"mx", req_.mxName},
+                             {"reason", "server data ahead of TLS handshake"},
+                             {"bytes", std::to_string(in_.size())}});
+        in_.clear();
+    }
+    startHandshake();
+}
+
+void SmtpClient::onRcptReply(int code, const std::string& text) {
+    auto& r = result_.rcpts[nextRcpt_];
+    r.code = code;
+    r.reply = text;
+    if (code / 100 == 2) ++rcptAccepted_;
+    ++nextRcpt_;
+    if (nextRcpt_ < req_.rcptIndexes.size()) {
+        if (!pipelining_) sendRcpt(nextRcpt_);
+        return;
+    }
+    state_ = State::Data;
+    if (!pipelining_) {
+        if (rcptAccepted_ == 0) return completed();
+        arm(req_.timeouts.dataInit);
+        send("DATA\r\n");
+    }
+}
+
+void SmtpClient::onDataReply(int code, const std::string& text) {
+    if (code != 354) {
+        // Recipients accepted but DATA refused: each gets DATA's reply.
+        replyToAccepted(code, text);
+        return completed();
+    }
+    if (rcptAccepted_ == 0) {
+        // A pipelined DATA the server took with no recipient: end it empty.
+        state_ = State::Body;
+        return send(".\r\n");
+    }
+    sendBody();
+}
+
+void SmtpClient::replyToAccepted(int code, const std::string& text) {
+    for (auto& r : result_.rcpts) {
+        if (r.code / 100 == 2) {
+            r.code = code;
+            r.reply = text;
+        }
     }
 }
 
@@ -486,8 +472,8 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
     }
     if (req_.mode != TlsMode::Opportunistic) {
         result_.dane = "starttls-not-supported";
-        return fail("STARTTLS not offered, but TLS is required (" +
-                    std::string(toString(req_.mode)) + ")");
+        return fail(F::StarttlsNotSupported, "STARTTLS not offered, but TLS is required (" +
+                                                 std::string(toString(req_.mode)) + ")");
     }
     sendEnvelope();
 }
@@ -495,20 +481,25 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
 bool SmtpClient::checkPeer() {
     auto chain = tls_->peerChain();
     if (req_.mode == TlsMode::Dane) {
-        auto v = tls::verifyDane(chain, req_.tlsa, req_.referenceNames, std::time(nullptr));
+        result_.peerCheck = ClientResult::PeerCheck::Dane;
+        auto v = tls::verifyDane(chain, req_.tlsa, req_.referenceNames,
+                                 static_cast<std::time_t>(dispatcher_.now()));
         if (!v.authenticated) {
+            result_.daneFailure = v.failure;
             result_.dane = tls::toString(v.failure);
             // No envelope goes to an unauthenticated peer; say goodbye over TLS.
-            fail("DANE authentication failed (" + result_.dane + "): " + v.reason);
+            fail(F::DaneFailed, "DANE authentication failed (" + result_.dane + "): " + v.reason);
             return false;
         }
         result_.dane = "matched " + v.matched;
     }
     if (req_.mode == TlsMode::Verify) {
+        result_.peerCheck = ClientResult::PeerCheck::Pkix;
         std::string why;
-        if (!tls::verifyPkix(chain, req_.trustStore, req_.verifyName, std::time(nullptr), &why)) {
+        if (!tls::verifyPkix(chain, req_.trustStore, req_.verifyName,
+                             static_cast<std::time_t>(dispatcher_.now()), &why)) {
             result_.dane = "certificate-not-trusted";
-            fail("certificate verification failed: " + why);
+            fail(F::CertificateNotTrusted, "certificate verification failed: " + why);
             return false;
         }
         result_.dane = "pkix-verified " + req_.verifyName;
@@ -516,12 +507,13 @@ bool SmtpClient::checkPeer() {
     if (!req_.tlsPins.empty()) {
         auto pin = chain.empty() ? std::vector<uint8_t>{} : tls::spkiSha256(chain[0]);
         if (std::find(req_.tlsPins.begin(), req_.tlsPins.end(), pin) == req_.tlsPins.end()) {
-            fail("the server's key matches none of the policy's tls_pins");
+            fail(F::PinMismatch, "the server's key matches none of the policy's tls_pins");
             return false;
         }
     }
     if (req_.minTlsVersion > 0 && tls_->protocolVersion() < req_.minTlsVersion) {
-        fail("TLS version " + result_.tls + " is below the policy's min_tls_version");
+        fail(F::TlsVersionTooLow,
+             "TLS version " + result_.tls + " is below the policy's min_tls_version");
         return false;
     }
     result_.peerVerified = true;
@@ -537,8 +529,8 @@ void SmtpClient::afterTlsEhlo() {
 }
 
 void SmtpClient::startHandshake() {
-    auto s = tls::Session::client(fd_, creds_, req_.sni);
-    if (!s) return fail("TLS setup: " + s.error().message);
+    auto s = tls::Session::client(fd_.get(), creds_, req_.sni);
+    if (!s) return fail(F::Tls, "TLS setup: " + s.error().message);
     tls_ = std::move(*s);
     state_ = State::Handshake;
     arm(req_.timeouts.command);
@@ -547,7 +539,7 @@ void SmtpClient::startHandshake() {
 
 void SmtpClient::continueHandshake() {
     auto r = tls_->handshake();
-    if (!r) return fail("TLS handshake: " + r.error().message);
+    if (!r) return fail(F::Tls, "TLS handshake: " + r.error().message);
     if (*r != tls::IoState::Done) {
         watch(*r == tls::IoState::NeedWrite ? EV_WRITE : EV_READ);
         return;
@@ -609,24 +601,22 @@ std::string SmtpClient::rcptLine(size_t i) const {
 }
 
 void SmtpClient::sendEnvelope() {
-    result_.transactionStarted = true;
     const auto& env = req_.envelope;
     if (env.smtputf8 && !smtputf8_) {
         bool needs = has8bit(env.sender);
         for (size_t i : req_.rcptIndexes) needs = needs || has8bit(env.recipients[i].address);
         if (needs) {
-            return fail("5.6.7 the server does not support SMTPUTF8, which this message needs",
-                        true);
+            return fail(F::Refused,
+                        "5.6.7 the server does not support SMTPUTF8, which this message needs");
         }
     }
     // Refused before MAIL FROM, not half-way through DATA (checked again there).
     if (auto at = bareLineEnding(*req_.content); at != std::string_view::npos) {
-        return fail(bareLineEndingError(*req_.content, at).message, true);
+        return fail(F::Refused, bareLineEndingError(*req_.content, at).message);
     }
     if (sizeLimit_ > 0 && req_.content->size() > sizeLimit_) {
-        return fail("5.3.4 message size " + std::to_string(req_.content->size()) +
-                        " exceeds the server's limit of " + std::to_string(sizeLimit_),
-                    true);
+        return fail(F::Refused, "5.3.4 message size " + std::to_string(req_.content->size()) +
+                                    " exceeds the server's limit of " + std::to_string(sizeLimit_));
     }
     state_ = State::Mail;
     arm(req_.timeouts.command);
@@ -667,11 +657,44 @@ void SmtpClient::sendBody() {
     arm(req_.timeouts.dataFinal);
     auto body = encodeBody(*req_.content);
     // No dot: the server drops the transaction when we QUIT.
-    if (!body) return fail(body.error().message, true);
+    if (!body) return fail(F::Refused, body.error().message);
     send(*body);
 }
 
-void SmtpClient::fail(const std::string& error, bool permanent) {
+ClientResult::Stage SmtpClient::stageOf(State s) {
+    using S = ClientResult::Stage;
+    switch (s) {
+        case State::Connecting:
+            return S::Connect;
+        case State::Greeting:
+            return S::Greeting;
+        case State::Ehlo:
+            return S::Ehlo;
+        case State::StartTls:
+            return S::StartTls;
+        case State::Handshake:
+            return S::Handshake;
+        case State::Ehlo2:
+            return S::Ehlo;
+        case State::Auth:
+            return S::Auth;
+        case State::Mail:
+            return S::Mail;
+        case State::Rcpt:
+            return S::Rcpt;
+        case State::Data:
+            return S::Data;
+        case State::Body:
+            return S::Body;
+        case State::Idle:  // a parked session takes its next message at MAIL
+            return S::Mail;
+        case State::Done:
+            return S::Body;
+    }
+    return S::Connect;
+}
+
+void SmtpClient::fail(ClientResult::Failure kind, const std::string& error, int replyCode) {
     if (finished_) return;
     if (reused_ && state_ == State::Mail && nextRcpt_ == 0 && done_) {
         // The parked connection died while idle (server timeout): this
@@ -681,10 +704,14 @@ void SmtpClient::fail(const std::string& error, bool permanent) {
         auto done = std::move(done_);
         auto keep = shared_from_this();
         finish();
-        return run(base_, creds_, std::move(req), std::move(done), cache_);
+        return run(dispatcher_, creds_, std::move(req), std::move(done), cache_);
     }
-    result_.sessionOk = false;
-    result_.permanent = permanent;
+    result_.stage = stageOf(state_);
+    // Our refusal of the message comes as the envelope is about to go out:
+    // it is part of the transaction.
+    if (kind == F::Refused) result_.stage = std::max(result_.stage, ClientResult::Stage::Mail);
+    result_.failure = kind;
+    result_.replyCode = replyCode;
     result_.error = error;
     finish();
 }
@@ -692,7 +719,7 @@ void SmtpClient::fail(const std::string& error, bool permanent) {
 void SmtpClient::finish() {
     if (finished_) return;
     finished_ = true;
-    if (fd_ >= 0 && state_ != State::Connecting) {
+    if (fd_.valid() && state_ != State::Connecting) {
         // Polite, best effort, never waited for.
         const char quit[] = "QUIT\r\n";
         if (tls_) {
@@ -700,21 +727,21 @@ void SmtpClient::finish() {
             (void)tls_->drain(q);
             tls_->bye();
         } else {
-            [[maybe_unused]] auto n = ::send(fd_, quit, sizeof quit - 1, MSG_NOSIGNAL);
+            [[maybe_unused]] auto n = ::send(fd_.get(), quit, sizeof quit - 1, MSG_NOSIGNAL);
         }
     }
-    if (ev_) event_del(ev_);
-    if (timer_) event_del(timer_);
+    // The events stay (unregistered) until the destructor: this may be
+    // running inside one of their callbacks.
+    watch(0);
+    timer_.del();
     tls_.reset();
-    if (fd_ >= 0) {
-        ::close(fd_);
-        fd_ = -1;
-    }
-    if (state_ == State::Idle && cache_) cache_->remove(this);
+    fd_.reset();
+    std::shared_ptr<SmtpClient> keep = std::move(selfRef_);
+    if (state_ == State::Idle && cache_) keep = cache_->remove(this);
     state_ = State::Done;
     auto done = std::move(done_);
-    auto keep = std::move(selfRef_);  // released when this function returns
     if (done) done(result_);
+    if (keep) dispatcher_.deferredDelete(std::move(keep));
 }
 
 }  // namespace danerelay::relay

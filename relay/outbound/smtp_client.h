@@ -23,8 +23,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/dispatcher.h"
+#include "common/event.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "queue/envelope.h"
+#include "relay/outbound/client_result.h"
+#include "relay/outbound/connection_cache.h"
 #include "relay/outbound/delivery.h"
 #include "relay/outbound/smtp_reply.h"
 #include "tls/dane.h"
@@ -61,25 +66,6 @@ struct ClientRequest {
     std::string verifyName;                     // Verify mode: the name to match
 };
 
-struct ClientResult {
-    bool sessionOk = false;  // the transaction ran; rcpts[] holds each recipient's reply
-    bool permanent = false;  // !sessionOk and the reply (or our own check) was a 5xx
-    // The mail transaction began (greeting, EHLO, TLS and AUTH behind us):
-    // a 5xx before it never bounces (judgeAttempt()).
-    bool transactionStarted = false;
-    // The handshake's peer checks (DANE / PKIX / pins / min version) passed.
-    bool peerVerified = false;
-    std::string error;  // !sessionOk: what went wrong, e.g. "connect: Connection refused"
-    std::string tls;    // "TLS1.3/AES-256-GCM", empty without TLS
-    std::string dane;   // DANE result: "matched 3 1 1 ab…", an RFC 8460 name, or ""
-    bool reusedConnection = false;
-    struct Rcpt {
-        int code = 0;
-        std::string reply;
-    };
-    std::vector<Rcpt> rcpts;  // parallel to rcptIndexes
-};
-
 class SmtpClient;
 
 // The DATA payload for content (CRLF lines, unstuffed): dot-stuffed, ending
@@ -88,40 +74,15 @@ class SmtpClient;
 // <CR>.<CR> as the end (SMTP smuggling). Exposed for tests.
 Result<std::string> encodeBody(std::string_view content);
 
-// Connection reuse: after a completed transaction a session may wait here,
-// idle, for the next message to the same host, address, TLS mode, SNI,
-// reference names, whole TLSA RRset and policy (RFC 7672: never across a
-// change of policy); the key is a SHA-256 over all of them (cacheKey()). A
-// session is parked only when nothing is pending in either direction: all
-// of its output sent, no input unread (in our buffer, inside GnuTLS or in
-// the socket) and no reply half assembled; a server that answers "." before
-// the body is out, or says more than its reply, loses the connection. An
-// idle session is closed after idleSeconds, or when the server speaks or
-// hangs up.
-class ConnectionCache {
-  public:
-    ConnectionCache(unsigned idleSeconds, size_t maxIdle)
-        : idleSeconds_(idleSeconds), maxIdle_(maxIdle) {}
-    std::shared_ptr<SmtpClient> take(const std::string& key);
-    bool put(const std::string& key, std::shared_ptr<SmtpClient> c);
-    void remove(const SmtpClient* c);
-    unsigned idleSeconds() const { return idleSeconds_; }
-    size_t size() const { return idle_.size(); }
-    uint64_t reused() const { return reused_; }
-
-  private:
-    unsigned idleSeconds_;
-    size_t maxIdle_;
-    std::vector<std::pair<std::string, std::shared_ptr<SmtpClient>>> idle_;
-    uint64_t reused_ = 0;
-};
-
 class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
   public:
     using Callback = std::function<void(const ClientResult&)>;
     // cache may be null (no reuse).
-    static void run(event_base* base, std::shared_ptr<tls::ClientCredentials> creds,
-                    ClientRequest req, Callback done, ConnectionCache* cache = nullptr);
+    // On d's loop; the peer's certificates are checked at d's clock's wall
+    // time. A finished client is destroyed by d.deferredDelete, never from
+    // under its own callback.
+    static void run(Dispatcher& d, std::shared_ptr<tls::ClientCredentials> creds, ClientRequest req,
+                    Callback done, ConnectionCache* cache = nullptr);
     ~SmtpClient();
     static std::string cacheKey(const ClientRequest& req);
 
@@ -141,17 +102,22 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
         Idle,  // parked in the ConnectionCache after a transaction
         Done
     };
-    SmtpClient(event_base* base, std::shared_ptr<tls::ClientCredentials> creds, ClientRequest req,
+    SmtpClient(Dispatcher& d, std::shared_ptr<tls::ClientCredentials> creds, ClientRequest req,
                Callback done);
     void start();
     void onEvent(short what);
     void onConnected();
     void readSome();
     void parseReplies();
-    void onReply(int code, const std::string& text);
+    void onReply(int code, const std::string& text);  // the transition function
+    void onStartTlsReply(int code, const std::string& text);
+    void onRcptReply(int code, const std::string& text);
+    void onDataReply(int code, const std::string& text);
+    // Every recipient accepted so far gets this reply (DATA's, or the ".").
+    void replyToAccepted(int code, const std::string& text);
     void send(const std::string& data);
     void flush();
-    void watch(short events);  // (re)register the socket event
+    void watch(short events);  // wait for EV_READ and/or EV_WRITE on the socket, nothing else
     void arm(unsigned seconds);
     void startHandshake();
     void continueHandshake();
@@ -161,7 +127,12 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     bool checkPeer();     // DANE / PKIX / pins / version after the handshake
     void sendRcpt(size_t i);
     void sendBody();
-    void fail(const std::string& error, bool permanent = false);
+    // The session ends here: why (kind), what to log (error), and for
+    // Failure::Reply the server's code.
+    void fail(ClientResult::Failure kind, const std::string& error, int replyCode = 0);
+    // The transaction ran: rcpts[] holds the replies.
+    void completed();
+    static ClientResult::Stage stageOf(State s);
     void finish();
     void transactionDone();
     bool quiescent() const;  // nothing pending in either direction (see transactionDone())
@@ -169,15 +140,15 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     std::string mailFromLine() const;
     std::string rcptLine(size_t i) const;
 
-    event_base* base_;
+    Dispatcher& dispatcher_;
     std::shared_ptr<tls::ClientCredentials> creds_;
     ClientRequest req_;
     Callback done_;
     ClientResult result_;
     State state_ = State::Connecting;
-    int fd_ = -1;
-    event* ev_ = nullptr;
-    event* timer_ = nullptr;
+    UniqueFd fd_;
+    std::unique_ptr<Event> readable_, writable_;  // on fd_, once it exists
+    Event timer_;
     std::unique_ptr<tls::Session> tls_;
     std::string in_, out_;
     ReplyAssembler replies_;
@@ -188,7 +159,8 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     size_t nextRcpt_ = 0;  // replies to RCPT received so far
     size_t rcptAccepted_ = 0;
     bool finished_ = false;
-    std::shared_ptr<SmtpClient> selfRef_;  // alive while in flight
+    // Alive while in flight; handed to dispatcher_.deferredDelete at the end.
+    std::shared_ptr<SmtpClient> selfRef_;
     ConnectionCache* cache_ = nullptr;
     std::string cacheKey_;
     bool reused_ = false;

@@ -3,6 +3,7 @@
 #include "relay/outbound/delivery.h"
 
 #include "relay/outbound/smtp_client.h"
+#include "relay/outbound/trouble.h"
 
 #include <gtest/gtest.h>
 
@@ -317,8 +318,9 @@ ClientResult failedAt(const std::string& error, bool permanent, bool inTransacti
                       bool tls = true) {
     ClientResult r;
     r.error = error;
-    r.permanent = permanent;
-    r.transactionStarted = inTransaction;
+    r.failure = permanent ? ClientResult::Failure::Reply : ClientResult::Failure::Network;
+    r.replyCode = permanent ? 550 : 0;
+    r.stage = inTransaction ? ClientResult::Stage::Mail : ClientResult::Stage::Greeting;
     if (tls) {
         r.tls = "TLS1.3/AES-256-GCM";
         r.peerVerified = true;
@@ -380,7 +382,8 @@ TEST(Judge, FiveHundredToMailFromBouncesOnlyWhenTheTlsRequirementWasMet) {
 
 TEST(Judge, RcptAndDataRepliesPerRecipient) {
     ClientResult r = failedAt("", false, true);
-    r.sessionOk = true;
+    r.failure = ClientResult::Failure::None;
+    r.stage = ClientResult::Stage::Done;
     r.rcpts = {{250, "250 2.1.5 ok"}, {550, "550 5.1.1 no such user"}, {451, "451 4.3.0 later"}};
     auto j = judgeAttempt(TlsMode::Dane, r, 3);
     ASSERT_EQ(j.rcpts.size(), 3u);
@@ -404,12 +407,16 @@ TEST(Judge, RcptAndDataRepliesPerRecipient) {
 TEST(Judge, TlsFailuresDefer475AndConnectionFailures441) {
     ClientResult r;
     r.error = "DANE authentication failed (validation-failure)";
+    r.failure = ClientResult::Failure::DaneFailed;
+    r.peerCheck = ClientResult::PeerCheck::Dane;
+    r.daneFailure = tls::DaneFailure::ValidationFailure;
     r.dane = "validation-failure";
     r.tls = "TLS1.3/AES-256-GCM";
     auto j = judgeAttempt(TlsMode::Dane, r, 1);
     EXPECT_TRUE(j.nextHost);
     EXPECT_EQ(j.status, "4.7.5");
     ClientResult c;
+    c.failure = ClientResult::Failure::Network;
     c.error = "connect: Connection refused";
     EXPECT_EQ(judgeAttempt(TlsMode::Dane, c, 1).status, "4.4.1");
 }
@@ -439,7 +446,8 @@ TEST(StatusOf, ACodeElsewhereOrOfAnotherClassIsNotTaken) {
 
 TEST(Judge, AStatusCodeInsideTheTextNeverBecomesTheRecipientsStatus) {
     ClientResult r = failedAt("", false, true);
-    r.sessionOk = true;
+    r.failure = ClientResult::Failure::None;
+    r.stage = ClientResult::Stage::Done;
     r.rcpts = {{550, "550 mailbox unavailable, see 2.0.0"}, {250, "250 ok id 5.7.1"}};
     auto j = judgeAttempt(TlsMode::Dane, r, 2);
     ASSERT_EQ(j.rcpts.size(), 2u);

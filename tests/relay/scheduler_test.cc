@@ -21,6 +21,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/clock.h"
 #include "queue/utf8.h"
 #include "relay/outbound/scheduler.h"
 
@@ -102,7 +103,7 @@ class SchedulerSpoolTest : public ::testing::Test {
         }
         if (!scheduler_) {
             scheduler_ = std::make_unique<Scheduler>(base_.get(), cfg_, *spool_, *workers_,
-                                                     *committer_, *resolver_, ids_);
+                                                     *committer_, *resolver_, ids_, *clock_);
         }
         return *scheduler_;
     }
@@ -154,6 +155,7 @@ class SchedulerSpoolTest : public ::testing::Test {
     uint16_t dnsPort_ = 9;  // discard: refused at once
     queue::QueueIdGenerator ids_;
     Config cfg_;
+    const Clock* clock_ = &SystemClock::instance();
     std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -362,6 +364,133 @@ TEST_F(SchedulerSpoolTest, OutboundConnectionsAreLimitedInAllAndPerMessage) {
     EXPECT_GE(dns.total(), 36u);  // every domain was asked for
     // Queries open at once, seen at the server (the timeout is 400 ms).
     EXPECT_LE(dns.peak(std::chrono::milliseconds(200)), 5u);
+}
+
+// ------------------------------------------- time from a ManualClock
+//
+// The resolver is refused at once, so every attempt ends deferred (no MX
+// could be looked up); the clock says when that happened.
+
+class SchedulerClockTest : public SchedulerSpoolTest {
+  protected:
+    void SetUp() override {
+        SchedulerSpoolTest::SetUp();
+        clock_ = &manual_;
+        cfg_.delivery.retryInitial = 300;
+        cfg_.delivery.retryMax = 3600;
+        cfg_.delivery.maxQueueLifetime = 86400;
+    }
+    // A message that arrived `age` seconds before the manual clock's now.
+    std::string commitAged(int64_t age) {
+        queue::NewMessage m;
+        m.id = ids_.next();
+        m.envelope.sender = "alice@example.org";
+        m.envelope.recipients = {{"bob@example.com", "", queue::kNotifyNone}};
+        m.envelope.arrival = manual_.wallSeconds() - age;
+        m.content = "Subject: hi\r\n\r\nbody\r\n";
+        EXPECT_TRUE(spool_->commitOne(m).ok());
+        return m.id;
+    }
+    queue::RecipientStatus statusOf(const std::string& id) {
+        auto m = spool_->load(id);
+        EXPECT_TRUE(m.ok());
+        return m ? m->status.at(0) : queue::RecipientStatus{};
+    }
+    bool attempted(const std::string& id, int attempts) {
+        auto m = spool_->load(id);
+        return !m || (m->status.at(0).attempts >= attempts && scheduler().running() == 0);
+    }
+    ManualClock manual_{static_cast<int64_t>(std::time(nullptr))};
+};
+
+TEST_F(SchedulerClockTest, ADeferredRecipientWaitsItsBackoffByTheClock) {
+    std::string id = commitAged(0);
+    auto& s = scheduler();
+    s.load({id});
+    s.setReady();
+    ASSERT_TRUE(runUntil([&] { return attempted(id, 1); }));
+    auto st = statusOf(id);
+    EXPECT_EQ(st.state, queue::RcptState::Deferred) << st.lastError;
+    EXPECT_EQ(st.nextAttempt, manual_.wallSeconds() + 300);
+    EXPECT_EQ(s.dueTime(id), manual_.wallSeconds() + 300);
+    // Not due until the clock says so; then tried again, the wait doubled.
+    manual_.advance(std::chrono::seconds(299));
+    s.load({});  // a kick: look at what is due
+    runUntil([] { return false; }, 1);
+    EXPECT_EQ(statusOf(id).attempts, 1);
+    manual_.advance(std::chrono::seconds(1));
+    s.load({});
+    ASSERT_TRUE(runUntil([&] { return attempted(id, 2); }));
+    st = statusOf(id);
+    EXPECT_EQ(st.attempts, 2);
+    EXPECT_EQ(st.nextAttempt, manual_.wallSeconds() + 600);
+}
+
+TEST_F(SchedulerClockTest, AtTheQueueLifetimeADeferralBecomesA547Bounce) {
+    std::string young = commitAged(86399), old = commitAged(86400);
+    auto& s = scheduler();
+    s.load({young, old});
+    s.setReady();
+    ASSERT_TRUE(runUntil([&] { return attempted(young, 1) && !spool_->load(old).ok(); }));
+    EXPECT_EQ(statusOf(young).state, queue::RcptState::Deferred);
+    // The expired one is final: bounced with a DSN, and removed.
+    std::vector<std::string> ids = spool_->listIds();
+    ASSERT_EQ(ids.size(), 2u);  // the young one and the DSN
+    std::string dsn = ids[0] == young ? ids[1] : ids[0];
+    auto m = spool_->load(dsn);
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m->envelope.sender, "");
+    EXPECT_EQ(m->envelope.arrival, manual_.wallSeconds());
+    auto content = spool_->loadContent(dsn);
+    ASSERT_TRUE(content.ok());
+    EXPECT_NE(content->find("5.4.7"), std::string::npos);
+}
+
+// An operator's hold while the message is being delivered waits for the
+// delivery to end, then applies to what is left.
+TEST_F(SchedulerClockTest, AnOperatorActionWaitsForTheDeliveryInFlight) {
+    SilentDns dns;  // the delivery waits 400 ms for its lookup
+    dnsPort_ = dns.port();
+    std::string id = commitAged(0);
+    auto& s = scheduler();
+    s.load({id});
+    s.setReady();
+    ASSERT_TRUE(runUntil([&] { return s.running() == 1; }));
+    std::optional<AdminResult> held;
+    s.admin(AdminAction::Hold, id, [&](AdminResult r) { held = r; });
+    EXPECT_FALSE(held);  // not alongside the delivery
+    ASSERT_TRUE(runUntil([&] { return held.has_value(); }));
+    EXPECT_EQ(held->result, "done");
+    EXPECT_EQ(held->detail, "1 recipient(s)");
+    auto st = statusOf(id);
+    EXPECT_EQ(st.state, queue::RcptState::Held);
+    EXPECT_EQ(st.attempts, 1);  // the delivery ran first
+    EXPECT_EQ(s.dueTime(id), 0);
+    // Released: deferred again, with the retry time it had.
+    std::optional<AdminResult> released;
+    s.admin(AdminAction::Release, id, [&](AdminResult r) { released = r; });
+    ASSERT_TRUE(runUntil([&] { return released.has_value(); }));
+    EXPECT_EQ(statusOf(id).state, queue::RcptState::Deferred);
+    EXPECT_EQ(s.dueTime(id), manual_.wallSeconds() + 300);
+}
+
+// Per destination: limits.max_per_destination sessions at once.
+TEST_F(SchedulerClockTest, OneDestinationSlotAtATime) {
+    SilentDns dns;
+    dnsPort_ = dns.port();
+    cfg_.delivery.maxPerDestination = 1;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(commitAged(0));
+    auto& s = scheduler();
+    s.load(ids);
+    s.setReady();
+    auto allTried = [&] {
+        for (const auto& id : ids)
+            if (!attempted(id, 1)) return false;
+        return true;
+    };
+    ASSERT_TRUE(runUntil(allTried, 20));
+    EXPECT_EQ(s.connectionsPeak(), 1u);  // three messages, one domain: one at a time
 }
 
 }  // namespace

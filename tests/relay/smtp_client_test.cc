@@ -14,8 +14,9 @@
 #include <optional>
 #include <thread>
 
-#include "relay/runtime/event_loop.h"
+#include "common/dispatcher.h"
 #include "relay/outbound/smtp_client.h"
+#include "relay/runtime/event_loop.h"
 
 namespace danerelay::relay {
 namespace {
@@ -52,6 +53,7 @@ class FakeMx {
         ::close(lfd_);
     }
     uint16_t port() const { return port_; }
+    int fd() const { return fd_; }
     void release() {
         if (!releasedOnce_) {
             releasedOnce_ = true;
@@ -137,10 +139,11 @@ struct Outcome {
 };
 
 // Runs one session to its result (at most ~10 s).
-std::optional<Outcome> runOnce(event_base* base, ConnectionCache& cache, ClientRequest req) {
+std::optional<Outcome> runOnce(Dispatcher& d, ConnectionCache& cache, ClientRequest req) {
+    event_base* base = d.base();
     std::optional<Outcome> out;
     SmtpClient::run(
-        base, nullptr, std::move(req),
+        d, nullptr, std::move(req),
         [&](const ClientResult& r) {
             out = Outcome{r, cache.size()};
         },
@@ -156,15 +159,16 @@ std::optional<Outcome> runOnce(event_base* base, ConnectionCache& cache, ClientR
 
 TEST(SmtpClientReuse, AQuietConnectionIsParked) {
     EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
     ConnectionCache cache(30, 4);
     FakeMx mx([](FakeMx& s) {
         s.upToData();
         s.readBody();
         s.say("250 2.0.0 queued\r\n");
     });
-    auto out = runOnce(base.get(), cache, plainRequest(mx.port(), 4096));
+    auto out = runOnce(d, cache, plainRequest(mx.port(), 4096));
     ASSERT_TRUE(out);
-    EXPECT_TRUE(out->result.sessionOk) << out->result.error;
+    EXPECT_TRUE(out->result.sessionOk()) << out->result.error;
     ASSERT_EQ(out->result.rcpts.size(), 1u);
     EXPECT_EQ(out->result.rcpts[0].code, 250);
     EXPECT_EQ(out->cachedAtCallback, 1u);
@@ -175,13 +179,14 @@ TEST(SmtpClientReuse, AQuietConnectionIsParked) {
 // rest of the body would go out ahead of the next message's MAIL FROM.
 TEST(SmtpClientReuse, AnEarlyReplyToDotWhileTheBodyIsUnsentIsNotParked) {
     EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
     ConnectionCache cache(30, 4);
     FakeMx mx([](FakeMx& s) {
         s.upToData();
         s.say("250 2.0.0 queued (early)\r\n");  // and never reads the body
     });
     // Far more than the kernel's socket buffers hold (tcp_wmem max 4 MiB).
-    auto out = runOnce(base.get(), cache, plainRequest(mx.port(), 16 * 1024 * 1024));
+    auto out = runOnce(d, cache, plainRequest(mx.port(), 16 * 1024 * 1024));
     ASSERT_TRUE(out);
     EXPECT_EQ(out->cachedAtCallback, 0u);
     EXPECT_EQ(cache.size(), 0u);
@@ -193,6 +198,7 @@ TEST(SmtpClientReuse, AnEarlyReplyToDotWhileTheBodyIsUnsentIsNotParked) {
 // socket. Those bytes would be read as the reply to the next MAIL FROM.
 TEST(SmtpClientReuse, BytesBehindTheReplyToDotAreNotParked) {
     EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
     ConnectionCache cache(30, 4);
     FakeMx mx([](FakeMx& s) {
         s.upToData();
@@ -205,11 +211,231 @@ TEST(SmtpClientReuse, BytesBehindTheReplyToDotAreNotParked) {
         reply += "250 2.1.0 sender ok\r\n";  // the 'answer' to a MAIL FROM not yet sent
         s.say(reply);
     });
-    auto out = runOnce(base.get(), cache, plainRequest(mx.port(), 4096));
+    auto out = runOnce(d, cache, plainRequest(mx.port(), 4096));
     ASSERT_TRUE(out);
-    EXPECT_TRUE(out->result.sessionOk) << out->result.error;
+    EXPECT_TRUE(out->result.sessionOk()) << out->result.error;
     EXPECT_EQ(out->cachedAtCallback, 0u);
     mx.release();
+}
+
+// ------------------------------------------------ every reply at every stage
+//
+// What the client reports (ClientResult's stage, failure kind, reply code)
+// for each way a scripted server can end the session; trouble.h decides
+// what it means.
+
+using F = ClientResult::Failure;
+using S = ClientResult::Stage;
+
+// One session against a script, no connection cache.
+ClientResult session(FakeMx::Script script, std::function<void(ClientRequest&)> adjust = nullptr) {
+    EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
+    ConnectionCache cache(0, 0);  // nothing is ever parked
+    FakeMx mx(std::move(script));
+    auto req = plainRequest(mx.port(), 100);
+    if (adjust) adjust(req);
+    auto out = runOnce(d, cache, std::move(req));
+    mx.release();
+    EXPECT_TRUE(out) << "no result";
+    return out ? out->result : ClientResult{};
+}
+
+void greetAndEhlo(FakeMx& s, const std::string& ehlo = "250 fake.test\r\n") {
+    s.say("220 fake.test ESMTP\r\n");
+    s.line();
+    s.say(ehlo);
+}
+
+TEST(SmtpClientStages, FiveHundredGreeting) {
+    auto r = session([](FakeMx& s) { s.say("554 5.7.1 go away\r\n"); });
+    EXPECT_EQ(r.failure, F::Reply);
+    EXPECT_EQ(r.stage, S::Greeting);
+    EXPECT_EQ(r.replyCode, 554);
+    EXPECT_EQ(r.error, "greeting: 554 5.7.1 go away");
+    EXPECT_TRUE(r.permanent());
+    EXPECT_FALSE(r.transactionStarted());
+}
+
+TEST(SmtpClientStages, FourHundredGreetingIsNotPermanent) {
+    auto r = session([](FakeMx& s) { s.say("421 busy\r\n"); });
+    EXPECT_EQ(r.failure, F::Reply);
+    EXPECT_EQ(r.replyCode, 421);
+    EXPECT_FALSE(r.permanent());
+}
+
+TEST(SmtpClientStages, EhloRefusedWhereTlsIsRequired) {
+    auto r = session([](FakeMx& s) { greetAndEhlo(s, "550-no\r\n550 really not\r\n"); },
+                     [](ClientRequest& q) { q.mode = TlsMode::Mandatory; });
+    EXPECT_EQ(r.failure, F::Reply);
+    EXPECT_EQ(r.stage, S::Ehlo);
+    EXPECT_EQ(r.error, "EHLO: 550 no");  // one line, with its code
+}
+
+TEST(SmtpClientStages, EhloRefusedFallsBackToHeloWithoutTls) {
+    auto r = session([](FakeMx& s) {
+        greetAndEhlo(s, "502 no EHLO here\r\n");
+        EXPECT_EQ(s.line().substr(0, 5), "HELO ");
+        s.say("250 hi\r\n");
+        EXPECT_EQ(s.line(), "MAIL FROM:<a@relay.test>\r\n");
+        s.say("451 4.3.0 later\r\n");
+    });
+    EXPECT_EQ(r.failure, F::Reply);
+    EXPECT_EQ(r.stage, S::Mail);
+    EXPECT_TRUE(r.transactionStarted());
+    EXPECT_FALSE(r.permanent());
+    EXPECT_EQ(r.error, "MAIL FROM: 451 4.3.0 later");
+}
+
+TEST(SmtpClientStages, AMultilineReplyOverTheCapEndsTheSession) {
+    auto r = session([](FakeMx& s) {
+        std::string lines;
+        for (size_t i = 0; i <= kMaxReplyLines; ++i) lines += "220-line\r\n";
+        s.say(lines + "220 done\r\n");
+    });
+    EXPECT_EQ(r.failure, F::BadReply);
+    EXPECT_EQ(r.stage, S::Greeting);
+    EXPECT_FALSE(r.permanent());
+}
+
+TEST(SmtpClientStages, ALineOverTheCapEndsTheSession) {
+    auto r =
+        session([](FakeMx& s) { s.say("220 " + std::string(kMaxReplyLine + 10, 'x') + "\r\n"); });
+    EXPECT_EQ(r.failure, F::BadReply);
+}
+
+TEST(SmtpClientStages, StarttlsNotOfferedWhereRequired) {
+    auto r = session([](FakeMx& s) { greetAndEhlo(s); },
+                     [](ClientRequest& q) { q.mode = TlsMode::Dane; });
+    EXPECT_EQ(r.failure, F::StarttlsNotSupported);
+    EXPECT_EQ(r.dane, "starttls-not-supported");
+    EXPECT_EQ(r.error, "STARTTLS not offered, but TLS is required (dane)");
+}
+
+TEST(SmtpClientStages, StarttlsRefusedWhereRequired) {
+    auto r = session(
+        [](FakeMx& s) {
+            greetAndEhlo(s, "250-fake.test\r\n250 STARTTLS\r\n");
+            EXPECT_EQ(s.line(), "STARTTLS\r\n");
+            s.say("454 4.7.0 TLS not available\r\n");
+        },
+        [](ClientRequest& q) { q.mode = TlsMode::Mandatory; });
+    EXPECT_EQ(r.failure, F::StarttlsNotSupported);
+    EXPECT_EQ(r.stage, S::StartTls);
+    EXPECT_EQ(r.dane, "starttls-not-supported");
+    EXPECT_EQ(r.error, "STARTTLS refused: 454 4.7.0 TLS not available");
+}
+
+TEST(SmtpClientStages, StarttlsRefusedCarriesOnInPlaintextWhereOptional) {
+    auto r = session(
+        [](FakeMx& s) {
+            greetAndEhlo(s, "250-fake.test\r\n250 STARTTLS\r\n");
+            s.line();
+            s.say("454 4.7.0 TLS not available\r\n");
+            EXPECT_EQ(s.line(), "MAIL FROM:<a@relay.test>\r\n");
+            s.say("550 5.7.1 sender refused\r\n");
+        },
+        [](ClientRequest& q) { q.mode = TlsMode::Opportunistic; });
+    EXPECT_EQ(r.failure, F::Reply);
+    EXPECT_EQ(r.stage, S::Mail);
+    EXPECT_TRUE(r.permanent());
+    EXPECT_TRUE(r.dane.empty());
+}
+
+TEST(SmtpClientStages, RcptRefusedForEveryoneEndsWithoutData) {
+    auto r = session([](FakeMx& s) {
+        greetAndEhlo(s);
+        s.line();
+        s.say("250 ok\r\n");
+        s.line();
+        s.say("550 5.1.1 no such user\r\n");
+        EXPECT_EQ(s.line(), "QUIT\r\n");
+    });
+    EXPECT_TRUE(r.sessionOk());
+    EXPECT_EQ(r.failure, F::None);
+    ASSERT_EQ(r.rcpts.size(), 1u);
+    EXPECT_EQ(r.rcpts[0].code, 550);
+    EXPECT_EQ(r.rcpts[0].reply, "550 5.1.1 no such user");
+}
+
+TEST(SmtpClientStages, DataRefusedGoesToEveryAcceptedRecipient) {
+    auto r = session([](FakeMx& s) {
+        greetAndEhlo(s);
+        s.line();
+        s.say("250 ok\r\n");
+        s.line();
+        s.say("250 ok\r\n");
+        s.line();
+        s.say("554 5.7.1 no data for you\r\n");
+    });
+    EXPECT_TRUE(r.sessionOk());
+    ASSERT_EQ(r.rcpts.size(), 1u);
+    EXPECT_EQ(r.rcpts[0].code, 554);
+}
+
+TEST(SmtpClientStages, TheReplyToDotIsEachRecipients) {
+    auto r = session([](FakeMx& s) {
+        s.upToData();
+        s.readBody();
+        s.say("451 4.3.0 try later\r\n");
+    });
+    EXPECT_TRUE(r.sessionOk());
+    EXPECT_EQ(r.rcpts.at(0).code, 451);
+    EXPECT_EQ(r.rcpts.at(0).reply, "451 4.3.0 try later");
+}
+
+TEST(SmtpClientStages, OurOwnRefusalsAreInTheTransaction) {
+    auto bare = session(
+        [](FakeMx& s) { greetAndEhlo(s); },
+        [](ClientRequest& q) { q.content = std::make_shared<const std::string>("a\nb\r\n"); });
+    EXPECT_EQ(bare.failure, F::Refused);
+    EXPECT_EQ(bare.stage, S::Mail);
+    EXPECT_TRUE(bare.permanent());
+    EXPECT_EQ(bare.error.substr(0, 6), "5.6.0 ");
+    auto big = session([](FakeMx& s) { greetAndEhlo(s, "250-fake.test\r\n250 SIZE 10\r\n"); });
+    EXPECT_EQ(big.failure, F::Refused);
+    EXPECT_EQ(big.error.substr(0, 6), "5.3.4 ");
+    auto utf8 = session([](FakeMx& s) { greetAndEhlo(s); },
+                        [](ClientRequest& q) {
+                            q.envelope.smtputf8 = true;
+                            q.envelope.recipients[0].address = "b\xc3\xa9@fake.test";
+                        });
+    EXPECT_EQ(utf8.failure, F::Refused);
+    EXPECT_EQ(utf8.error.substr(0, 6), "5.6.7 ");
+}
+
+TEST(SmtpClientStages, TheServerHangingUp) {
+    auto r = session([](FakeMx& s) {
+        greetAndEhlo(s);
+        s.line();
+        ::shutdown(s.fd(), SHUT_RDWR);
+    });
+    EXPECT_EQ(r.failure, F::Network);
+    EXPECT_EQ(r.stage, S::Mail);
+    EXPECT_EQ(r.error, "connection closed by server");
+}
+
+TEST(SmtpClientStages, ASilentServerTimesOut) {
+    auto r = session([](FakeMx&) {}, [](ClientRequest& q) { q.timeouts = {1, 1, 1, 1}; });
+    EXPECT_EQ(r.failure, F::Timeout);
+    EXPECT_EQ(r.stage, S::Greeting);
+    EXPECT_EQ(r.error, "timeout in state 1 after 1 s");
+}
+
+TEST(SmtpClientStages, NobodyListening) {
+    EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
+    ConnectionCache cache(0, 0);
+    uint16_t port;
+    {
+        FakeMx gone([](FakeMx&) {});
+        port = gone.port();
+    }  // closed: connecting there is refused
+    auto out = runOnce(d, cache, plainRequest(port, 100));
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->result.failure, F::Network);
+    EXPECT_EQ(out->result.stage, S::Connect);
+    EXPECT_EQ(out->result.error, "connect: Connection refused");
 }
 
 }  // namespace
