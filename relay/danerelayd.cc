@@ -37,6 +37,7 @@
 #include "relay/runtime/committer.h"
 #include "relay/runtime/config.h"
 #include "relay/runtime/log.h"
+#include "relay/runtime/metrics_server.h"
 #include "relay/runtime/service_notify.h"
 #include "relay/runtime/startup.h"
 #include "tls/session.h"
@@ -73,6 +74,7 @@ struct Prepared {
     std::shared_ptr<const policy::PolicySet> policySet;
     std::shared_ptr<dns::Validator> validator;
     std::vector<UniqueFd> listeners;
+    UniqueFd metricsListener;  // metrics.listen, if configured
     uint64_t maxOpenFiles = 0;
 };
 
@@ -138,18 +140,45 @@ class ProbeLoop {
 // SIGHUP reloads the policy (a broken file keeps the policy in force; the
 // files are read on a worker thread, never on the loop); SIGUSR1 retries
 // everything now, like "postqueue -f"; SIGTERM and SIGINT stop.
+struct Running {
+    event_base* base;
+    const Config& cfg;
+    ControlVerbs& verbs;
+    Scheduler& scheduler;
+    SmtpServer& server;
+    Committer& committer;
+    ServiceNotifier& notifier;
+};
+
 class Signals {
   public:
-    Signals(event_base* base, std::function<void()> reload, std::function<void()> flush,
-            std::function<void()> stop)
-        : hup_(base, SIGHUP, EV_SIGNAL | EV_PERSIST, [reload](short) { reload(); }),
-          usr1_(base, SIGUSR1, EV_SIGNAL | EV_PERSIST, [flush](short) { flush(); }),
-          term_(base, SIGTERM, EV_SIGNAL | EV_PERSIST, [stop](short) { stop(); }),
-          int_(base, SIGINT, EV_SIGNAL | EV_PERSIST, [stop](short) { stop(); }) {
+    explicit Signals(Running r)
+        : r_(r),
+          hup_(r.base, SIGHUP, EV_SIGNAL | EV_PERSIST, [this](short) { reload(); }),
+          usr1_(r.base, SIGUSR1, EV_SIGNAL | EV_PERSIST, [this](short) { flush(); }),
+          term_(r.base, SIGTERM, EV_SIGNAL | EV_PERSIST, [this](short) { stop(); }),
+          int_(r.base, SIGINT, EV_SIGNAL | EV_PERSIST, [this](short) { stop(); }) {
         for (Event* e : {&hup_, &usr1_, &term_, &int_}) e->add();
     }
 
   private:
+    void reload() {
+        if (r_.cfg.policyDir.empty()) return;
+        r_.notifier.reloading();
+        r_.verbs.reload([this](bool, const std::string&) { r_.notifier.reloaded(); });
+    }
+    void flush() {
+        logEvent("flush", {{"queued", std::to_string(r_.scheduler.queued())}});
+        r_.scheduler.flush();
+    }
+    void stop() {
+        r_.notifier.stopping();
+        logEvent("stop", {{"sessions", std::to_string(r_.server.sessionCount())},
+                          {"committed", std::to_string(r_.committer.messagesCommitted())},
+                          {"commit_batches", std::to_string(r_.committer.batchesCommitted())}});
+        event_base_loopexit(r_.base, nullptr);
+    }
+    Running r_;
     Event hup_, usr1_, term_, int_;
 };
 
@@ -209,6 +238,26 @@ std::unique_ptr<Scheduler> makeScheduler(event_base* base, const Config& cfg, qu
     }
 }
 
+// The Prometheus endpoint, if metrics.listen is set: process and build
+// metrics, and gauges read from the queue and the resolver at scrape time.
+std::unique_ptr<MetricsServer> startMetrics(event_base* base, metrics::Registry& registry,
+                                            UniqueFd listener, Scheduler& scheduler,
+                                            dns::Resolver& resolver) {
+    registerProcessMetrics(registry);
+    registry.gaugeFn("danerelay_queue_messages", "Messages in the queue (any state).",
+                     [&scheduler] { return static_cast<double>(scheduler.queued()); });
+    registry.gaugeFn("danerelay_dnssec_probe_ok",
+                     "1 while the DNSSEC probe finds validation working, 0 when it does not.",
+                     [&resolver] { return resolver.validating() ? 1.0 : 0.0; });
+    if (!listener.valid()) return nullptr;
+    auto server = std::make_unique<MetricsServer>(base, registry);
+    if (auto st = server->serve(std::move(listener)); !st) {
+        logEvent("error", {{"where", "metrics"}, {"reason", st.error().message}});
+        return nullptr;
+    }
+    return server;
+}
+
 int run(const Config& cfg, Prepared p) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
@@ -255,29 +304,15 @@ int run(const Config& cfg, Prepared p) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
+    metrics::Registry registry;
+    auto metricsServer =
+        startMetrics(base.get(), registry, std::move(p.metricsListener), scheduler, resolver);
     // systemd (Type=notify): ready once the listeners are bound and the spool
     // recovered; the watchdog pings from this loop.
     ServiceNotifier notifier(base.get());
     ProbeLoop probe(base.get(), resolver, verbs, scheduler, notifier, cfg.dns.reprobeInterval);
     probe.run();
-    Signals signals(
-        base.get(),
-        [&] {
-            if (cfg.policyDir.empty()) return;
-            notifier.reloading();
-            verbs.reload([&notifier](bool, const std::string&) { notifier.reloaded(); });
-        },
-        [&] {
-            logEvent("flush", {{"queued", std::to_string(scheduler.queued())}});
-            scheduler.flush();
-        },
-        [&] {
-            notifier.stopping();
-            logEvent("stop", {{"sessions", std::to_string(server.sessionCount())},
-                              {"committed", std::to_string(committer.messagesCommitted())},
-                              {"commit_batches", std::to_string(committer.batchesCommitted())}});
-            event_base_loopexit(base.get(), nullptr);
-        });
+    Signals signals({base.get(), cfg, verbs, scheduler, server, committer, notifier});
     logStart(cfg, p);
     notifier.ready(statusLine(scheduler.queued(), resolver.validating()));
     event_base_dispatch(base.get());
@@ -390,5 +425,6 @@ int main(int argc, char** argv) {
         return 1;
     }
     p.listeners = std::move(started.listeners);
+    p.metricsListener = std::move(started.metrics);
     return run(cfg, std::move(p));
 }

@@ -225,34 +225,39 @@ bool sameAddress(const ListenerConfig& a, const ListenerConfig& b) {
     return la == lb && std::memcmp(&sa, &sb, la) == 0;
 }
 
-ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {
-    c.onlyKeys(lj, where, {"address", "tls"});
-    ListenerConfig l;
-    l.text = c.str(lj, where, "address", true);
-    // "host:port" or "[v6]:port"
+// "host:port" or "[v6]:port", numeric, into l (host, port, text); errors
+// name `key`.
+void parseAddress(const Checker& c, const std::string& text, const std::string& key,
+                  ListenerConfig& l) {
+    l.text = text;
     std::string hostPart, portPart;
     if (!l.text.empty() && l.text.front() == '[') {
         auto close = l.text.find("]:");
-        if (close == std::string::npos) c.fail(where + ".address", "expected [IPv6]:port");
+        if (close == std::string::npos) c.fail(key, "expected [IPv6]:port");
         hostPart = l.text.substr(1, close - 1);
         portPart = l.text.substr(close + 2);
     } else {
         auto colon = l.text.rfind(':');
-        if (colon == std::string::npos) c.fail(where + ".address", "expected host:port");
+        if (colon == std::string::npos) c.fail(key, "expected host:port");
         hostPart = l.text.substr(0, colon);
         portPart = l.text.substr(colon + 1);
     }
     sockaddr_storage ss{};
     socklen_t len = 0;
-    if (!toSockaddr(hostPart, 1, &ss, &len))
-        c.fail(where + ".address", "'" + hostPart + "' is not an IP address");
+    if (!toSockaddr(hostPart, 1, &ss, &len)) c.fail(key, "'" + hostPart + "' is not an IP address");
     if (portPart.empty() || portPart.size() > 5 ||
         portPart.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(portPart) == 0 || std::stoul(portPart) > 65535) {
-        c.fail(where + ".address", "'" + portPart + "' is not a port number (1-65535)");
+        c.fail(key, "'" + portPart + "' is not a port number (1-65535)");
     }
     l.host = hostPart;
     l.port = static_cast<uint16_t>(std::stoul(portPart));
+}
+
+ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {
+    c.onlyKeys(lj, where, {"address", "tls"});
+    ListenerConfig l;
+    parseAddress(c, c.str(lj, where, "address", true), where + ".address", l);
     std::string tls = c.str(lj, where, "tls", false);
     if (tls.empty() || tls == "starttls") {
         l.tls = ListenerTls::StartTls;
@@ -459,6 +464,25 @@ void readDelivery(const Checker& c, const json& d, DeliveryConfig& D) {
         .read();
 }
 
+// metrics.listen: where Prometheus scrapes (off unless set); not one of the
+// SMTP listeners' addresses.
+void readMetrics(const Checker& c, const json& m, Config& cfg) {
+    Section(c, m, "metrics")
+        .on("listen",
+            [&](const std::string& k) {
+                ListenerConfig l;
+                parseAddress(c, c.str(m, "metrics", k, true), "metrics." + k, l);
+                for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+                    if (sameAddress(cfg.listeners[i], l)) {
+                        c.fail("metrics." + k, l.text + " is listeners[" + std::to_string(i) +
+                                                   "] (" + cfg.listeners[i].text + ")");
+                    }
+                }
+                cfg.metricsListen = l;
+            })
+        .read();
+}
+
 void readHostname(const Checker& c, const json& j, const std::string& k, Config& cfg) {
     cfg.hostname = c.str(j, "", k, false);
     if (j.contains(k) && !j[k].is_null() && !isDnsHostname(cfg.hostname)) {
@@ -599,6 +623,7 @@ Config loadConfig(const std::string& path, FileCheck files) {
         .number("commit_batch", &cfg.commitBatch, 1, 4096)
         .on("dns", inSection([&](const json& s) { resolvConfSet = readDns(c, s, path, cfg.dns); }))
         .on("delivery", inSection([&](const json& s) { readDelivery(c, s, cfg.delivery); }))
+        .on("metrics", inSection([&](const json& s) { readMetrics(c, s, cfg); }))
         .on("log_file", pathKey(&cfg.logFile))
         .on("policy_dir", pathKey(&cfg.policyDir))
         .on("control_socket", pathKey(&cfg.controlSocket))

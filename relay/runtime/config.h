@@ -116,6 +116,8 @@ struct Config {
     // danectl's way in: a Unix socket, mode 0600 (default: <spool_dir>/control.sock).
     std::string controlSocket;
     unsigned commitBatch = 256;
+    // metrics.listen: the Prometheus endpoint (GET /metrics); none if unset.
+    std::optional<ListenerConfig> metricsListen;
 };
 
 // Check: the files the configuration names (tls.certificate, tls.key,

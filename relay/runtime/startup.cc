@@ -151,6 +151,17 @@ void checkListeners(const Config& cfg, Problems& p, Problems& notes, bool forSta
             p.add(key, fd.error().message);
         }
     }
+    if (cfg.metricsListen) {
+        int err = 0;
+        auto fd = bindWithErrno(*cfg.metricsListen, &err);
+        if (fd) {
+            out->metrics = std::move(*fd);
+        } else if (err == EADDRINUSE) {
+            inUse.emplace_back("metrics.listen", fd.error().message);
+        } else {
+            p.add("metrics.listen", fd.error().message);
+        }
+    }
     if (inUse.empty()) return;
     bool running = spoolLockedByOther(cfg.spoolDir);
     for (const auto& [key, why] : inUse) {

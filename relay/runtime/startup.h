@@ -33,6 +33,8 @@ struct StartCheck {
     // Bound and listening, one per cfg.listeners in order; complete only
     // when no listener is in problems.
     std::vector<UniqueFd> listeners;
+    // metrics.listen, bound the same way (invalid when not configured).
+    UniqueFd metrics;
 };
 
 // Binds one listener (SO_REUSEADDR; IPv6 sockets IPv6-only) and listens on
