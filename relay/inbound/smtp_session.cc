@@ -8,12 +8,11 @@
 #include <cstring>
 #include <ctime>
 
-#include "queue/utf8.h"
+#include "relay/inbound/smtp_server.h"
 #include "relay/runtime/base64.h"
-#include "relay/runtime/net_address.h"
 #include "relay/runtime/log.h"
 #include "relay/runtime/mail_date.h"
-#include "relay/inbound/smtp_server.h"
+#include "relay/runtime/net_address.h"
 
 namespace danerelay::relay {
 
@@ -24,7 +23,6 @@ constexpr size_t kMaxInputBuffered = 64 * 1024;
 // no more input is read or processed (pipelined EHLOs would otherwise turn a
 // small input into an unbounded pile of replies).
 constexpr size_t kMaxPendingOutput = 64 * 1024;
-constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
 constexpr size_t kMaxSaslLine = 12288;
 // DATA progress rule (Postfix's smtpd_min_data_rate): each byte of DATA
 // moves the deadline on by 1/kMinDataRate s, but never past command_timeout
@@ -606,65 +604,18 @@ void SmtpSession::cmdMail(const Command& c) {
     PathArg p;
     Reply err;
     if (!parsePathArg(c.arg, "FROM:", true, true, &p, &err)) {
-        reply(err.code, err.text);
+        reply(err);
         protocolError();
         return;
     }
-    queue::Envelope env;
-    std::vector<std::string> seen;
-    for (const auto& prm : p.params) {
-        if (!esmtp_) return reply(555, "5.5.4 Error: parameters need EHLO");
-        if (std::find(seen.begin(), seen.end(), prm.keyword) != seen.end()) {
-            return reply(501, "5.5.4 Error: duplicate " + prm.keyword + " parameter");
-        }
-        seen.push_back(prm.keyword);
-        const auto& k = prm.keyword;
-        if (k == "SIZE") {
-            if (prm.value.empty() || prm.value.size() > 19 ||
-                prm.value.find_first_not_of("0123456789") != std::string::npos) {
-                return reply(501, "5.5.4 Error: bad SIZE value");
-            }
-            if (std::stoull(prm.value) > server_.ctx_.config->limits.maxMessageSize) {
-                return reply(552, "5.3.4 Message size exceeds fixed limit");
-            }
-        } else if (k == "BODY") {
-            std::string b = parseCommand(prm.value).verb;
-            if (b == "8BITMIME") {
-                env.eightBitMime = true;
-            } else if (b != "7BIT") {
-                return reply(501, "5.5.4 Error: BODY must be 7BIT or 8BITMIME");
-            }
-        } else if (k == "SMTPUTF8") {
-            if (!prm.value.empty()) return reply(501, "5.5.4 Error: SMTPUTF8 takes no value");
-            env.smtputf8 = true;
-        } else if (k == "RET") {
-            std::string r = parseCommand(prm.value).verb;
-            if (r == "FULL") {
-                env.ret = queue::DsnRet::Full;
-            } else if (r == "HDRS") {
-                env.ret = queue::DsnRet::Headers;
-            } else {
-                return reply(501, "5.5.4 Error: RET must be FULL or HDRS");
-            }
-        } else if (k == "ENVID") {
-            // RFC 3461 4.4: printable US-ASCII once decoded.
-            if (!decodeXtext(prm.value, &env.envid) || env.envid.empty() ||
-                env.envid.size() > kMaxEnvid ||
-                std::any_of(env.envid.begin(), env.envid.end(),
-                            [](char ch) { return ch < 0x20 || ch > 0x7e; })) {
-                return reply(501, "5.5.4 Error: bad ENVID");
-            }
-        } else if (k == "AUTH") {
-            // RFC 4954 5: accepted; we do not trust a client's claim about others.
-        } else {
-            return reply(555, "5.5.4 Error: unsupported parameter " + k);
-        }
-    }
-    bool eightBit = std::any_of(p.address.begin(), p.address.end(),
-                                [](char ch) { return static_cast<unsigned char>(ch) >= 0x80; });
-    if (eightBit && !env.smtputf8) return reply(553, "5.6.7 Non-ASCII address requires SMTPUTF8");
-    env.sender = p.address;
-    env_ = std::move(env);
+    auto params = parseMailParams(p, esmtp_, server_.ctx_.config->limits.maxMessageSize);
+    if (!params) return reply(params.refusal());
+    env_ = queue::Envelope{};
+    env_.sender = p.address;
+    env_.envid = std::move(params->envid);
+    env_.ret = params->ret;
+    env_.smtputf8 = params->smtputf8;
+    env_.eightBitMime = params->eightBitMime;
     inTransaction_ = true;
     reply(250, "2.1.0 Ok");
 }
@@ -681,67 +632,22 @@ void SmtpSession::cmdRcpt(const Command& c) {
     PathArg p;
     Reply err;
     if (!parsePathArg(c.arg, "TO:", false, env_.smtputf8, &p, &err)) {
-        reply(err.code, err.text);
+        reply(err);
         protocolError();
         return;
     }
-    queue::Recipient r;
-    r.address = p.address;
-    std::vector<std::string> seen;
-    for (const auto& prm : p.params) {
-        if (!esmtp_) return reply(555, "5.5.4 Error: parameters need EHLO");
-        if (std::find(seen.begin(), seen.end(), prm.keyword) != seen.end()) {
-            return reply(501, "5.5.4 Error: duplicate " + prm.keyword + " parameter");
-        }
-        seen.push_back(prm.keyword);
-        if (prm.keyword == "NOTIFY") {
-            std::string v = parseCommand(prm.value).verb + ",";
-            unsigned flags = 0;
-            for (size_t pos = 0; pos < v.size();) {
-                auto comma = v.find(',', pos);
-                std::string item = v.substr(pos, comma - pos);
-                pos = comma + 1;
-                if (item == "NEVER") {
-                    flags |= queue::kNotifyNever;
-                } else if (item == "SUCCESS") {
-                    flags |= queue::kNotifySuccess;
-                } else if (item == "FAILURE") {
-                    flags |= queue::kNotifyFailure;
-                } else if (item == "DELAY") {
-                    flags |= queue::kNotifyDelay;
-                } else {
-                    return reply(501, "5.5.4 Error: bad NOTIFY value");
-                }
-            }
-            if ((flags & queue::kNotifyNever) && flags != queue::kNotifyNever) {
-                return reply(501, "5.5.4 Error: NOTIFY=NEVER cannot be combined");
-            }
-            r.notify = flags;
-        } else if (prm.keyword == "ORCPT") {
-            std::string decoded;
-            auto semi = prm.value.find(';');
-            // Decoded: an address, UTF-8 at most (RFC 6533), no control bytes.
-            if (semi == std::string::npos || semi == 0 || !decodeXtext(prm.value, &decoded) ||
-                decoded.size() > 500 || !queue::isValidUtf8(decoded) ||
-                std::any_of(decoded.begin(), decoded.end(),
-                            [](char ch) { return (ch >= 0 && ch < 0x20) || ch == 0x7f; })) {
-                return reply(501, "5.5.4 Error: bad ORCPT");
-            }
-            r.orcpt = decoded;
-        } else {
-            return reply(555, "5.5.4 Error: unsupported parameter " + prm.keyword);
-        }
-    }
+    auto params = parseRcptParams(p.params, esmtp_);
+    if (!params) return reply(params.refusal());
     if (!mayRelay()) {
         logEvent("reject", {{"client", client_},
                             {"from", env_.sender},
-                            {"to", r.address},
+                            {"to", p.address},
                             {"reason", "relay access denied"}});
-        reply(554, "5.7.1 <" + r.address + ">: Relay access denied");
+        reply(554, "5.7.1 <" + p.address + ">: Relay access denied");
         protocolError();
         return;
     }
-    env_.recipients.push_back(std::move(r));
+    env_.recipients.push_back({p.address, std::move(params->orcpt), params->notify});
     reply(250, "2.1.5 Ok");
 }
 

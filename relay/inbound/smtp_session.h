@@ -18,8 +18,8 @@
 #include <string>
 
 #include "queue/envelope.h"
-#include "relay/runtime/event_loop.h"
 #include "relay/inbound/smtp_parser.h"
+#include "relay/runtime/event_loop.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
@@ -49,6 +49,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void pump();
     void flush();
     void reply(int code, const std::string& text);
+    void reply(const Reply& r) { reply(r.code, r.text); }
     void replyMulti(int code, const std::vector<std::string>& lines);
     void closeAfterReply(int code, const std::string& text);
     void finish(const char* why);
