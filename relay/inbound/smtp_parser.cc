@@ -79,6 +79,104 @@ Reply syntax(std::string text) {
     return {501, "5.5.4 " + std::move(text)};
 }
 
+// ---------------------------------------------------------------- paths
+
+// Where the path that `arg` opens with '<' closes: the first '>' outside a
+// quoted local part; npos if none.
+size_t closingBracket(std::string_view arg) {
+    bool quoted = false;
+    for (size_t i = 1; i < arg.size(); ++i) {
+        char c = arg[i];
+        if (quoted && c == '\\') {
+            ++i;
+        } else if (c == '"') {
+            quoted = !quoted;
+        } else if (c == '>' && !quoted) {
+            return i;
+        }
+    }
+    return std::string_view::npos;
+}
+
+// The mailbox between the brackets (a source route dropped), checked for shape.
+bool parseMailbox(std::string_view path, bool allowEmpty, bool allow8bit, std::string* out,
+                  Reply* err) {
+    // Source route (RFC 5321 4.1.1.3): accepted and ignored.
+    if (!path.empty() && path.front() == '@') {
+        auto colon = path.find(':');
+        if (colon == std::string_view::npos) {
+            *err = syntax("Syntax: bad source route");
+            return false;
+        }
+        path.remove_prefix(colon + 1);
+    }
+    if (path.empty()) {
+        if (!allowEmpty) *err = syntax("Syntax: empty address");
+        out->clear();
+        return allowEmpty;
+    }
+    auto at = path.rfind('@');
+    if (at == std::string_view::npos || !validLocalPart(path.substr(0, at), allow8bit) ||
+        !validDomain(path.substr(at + 1), allow8bit)) {
+        *err = {553, "5.1.3 Bad address syntax"};
+        // 8-bit without SMTPUTF8 gets its own, clearer reply.
+        if (!allow8bit && std::any_of(path.begin(), path.end(), [](char c) {
+                return static_cast<unsigned char>(c) >= 0x80;
+            })) {
+            *err = {553, "5.6.7 Non-ASCII address requires SMTPUTF8"};
+        }
+        return false;
+    }
+    // RFC 6531 3.3: an 8-bit address is UTF-8; anything else is refused
+    // here, before it can reach the spool, a log or a DSN.
+    if (allow8bit && !queue::isValidUtf8(path)) {
+        *err = {553, "5.6.7 Address is not valid UTF-8"};
+        return false;
+    }
+    *out = std::string(path);
+    return true;
+}
+
+// One "KEYWORD[=value]" (RFC 5321 4.1.2 esmtp-param).
+bool parseParam(std::string_view p, bool allow8bit, Param* out, Reply* err) {
+    auto eq = p.find('=');
+    out->keyword = upper(p.substr(0, eq));
+    if (out->keyword.empty() || !std::all_of(out->keyword.begin(), out->keyword.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+        })) {
+        *err = {555, "5.5.4 Bad parameter keyword"};
+        return false;
+    }
+    if (eq == std::string_view::npos) return true;
+    out->value = std::string(p.substr(eq + 1));
+    for (unsigned char c : out->value) {
+        if (c < 0x21 || c == '=' || c == 0x7f || (c >= 0x80 && !allow8bit)) {
+            *err = {555, "5.5.4 Bad parameter value for " + out->keyword};
+            return false;
+        }
+    }
+    return true;
+}
+
+// ESMTP parameters after the path, separated by spaces.
+bool parseParams(std::string_view rest, bool allow8bit, std::vector<Param>* out, Reply* err) {
+    out->clear();
+    while (!rest.empty()) {
+        if (rest.front() != ' ') {
+            *err = syntax("Syntax: garbage after address");
+            return false;
+        }
+        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+        if (rest.empty()) break;
+        auto end = rest.find(' ');
+        Param param;
+        if (!parseParam(rest.substr(0, end), allow8bit, &param, err)) return false;
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
+        out->push_back(std::move(param));
+    }
+    return true;
+}
+
 // ---------------------------------------------------------------- MAIL/RCPT parameters
 
 using Refusal = std::optional<Reply>;
@@ -250,96 +348,13 @@ bool parsePathArg(std::string_view arg, std::string_view prefix, bool allowEmpty
         *err = syntax("Syntax: address must be in angle brackets");
         return false;
     }
-    // Find the closing bracket outside a quoted local part.
-    size_t close = std::string_view::npos;
-    bool quoted = false;
-    for (size_t i = 1; i < arg.size(); ++i) {
-        char c = arg[i];
-        if (quoted && c == '\\') {
-            ++i;
-        } else if (c == '"') {
-            quoted = !quoted;
-        } else if (c == '>' && !quoted) {
-            close = i;
-            break;
-        }
-    }
+    size_t close = closingBracket(arg);
     if (close == std::string_view::npos) {
         *err = syntax("Syntax: missing '>'");
         return false;
     }
-    std::string_view path = arg.substr(1, close - 1);
-    // Source route (RFC 5321 4.1.1.3): accepted and ignored.
-    if (!path.empty() && path.front() == '@') {
-        auto colon = path.find(':');
-        if (colon == std::string_view::npos) {
-            *err = syntax("Syntax: bad source route");
-            return false;
-        }
-        path.remove_prefix(colon + 1);
-    }
-    if (path.empty()) {
-        if (!allowEmpty) {
-            *err = syntax("Syntax: empty address");
-            return false;
-        }
-        out->address.clear();
-    } else {
-        auto at = path.rfind('@');
-        if (at == std::string_view::npos || !validLocalPart(path.substr(0, at), allow8bit) ||
-            !validDomain(path.substr(at + 1), allow8bit)) {
-            *err = {553, "5.1.3 Bad address syntax"};
-            // 8-bit without SMTPUTF8 gets its own, clearer reply.
-            if (!allow8bit && std::any_of(path.begin(), path.end(), [](char c) {
-                    return static_cast<unsigned char>(c) >= 0x80;
-                })) {
-                *err = {553, "5.6.7 Non-ASCII address requires SMTPUTF8"};
-            }
-            return false;
-        }
-        // RFC 6531 3.3: an 8-bit address is UTF-8; anything else is refused
-        // here, before it can reach the spool, a log or a DSN.
-        if (allow8bit && !queue::isValidUtf8(path)) {
-            *err = {553, "5.6.7 Address is not valid UTF-8"};
-            return false;
-        }
-        out->address = std::string(path);
-    }
-    // ESMTP parameters, separated by single spaces.
-    std::string_view rest = arg.substr(close + 1);
-    out->params.clear();
-    while (!rest.empty()) {
-        if (rest.front() != ' ') {
-            *err = syntax("Syntax: garbage after address");
-            return false;
-        }
-        while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-        if (rest.empty()) break;
-        auto end = rest.find(' ');
-        std::string_view p = rest.substr(0, end);
-        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end);
-        auto eq = p.find('=');
-        Param param;
-        param.keyword = upper(p.substr(0, eq));
-        if (param.keyword.empty() ||
-            !std::all_of(param.keyword.begin(), param.keyword.end(), [](char c) {
-                return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
-            })) {
-            *err = {555, "5.5.4 Bad parameter keyword"};
-            return false;
-        }
-        if (eq != std::string_view::npos) {
-            param.value = std::string(p.substr(eq + 1));
-            for (unsigned char c : param.value) {
-                if (c < 0x21 || c == '=' || c == 0x7f || (c >= 0x80 && !allow8bit)) {
-                    *err = {555, "5.5.4 Bad parameter value for " + param.keyword};
-                    return false;
-                }
-            }
-        }
-        out->params.push_back(std::move(param));
-    }
-    return true;
+    return parseMailbox(arg.substr(1, close - 1), allowEmpty, allow8bit, &out->address, err) &&
+           parseParams(arg.substr(close + 1), allow8bit, &out->params, err);
 }
 
 bool decodeXtext(std::string_view in, std::string* out) {
