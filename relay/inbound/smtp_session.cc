@@ -381,39 +381,46 @@ void SmtpSession::process() {
             finishData();
             continue;
         }
-        auto lf = in_.find('\n');
-        size_t cap = state_ == State::AuthResponse ? kMaxSaslLine : kMaxCommandLine;
-        if (discardingLongLine_) {
-            if (lf == std::string::npos) {
-                in_.clear();
-                break;
-            }
-            in_.erase(0, lf + 1);
-            discardingLongLine_ = false;
-            if (lineTooLong()) return;
-            continue;
-        }
-        if (lf == std::string::npos) {
-            if (in_.size() >= cap) {
-                discardingLongLine_ = true;  // drop it as it comes, never buffer it
-                in_.clear();
-            }
-            break;
-        }
-        if (lf + 1 > cap) {
-            in_.erase(0, lf + 1);
-            if (lineTooLong()) return;
-            continue;
-        }
-        std::string line = in_.substr(0, lf);
-        in_.erase(0, lf + 1);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+        std::string line;
+        auto step = takeLine(&line);
+        if (step == LineStep::NeedMore) break;
+        if (step == LineStep::Closing) return;
+        if (step == LineStep::Dropped) continue;
         resetIdleTimer();  // the next command's command_timeout starts now
         handleLine(line);
     }
     if (peerClosed_ && !readPaused_ && state_ != State::Closed && state_ != State::Waiting) {
         finish(state_ == State::Data ? "lost connection in DATA" : "lost connection");
     }
+}
+
+SmtpSession::LineStep SmtpSession::takeLine(std::string* line) {
+    auto lf = in_.find('\n');
+    size_t cap = state_ == State::AuthResponse ? kMaxSaslLine : kMaxCommandLine;
+    if (discardingLongLine_) {
+        if (lf == std::string::npos) {
+            in_.clear();
+            return LineStep::NeedMore;
+        }
+        in_.erase(0, lf + 1);
+        discardingLongLine_ = false;
+        return lineTooLong() ? LineStep::Closing : LineStep::Dropped;
+    }
+    if (lf == std::string::npos) {
+        if (in_.size() >= cap) {
+            discardingLongLine_ = true;  // drop it as it comes, never buffer it
+            in_.clear();
+        }
+        return LineStep::NeedMore;
+    }
+    if (lf + 1 > cap) {
+        in_.erase(0, lf + 1);
+        return lineTooLong() ? LineStep::Closing : LineStep::Dropped;
+    }
+    *line = in_.substr(0, lf);
+    in_.erase(0, lf + 1);
+    if (!line->empty() && line->back() == '\r') line->pop_back();
+    return LineStep::Line;
 }
 
 bool SmtpSession::lineTooLong() {
@@ -660,7 +667,7 @@ void SmtpSession::cmdData(const Command& c) {
     reply(354, "End data with <CR><LF>.<CR><LF>");
 }
 
-std::string SmtpSession::receivedHeader(const std::string& id) const {
+std::string SmtpSession::receivedHeader(const std::string& id, int64_t when) const {
     const auto& cfg = *server_.ctx_.config;
     std::string proto = env_.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
     if (tls_) proto += "S";
@@ -671,51 +678,61 @@ std::string SmtpSession::receivedHeader(const std::string& id) const {
     if (env_.recipients.size() == 1 && !hasControlChars(env_.recipients[0].address)) {
         h += "\r\n\tfor <" + env_.recipients[0].address + ">";
     }
-    h += "; " + rfc5322Date(std::time(nullptr)) + "\r\n";
+    h += "; " + rfc5322Date(static_cast<std::time_t>(when)) + "\r\n";
     return h;
 }
 
 void SmtpSession::finishData() {
     auto refusal = data_->refusal();
-    if (refusal.code != 0) {
-        logEvent("reject", {{"client", client_},
-                            {"from", env_.sender},
-                            {"nrcpt", std::to_string(env_.recipients.size())},
-                            {"reason", refusal.text}});
-        data_.reset();
-        resetTransaction();
-        state_ = State::Command;
-        resetIdleTimer();
-        reply(refusal.code, refusal.text);
-        protocolError();
-        return;
-    }
-    const auto& ctx = server_.ctx_;
+    if (refusal.code != 0) return refuseData(refusal);
     // A mail loop: refused before it costs a commit. Ours would be one more.
     size_t hops = countReceivedHeaders(data_->content());
-    if (hops >= ctx.config->limits.maxHops) {
-        logEvent("reject", {{"client", client_},
-                            {"from", env_.sender},
-                            {"nrcpt", std::to_string(env_.recipients.size())},
-                            {"hops", std::to_string(hops)},
-                            {"reason", "too many hops"}});
-        resetTransaction();
-        state_ = State::Command;
-        resetIdleTimer();
-        reply(554, "5.4.6 Too many hops");
-        return;
-    }
+    if (hops >= server_.ctx_.config->limits.maxHops) return refuseLoop(hops);
+    commitMessage();
+}
+
+void SmtpSession::refuseData(const Reply& refusal) {
+    logEvent("reject", {{"client", client_},
+                        {"from", env_.sender},
+                        {"nrcpt", std::to_string(env_.recipients.size())},
+                        {"reason", refusal.text}});
+    data_.reset();
+    resetTransaction();
+    state_ = State::Command;
+    resetIdleTimer();
+    reply(refusal);
+    protocolError();
+}
+
+void SmtpSession::refuseLoop(size_t hops) {
+    logEvent("reject", {{"client", client_},
+                        {"from", env_.sender},
+                        {"nrcpt", std::to_string(env_.recipients.size())},
+                        {"hops", std::to_string(hops)},
+                        {"reason", "too many hops"}});
+    resetTransaction();
+    state_ = State::Command;
+    resetIdleTimer();
+    reply(554, "5.4.6 Too many hops");
+}
+
+queue::NewMessage SmtpSession::takeMessage() {
     queue::NewMessage m;
-    m.id = ctx.ids->next();
+    m.id = server_.ctx_.ids->next();
     env_.arrival = std::time(nullptr);
     env_.clientAddress = client_;
     env_.heloName = helo_;
     env_.authUser = authUser_;
     env_.tls = tlsDescription_;
-    m.content = receivedHeader(m.id);
+    m.content = receivedHeader(m.id, env_.arrival);
     m.content += data_->content();
     data_.reset();
     m.envelope = env_;
+    return m;
+}
+
+void SmtpSession::commitMessage() {
+    queue::NewMessage m = takeMessage();
     // What the completion needs, by value: it runs whatever became of this
     // session (the client may be gone, the session destroyed), and a message
     // on disk must reach the scheduler in every case.
@@ -731,6 +748,7 @@ void SmtpSession::finishData() {
             authUser_};
     startWaiting();
     std::weak_ptr<SmtpSession> weak = weak_from_this();
+    const auto& ctx = server_.ctx_;
     ctx.committer->submit(
         std::move(m), [weak, f = std::move(f), onQueued = ctx.onQueued](Status st) {
             auto self = weak.lock();

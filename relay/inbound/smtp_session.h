@@ -22,6 +22,10 @@
 #include "relay/runtime/event_loop.h"
 #include "tls/session.h"
 
+namespace danerelay::queue {
+struct NewMessage;
+}
+
 namespace danerelay::relay {
 
 class SmtpServer;
@@ -79,6 +83,12 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
 
     // protocol
     void process();
+    // The next command (or SASL response) line out of in_, its line ending
+    // removed. A line over its cap is never buffered: it is dropped as it
+    // comes and answered once its end is seen (Dropped; Closing if that
+    // answer ended the session). NeedMore: no complete line yet.
+    enum class LineStep { Line, Dropped, NeedMore, Closing };
+    LineStep takeLine(std::string* line);
     // A line over its cap was dropped: 500, and if it was a SASL response
     // the exchange ends (back to Command). True if the session is closing.
     bool lineTooLong();
@@ -92,14 +102,22 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void cmdData(const Command& c);
     void authResponse(std::string_view line);
     void checkPassword(std::string user, std::string password);
+    // DATA's end marker came: refused (DataReader's verdict, a mail loop)
+    // or handed to the committer.
     void finishData();
+    void refuseData(const Reply& refusal);
+    void refuseLoop(size_t hops);
+    void commitMessage();
+    // The message as it goes to the spool: envelope completed, arrival now,
+    // our Received: field in front.
+    queue::NewMessage takeMessage();
     // The commit's answer for a session still Waiting for it. Scheduling
     // and the accept log line happen before, in the completion, whether or
     // not the session still exists.
     void onCommitted(const std::string& id, const Status& st);
     void resetTransaction();
     bool protocolError();
-    std::string receivedHeader(const std::string& id) const;
+    std::string receivedHeader(const std::string& id, int64_t when) const;
     bool mayRelay() const;
 
     SmtpServer& server_;
