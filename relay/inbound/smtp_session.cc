@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/dispatcher.h"
 #include "relay/inbound/smtp_server.h"
 #include "relay/runtime/base64.h"
 #include "relay/runtime/log.h"
@@ -38,22 +39,20 @@ bool hasControlChars(std::string_view s) {
 }
 }  // namespace
 
-SmtpSession::SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
+SmtpSession::SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
                          const ListenerConfig& listener, uint64_t id)
     : server_(server),
-      fd_(fd),
+      fd_(std::move(fd)),
       peer_(peer),
       listener_(listener),
       id_(id),
       client_(addressToString(peer)),
-      readEv_(server.ctx_.base, fd, EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
-      writeEv_(server.ctx_.base, fd, EV_WRITE, [this](short) { onWritable(); }),
+      readEv_(server.ctx_.base, fd_.get(), EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
+      writeEv_(server.ctx_.base, fd_.get(), EV_WRITE, [this](short) { onWritable(); }),
       idleTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("command_timeout"); }),
       sessionTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("session_timeout"); }) {}
 
-SmtpSession::~SmtpSession() {
-    if (fd_ >= 0) ::close(fd_);
-}
+SmtpSession::~SmtpSession() = default;
 
 void SmtpSession::start() {
     const auto& cfg = *server_.ctx_.config;
@@ -71,12 +70,12 @@ void SmtpSession::start() {
 
 void SmtpSession::resetIdleTimer() {
     unsigned t = server_.ctx_.config->limits.commandTimeout;
-    deadline_ = Clock::now() + std::chrono::seconds(t);
+    deadline_ = server_.dispatcher().clock().monotonic() + std::chrono::seconds(t);
     idleTimer_.addSeconds(t);
 }
 
 void SmtpSession::creditDataBytes(size_t bytes) {
-    auto now = Clock::now();
+    auto now = server_.dispatcher().clock().monotonic();
     auto cap = now + std::chrono::seconds(server_.ctx_.config->limits.commandTimeout);
     deadline_ =
         std::min(cap, deadline_ + std::chrono::microseconds(static_cast<int64_t>(bytes) * 1000000 /
@@ -210,7 +209,7 @@ void SmtpSession::readInput() {
             if (r->state != tls::IoState::Done) break;
             n = r->bytes;
         } else {
-            ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
+            ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
             if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -269,7 +268,7 @@ void SmtpSession::flush() {
         if (*r != tls::IoState::Done) writeEv_.add();
     }
     while ((!tls_ || state_ == State::TlsHandshake) && !out_.empty() && state_ != State::Closed) {
-        ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -304,15 +303,14 @@ void SmtpSession::finish(const char* why) {
                             {"session", std::to_string(id_)},
                             {"accepted", std::to_string(accepted_)},
                             {"reason", why}});
-    ::close(fd_);
-    fd_ = -1;
+    fd_.reset();
     server_.release(id_, client_);
 }
 
 // ---------------------------------------------------------------- TLS
 
 void SmtpSession::startTls() {
-    auto s = tls::Session::server(fd_, server_.ctx_.tlsCredentials);
+    auto s = tls::Session::server(fd_.get(), server_.ctx_.tlsCredentials);
     if (!s) {
         logEvent("error", {{"client", client_}, {"reason", s.error().message}});
         finish("tls setup failed");
@@ -719,7 +717,7 @@ void SmtpSession::refuseLoop(size_t hops) {
 queue::NewMessage SmtpSession::takeMessage() {
     queue::NewMessage m;
     m.id = server_.ctx_.ids->next();
-    env_.arrival = std::time(nullptr);
+    env_.arrival = server_.dispatcher().now();
     env_.clientAddress = client_;
     env_.heloName = helo_;
     env_.authUser = authUser_;

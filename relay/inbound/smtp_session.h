@@ -8,6 +8,9 @@
 // client cannot make us buffer without bound; nor while more than 64 KiB of
 // replies wait for a peer that does not read them (backpressure): reading
 // and processing resume once the output drains, input already buffered first.
+// A session that is done hands itself back to the server, whose Dispatcher
+// destroys it once the current callback has returned. Every time it reads
+// (Received: date, arrival, deadlines) comes from the Dispatcher's clock.
 #pragma once
 
 #include <sys/socket.h>
@@ -17,9 +20,10 @@
 #include <optional>
 #include <string>
 
+#include "common/event.h"
+#include "common/unique_fd.h"
 #include "queue/envelope.h"
 #include "relay/inbound/smtp_parser.h"
-#include "relay/runtime/event_loop.h"
 #include "tls/session.h"
 
 namespace danerelay::queue {
@@ -33,7 +37,7 @@ struct ListenerConfig;
 
 class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
   public:
-    SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
+    SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
                 const ListenerConfig& listener, uint64_t id);
     ~SmtpSession();
     void start();
@@ -108,8 +112,8 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void refuseData(const Reply& refusal);
     void refuseLoop(size_t hops);
     void commitMessage();
-    // The message as it goes to the spool: envelope completed, arrival now,
-    // our Received: field in front.
+    // The message as it goes to the spool: envelope completed, arrival now
+    // (the Dispatcher's clock), our Received: field in front.
     queue::NewMessage takeMessage();
     // The commit's answer for a session still Waiting for it. Scheduling
     // and the accept log line happen before, in the completion, whether or
@@ -121,15 +125,16 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     bool mayRelay() const;
 
     SmtpServer& server_;
-    int fd_;
+    UniqueFd fd_;
     sockaddr_storage peer_;
     const ListenerConfig& listener_;
     uint64_t id_;
     std::string client_;
     State state_ = State::Command;
     Event readEv_, writeEv_, idleTimer_, sessionTimer_;
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point deadline_{};  // when idleTimer_ fires (Command, Data, handshake)
+    // When idleTimer_ fires (Command, Data, handshake), on the Dispatcher's
+    // clock (monotonic).
+    std::chrono::steady_clock::time_point deadline_{};
 
     std::unique_ptr<tls::Session> tls_;
     std::string tlsDescription_;
