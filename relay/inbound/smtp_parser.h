@@ -3,14 +3,20 @@
 // every rule here is unit-tested and fuzzable.
 //
 // Everything handled here is untrusted. Refusals come back as a reply code,
-// an enhanced status code and text, ready to send.
+// an enhanced status code and text, ready to send: MAIL FROM and RCPT TO
+// parameters are checked here in full (parseMailParams, parseRcptParams), so
+// the session only applies what comes back.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
+
+#include "queue/envelope.h"
 
 namespace danerelay::relay {
 
@@ -48,6 +54,54 @@ struct PathArg {
 // no control characters, 8-bit only when allow8bit. On failure *err is set.
 bool parsePathArg(std::string_view arg, std::string_view prefix, bool allowEmpty, bool allow8bit,
                   PathArg* out, Reply* err);
+
+// What a parse gives: the value, or the reply that refuses the command.
+template <typename T>
+class Parsed {
+  public:
+    Parsed(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
+    Parsed(Reply refusal) : v_(std::move(refusal)) {}  // NOLINT: implicit by design
+    bool ok() const { return v_.index() == 0; }
+    explicit operator bool() const { return ok(); }
+    T& value() { return std::get<0>(v_); }
+    const T& value() const { return std::get<0>(v_); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+    const Reply& refusal() const { return std::get<1>(v_); }
+
+  private:
+    std::variant<T, Reply> v_;
+};
+
+// MAIL FROM's parameters, checked: SIZE (RFC 1870; over maxMessageSize is
+// 552 5.3.4), BODY=7BIT|8BITMIME (6152), SMTPUTF8 (6531; also required for
+// an 8-bit address, 553 5.6.7), RET=FULL|HDRS and ENVID (3461; printable
+// US-ASCII once xtext-decoded, at most 100 octets), AUTH= (4954; accepted,
+// not trusted, dropped). Refused: any parameter without EHLO (555), a
+// keyword given twice (501), a bad value (501), any other keyword (555).
+// Keywords arrive upper-cased (parsePathArg); values are matched without
+// regard to case. The first refusal in parameter order is the one returned.
+struct MailParams {
+    bool eightBitMime = false;
+    bool smtputf8 = false;
+    queue::DsnRet ret = queue::DsnRet::Unspecified;
+    std::string envid;  // decoded from xtext; empty if not given
+    bool operator==(const MailParams&) const = default;
+};
+constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
+Parsed<MailParams> parseMailParams(const PathArg& from, bool esmtp, uint64_t maxMessageSize);
+
+// RCPT TO's parameters, checked: NOTIFY=NEVER or a comma list of SUCCESS,
+// FAILURE, DELAY (3461; NEVER combined is 501), ORCPT=type;xtext (an
+// address type, then at most 500 octets of UTF-8 without control bytes once
+// decoded). The same refusals for EHLO, duplicates and other keywords as MAIL.
+struct RcptParams {
+    unsigned notify = queue::kNotifyNone;
+    std::string orcpt;  // decoded from xtext ("rfc822;user@example.org"); empty if not given
+    bool operator==(const RcptParams&) const = default;
+};
+constexpr size_t kMaxOrcpt = 500;
+Parsed<RcptParams> parseRcptParams(const std::vector<Param>& params, bool esmtp);
 
 // Decodes RFC 3461 xtext ("+2B" escapes). False on malformed input.
 bool decodeXtext(std::string_view in, std::string* out);

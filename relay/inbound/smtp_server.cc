@@ -11,9 +11,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "relay/runtime/net_address.h"
-#include "relay/runtime/log.h"
 #include "relay/inbound/smtp_session.h"
+#include "relay/runtime/log.h"
+#include "relay/runtime/net_address.h"
 
 namespace danerelay::relay {
 
@@ -43,7 +43,8 @@ std::string clientNetwork(const sockaddr_storage& peer) {
 
 SmtpServer::SmtpServer(ServerContext ctx)
     : ctx_(std::move(ctx)),
-      reaper_(ctx_.base, -1, 0, [this](short) { graveyard_.clear(); }),
+      ownDispatcher_(ctx_.dispatcher ? nullptr : std::make_unique<Dispatcher>(ctx_.base)),
+      dispatcher_(ctx_.dispatcher ? ctx_.dispatcher : ownDispatcher_.get()),
       acceptResume_(ctx_.base, -1, 0, [this](short) {
           for (auto& l : listeners_) l->ev->add();
       }) {}
@@ -78,9 +79,9 @@ void SmtpServer::onAccept(Listener& l) {
     for (int i = 0; i < 64; ++i) {
         sockaddr_storage peer{};
         socklen_t plen = sizeof peer;
-        int fd = ::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&peer), &plen,
-                           SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
+        UniqueFd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&peer), &plen,
+                              SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!fd.valid()) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 pauseAccepting(errno);
@@ -96,46 +97,52 @@ void SmtpServer::onAccept(Listener& l) {
             logEvent("accept-resumed", {{"listener", l.config.text}});
             acceptBackoffMs_ = 0;
         }
-        int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        std::string client = addressToString(peer);
-        const auto& lim = ctx_.config->limits;
-        const char* refuse = nullptr;
-        bool inside = anyContains(ctx_.config->relayNetworks, peer);
-        size_t open = sessions_.size();
-        if (open >= lim.maxSessions) {
-            refuse = "too many sessions";
-        } else if (!inside && !ctx_.config->relayNetworks.empty() &&
-                   open + lim.reservedSessions >= lim.maxSessions) {
-            refuse = "too many sessions";  // the rest are kept for relay_networks
-        } else if (perClient_[client] >= lim.maxSessionsPerClient) {
-            refuse = "too many sessions from this client";
-        }
-        std::string network = countedNetwork(peer);
-        if (!refuse && !network.empty()) {
-            auto pn = perNetwork_.find(network);
-            if (pn != perNetwork_.end() && pn->second >= lim.maxSessionsPerNetwork) {
-                refuse = "too many sessions from this network";
-            }
-        }
-        if (refuse) {
-            logEvent("reject", {{"client", client}, {"network", network}, {"reason", refuse}});
-            if (l.config.tls != ListenerTls::Implicit) {
-                std::string msg =
-                    "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
-                [[maybe_unused]] auto n = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
-            }
-            ::close(fd);
-            if (perClient_[client] == 0) perClient_.erase(client);
-            continue;
-        }
-        ++perClient_[client];
-        if (!network.empty()) ++perNetwork_[network];
-        uint64_t id = nextSessionId_++;
-        auto s = std::make_shared<SmtpSession>(*this, fd, peer, l.config, id);
-        sessions_.emplace(id, s);
-        s->start();
+        admit(l, std::move(fd), peer);
     }
+}
+
+const char* SmtpServer::overLimit(const sockaddr_storage& peer, const std::string& client,
+                                  const std::string& network) {
+    const auto& lim = ctx_.config->limits;
+    bool inside = anyContains(ctx_.config->relayNetworks, peer);
+    size_t open = sessions_.size();
+    if (open >= lim.maxSessions) return "too many sessions";
+    if (!inside && !ctx_.config->relayNetworks.empty() &&
+        open + lim.reservedSessions >= lim.maxSessions) {
+        return "too many sessions";  // the rest are kept for relay_networks
+    }
+    auto pc = perClient_.find(client);
+    if ((pc == perClient_.end() ? 0 : pc->second) >= lim.maxSessionsPerClient) {
+        return "too many sessions from this client";
+    }
+    if (!network.empty()) {
+        auto pn = perNetwork_.find(network);
+        if (pn != perNetwork_.end() && pn->second >= lim.maxSessionsPerNetwork) {
+            return "too many sessions from this network";
+        }
+    }
+    return nullptr;
+}
+
+void SmtpServer::admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer) {
+    int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::string client = addressToString(peer);
+    std::string network = countedNetwork(peer);
+    if (const char* refuse = overLimit(peer, client, network)) {
+        logEvent("reject", {{"client", client}, {"network", network}, {"reason", refuse}});
+        if (l.config.tls != ListenerTls::Implicit) {
+            std::string msg = "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
+            [[maybe_unused]] auto n = ::send(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL);
+        }
+        return;  // fd closes here
+    }
+    ++perClient_[client];
+    if (!network.empty()) ++perNetwork_[network];
+    uint64_t id = nextSessionId_++;
+    auto s = std::make_shared<SmtpSession>(*this, std::move(fd), peer, l.config, id);
+    sessions_.emplace(id, s);
+    s->start();
 }
 
 void SmtpServer::pauseAccepting(int err) {
@@ -151,9 +158,7 @@ void SmtpServer::pauseAccepting(int err) {
         acceptBackoffMs_ = std::min(acceptBackoffMs_ * 2, kAcceptBackoffMaxMs);
     }
     for (auto& l : listeners_) l->ev->del();
-    timeval tv{static_cast<time_t>(acceptBackoffMs_ / 1000),
-               static_cast<suseconds_t>((acceptBackoffMs_ % 1000) * 1000)};
-    acceptResume_.add(&tv);
+    acceptResume_.addMillis(acceptBackoffMs_);
 }
 
 std::string SmtpServer::countedNetwork(const sockaddr_storage& peer) const {
@@ -167,16 +172,19 @@ void SmtpServer::release(uint64_t sessionId, const std::string& client) {
     auto it = sessions_.find(sessionId);
     if (it == sessions_.end()) return;
     std::string network = countedNetwork(it->second->peer());
-    graveyard_.push_back(std::move(it->second));
+    // It is inside its own callback: destroyed once that has returned.
+    dispatcher_->deferredDelete(std::move(it->second));
     sessions_.erase(it);
+    uncount(client, network);
+}
+
+void SmtpServer::uncount(const std::string& client, const std::string& network) {
     auto pc = perClient_.find(client);
     if (pc != perClient_.end() && --pc->second == 0) perClient_.erase(pc);
     if (!network.empty()) {
         auto pn = perNetwork_.find(network);
         if (pn != perNetwork_.end() && --pn->second == 0) perNetwork_.erase(pn);
     }
-    timeval now{0, 0};
-    reaper_.add(&now);
 }
 
 }  // namespace danerelay::relay

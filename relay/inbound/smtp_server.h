@@ -23,6 +23,8 @@
 // A session that fails is closed alone; the server and other sessions go on.
 // Out of descriptors (EMFILE/ENFILE), the listeners pause 100 ms to 1 s
 // instead of spinning on a backlog they cannot take.
+// A finished session is destroyed through the Dispatcher (deferredDelete),
+// after the callback in which it finished has returned.
 #pragma once
 
 #include <sys/socket.h>
@@ -34,12 +36,13 @@
 #include <string>
 #include <vector>
 
+#include "common/dispatcher.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "queue/queue_id.h"
 #include "relay/inbound/auth.h"
-#include "relay/runtime/config.h"
 #include "relay/runtime/committer.h"
+#include "relay/runtime/config.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
@@ -53,6 +56,9 @@ constexpr size_t kMaxQueuedAuth = 32;
 struct ServerContext {
     const Config* config = nullptr;
     event_base* base = nullptr;
+    // The loop's Dispatcher (deferred deletes, the clock). Null: the server
+    // makes one of its own on base, with the system clock.
+    Dispatcher* dispatcher = nullptr;
     WorkerPool* workers = nullptr;
     // Password hashing, apart from spool work; made with a queue bound
     // (kMaxQueuedAuth). Null: workers.
@@ -77,6 +83,7 @@ class SmtpServer {
     Status listen(std::vector<UniqueFd> bound);
     size_t sessionCount() const { return sessions_.size(); }
     const ServerContext& context() const { return ctx_; }
+    Dispatcher& dispatcher() const { return *dispatcher_; }
 
   private:
     friend class SmtpSession;
@@ -86,9 +93,16 @@ class SmtpServer {
         std::unique_ptr<Event> ev;
     };
     void onAccept(Listener& l);
+    // One accepted connection: refused with 421 (not on an implicit-TLS
+    // listener) if a session limit is reached, else a session is started.
+    void admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer);
+    // Which session limit a new client would exceed; null if none.
+    const char* overLimit(const sockaddr_storage& peer, const std::string& client,
+                          const std::string& network);
     // Called by a session that is done; it is destroyed later, not from
     // under its own callback.
     void release(uint64_t sessionId, const std::string& client);
+    void uncount(const std::string& client, const std::string& network);
     // The network key a session is counted under ("" if not counted:
     // relay_networks clients).
     std::string countedNetwork(const sockaddr_storage& peer) const;
@@ -101,12 +115,13 @@ class SmtpServer {
     static constexpr unsigned kAcceptBackoffMaxMs = 1000;
 
     ServerContext ctx_;
+    // Declared before the sessions: a Dispatcher of our own outlives them.
+    std::unique_ptr<Dispatcher> ownDispatcher_;
+    Dispatcher* dispatcher_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::shared_ptr<SmtpSession>> sessions_;
     std::map<std::string, unsigned> perClient_;
     std::map<std::string, unsigned> perNetwork_;
-    std::vector<std::shared_ptr<SmtpSession>> graveyard_;
-    Event reaper_;
     Event acceptResume_;
     unsigned acceptBackoffMs_ = 0;  // 0: accepting normally
     uint64_t nextSessionId_ = 1;

@@ -8,12 +8,12 @@
 #include <cstring>
 #include <ctime>
 
-#include "queue/utf8.h"
+#include "common/dispatcher.h"
+#include "relay/inbound/smtp_server.h"
 #include "relay/runtime/base64.h"
-#include "relay/runtime/net_address.h"
 #include "relay/runtime/log.h"
 #include "relay/runtime/mail_date.h"
-#include "relay/inbound/smtp_server.h"
+#include "relay/runtime/net_address.h"
 
 namespace danerelay::relay {
 
@@ -24,7 +24,6 @@ constexpr size_t kMaxInputBuffered = 64 * 1024;
 // no more input is read or processed (pipelined EHLOs would otherwise turn a
 // small input into an unbounded pile of replies).
 constexpr size_t kMaxPendingOutput = 64 * 1024;
-constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4
 constexpr size_t kMaxSaslLine = 12288;
 // DATA progress rule (Postfix's smtpd_min_data_rate): each byte of DATA
 // moves the deadline on by 1/kMinDataRate s, but never past command_timeout
@@ -40,22 +39,20 @@ bool hasControlChars(std::string_view s) {
 }
 }  // namespace
 
-SmtpSession::SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
+SmtpSession::SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
                          const ListenerConfig& listener, uint64_t id)
     : server_(server),
-      fd_(fd),
+      fd_(std::move(fd)),
       peer_(peer),
       listener_(listener),
       id_(id),
       client_(addressToString(peer)),
-      readEv_(server.ctx_.base, fd, EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
-      writeEv_(server.ctx_.base, fd, EV_WRITE, [this](short) { onWritable(); }),
+      readEv_(server.ctx_.base, fd_.get(), EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
+      writeEv_(server.ctx_.base, fd_.get(), EV_WRITE, [this](short) { onWritable(); }),
       idleTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("command_timeout"); }),
       sessionTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("session_timeout"); }) {}
 
-SmtpSession::~SmtpSession() {
-    if (fd_ >= 0) ::close(fd_);
-}
+SmtpSession::~SmtpSession() = default;
 
 void SmtpSession::start() {
     const auto& cfg = *server_.ctx_.config;
@@ -73,12 +70,12 @@ void SmtpSession::start() {
 
 void SmtpSession::resetIdleTimer() {
     unsigned t = server_.ctx_.config->limits.commandTimeout;
-    deadline_ = Clock::now() + std::chrono::seconds(t);
+    deadline_ = server_.dispatcher().clock().monotonic() + std::chrono::seconds(t);
     idleTimer_.addSeconds(t);
 }
 
 void SmtpSession::creditDataBytes(size_t bytes) {
-    auto now = Clock::now();
+    auto now = server_.dispatcher().clock().monotonic();
     auto cap = now + std::chrono::seconds(server_.ctx_.config->limits.commandTimeout);
     deadline_ =
         std::min(cap, deadline_ + std::chrono::microseconds(static_cast<int64_t>(bytes) * 1000000 /
@@ -212,7 +209,7 @@ void SmtpSession::readInput() {
             if (r->state != tls::IoState::Done) break;
             n = r->bytes;
         } else {
-            ssize_t got = ::recv(fd_, buf, sizeof buf, 0);
+            ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
             if (got < 0) {
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -271,7 +268,7 @@ void SmtpSession::flush() {
         if (*r != tls::IoState::Done) writeEv_.add();
     }
     while ((!tls_ || state_ == State::TlsHandshake) && !out_.empty() && state_ != State::Closed) {
-        ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
+        ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -306,15 +303,14 @@ void SmtpSession::finish(const char* why) {
                             {"session", std::to_string(id_)},
                             {"accepted", std::to_string(accepted_)},
                             {"reason", why}});
-    ::close(fd_);
-    fd_ = -1;
+    fd_.reset();
     server_.release(id_, client_);
 }
 
 // ---------------------------------------------------------------- TLS
 
 void SmtpSession::startTls() {
-    auto s = tls::Session::server(fd_, server_.ctx_.tlsCredentials);
+    auto s = tls::Session::server(fd_.get(), server_.ctx_.tlsCredentials);
     if (!s) {
         logEvent("error", {{"client", client_}, {"reason", s.error().message}});
         finish("tls setup failed");
@@ -383,39 +379,46 @@ void SmtpSession::process() {
             finishData();
             continue;
         }
-        auto lf = in_.find('\n');
-        size_t cap = state_ == State::AuthResponse ? kMaxSaslLine : kMaxCommandLine;
-        if (discardingLongLine_) {
-            if (lf == std::string::npos) {
-                in_.clear();
-                break;
-            }
-            in_.erase(0, lf + 1);
-            discardingLongLine_ = false;
-            if (lineTooLong()) return;
-            continue;
-        }
-        if (lf == std::string::npos) {
-            if (in_.size() >= cap) {
-                discardingLongLine_ = true;  // drop it as it comes, never buffer it
-                in_.clear();
-            }
-            break;
-        }
-        if (lf + 1 > cap) {
-            in_.erase(0, lf + 1);
-            if (lineTooLong()) return;
-            continue;
-        }
-        std::string line = in_.substr(0, lf);
-        in_.erase(0, lf + 1);
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+        std::string line;
+        auto step = takeLine(&line);
+        if (step == LineStep::NeedMore) break;
+        if (step == LineStep::Closing) return;
+        if (step == LineStep::Dropped) continue;
         resetIdleTimer();  // the next command's command_timeout starts now
         handleLine(line);
     }
     if (peerClosed_ && !readPaused_ && state_ != State::Closed && state_ != State::Waiting) {
         finish(state_ == State::Data ? "lost connection in DATA" : "lost connection");
     }
+}
+
+SmtpSession::LineStep SmtpSession::takeLine(std::string* line) {
+    auto lf = in_.find('\n');
+    size_t cap = state_ == State::AuthResponse ? kMaxSaslLine : kMaxCommandLine;
+    if (discardingLongLine_) {
+        if (lf == std::string::npos) {
+            in_.clear();
+            return LineStep::NeedMore;
+        }
+        in_.erase(0, lf + 1);
+        discardingLongLine_ = false;
+        return lineTooLong() ? LineStep::Closing : LineStep::Dropped;
+    }
+    if (lf == std::string::npos) {
+        if (in_.size() >= cap) {
+            discardingLongLine_ = true;  // drop it as it comes, never buffer it
+            in_.clear();
+        }
+        return LineStep::NeedMore;
+    }
+    if (lf + 1 > cap) {
+        in_.erase(0, lf + 1);
+        return lineTooLong() ? LineStep::Closing : LineStep::Dropped;
+    }
+    *line = in_.substr(0, lf);
+    in_.erase(0, lf + 1);
+    if (!line->empty() && line->back() == '\r') line->pop_back();
+    return LineStep::Line;
 }
 
 bool SmtpSession::lineTooLong() {
@@ -606,65 +609,18 @@ void SmtpSession::cmdMail(const Command& c) {
     PathArg p;
     Reply err;
     if (!parsePathArg(c.arg, "FROM:", true, true, &p, &err)) {
-        reply(err.code, err.text);
+        reply(err);
         protocolError();
         return;
     }
-    queue::Envelope env;
-    std::vector<std::string> seen;
-    for (const auto& prm : p.params) {
-        if (!esmtp_) return reply(555, "5.5.4 Error: parameters need EHLO");
-        if (std::find(seen.begin(), seen.end(), prm.keyword) != seen.end()) {
-            return reply(501, "5.5.4 Error: duplicate " + prm.keyword + " parameter");
-        }
-        seen.push_back(prm.keyword);
-        const auto& k = prm.keyword;
-        if (k == "SIZE") {
-            if (prm.value.empty() || prm.value.size() > 19 ||
-                prm.value.find_first_not_of("0123456789") != std::string::npos) {
-                return reply(501, "5.5.4 Error: bad SIZE value");
-            }
-            if (std::stoull(prm.value) > server_.ctx_.config->limits.maxMessageSize) {
-                return reply(552, "5.3.4 Message size exceeds fixed limit");
-            }
-        } else if (k == "BODY") {
-            std::string b = parseCommand(prm.value).verb;
-            if (b == "8BITMIME") {
-                env.eightBitMime = true;
-            } else if (b != "7BIT") {
-                return reply(501, "5.5.4 Error: BODY must be 7BIT or 8BITMIME");
-            }
-        } else if (k == "SMTPUTF8") {
-            if (!prm.value.empty()) return reply(501, "5.5.4 Error: SMTPUTF8 takes no value");
-            env.smtputf8 = true;
-        } else if (k == "RET") {
-            std::string r = parseCommand(prm.value).verb;
-            if (r == "FULL") {
-                env.ret = queue::DsnRet::Full;
-            } else if (r == "HDRS") {
-                env.ret = queue::DsnRet::Headers;
-            } else {
-                return reply(501, "5.5.4 Error: RET must be FULL or HDRS");
-            }
-        } else if (k == "ENVID") {
-            // RFC 3461 4.4: printable US-ASCII once decoded.
-            if (!decodeXtext(prm.value, &env.envid) || env.envid.empty() ||
-                env.envid.size() > kMaxEnvid ||
-                std::any_of(env.envid.begin(), env.envid.end(),
-                            [](char ch) { return ch < 0x20 || ch > 0x7e; })) {
-                return reply(501, "5.5.4 Error: bad ENVID");
-            }
-        } else if (k == "AUTH") {
-            // RFC 4954 5: accepted; we do not trust a client's claim about others.
-        } else {
-            return reply(555, "5.5.4 Error: unsupported parameter " + k);
-        }
-    }
-    bool eightBit = std::any_of(p.address.begin(), p.address.end(),
-                                [](char ch) { return static_cast<unsigned char>(ch) >= 0x80; });
-    if (eightBit && !env.smtputf8) return reply(553, "5.6.7 Non-ASCII address requires SMTPUTF8");
-    env.sender = p.address;
-    env_ = std::move(env);
+    auto params = parseMailParams(p, esmtp_, server_.ctx_.config->limits.maxMessageSize);
+    if (!params) return reply(params.refusal());
+    env_ = queue::Envelope{};
+    env_.sender = p.address;
+    env_.envid = std::move(params->envid);
+    env_.ret = params->ret;
+    env_.smtputf8 = params->smtputf8;
+    env_.eightBitMime = params->eightBitMime;
     inTransaction_ = true;
     reply(250, "2.1.0 Ok");
 }
@@ -681,67 +637,22 @@ void SmtpSession::cmdRcpt(const Command& c) {
     PathArg p;
     Reply err;
     if (!parsePathArg(c.arg, "TO:", false, env_.smtputf8, &p, &err)) {
-        reply(err.code, err.text);
+        reply(err);
         protocolError();
         return;
     }
-    queue::Recipient r;
-    r.address = p.address;
-    std::vector<std::string> seen;
-    for (const auto& prm : p.params) {
-        if (!esmtp_) return reply(555, "5.5.4 Error: parameters need EHLO");
-        if (std::find(seen.begin(), seen.end(), prm.keyword) != seen.end()) {
-            return reply(501, "5.5.4 Error: duplicate " + prm.keyword + " parameter");
-        }
-        seen.push_back(prm.keyword);
-        if (prm.keyword == "NOTIFY") {
-            std::string v = parseCommand(prm.value).verb + ",";
-            unsigned flags = 0;
-            for (size_t pos = 0; pos < v.size();) {
-                auto comma = v.find(',', pos);
-                std::string item = v.substr(pos, comma - pos);
-                pos = comma + 1;
-                if (item == "NEVER") {
-                    flags |= queue::kNotifyNever;
-                } else if (item == "SUCCESS") {
-                    flags |= queue::kNotifySuccess;
-                } else if (item == "FAILURE") {
-                    flags |= queue::kNotifyFailure;
-                } else if (item == "DELAY") {
-                    flags |= queue::kNotifyDelay;
-                } else {
-                    return reply(501, "5.5.4 Error: bad NOTIFY value");
-                }
-            }
-            if ((flags & queue::kNotifyNever) && flags != queue::kNotifyNever) {
-                return reply(501, "5.5.4 Error: NOTIFY=NEVER cannot be combined");
-            }
-            r.notify = flags;
-        } else if (prm.keyword == "ORCPT") {
-            std::string decoded;
-            auto semi = prm.value.find(';');
-            // Decoded: an address, UTF-8 at most (RFC 6533), no control bytes.
-            if (semi == std::string::npos || semi == 0 || !decodeXtext(prm.value, &decoded) ||
-                decoded.size() > 500 || !queue::isValidUtf8(decoded) ||
-                std::any_of(decoded.begin(), decoded.end(),
-                            [](char ch) { return (ch >= 0 && ch < 0x20) || ch == 0x7f; })) {
-                return reply(501, "5.5.4 Error: bad ORCPT");
-            }
-            r.orcpt = decoded;
-        } else {
-            return reply(555, "5.5.4 Error: unsupported parameter " + prm.keyword);
-        }
-    }
+    auto params = parseRcptParams(p.params, esmtp_);
+    if (!params) return reply(params.refusal());
     if (!mayRelay()) {
         logEvent("reject", {{"client", client_},
                             {"from", env_.sender},
-                            {"to", r.address},
+                            {"to", p.address},
                             {"reason", "relay access denied"}});
-        reply(554, "5.7.1 <" + r.address + ">: Relay access denied");
+        reply(554, "5.7.1 <" + p.address + ">: Relay access denied");
         protocolError();
         return;
     }
-    env_.recipients.push_back(std::move(r));
+    env_.recipients.push_back({p.address, std::move(params->orcpt), params->notify});
     reply(250, "2.1.5 Ok");
 }
 
@@ -754,7 +665,7 @@ void SmtpSession::cmdData(const Command& c) {
     reply(354, "End data with <CR><LF>.<CR><LF>");
 }
 
-std::string SmtpSession::receivedHeader(const std::string& id) const {
+std::string SmtpSession::receivedHeader(const std::string& id, int64_t when) const {
     const auto& cfg = *server_.ctx_.config;
     std::string proto = env_.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
     if (tls_) proto += "S";
@@ -765,51 +676,61 @@ std::string SmtpSession::receivedHeader(const std::string& id) const {
     if (env_.recipients.size() == 1 && !hasControlChars(env_.recipients[0].address)) {
         h += "\r\n\tfor <" + env_.recipients[0].address + ">";
     }
-    h += "; " + rfc5322Date(std::time(nullptr)) + "\r\n";
+    h += "; " + rfc5322Date(static_cast<std::time_t>(when)) + "\r\n";
     return h;
 }
 
 void SmtpSession::finishData() {
     auto refusal = data_->refusal();
-    if (refusal.code != 0) {
-        logEvent("reject", {{"client", client_},
-                            {"from", env_.sender},
-                            {"nrcpt", std::to_string(env_.recipients.size())},
-                            {"reason", refusal.text}});
-        data_.reset();
-        resetTransaction();
-        state_ = State::Command;
-        resetIdleTimer();
-        reply(refusal.code, refusal.text);
-        protocolError();
-        return;
-    }
-    const auto& ctx = server_.ctx_;
+    if (refusal.code != 0) return refuseData(refusal);
     // A mail loop: refused before it costs a commit. Ours would be one more.
     size_t hops = countReceivedHeaders(data_->content());
-    if (hops >= ctx.config->limits.maxHops) {
-        logEvent("reject", {{"client", client_},
-                            {"from", env_.sender},
-                            {"nrcpt", std::to_string(env_.recipients.size())},
-                            {"hops", std::to_string(hops)},
-                            {"reason", "too many hops"}});
-        resetTransaction();
-        state_ = State::Command;
-        resetIdleTimer();
-        reply(554, "5.4.6 Too many hops");
-        return;
-    }
+    if (hops >= server_.ctx_.config->limits.maxHops) return refuseLoop(hops);
+    commitMessage();
+}
+
+void SmtpSession::refuseData(const Reply& refusal) {
+    logEvent("reject", {{"client", client_},
+                        {"from", env_.sender},
+                        {"nrcpt", std::to_string(env_.recipients.size())},
+                        {"reason", refusal.text}});
+    data_.reset();
+    resetTransaction();
+    state_ = State::Command;
+    resetIdleTimer();
+    reply(refusal);
+    protocolError();
+}
+
+void SmtpSession::refuseLoop(size_t hops) {
+    logEvent("reject", {{"client", client_},
+                        {"from", env_.sender},
+                        {"nrcpt", std::to_string(env_.recipients.size())},
+                        {"hops", std::to_string(hops)},
+                        {"reason", "too many hops"}});
+    resetTransaction();
+    state_ = State::Command;
+    resetIdleTimer();
+    reply(554, "5.4.6 Too many hops");
+}
+
+queue::NewMessage SmtpSession::takeMessage() {
     queue::NewMessage m;
-    m.id = ctx.ids->next();
-    env_.arrival = std::time(nullptr);
+    m.id = server_.ctx_.ids->next();
+    env_.arrival = server_.dispatcher().now();
     env_.clientAddress = client_;
     env_.heloName = helo_;
     env_.authUser = authUser_;
     env_.tls = tlsDescription_;
-    m.content = receivedHeader(m.id);
+    m.content = receivedHeader(m.id, env_.arrival);
     m.content += data_->content();
     data_.reset();
     m.envelope = env_;
+    return m;
+}
+
+void SmtpSession::commitMessage() {
+    queue::NewMessage m = takeMessage();
     // What the completion needs, by value: it runs whatever became of this
     // session (the client may be gone, the session destroyed), and a message
     // on disk must reach the scheduler in every case.
@@ -825,6 +746,7 @@ void SmtpSession::finishData() {
             authUser_};
     startWaiting();
     std::weak_ptr<SmtpSession> weak = weak_from_this();
+    const auto& ctx = server_.ctx_;
     ctx.committer->submit(
         std::move(m), [weak, f = std::move(f), onQueued = ctx.onQueued](Status st) {
             auto self = weak.lock();

@@ -8,6 +8,9 @@
 // client cannot make us buffer without bound; nor while more than 64 KiB of
 // replies wait for a peer that does not read them (backpressure): reading
 // and processing resume once the output drains, input already buffered first.
+// A session that is done hands itself back to the server, whose Dispatcher
+// destroys it once the current callback has returned. Every time it reads
+// (Received: date, arrival, deadlines) comes from the Dispatcher's clock.
 #pragma once
 
 #include <sys/socket.h>
@@ -17,10 +20,15 @@
 #include <optional>
 #include <string>
 
+#include "common/event.h"
+#include "common/unique_fd.h"
 #include "queue/envelope.h"
-#include "relay/runtime/event_loop.h"
 #include "relay/inbound/smtp_parser.h"
 #include "tls/session.h"
+
+namespace danerelay::queue {
+struct NewMessage;
+}
 
 namespace danerelay::relay {
 
@@ -29,7 +37,7 @@ struct ListenerConfig;
 
 class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
   public:
-    SmtpSession(SmtpServer& server, int fd, const sockaddr_storage& peer,
+    SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
                 const ListenerConfig& listener, uint64_t id);
     ~SmtpSession();
     void start();
@@ -49,6 +57,7 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void pump();
     void flush();
     void reply(int code, const std::string& text);
+    void reply(const Reply& r) { reply(r.code, r.text); }
     void replyMulti(int code, const std::vector<std::string>& lines);
     void closeAfterReply(int code, const std::string& text);
     void finish(const char* why);
@@ -78,6 +87,12 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
 
     // protocol
     void process();
+    // The next command (or SASL response) line out of in_, its line ending
+    // removed. A line over its cap is never buffered: it is dropped as it
+    // comes and answered once its end is seen (Dropped; Closing if that
+    // answer ended the session). NeedMore: no complete line yet.
+    enum class LineStep { Line, Dropped, NeedMore, Closing };
+    LineStep takeLine(std::string* line);
     // A line over its cap was dropped: 500, and if it was a SASL response
     // the exchange ends (back to Command). True if the session is closing.
     bool lineTooLong();
@@ -91,26 +106,35 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     void cmdData(const Command& c);
     void authResponse(std::string_view line);
     void checkPassword(std::string user, std::string password);
+    // DATA's end marker came: refused (DataReader's verdict, a mail loop)
+    // or handed to the committer.
     void finishData();
+    void refuseData(const Reply& refusal);
+    void refuseLoop(size_t hops);
+    void commitMessage();
+    // The message as it goes to the spool: envelope completed, arrival now
+    // (the Dispatcher's clock), our Received: field in front.
+    queue::NewMessage takeMessage();
     // The commit's answer for a session still Waiting for it. Scheduling
     // and the accept log line happen before, in the completion, whether or
     // not the session still exists.
     void onCommitted(const std::string& id, const Status& st);
     void resetTransaction();
     bool protocolError();
-    std::string receivedHeader(const std::string& id) const;
+    std::string receivedHeader(const std::string& id, int64_t when) const;
     bool mayRelay() const;
 
     SmtpServer& server_;
-    int fd_;
+    UniqueFd fd_;
     sockaddr_storage peer_;
     const ListenerConfig& listener_;
     uint64_t id_;
     std::string client_;
     State state_ = State::Command;
     Event readEv_, writeEv_, idleTimer_, sessionTimer_;
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point deadline_{};  // when idleTimer_ fires (Command, Data, handshake)
+    // When idleTimer_ fires (Command, Data, handshake), on the Dispatcher's
+    // clock (monotonic).
+    std::chrono::steady_clock::time_point deadline_{};
 
     std::unique_ptr<tls::Session> tls_;
     std::string tlsDescription_;

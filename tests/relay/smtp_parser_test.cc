@@ -184,6 +184,202 @@ TEST(PathArg, BadParameterKeyword) {
     EXPECT_EQ(err.code, 555);
 }
 
+// MAIL FROM and RCPT TO parameters: each parameter good and bad, with the
+// exact reply the session sends for a refusal.
+Parsed<MailParams> mail(std::string_view arg, bool esmtp = true, uint64_t maxSize = 1000) {
+    PathArg p;
+    Reply err;
+    EXPECT_TRUE(parsePathArg(arg, "FROM:", true, true, &p, &err)) << arg << ": " << err.text;
+    return parseMailParams(p, esmtp, maxSize);
+}
+
+Parsed<RcptParams> rcpt(std::string_view arg, bool esmtp = true) {
+    PathArg p;
+    Reply err;
+    EXPECT_TRUE(parsePathArg(arg, "TO:", false, true, &p, &err)) << arg << ": " << err.text;
+    return parseRcptParams(p.params, esmtp);
+}
+
+std::string refusal(const Reply& r) {
+    return std::to_string(r.code) + " " + r.text;
+}
+
+template <typename T>
+std::string refusal(const Parsed<T>& p) {
+    return p ? std::string("accepted") : refusal(p.refusal());
+}
+
+TEST(MailParams, NoneGivesDefaults) {
+    auto m = mail("FROM:<a@b.example>");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m.value(), MailParams{});
+    EXPECT_EQ(m->ret, danerelay::queue::DsnRet::Unspecified);
+}
+
+TEST(MailParams, Size) {
+    EXPECT_TRUE(mail("FROM:<a@b.example> SIZE=1000"));
+    EXPECT_TRUE(mail("FROM:<a@b.example> SIZE=0"));
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> SIZE=1001")),
+              "552 5.3.4 Message size exceeds fixed limit");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> SIZE=9999999999999999999")),
+              "552 5.3.4 Message size exceeds fixed limit");
+    for (const char* bad :
+         {"FROM:<a@b.example> SIZE", "FROM:<a@b.example> SIZE=", "FROM:<a@b.example> SIZE=12a",
+          "FROM:<a@b.example> SIZE=-1", "FROM:<a@b.example> SIZE=99999999999999999999"}) {
+        EXPECT_EQ(refusal(mail(bad)), "501 5.5.4 Error: bad SIZE value") << bad;
+    }
+}
+
+TEST(MailParams, Body) {
+    auto m = mail("FROM:<a@b.example> BODY=8bitmime");
+    ASSERT_TRUE(m);
+    EXPECT_TRUE(m->eightBitMime);
+    m = mail("FROM:<a@b.example> BODY=7BIT");
+    ASSERT_TRUE(m);
+    EXPECT_FALSE(m->eightBitMime);
+    for (const char* bad : {"FROM:<a@b.example> BODY=BINARYMIME", "FROM:<a@b.example> BODY"}) {
+        EXPECT_EQ(refusal(mail(bad)), "501 5.5.4 Error: BODY must be 7BIT or 8BITMIME") << bad;
+    }
+}
+
+TEST(MailParams, SmtpUtf8) {
+    auto m = mail("FROM:<a@b.example> smtputf8");
+    ASSERT_TRUE(m);
+    EXPECT_TRUE(m->smtputf8);
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> SMTPUTF8=yes")),
+              "501 5.5.4 Error: SMTPUTF8 takes no value");
+    // An 8-bit sender needs it, wherever it comes in the list.
+    EXPECT_EQ(refusal(mail("FROM:<j\xC3\xB6rg@b.example> BODY=8BITMIME")),
+              "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+    EXPECT_TRUE(mail("FROM:<j\xC3\xB6rg@b.example> BODY=8BITMIME SMTPUTF8"));
+    // A parameter refusal comes before the 8-bit one.
+    EXPECT_EQ(refusal(mail("FROM:<j\xC3\xB6rg@b.example> BODY=x")),
+              "501 5.5.4 Error: BODY must be 7BIT or 8BITMIME");
+}
+
+TEST(MailParams, Ret) {
+    auto m = mail("FROM:<a@b.example> RET=full");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->ret, danerelay::queue::DsnRet::Full);
+    m = mail("FROM:<a@b.example> RET=HDRS");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->ret, danerelay::queue::DsnRet::Headers);
+    for (const char* bad : {"FROM:<a@b.example> RET=HEADERS", "FROM:<a@b.example> RET"}) {
+        EXPECT_EQ(refusal(mail(bad)), "501 5.5.4 Error: RET must be FULL or HDRS") << bad;
+    }
+}
+
+TEST(MailParams, Envid) {
+    auto m = mail("FROM:<a@b.example> ENVID=abc+2B1");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->envid, "abc+1");
+    EXPECT_TRUE(mail("FROM:<a@b.example> ENVID=" + std::string(kMaxEnvid, 'x')));
+    for (const std::string& bad : std::vector<std::string>{
+             "ENVID", "ENVID=", "ENVID=+FF", "ENVID=a+0D+0Ab", "ENVID=a+7F", "ENVID=a+2",
+             "ENVID=a+zz", "ENVID=" + std::string(kMaxEnvid + 1, 'x')}) {
+        EXPECT_EQ(refusal(mail("FROM:<a@b.example> " + bad)), "501 5.5.4 Error: bad ENVID") << bad;
+    }
+}
+
+TEST(MailParams, AuthIsAcceptedAndIgnored) {
+    auto m = mail("FROM:<a@b.example> AUTH=<> AUTH2=x", true);
+    EXPECT_EQ(refusal(m), "555 5.5.4 Error: unsupported parameter AUTH2");
+    m = mail("FROM:<a@b.example> AUTH=someone+40example.org");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m.value(), MailParams{});
+}
+
+TEST(MailParams, UnknownDuplicateAndWithoutEhlo) {
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> NOTIFY=NEVER")),
+              "555 5.5.4 Error: unsupported parameter NOTIFY");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> SIZE=1 size=2")),
+              "501 5.5.4 Error: duplicate SIZE parameter");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> AUTH=<> BODY=7BIT AUTH=<>")),
+              "501 5.5.4 Error: duplicate AUTH parameter");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> SIZE=1", false)),
+              "555 5.5.4 Error: parameters need EHLO");
+    // Without EHLO the first parameter is refused, whatever it is.
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> X=1", false)),
+              "555 5.5.4 Error: parameters need EHLO");
+    EXPECT_TRUE(mail("FROM:<a@b.example>", false));
+    // The first refusal in order wins.
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> BODY=x SIZE=y")),
+              "501 5.5.4 Error: BODY must be 7BIT or 8BITMIME");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> X-Y=1 SIZE=y")),
+              "555 5.5.4 Error: unsupported parameter X-Y");
+}
+
+TEST(MailParams, AllTogether) {
+    auto m = mail(
+        "FROM:<j\xC3\xB6rg@b.example> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS "
+        "ENVID=q+2Bq AUTH=<>");
+    ASSERT_TRUE(m) << refusal(m);
+    EXPECT_EQ(m.value(),
+              (MailParams{true, true, danerelay::queue::DsnRet::Headers, std::string("q+q")}));
+}
+
+TEST(RcptParams, NoneGivesDefaults) {
+    auto r = rcpt("TO:<b@c.example>");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r.value(), RcptParams{});
+    EXPECT_EQ(r->notify, danerelay::queue::kNotifyNone);
+}
+
+TEST(RcptParams, Notify) {
+    using namespace danerelay::queue;
+    auto r = rcpt("TO:<b@c.example> NOTIFY=failure,DELAY");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->notify, unsigned{kNotifyFailure | kNotifyDelay});
+    r = rcpt("TO:<b@c.example> NOTIFY=SUCCESS,FAILURE,DELAY");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->notify, unsigned{kNotifySuccess | kNotifyFailure | kNotifyDelay});
+    r = rcpt("TO:<b@c.example> NOTIFY=NEVER");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->notify, unsigned{kNotifyNever});
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> NOTIFY=NEVER,SUCCESS")),
+              "501 5.5.4 Error: NOTIFY=NEVER cannot be combined");
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> NOTIFY=DELAY,NEVER")),
+              "501 5.5.4 Error: NOTIFY=NEVER cannot be combined");
+    for (const char* bad : {"NOTIFY", "NOTIFY=", "NOTIFY=SOMETIMES", "NOTIFY=FAILURE,",
+                            "NOTIFY=,FAILURE", "NOTIFY=FAILURE,,DELAY"}) {
+        EXPECT_EQ(refusal(rcpt(std::string("TO:<b@c.example> ") + bad)),
+                  "501 5.5.4 Error: bad NOTIFY value")
+            << bad;
+    }
+}
+
+TEST(RcptParams, Orcpt) {
+    auto r = rcpt("TO:<b@c.example> ORCPT=rfc822;b+2Bx@c.example");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->orcpt, "rfc822;b+x@c.example");
+    // xtext is ASCII: 8-bit octets are never taken raw.
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> ORCPT=utf-8;j\xC3\xB6rg@c.example")),
+              "501 5.5.4 Error: bad ORCPT");
+    EXPECT_TRUE(rcpt("TO:<b@c.example> ORCPT=rfc822;" + std::string(kMaxOrcpt - 7, 'x')));
+    for (const std::string& bad :
+         std::vector<std::string>{"ORCPT", "ORCPT=", "ORCPT=noaddresstype", "ORCPT=;b@c.example",
+                                  "ORCPT=rfc822;x+FF@c.example", "ORCPT=rfc822;x+0D+0A@c.example",
+                                  "ORCPT=rfc822;x+7F", "ORCPT=rfc822;x+2", "ORCPT=utf-8;\xC3",
+                                  "ORCPT=rfc822;" + std::string(kMaxOrcpt - 6, 'x')}) {
+        EXPECT_EQ(refusal(rcpt("TO:<b@c.example> " + bad)), "501 5.5.4 Error: bad ORCPT") << bad;
+    }
+}
+
+TEST(RcptParams, UnknownDuplicateAndWithoutEhlo) {
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> SIZE=1")),
+              "555 5.5.4 Error: unsupported parameter SIZE");
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> NOTIFY=DELAY notify=DELAY")),
+              "501 5.5.4 Error: duplicate NOTIFY parameter");
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> ORCPT=rfc822;x ORCPT=rfc822;y")),
+              "501 5.5.4 Error: duplicate ORCPT parameter");
+    EXPECT_EQ(refusal(rcpt("TO:<b@c.example> NOTIFY=DELAY", false)),
+              "555 5.5.4 Error: parameters need EHLO");
+    EXPECT_TRUE(rcpt("TO:<b@c.example>", false));
+    auto r = rcpt("TO:<b@c.example> NOTIFY=NEVER ORCPT=rfc822;b@c.example");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r.value(), (RcptParams{danerelay::queue::kNotifyNever, "rfc822;b@c.example"}));
+}
+
 TEST(Xtext, DecodesPlusHex) {
     std::string out;
     ASSERT_TRUE(decodeXtext("rfc822;a+2Bb@example.com", &out));
