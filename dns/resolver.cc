@@ -1,5 +1,6 @@
 #include "dns/resolver.h"
 
+#include "dns/key_fetch.h"
 #include "dns/response.h"
 
 #include <arpa/inet.h>
@@ -14,9 +15,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/event.h"
+#include "common/unique_fd.h"
+
 namespace danerelay::dns {
 
-using Clock = std::chrono::steady_clock;
+// Per-attempt deadlines run on real time, as libevent's timers do.
+using Steady = std::chrono::steady_clock;
 
 std::string ServerAddress::text() const {
     return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
@@ -61,7 +66,7 @@ Result<ServerAddress> parseServerAddress(const std::string& text) {
 class Resolver::Query {
   public:
     Query(Resolver& r, Key key, bool cd) : r_(r), key_(std::move(key)), cd_(cd) {}
-    ~Query() { closeSocket(); }
+    ~Query() = default;  // ev_ goes first, then the socket
     const Key& key() const { return key_; }
     bool checkingDisabled() const { return cd_; }
     const ServerAddress& server() const { return server_; }
@@ -69,15 +74,22 @@ class Resolver::Query {
     void begin() { attempt(); }
 
   private:
+    // Closing happens inside the event's own callback (a timeout, TC, a
+    // switch from writing to reading): the event is unregistered now and
+    // destroyed once that callback has returned, then the socket is closed.
     void closeSocket() {
         if (ev_) {
-            event_free(ev_);
-            ev_ = nullptr;
+            ev_->del();
+            r_.dispatcher_.deferredDelete(std::move(ev_));
         }
-        if (fd_ >= 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
+        fd_.reset();
+    }
+
+    // Watch the socket for `what` (EV_READ or EV_WRITE), until the deadline.
+    void watch(short what) {
+        ev_ = std::make_unique<Event>(r_.base_, fd_.get(), what,
+                                      [this](short w) { tcp_ ? onTcp(w) : onUdp(w); });
+        arm();
     }
 
     bool buildWire() {
@@ -86,21 +98,13 @@ class Resolver::Query {
         id_ = id;
         ldns_rdf* dname = ldns_dname_new_frm_str(key_.first.c_str());
         if (!dname) return false;
-        ldns_pkt* pkt =
-            ldns_pkt_query_new(dname, static_cast<ldns_rr_type>(key_.second), LDNS_RR_CLASS_IN,
-                               LDNS_RD | (cd_ || r_.opts_.validator ? LDNS_CD : 0));
+        Pkt pkt(ldns_pkt_query_new(dname, static_cast<ldns_rr_type>(key_.second), LDNS_RR_CLASS_IN,
+                                   LDNS_RD | (cd_ || r_.opts_.validator ? LDNS_CD : 0)));
         if (!pkt) return false;
-        ldns_pkt_set_id(pkt, id_);
-        ldns_pkt_set_edns_udp_size(pkt, 1232);
-        ldns_pkt_set_edns_do(pkt, true);
-        uint8_t* wire = nullptr;
-        size_t size = 0;
-        ldns_status st = ldns_pkt2wire(&wire, pkt, &size);
-        ldns_pkt_free(pkt);
-        if (st != LDNS_STATUS_OK) return false;
-        wire_.assign(wire, wire + size);
-        free(wire);
-        return true;
+        ldns_pkt_set_id(pkt.get(), id_);
+        ldns_pkt_set_edns_udp_size(pkt.get(), kEdnsUdpSize);
+        ldns_pkt_set_edns_do(pkt.get(), true);
+        return toWire(pkt.get(), &wire_);
     }
 
     bool sockaddrFor(sockaddr_storage* ss, socklen_t* len) const {
@@ -151,29 +155,24 @@ class Resolver::Query {
         sockaddr_storage ss;
         socklen_t len = 0;
         sockaddrFor(&ss, &len);
-        fd_ = ::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
-            ::send(fd_, wire_.data(), wire_.size(), 0) < 0) {
+        fd_.reset(::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!fd_.valid() || ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+            ::send(fd_.get(), wire_.data(), wire_.size(), 0) < 0) {
             lastError_ = server_.text() + ": " + std::strerror(errno);
             return attempt();
         }
         ++r_.queriesSent_;
-        deadline_ = Clock::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
-        ev_ = event_new(r_.base_, fd_, EV_READ, &Query::trampoline, this);
-        arm();
+        deadline_ = Steady::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
+        watch(EV_READ);
     }
 
     void arm() {
-        auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - Clock::now());
+        auto left =
+            std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - Steady::now());
         if (left.count() < 0) left = std::chrono::microseconds(0);
         timeval tv{static_cast<time_t>(left.count() / 1000000),
                    static_cast<suseconds_t>(left.count() % 1000000)};
-        event_add(ev_, &tv);
-    }
-
-    static void trampoline(evutil_socket_t, short what, void* self) {
-        auto* q = static_cast<Query*>(self);
-        q->tcp_ ? q->onTcp(what) : q->onUdp(what);
+        ev_->add(&tv);
     }
 
     void onUdp(short what) {
@@ -182,7 +181,7 @@ class Resolver::Query {
             return attempt();
         }
         uint8_t buf[65536];
-        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return arm();
             lastError_ = server_.text() + ": " + std::strerror(errno);  // e.g. ICMP refused
@@ -232,7 +231,7 @@ class Resolver::Query {
         // Local validation, off the loop: the validator may fetch keys. The
         // Response is read by the worker alone until done runs.
         auto result = std::make_shared<Answer>();
-        auto now = static_cast<int64_t>(std::time(nullptr));
+        int64_t now = r_.clock_->wallSeconds();
         std::weak_ptr<int> alive = r_.alive_;
         r_.opts_.offload(
             [validator, response, result, now] {
@@ -254,9 +253,9 @@ class Resolver::Query {
         sockaddr_storage ss;
         socklen_t len = 0;
         sockaddrFor(&ss, &len);
-        fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd_ < 0 ||
-            (::connect(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)) {
+        fd_.reset(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!fd_.valid() || (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 &&
+                             errno != EINPROGRESS)) {
             lastError_ = server_.text() + " (tcp): " + std::strerror(errno);
             return attempt();
         }
@@ -265,9 +264,8 @@ class Resolver::Query {
         tcpOut_.push_back(static_cast<char>(wire_.size() & 0xff));
         tcpOut_.append(reinterpret_cast<const char*>(wire_.data()), wire_.size());
         tcpIn_.clear();
-        deadline_ = Clock::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
-        ev_ = event_new(r_.base_, fd_, EV_WRITE, &Query::trampoline, this);
-        arm();
+        deadline_ = Steady::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
+        watch(EV_WRITE);
     }
 
     void onTcp(short what) {
@@ -276,19 +274,19 @@ class Resolver::Query {
             return attempt();
         }
         if (!tcpOut_.empty()) {
-            ssize_t n = ::send(fd_, tcpOut_.data(), tcpOut_.size(), MSG_NOSIGNAL);
+            ssize_t n = ::send(fd_.get(), tcpOut_.data(), tcpOut_.size(), MSG_NOSIGNAL);
             if (n < 0 && errno != EAGAIN) {
                 lastError_ = server_.text() + " (tcp): " + std::strerror(errno);
                 return attempt();
             }
             if (n > 0) tcpOut_.erase(0, static_cast<size_t>(n));
             if (!tcpOut_.empty()) return arm();
-            event_free(ev_);
-            ev_ = event_new(r_.base_, fd_, EV_READ, &Query::trampoline, this);
-            return arm();
+            ev_->del();
+            r_.dispatcher_.deferredDelete(std::move(ev_));  // we are inside its callback
+            return watch(EV_READ);
         }
         uint8_t buf[16384];
-        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return arm();
         if (n <= 0) {
             lastError_ = server_.text() + " (tcp): connection closed early";
@@ -313,33 +311,24 @@ class Resolver::Query {
     uint16_t id_ = 0;
     std::vector<uint8_t> wire_;
     ServerAddress server_;
-    int fd_ = -1;
-    event* ev_ = nullptr;
+    UniqueFd fd_;
+    std::unique_ptr<Event> ev_;  // declared after fd_: gone before the socket closes
     bool tcp_ = false;
     std::string tcpOut_;
     std::vector<uint8_t> tcpIn_;
-    Clock::time_point deadline_;
+    Steady::time_point deadline_;
     std::string lastError_;
 };
 
 // ------------------------------------------------------------------ Resolver
 
-Resolver::Resolver(event_base* base, ResolverOptions options)
-    : base_(base), opts_(std::move(options)), now_([] { return Clock::now(); }) {
-    reaper_ = event_new(
-        base_, -1, 0,
-        [](evutil_socket_t, short, void* self) { static_cast<Resolver*>(self)->reap(); }, this);
-}
+Resolver::Resolver(event_base* base, ResolverOptions options, const Clock& clock)
+    : base_(base), opts_(std::move(options)), clock_(&clock), dispatcher_(base, clock) {}
 
-Resolver::~Resolver() {
-    event_free(reaper_);
-}
+Resolver::~Resolver() = default;
 
-void Resolver::reap() {
-    graveyard_.clear();
-    auto ready = std::move(immediate_);
-    immediate_.clear();
-    for (auto& [cb, a] : ready) cb(a);
+void Resolver::later(Callback cb, Answer a) {
+    dispatcher_.post([cb = std::move(cb), a = std::move(a)] { cb(a); });
 }
 
 void Resolver::lookup(const std::string& name, uint16_t type, Callback cb) {
@@ -350,21 +339,15 @@ void Resolver::lookup(const std::string& name, uint16_t type, Callback cb) {
         a.qtype = type;
         a.outcome = Outcome::Error;
         a.detail = "'" + name + "' is not a valid DNS name";
-        immediate_.emplace_back(std::move(cb), std::move(a));
-        timeval zero{0, 0};
-        event_add(reaper_, &zero);
-        return;
+        return later(std::move(cb), std::move(a));
     }
     Key key{norm, type};
     auto c = cache_.find(key);
     if (c != cache_.end()) {
-        if (now_() < c->second.expires) {
+        if (clock_->monotonic() < c->second.expires) {
             Answer a = c->second.answer;
             a.fromCache = true;
-            immediate_.emplace_back(std::move(cb), std::move(a));
-            timeval zero{0, 0};
-            event_add(reaper_, &zero);
-            return;
+            return later(std::move(cb), std::move(a));
         }
         cache_.erase(c);
     }
@@ -388,9 +371,7 @@ void Resolver::finished(Query* q, Answer a) {
     Key key = owned->key();
     bool cd = owned->checkingDisabled();
     bool trusted = owned->server().trusted;
-    graveyard_.push_back(std::move(owned));  // we may be inside its own callback
-    timeval zero{0, 0};
-    event_add(reaper_, &zero);
+    dispatcher_.deferredDelete(std::move(owned));  // we may be inside its own callback
 
     // A SERVFAIL of the server's own: was it a validation failure? Ask with
     // CD. Not for our own Bogus verdict (records beside a signed answer): a
@@ -432,11 +413,11 @@ void Resolver::store(const Key& key, const Answer& a) {
     if (a.security == Security::Bogus) ttl = opts_.failureTtl;
     if (ttl == 0) return;
     if (cache_.size() >= opts_.maxCacheEntries) {
-        auto now = now_();
+        auto now = clock_->monotonic();
         std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });
         if (cache_.size() >= opts_.maxCacheEntries) cache_.clear();  // a hard cap, never unbounded
     }
-    cache_[key] = CacheEntry{a, now_() + std::chrono::seconds(ttl)};
+    cache_[key] = CacheEntry{a, clock_->monotonic() + std::chrono::seconds(ttl)};
 }
 
 void Resolver::deliver(const Key& key, const Answer& a) {

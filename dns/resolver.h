@@ -22,6 +22,13 @@
 //
 // Answers are cached by TTL (positive and negative, capped); identical
 // lookups in flight are coalesced into one query.
+//
+// Time comes from an injected Clock (common/clock.h): its monotonic() reading
+// ages the cache, its wallSeconds() is the validation time handed to the
+// Validator. Per-attempt timeouts are libevent timers, on real time. The
+// Resolver runs its callbacks and destroys finished queries through a
+// Dispatcher of its own on the given event_base, so nothing of it outlives
+// it and nothing is destroyed from under its own callback.
 #pragma once
 
 #include <event2/event.h>
@@ -34,6 +41,8 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
+#include "common/dispatcher.h"
 #include "common/result.h"
 #include "dns/answer.h"
 #include "dns/validator.h"
@@ -71,7 +80,8 @@ class Resolver {
   public:
     using Callback = std::function<void(const Answer&)>;
 
-    Resolver(event_base* base, ResolverOptions options);
+    Resolver(event_base* base, ResolverOptions options,
+             const Clock& clock = SystemClock::instance());
     ~Resolver();
     Resolver(const Resolver&) = delete;
     Resolver& operator=(const Resolver&) = delete;
@@ -89,10 +99,9 @@ class Resolver {
     uint64_t queriesSent() const { return queriesSent_; }
     size_t cacheSize() const { return cache_.size(); }
 
-    // Injected clock for the cache (tests).
-    void setClock(std::function<std::chrono::steady_clock::time_point()> now) {
-        now_ = std::move(now);
-    }
+    // Another clock for the cache and the validation time (tests: a
+    // ManualClock); it must outlive the Resolver.
+    void setClock(const Clock& clock) { clock_ = &clock; }
 
   private:
     class Query;
@@ -106,21 +115,20 @@ class Resolver {
     void finished(Query* q, Answer a);
     void deliver(const Key& key, const Answer& a);
     void store(const Key& key, const Answer& a);
-    void reap();
+    // cb(a) on the loop, after the current callback (never inside lookup()).
+    void later(Callback cb, Answer a);
 
     event_base* base_;
     ResolverOptions opts_;
+    const Clock* clock_;
+    Dispatcher dispatcher_;
     std::map<Key, CacheEntry> cache_;
     std::map<Key, std::vector<Callback>> waiting_;
     std::map<Query*, std::unique_ptr<Query>> inFlight_;
-    std::vector<std::unique_ptr<Query>> graveyard_;
-    std::vector<std::pair<Callback, Answer>> immediate_;
-    event* reaper_ = nullptr;
     bool validating_ = false;
     std::string probeDetail_ = "not probed yet";
     uint64_t queriesSent_ = 0;
     size_t nextServer_ = 0;
-    std::function<std::chrono::steady_clock::time_point()> now_;
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for offloaded validations
 };
 

@@ -9,9 +9,7 @@ namespace danerelay::dns {
 
 std::string fqdnOf(const ldns_rdf* d) {
     if (!d || ldns_rdf_get_type(d) != LDNS_RDF_TYPE_DNAME) return ".";
-    char* s = ldns_rdf2str(d);
-    std::string out = s ? s : "";
-    free(s);
+    std::string out = takeString(ldns_rdf2str(d));
     for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (out.empty() || out.back() != '.') out += '.';
     return out;
@@ -24,19 +22,13 @@ std::string fqdn(std::string name) {
 }
 
 std::string typeName(uint16_t t) {
-    char* s = ldns_rr_type2str(static_cast<ldns_rr_type>(t));
-    std::string out = s ? s : std::to_string(t);
-    free(s);
-    return out;
+    return takeString(ldns_rr_type2str(static_cast<ldns_rr_type>(t)), std::to_string(t));
 }
 
 namespace {
 
 std::string className(ldns_rr_class c) {
-    char* s = ldns_rr_class2str(c);
-    std::string out = s ? s : std::to_string(static_cast<int>(c));
-    free(s);
-    return out;
+    return takeString(ldns_rr_class2str(c), std::to_string(static_cast<int>(c)));
 }
 
 // The rdata field counts we read; anything else is dropped unread.
@@ -129,120 +121,207 @@ const RrSet* findSet(const std::vector<RrSet>& sets, const std::string& owner, u
     return nullptr;
 }
 
+namespace {
+
+std::shared_ptr<Response> failed(std::shared_ptr<Response> r, Outcome o, std::string why) {
+    r->outcome = o;
+    r->error = std::move(why);
+    r->cnames.clear();
+    r->data.reset();
+    r->canonical = r->qname;
+    return r;
+}
+
+// Is the packet a response to (r.qname, r.qtype)? Empty: yes; else why not.
+std::string questionProblem(const Response& r) {
+    const ldns_pkt* p = r.pkt.get();
+    if (!ldns_pkt_qr(p)) return "not a response";
+    const ldns_rr_list* q = ldns_pkt_question(p);
+    if (!q || ldns_rr_list_rr_count(q) != 1) return "bad question count";
+    const ldns_rr* qrr = ldns_rr_list_rr(q, 0);
+    if (fqdnOf(ldns_rr_owner(qrr)) != r.qname ||
+        static_cast<uint16_t>(ldns_rr_get_type(qrr)) != r.qtype ||
+        ldns_rr_get_class(qrr) != LDNS_RR_CLASS_IN)
+        return "response is for another question";
+    return "";
+}
+
+// Is it an answer we read (rcode, size)? Empty: yes; else the outcome it
+// amounts to, and why.
+std::optional<std::pair<Outcome, std::string>> answerProblem(const Response& r) {
+    const ldns_pkt* p = r.pkt.get();
+    switch (ldns_pkt_get_rcode(p)) {
+        case LDNS_RCODE_NOERROR:
+        case LDNS_RCODE_NXDOMAIN:
+            break;
+        case LDNS_RCODE_SERVFAIL:
+            return {{Outcome::ServFail, "SERVFAIL"}};
+        default:
+            return {{Outcome::Error, "rcode " + std::to_string(ldns_pkt_get_rcode(p))}};
+    }
+    // Bounded work per response, whatever it holds (it is read on the loop).
+    for (const ldns_rr_list* section : {ldns_pkt_answer(p), ldns_pkt_authority(p)}) {
+        if (section && ldns_rr_list_rr_count(section) > kMaxRecordsPerSection)
+            return {{Outcome::Error, "more than " + std::to_string(kMaxRecordsPerSection) +
+                                         " records in one section"}};
+    }
+    return std::nullopt;
+}
+
+std::optional<size_t> indexOf(const Response& r, const std::string& owner, uint16_t type) {
+    for (size_t i = 0; i < r.answer.size(); ++i) {
+        const RrSet& s = r.answer[i];
+        if (s.owner == owner && s.type == type) return i;
+    }
+    return std::nullopt;
+}
+
+// The chain: at each name, the qtype RRset ends it; else a CNAME leads on;
+// a CNAME beside the qtype data is a contradiction, not a choice. Sets
+// r.cnames, r.data, r.canonical and marks what it used; "" or why not.
+std::string followChain(Response& r, std::vector<bool>& used) {
+    std::set<std::string> seen{r.qname};
+    std::string current = r.qname;
+    uint16_t qtype = r.qtype;
+    for (;;) {
+        auto data = indexOf(r, current, qtype);
+        auto cname = qtype == kTypeCname ? std::nullopt : indexOf(r, current, kTypeCname);
+        if (data && cname)
+            return "a CNAME beside the " + typeName(qtype) + " RRset at " + current +
+                   ": not a valid answer";
+        if (data) {
+            if (r.answer[*data].size() == 0)
+                return "RRSIG without its " + typeName(qtype) + " RRset at " + current;
+            r.data = data;
+            used[*data] = true;
+            break;
+        }
+        if (!cname) break;
+        const RrSet& c = r.answer[*cname];
+        if (c.size() != 1) return std::to_string(c.size()) + " CNAME records at " + current;
+        if (r.cnames.size() >= kMaxCnameChain)
+            return "CNAME chain longer than " + std::to_string(kMaxCnameChain);
+        std::string next = fqdnOf(ldns_rr_rdf(ldns_rr_list_rr(c.rrs.get(), 0), 0));
+        if (!seen.insert(next).second) return "CNAME loop at " + next;
+        r.cnames.push_back(*cname);
+        used[*cname] = true;
+        current = next;
+    }
+    r.canonical = current;
+    return "";
+}
+
+// A referral (NS and no SOA in authority) is not an answer: the server did
+// not recurse. Taking it for NODATA would invent absence. The delegated
+// name, or "".
+std::string referralTo(const Response& r) {
+    bool soa = false;
+    std::string delegated;
+    for (const auto& s : r.authority) {
+        if (s.type == kTypeSoa && s.size() > 0) soa = true;
+        if (s.type == kTypeNs && s.size() > 0) delegated = bare(s.owner);
+    }
+    return soa ? "" : delegated;
+}
+
+}  // namespace
+
 std::shared_ptr<Response> readResponse(const uint8_t* wire, size_t len, const std::string& qname,
                                        uint16_t qtype) {
     auto r = std::make_shared<Response>();
     r->qname = fqdn(qname);
     r->qtype = qtype;
     r->canonical = r->qname;
-    auto fail = [&](Outcome o, std::string why) {
-        r->outcome = o;
-        r->error = std::move(why);
-        r->cnames.clear();
-        r->data.reset();
-        r->canonical = r->qname;
-        return r;
-    };
     ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, wire, len) != LDNS_STATUS_OK || !raw)
-        return fail(Outcome::Error, "malformed response");
+    ldns_status st = ldns_wire2pkt(&raw, wire, len);
     r->pkt.reset(raw);
+    if (st != LDNS_STATUS_OK || !raw) return failed(r, Outcome::Error, "malformed response");
+    if (auto why = questionProblem(*r); !why.empty()) return failed(r, Outcome::Error, why);
     const ldns_pkt* p = r->pkt.get();
-    if (!ldns_pkt_qr(p)) return fail(Outcome::Error, "not a response");
-    const ldns_rr_list* q = ldns_pkt_question(p);
-    if (!q || ldns_rr_list_rr_count(q) != 1) return fail(Outcome::Error, "bad question count");
-    const ldns_rr* qrr = ldns_rr_list_rr(q, 0);
-    if (fqdnOf(ldns_rr_owner(qrr)) != r->qname ||
-        static_cast<uint16_t>(ldns_rr_get_type(qrr)) != qtype ||
-        ldns_rr_get_class(qrr) != LDNS_RR_CLASS_IN)
-        return fail(Outcome::Error, "response is for another question");
     r->ad = ldns_pkt_ad(p);
-    switch (ldns_pkt_get_rcode(p)) {
-        case LDNS_RCODE_NOERROR:
-        case LDNS_RCODE_NXDOMAIN:
-            break;
-        case LDNS_RCODE_SERVFAIL:
-            return fail(Outcome::ServFail, "SERVFAIL");
-        default:
-            return fail(Outcome::Error, "rcode " + std::to_string(ldns_pkt_get_rcode(p)));
-    }
-    // Bounded work per response, whatever it holds (it is read on the loop).
-    for (const ldns_rr_list* section : {ldns_pkt_answer(p), ldns_pkt_authority(p)}) {
-        if (section && ldns_rr_list_rr_count(section) > kMaxRecordsPerSection)
-            return fail(Outcome::Error, "more than " + std::to_string(kMaxRecordsPerSection) +
-                                            " records in one section");
-    }
+    if (auto problem = answerProblem(*r)) return failed(r, problem->first, problem->second);
     std::vector<std::string> strays;
     r->answer = rrsetsOf(ldns_pkt_answer(p), &strays);
     r->authority = rrsetsOf(ldns_pkt_authority(p), nullptr);
-
-    // The chain: at each name, the qtype RRset ends it; else a CNAME leads
-    // on; a CNAME beside the qtype data is a contradiction, not a choice.
     std::vector<bool> used(r->answer.size(), false);
-    auto indexOf = [&](const std::string& owner, uint16_t type) -> std::optional<size_t> {
-        for (size_t i = 0; i < r->answer.size(); ++i) {
-            const RrSet& s = r->answer[i];
-            if (s.owner == owner && s.type == type) return i;
-        }
-        return std::nullopt;
-    };
-    std::set<std::string> seen{r->qname};
-    std::string current = r->qname;
-    for (;;) {
-        auto data = indexOf(current, qtype);
-        auto cname = qtype == kTypeCname ? std::nullopt : indexOf(current, kTypeCname);
-        if (data && cname)
-            return fail(Outcome::Error, "a CNAME beside the " + typeName(qtype) + " RRset at " +
-                                            current + ": not a valid answer");
-        if (data) {
-            if (r->answer[*data].size() == 0)
-                return fail(Outcome::Error,
-                            "RRSIG without its " + typeName(qtype) + " RRset at " + current);
-            r->data = data;
-            used[*data] = true;
-            break;
-        }
-        if (!cname) break;
-        const RrSet& c = r->answer[*cname];
-        if (c.size() != 1)
-            return fail(Outcome::Error, std::to_string(c.size()) + " CNAME records at " + current);
-        if (r->cnames.size() >= kMaxCnameChain)
-            return fail(Outcome::Error,
-                        "CNAME chain longer than " + std::to_string(kMaxCnameChain));
-        std::string next = fqdnOf(ldns_rr_rdf(ldns_rr_list_rr(c.rrs.get(), 0), 0));
-        if (!seen.insert(next).second) return fail(Outcome::Error, "CNAME loop at " + next);
-        r->cnames.push_back(*cname);
-        used[*cname] = true;
-        current = next;
-    }
-    r->canonical = current;
+    if (auto why = followChain(*r, used); !why.empty()) return failed(r, Outcome::Error, why);
     for (size_t i = 0; i < r->answer.size(); ++i) {
         if (!used[i])
             strays.push_back(r->answer[i].owner + " IN " + typeName(r->answer[i].type) +
                              (r->answer[i].size() == 0 ? " (RRSIG only)" : ""));
     }
     r->strays = std::move(strays);
-
     if (r->data) {
         r->outcome = Outcome::Data;
     } else if (ldns_pkt_get_rcode(p) == LDNS_RCODE_NXDOMAIN) {
         r->outcome = Outcome::NxDomain;
     } else {
         r->outcome = Outcome::NoData;
-        // A referral (NS and no SOA in authority) is not an answer: the
-        // server did not recurse. Taking it for NODATA would invent absence.
-        bool soa = false;
-        std::string delegated;
-        for (const auto& s : r->authority) {
-            if (s.type == kTypeSoa && s.size() > 0) soa = true;
-            if (s.type == kTypeNs && s.size() > 0) delegated = bare(s.owner);
-        }
-        if (!soa && !delegated.empty())
-            return fail(Outcome::Error, "a referral to " + delegated +
-                                            ", not an answer (the server does not recurse)");
+        if (auto delegated = referralTo(*r); !delegated.empty())
+            return failed(
+                r, Outcome::Error,
+                "a referral to " + delegated + ", not an answer (the server does not recurse)");
     }
     return r;
 }
+
+namespace {
+
+// One record of the data RRset into the answer.
+void addRecord(Answer& a, uint16_t qtype, const ldns_rr* rr) {
+    switch (qtype) {
+        case kTypeMx: {
+            MxRecord m;
+            m.preference = ldns_rdf2native_int16(ldns_rr_rdf(rr, 0));
+            m.host = bare(fqdnOf(ldns_rr_rdf(rr, 1)));
+            a.mx.push_back(std::move(m));
+            break;
+        }
+        case kTypeA:
+        case kTypeAaaa: {
+            CBuffer text(ldns_rdf2str(ldns_rr_rdf(rr, 0)));
+            if (text) a.addresses.emplace_back(text.get());
+            break;
+        }
+        case kTypeTlsa: {
+            TlsaRecord t;
+            t.usage = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
+            t.selector = ldns_rdf2native_int8(ldns_rr_rdf(rr, 1));
+            t.mtype = ldns_rdf2native_int8(ldns_rr_rdf(rr, 2));
+            const ldns_rdf* d = ldns_rr_rdf(rr, 3);
+            t.data.assign(ldns_rdf_data(d), ldns_rdf_data(d) + ldns_rdf_size(d));
+            classifyTlsa(t);
+            a.tlsa.push_back(std::move(t));
+            break;
+        }
+        default:
+            break;
+    }
+}
+
+// A record's TTL is not signed; its RRSIG's original TTL is.
+uint32_t setTtl(const RrSet& s, uint32_t ttl) {
+    for (size_t i = 0; i < s.size(); ++i)
+        ttl = std::min(ttl, ldns_rr_ttl(ldns_rr_list_rr(s.rrs.get(), i)));
+    for (size_t i = 0; i < ldns_rr_list_rr_count(s.sigs.get()); ++i)
+        ttl = std::min(
+            ttl, ldns_rdf2native_int32(ldns_rr_rrsig_origttl(ldns_rr_list_rr(s.sigs.get(), i))));
+    return ttl;
+}
+
+// Negative TTL: the SOA in the authority section (RFC 2308).
+uint32_t negativeTtl(const Response& r, uint32_t ttl) {
+    for (const auto& s : r.authority) {
+        if (s.type != kTypeSoa) continue;
+        for (size_t i = 0; i < s.size(); ++i) {
+            const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
+            ttl = std::min({ttl, ldns_rr_ttl(rr), ldns_rdf2native_int32(ldns_rr_rdf(rr, 6))});
+        }
+    }
+    return ttl;
+}
+
+}  // namespace
 
 Answer answerFrom(const Response& r, Security security) {
     Answer a;
@@ -258,67 +337,21 @@ Answer answerFrom(const Response& r, Security security) {
         return a;
     }
     uint32_t minTtl = UINT32_MAX;
-    // A record's TTL is not signed; its RRSIG's original TTL is.
-    auto ttlOf = [&](const RrSet& s) {
-        for (size_t i = 0; i < s.size(); ++i)
-            minTtl = std::min(minTtl, ldns_rr_ttl(ldns_rr_list_rr(s.rrs.get(), i)));
-        for (size_t i = 0; i < ldns_rr_list_rr_count(s.sigs.get()); ++i)
-            minTtl = std::min(minTtl, ldns_rdf2native_int32(
-                                          ldns_rr_rrsig_origttl(ldns_rr_list_rr(s.sigs.get(), i))));
-    };
     std::string current = a.qname;
     for (size_t idx : r.cnames) {
         const RrSet& c = r.answer[idx];
-        ttlOf(c);
+        minTtl = setTtl(c, minTtl);
         a.cnameChain.push_back(current);
         current = bare(fqdnOf(ldns_rr_rdf(ldns_rr_list_rr(c.rrs.get(), 0), 0)));
     }
     a.canonicalName = current;
     if (r.data) {
         const RrSet& s = r.answer[*r.data];
-        ttlOf(s);
-        for (size_t i = 0; i < s.size(); ++i) {
-            const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
-            switch (r.qtype) {
-                case kTypeMx: {
-                    MxRecord m;
-                    m.preference = ldns_rdf2native_int16(ldns_rr_rdf(rr, 0));
-                    m.host = bare(fqdnOf(ldns_rr_rdf(rr, 1)));
-                    a.mx.push_back(std::move(m));
-                    break;
-                }
-                case kTypeA:
-                case kTypeAaaa: {
-                    char* text = ldns_rdf2str(ldns_rr_rdf(rr, 0));
-                    if (text) a.addresses.emplace_back(text);
-                    free(text);
-                    break;
-                }
-                case kTypeTlsa: {
-                    TlsaRecord t;
-                    t.usage = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
-                    t.selector = ldns_rdf2native_int8(ldns_rr_rdf(rr, 1));
-                    t.mtype = ldns_rdf2native_int8(ldns_rr_rdf(rr, 2));
-                    const ldns_rdf* d = ldns_rr_rdf(rr, 3);
-                    t.data.assign(ldns_rdf_data(d), ldns_rdf_data(d) + ldns_rdf_size(d));
-                    classifyTlsa(t);
-                    a.tlsa.push_back(std::move(t));
-                    break;
-                }
-                default:
-                    break;
-            }
-        }
+        minTtl = setTtl(s, minTtl);
+        for (size_t i = 0; i < s.size(); ++i)
+            addRecord(a, r.qtype, ldns_rr_list_rr(s.rrs.get(), i));
     } else {
-        // Negative TTL: the SOA in the authority section (RFC 2308).
-        for (const auto& s : r.authority) {
-            if (s.type != kTypeSoa) continue;
-            for (size_t i = 0; i < s.size(); ++i) {
-                const ldns_rr* rr = ldns_rr_list_rr(s.rrs.get(), i);
-                minTtl =
-                    std::min({minTtl, ldns_rr_ttl(rr), ldns_rdf2native_int32(ldns_rr_rdf(rr, 6))});
-            }
-        }
+        minTtl = negativeTtl(r, minTtl);
     }
     a.ttl = minTtl == UINT32_MAX ? 0 : minTtl;
     if (r.qtype == kTypeMx) {

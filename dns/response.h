@@ -29,20 +29,9 @@
 
 #include "common/result.h"
 #include "dns/answer.h"
-
-// After the standard headers: ldns's macros confuse libstdc++ under clang.
-#include <ldns/ldns.h>
+#include "dns/ldns_ptr.h"  // Pkt, List: ldns handles with their frees
 
 namespace danerelay::dns {
-
-struct PktFree {
-    void operator()(ldns_pkt* p) const { ldns_pkt_free(p); }
-};
-struct ListFree {
-    void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); }
-};
-using Pkt = std::unique_ptr<ldns_pkt, PktFree>;
-using List = std::unique_ptr<ldns_rr_list, ListFree>;
 
 // Lower case, trailing dot: the form names are compared in ("." for root).
 std::string fqdnOf(const ldns_rdf* d);

@@ -21,10 +21,17 @@
 //                      delegation (or an NSEC3 opt-out span covers it), or
 //                      the name lies outside the anchor's zone.
 //
-// Everything else is Bogus, with the reason named. Work caps (RRSIGs tried
-// per RRset, NSEC3 iterations, chain depth, fetches per validation) bound
-// what a hostile zone can cost. validate() blocks (it fetches keys): call it
-// from a worker thread, never the event loop. Thread-safe.
+// Everything else is Bogus, with the reason named: a BogusReason for code
+// and tests, and the text that is logged. Work caps (ValidatorLimits: RRSIGs
+// tried per RRset, NSEC3 iterations, chain depth, fetches per validation,
+// cache size) bound what a hostile zone can cost. validate() blocks (it
+// fetches keys): call it from a worker thread, never the event loop.
+// Thread-safe.
+//
+// Inside dns/: validator.cc coordinates; key_chain.{h,cc} is the chain of
+// trust (anchor, DS → DNSKEY, the link cache), denial.{h,cc} the NSEC/NSEC3
+// proofs, key_fetch.{h,cc} the DS/DNSKEY queries (and blockingFetcher), and
+// dnssec_util.{h,cc} the names and the one RRSIG check they share.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +50,8 @@ namespace danerelay::dns {
 
 struct Response;  // response.h
 
+// Every cap on what one answer (or a hostile zone) can make the validator
+// do or keep. Defaults are what the daemon runs with.
 struct ValidatorLimits {
     unsigned maxSignaturesPerRrset = 4;  // RRSIGs tried for one RRset
     unsigned maxKeysPerSignature = 4;    // DNSKEYs of its key tag tried for one RRSIG
@@ -54,11 +63,40 @@ struct ValidatorLimits {
     unsigned maxValidationMs = 15000;    // wall-clock budget for one validation's fetches
     uint32_t maxCacheTtl = 3600;         // DS/DNSKEY results cached at most this long
     uint32_t failureCacheTtl = 5;        // bogus/indeterminate links are re-fetched soon
+    // A DS, DNSKEY or NSEC/NSEC3 record's TTL counts as at most this much
+    // (before maxCacheTtl applies to the link).
+    uint32_t maxRecordTtl = 3600;
+    // Names in the key cache; past it the cache is emptied and starts again
+    // (one hostile sender asking for endless names cannot grow it).
+    size_t maxCacheEntries = 10000;
 };
+
+// Why an answer is Bogus, in the spirit of PowerDNS's vState: the check
+// that failed. The text logged (Verdict::reason) is unchanged by it; the
+// enum is what code and tests compare.
+enum class BogusReason {
+    None,                  // not Bogus (Secure, Insecure, Indeterminate)
+    NotAnAnswer,           // the response is malformed or not an answer to us
+    NoRrsig,               // an RRset in a signed zone carries no RRSIG
+    NoValidRrsig,          // RRSIGs present, none verifies (bad signature, wrong signer, no key)
+    SignatureExpired,      // the only verifiable RRSIG has expired at the validation time
+    SignatureNotYetValid,  // ... or is not yet valid
+    UnsupportedAlgorithm,  // signed (or hashed) with an algorithm we cannot check
+    NoValidDnskey,         // no DNSKEY set that the anchor or the parent's DS vouches for
+    DsMismatch,            // DS records, but no DNSKEY matches any
+    WrongSigner,           // signed by a zone that is not the owner's ancestor under the anchor
+    SignerNotAZone,        // the signer is proven not to be a zone, or not to exist
+    NoDenial,              // a negative answer without signed NSEC/NSEC3 records
+    InvalidDenial,         // NSEC/NSEC3 records that do not prove what they must
+    UnexpectedRecords,     // records beside a Secure answer that no proof covers
+    WorkLimit,             // a ValidatorLimits cap was reached
+};
+const char* toString(BogusReason r);
 
 struct Verdict {
     Security security = Security::Indeterminate;
-    std::string reason;  // why it is not Secure (and for Secure, the signer)
+    BogusReason bogus = BogusReason::None;  // for Bogus: which check failed
+    std::string reason;  // why it is not Secure (and for Secure, the signer), as logged
 };
 
 class Validator {

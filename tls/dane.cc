@@ -6,6 +6,7 @@
 #include <gnutls/x509.h>
 
 #include <memory>
+#include <optional>
 
 namespace danerelay::tls {
 
@@ -48,6 +49,25 @@ struct PubkeyDeleter {
     void operator()(gnutls_pubkey_t k) const { gnutls_pubkey_deinit(k); }
 };
 
+// deinit(tl, 1): the trust list and the CA certificates added to it.
+struct TrustListDeleter {
+    void operator()(gnutls_x509_trust_list_t tl) const { gnutls_x509_trust_list_deinit(tl, 1); }
+};
+using TrustList =
+    std::unique_ptr<std::remove_pointer_t<gnutls_x509_trust_list_t>, TrustListDeleter>;
+
+TrustList newTrustList() {
+    gnutls_x509_trust_list_t tl = nullptr;
+    if (gnutls_x509_trust_list_init(&tl, 0) < 0) return nullptr;
+    return TrustList(tl);
+}
+
+// The data of a datum GnuTLS allocated (export2 and friends).
+struct GnutlsFree {
+    void operator()(unsigned char* p) const { gnutls_free(p); }
+};
+using GnutlsBytes = std::unique_ptr<unsigned char, GnutlsFree>;
+
 Crt importDer(const std::vector<uint8_t>& der) {
     gnutls_x509_crt_t c = nullptr;
     if (gnutls_x509_crt_init(&c) < 0) return nullptr;
@@ -67,10 +87,10 @@ std::vector<uint8_t> selected(const std::vector<uint8_t>& der, gnutls_x509_crt_t
     std::unique_ptr<std::remove_pointer_t<gnutls_pubkey_t>, PubkeyDeleter> key(k);
     if (gnutls_pubkey_import_x509(k, crt, 0) < 0) return {};
     gnutls_datum_t out{};
-    if (gnutls_pubkey_export2(k, GNUTLS_X509_FMT_DER, &out) < 0) return {};
-    std::vector<uint8_t> spki(out.data, out.data + out.size);
-    gnutls_free(out.data);
-    return spki;
+    int rc = gnutls_pubkey_export2(k, GNUTLS_X509_FMT_DER, &out);
+    GnutlsBytes owned(out.data);
+    if (rc < 0) return {};
+    return std::vector<uint8_t>(out.data, out.data + out.size);
 }
 
 bool matches(const TlsaRecord& r, const std::vector<uint8_t>& data) {
@@ -85,6 +105,69 @@ bool matches(const TlsaRecord& r, const std::vector<uint8_t>& data) {
 bool within(gnutls_x509_crt_t c, std::time_t now) {
     return gnutls_x509_crt_get_activation_time(c) <= now &&
            now <= gnutls_x509_crt_get_expiration_time(c);
+}
+
+// The anchor a DANE-TA record names: a presented certificate above the
+// leaf, or the whole certificate published in DNS (2 0 0).
+struct TaAnchor {
+    gnutls_x509_crt_t crt = nullptr;
+    size_t pathEnd = 0;  // certificates [0, pathEnd) are the path below the anchor
+    Crt published;       // owns crt when it came from DNS
+};
+
+TaAnchor findAnchor(const TlsaRecord& r, const std::vector<std::vector<uint8_t>>& chain,
+                    const std::vector<Crt>& crts) {
+    TaAnchor a;
+    for (size_t i = 1; i < chain.size(); ++i) {
+        if (matches(r, selected(chain[i], crts[i].get(), r.selector))) {
+            a.crt = crts[i].get();
+            a.pathEnd = i;
+            return a;
+        }
+    }
+    if (r.selector == 0 && r.mtype == 0) {
+        a.published = importDer(r.data);
+        if (a.published) {
+            a.crt = a.published.get();
+            a.pathEnd = chain.size();
+        }
+    }
+    return a;
+}
+
+// Build the path upward from the leaf, using only presented certificates
+// below the anchor, and verify it against the anchor (signatures only;
+// *timesOk says whether every certificate, anchor included, is valid at
+// now). Empty if no trust list could be made.
+std::optional<bool> pathVerifies(const TaAnchor& anchor, const std::vector<Crt>& crts,
+                                 std::time_t now, bool* timesOk) {
+    TrustList tl = newTrustList();
+    if (!tl) return std::nullopt;
+    gnutls_x509_crt_t ta = nullptr;
+    gnutls_x509_crt_init(&ta);
+    gnutls_datum_t taDer{};
+    gnutls_x509_crt_export2(anchor.crt, GNUTLS_X509_FMT_DER, &taDer);
+    GnutlsBytes taOwned(taDer.data);
+    gnutls_x509_crt_import(ta, &taDer, GNUTLS_X509_FMT_DER);
+    gnutls_x509_trust_list_add_cas(tl.get(), &ta, 1, 0);  // tl owns ta now
+    std::vector<gnutls_x509_crt_t> path;
+    for (size_t i = 0; i < anchor.pathEnd; ++i) path.push_back(crts[i].get());
+    unsigned status = 0;
+    int rc = gnutls_x509_trust_list_verify_crt2(
+        tl.get(), path.data(), static_cast<unsigned>(path.size()), nullptr, 0,
+        GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
+            GNUTLS_VERIFY_ALLOW_UNSORTED_CHAIN,
+        &status, nullptr);
+    *timesOk = within(anchor.crt, now);
+    for (auto* c : path) *timesOk = *timesOk && within(c, now);
+    return rc >= 0 && status == 0;
+}
+
+bool namesOne(gnutls_x509_crt_t leaf, const std::vector<std::string>& referenceNames) {
+    for (const auto& n : referenceNames) {
+        if (gnutls_x509_crt_check_hostname2(leaf, n.c_str(), 0)) return true;
+    }
+    return false;
 }
 
 }  // namespace
@@ -148,50 +231,12 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
     std::string bestReason = "no TLSA record matched the certificate chain";
     for (const auto& r : usableTlsa) {
         if (r.usage != 2) continue;
-        std::vector<Crt> anchorHolder;
-        gnutls_x509_crt_t anchor = nullptr;
-        size_t pathEnd = 0;  // certificates [0, pathEnd) are the path below the anchor
-        for (size_t i = 1; i < chain.size(); ++i) {
-            if (matches(r, selected(chain[i], crts[i].get(), r.selector))) {
-                anchor = crts[i].get();
-                pathEnd = i;
-                break;
-            }
-        }
-        if (!anchor && r.selector == 0 && r.mtype == 0) {
-            // The whole anchor certificate is published in DNS (2 0 0).
-            Crt published = importDer(r.data);
-            if (published) {
-                anchor = published.get();
-                pathEnd = chain.size();
-                anchorHolder.push_back(std::move(published));
-            }
-        }
-        if (!anchor) continue;
-
-        // Build the path upward from the leaf, using only presented
-        // certificates below the anchor, and verify it against the anchor.
-        gnutls_x509_trust_list_t tl = nullptr;
-        if (gnutls_x509_trust_list_init(&tl, 0) < 0) continue;
-        gnutls_x509_crt_t ta = nullptr;
-        gnutls_x509_crt_init(&ta);
-        gnutls_datum_t taDer{};
-        gnutls_x509_crt_export2(anchor, GNUTLS_X509_FMT_DER, &taDer);
-        gnutls_x509_crt_import(ta, &taDer, GNUTLS_X509_FMT_DER);
-        gnutls_free(taDer.data);
-        gnutls_x509_trust_list_add_cas(tl, &ta, 1, 0);  // tl owns ta now
-        std::vector<gnutls_x509_crt_t> path;
-        for (size_t i = 0; i < pathEnd; ++i) path.push_back(crts[i].get());
-        unsigned status = 0;
-        int rc = gnutls_x509_trust_list_verify_crt2(
-            tl, path.data(), static_cast<unsigned>(path.size()), nullptr, 0,
-            GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS |
-                GNUTLS_VERIFY_ALLOW_UNSORTED_CHAIN,
-            &status, nullptr);
-        bool timesOk = within(anchor, now);
-        for (auto* c : path) timesOk = timesOk && within(c, now);
-        gnutls_x509_trust_list_deinit(tl, 1);
-        if (rc < 0 || status != 0) {
+        TaAnchor anchor = findAnchor(r, chain, crts);
+        if (!anchor.crt) continue;
+        bool timesOk = false;
+        auto verified = pathVerifies(anchor, crts, now, &timesOk);
+        if (!verified) continue;
+        if (!*verified) {
             bestReason = "TLSA " + recordText(r) + " matched, but the chain does not verify to it";
             continue;
         }
@@ -201,14 +246,7 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
                          " matched, but a certificate of the chain is expired or not yet valid";
             continue;
         }
-        bool nameOk = false;
-        for (const auto& n : referenceNames) {
-            if (gnutls_x509_crt_check_hostname2(crts[0].get(), n.c_str(), 0)) {
-                nameOk = true;
-                break;
-            }
-        }
-        if (!nameOk) {
+        if (!namesOne(crts[0].get(), referenceNames)) {
             if (best != DaneFailure::CertificateExpired)
                 best = DaneFailure::CertificateHostMismatch;
             std::string names;
@@ -253,26 +291,26 @@ bool verifyPkix(const std::vector<std::vector<uint8_t>>& chain, const std::strin
         raw.push_back(c.get());
         crts.push_back(std::move(c));
     }
-    gnutls_x509_trust_list_t tl = nullptr;
-    if (gnutls_x509_trust_list_init(&tl, 0) < 0) {
+    TrustList tl = newTrustList();
+    if (!tl) {
         *reason = "cannot make a trust list";
         return false;
     }
-    int n = trustFile.empty() ? gnutls_x509_trust_list_add_system_trust(tl, 0, 0)
-                              : gnutls_x509_trust_list_add_trust_file(
-                                    tl, trustFile.c_str(), nullptr, GNUTLS_X509_FMT_PEM, 0, 0);
+    int n = trustFile.empty()
+                ? gnutls_x509_trust_list_add_system_trust(tl.get(), 0, 0)
+                : gnutls_x509_trust_list_add_trust_file(tl.get(), trustFile.c_str(), nullptr,
+                                                        GNUTLS_X509_FMT_PEM, 0, 0);
     if (n <= 0) {
-        gnutls_x509_trust_list_deinit(tl, 1);
         *reason = "no CA certificates in " +
                   (trustFile.empty() ? std::string("the system trust store") : trustFile);
         return false;
     }
     unsigned status = 0;
     int rc = gnutls_x509_trust_list_verify_crt2(
-        tl, raw.data(), static_cast<unsigned>(raw.size()), nullptr, 0,
+        tl.get(), raw.data(), static_cast<unsigned>(raw.size()), nullptr, 0,
         GNUTLS_VERIFY_DISABLE_TIME_CHECKS | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS, &status,
         nullptr);
-    gnutls_x509_trust_list_deinit(tl, 1);
+    tl.reset();
     if (rc < 0 || status != 0) {
         *reason = "the certificate chain does not lead to a trusted CA";
         return false;

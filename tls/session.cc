@@ -28,18 +28,29 @@ Result<std::shared_ptr<ServerCredentials>> ServerCredentials::load(const std::st
     return out;
 }
 
-Result<std::unique_ptr<Session>> Session::server(int fd, std::shared_ptr<ServerCredentials> creds) {
+Result<std::unique_ptr<Session>> Session::make(int fd, unsigned flags,
+                                               gnutls_certificate_credentials_t creds,
+                                               std::shared_ptr<const void> owner) {
     std::unique_ptr<Session> s(new Session);
-    int rc = gnutls_init(&s->s_, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+    gnutls_session_t raw = nullptr;
+    int rc = gnutls_init(&raw, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
     if (rc < 0) return tlsError("gnutls_init", rc);
-    s->creds_ = std::move(creds);
+    s->s_.reset(raw);
+    s->creds_ = std::move(owner);
     const char* errPos = nullptr;
-    rc = gnutls_priority_set_direct(s->s_, kPriority, &errPos);
+    rc = gnutls_priority_set_direct(raw, kPriority, &errPos);
     if (rc < 0) return tlsError("priority", rc);
-    rc = gnutls_credentials_set(s->s_, GNUTLS_CRD_CERTIFICATE, s->creds_->get());
+    rc = gnutls_credentials_set(raw, GNUTLS_CRD_CERTIFICATE, creds);
     if (rc < 0) return tlsError("credentials", rc);
-    gnutls_certificate_server_set_request(s->s_, GNUTLS_CERT_IGNORE);
-    gnutls_transport_set_int(s->s_, fd);
+    gnutls_transport_set_int(raw, fd);
+    return s;
+}
+
+Result<std::unique_ptr<Session>> Session::server(int fd, std::shared_ptr<ServerCredentials> creds) {
+    gnutls_certificate_credentials_t c = creds->get();
+    auto s = make(fd, GNUTLS_SERVER, c, std::move(creds));
+    if (!s) return s.error();
+    gnutls_certificate_server_set_request((*s)->get(), GNUTLS_CERT_IGNORE);
     return s;
 }
 
@@ -54,35 +65,24 @@ Result<std::shared_ptr<ClientCredentials>> ClientCredentials::create() {
 
 Result<std::unique_ptr<Session>> Session::client(int fd, std::shared_ptr<ClientCredentials> creds,
                                                  const std::string& sni) {
-    std::unique_ptr<Session> s(new Session);
-    int rc = gnutls_init(&s->s_, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
-    if (rc < 0) return tlsError("gnutls_init", rc);
-    s->clientCreds_ = std::move(creds);
-    const char* errPos = nullptr;
-    rc = gnutls_priority_set_direct(s->s_, kPriority, &errPos);
-    if (rc < 0) return tlsError("priority", rc);
-    rc = gnutls_credentials_set(s->s_, GNUTLS_CRD_CERTIFICATE, s->clientCreds_->get());
-    if (rc < 0) return tlsError("credentials", rc);
+    gnutls_certificate_credentials_t c = creds->get();
+    auto s = make(fd, GNUTLS_CLIENT, c, std::move(creds));
+    if (!s) return s.error();
     if (!sni.empty()) {
-        rc = gnutls_server_name_set(s->s_, GNUTLS_NAME_DNS, sni.data(), sni.size());
+        int rc = gnutls_server_name_set((*s)->get(), GNUTLS_NAME_DNS, sni.data(), sni.size());
         if (rc < 0) return tlsError("server name", rc);
     }
-    gnutls_transport_set_int(s->s_, fd);
     return s;
 }
 
 std::vector<std::vector<uint8_t>> Session::peerChain() const {
     std::vector<std::vector<uint8_t>> out;
     unsigned n = 0;
-    const gnutls_datum_t* certs = gnutls_certificate_get_peers(s_, &n);
+    const gnutls_datum_t* certs = gnutls_certificate_get_peers(get(), &n);
     for (unsigned i = 0; certs && i < n && i < 16; ++i) {
         out.emplace_back(certs[i].data, certs[i].data + certs[i].size);
     }
     return out;
-}
-
-Session::~Session() {
-    if (s_) gnutls_deinit(s_);
 }
 
 static IoState waitState(gnutls_session_t s) {
@@ -90,19 +90,19 @@ static IoState waitState(gnutls_session_t s) {
 }
 
 Result<IoState> Session::handshake() {
-    int rc = gnutls_handshake(s_);
+    int rc = gnutls_handshake(get());
     if (rc == GNUTLS_E_SUCCESS) return IoState::Done;
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return waitState(s_);
-    if (gnutls_error_is_fatal(rc) == 0) return waitState(s_);  // e.g. a warning alert
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return waitState(get());
+    if (gnutls_error_is_fatal(rc) == 0) return waitState(get());  // e.g. a warning alert
     return tlsError("TLS handshake", rc);
 }
 
 Result<IoResult> Session::read(char* buf, size_t len) {
-    ssize_t n = gnutls_record_recv(s_, buf, len);
+    ssize_t n = gnutls_record_recv(get(), buf, len);
     if (n > 0) return IoResult{IoState::Done, static_cast<size_t>(n), false};
     if (n == 0) return IoResult{IoState::Done, 0, true};
     int rc = static_cast<int>(n);
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(s_), 0};
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(get()), 0};
     if (rc == GNUTLS_E_PREMATURE_TERMINATION) return IoResult{IoState::Done, 0, true};
     if (rc == GNUTLS_E_REHANDSHAKE) return tlsError("TLS read", rc);  // we never renegotiate
     if (gnutls_error_is_fatal(rc) == 0) return IoResult{IoState::NeedRead, 0};
@@ -110,11 +110,11 @@ Result<IoResult> Session::read(char* buf, size_t len) {
 }
 
 Result<IoResult> Session::write(const char* buf, size_t len) {
-    ssize_t n = gnutls_record_send(s_, buf, len);
+    ssize_t n = gnutls_record_send(get(), buf, len);
     if (n >= 0) return IoResult{IoState::Done, static_cast<size_t>(n), false};
     int rc = static_cast<int>(n);
     // On AGAIN GnuTLS wants the same call repeated with the same data.
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(s_), 0};
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return IoResult{waitState(get()), 0};
     return tlsError("TLS write", rc);
 }
 
@@ -135,11 +135,11 @@ Result<IoState> Session::drain(std::string& out) {
 }
 
 size_t Session::pending() const {
-    return gnutls_record_check_pending(s_);
+    return gnutls_record_check_pending(get());
 }
 
 int Session::protocolVersion() const {
-    switch (gnutls_protocol_get_version(s_)) {
+    switch (gnutls_protocol_get_version(get())) {
         case GNUTLS_TLS1_2:
             return 12;
         case GNUTLS_TLS1_3:
@@ -150,13 +150,13 @@ int Session::protocolVersion() const {
 }
 
 std::string Session::description() const {
-    const char* v = gnutls_protocol_get_name(gnutls_protocol_get_version(s_));
-    const char* c = gnutls_cipher_get_name(gnutls_cipher_get(s_));
+    const char* v = gnutls_protocol_get_name(gnutls_protocol_get_version(get()));
+    const char* c = gnutls_cipher_get_name(gnutls_cipher_get(get()));
     return std::string(v ? v : "?") + "/" + (c ? c : "?");
 }
 
 void Session::bye() {
-    gnutls_bye(s_, GNUTLS_SHUT_WR);
+    gnutls_bye(get(), GNUTLS_SHUT_WR);
 }
 
 }  // namespace danerelay::tls

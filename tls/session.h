@@ -27,6 +27,11 @@ struct CredentialsDeleter {
 using CertCredentials =
     std::unique_ptr<std::remove_pointer_t<gnutls_certificate_credentials_t>, CredentialsDeleter>;
 
+struct SessionDeleter {
+    void operator()(gnutls_session_t s) const { gnutls_deinit(s); }
+};
+using SessionHandle = std::unique_ptr<std::remove_pointer_t<gnutls_session_t>, SessionDeleter>;
+
 // A certificate chain and key for the server side. Loading errors name the files.
 class ServerCredentials {
   public:
@@ -65,7 +70,7 @@ class Session {
                                                    const std::string& sni);
     // The certificates the peer presented, DER, leaf first.
     std::vector<std::vector<uint8_t>> peerChain() const;
-    ~Session();
+    ~Session() = default;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
@@ -88,9 +93,16 @@ class Session {
 
   private:
     Session() = default;
-    gnutls_session_t s_ = nullptr;
-    std::shared_ptr<ServerCredentials> creds_;
-    std::shared_ptr<ClientCredentials> clientCreds_;
+    // The one init path: gnutls_init with `flags` (GNUTLS_SERVER or
+    // GNUTLS_CLIENT, non-blocking, no SIGPIPE), our priority string, the
+    // certificate credentials (kept alive by `owner`), the socket.
+    static Result<std::unique_ptr<Session>> make(int fd, unsigned flags,
+                                                 gnutls_certificate_credentials_t creds,
+                                                 std::shared_ptr<const void> owner);
+    gnutls_session_t get() const { return s_.get(); }
+    // Declared before s_: the credentials outlive the session that uses them.
+    std::shared_ptr<const void> creds_;
+    SessionHandle s_;
     size_t writeInFlight_ = 0;  // bytes of an interrupted record_send
 };
 

@@ -2,11 +2,11 @@
 // for the parser and resolver tests.
 #pragma once
 
-#include <ldns/ldns.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "dns/ldns_ptr.h"
 
 namespace danerelay::dns::testing {
 
@@ -22,7 +22,8 @@ struct Reply {
 };
 
 inline std::vector<uint8_t> build(const Reply& r) {
-    ldns_pkt* p = ldns_pkt_new();
+    Pkt owned(ldns_pkt_new());
+    ldns_pkt* p = owned.get();
     ldns_pkt_set_id(p, r.id);
     ldns_pkt_set_qr(p, true);
     ldns_pkt_set_rd(p, true);
@@ -46,12 +47,8 @@ inline std::vector<uint8_t> build(const Reply& r) {
     };
     push(r.answer, LDNS_SECTION_ANSWER);
     push(r.authority, LDNS_SECTION_AUTHORITY);
-    uint8_t* wire = nullptr;
-    size_t size = 0;
-    ldns_pkt2wire(&wire, p, &size);
-    std::vector<uint8_t> out(wire, wire + size);
-    free(wire);
-    ldns_pkt_free(p);
+    std::vector<uint8_t> out;
+    toWire(p, &out);
     return out;
 }
 

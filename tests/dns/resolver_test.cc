@@ -17,10 +17,13 @@
 #include <thread>
 
 #include "tests/dns/dns_test_util.h"
+#include "tests/dns/test_zone.h"
 
 using namespace danerelay::dns;
+using danerelay::ManualClock;
 using danerelay::dns::testing::build;
 using danerelay::dns::testing::Reply;
+using danerelay::dns::testing::TestZone;
 
 namespace {
 
@@ -66,16 +69,15 @@ class FakeServer {
 
   private:
     static bool decode(const uint8_t* p, size_t n, Query* q) {
-        ldns_pkt* pkt = nullptr;
-        if (ldns_wire2pkt(&pkt, p, n) != LDNS_STATUS_OK) return false;
-        const ldns_rr* rr = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
-        char* name = ldns_rdf2str(ldns_rr_owner(rr));
-        q->id = ldns_pkt_id(pkt);
-        q->name = name;
+        ldns_pkt* raw = nullptr;
+        ldns_status st = ldns_wire2pkt(&raw, p, n);
+        Pkt pkt(raw);
+        if (st != LDNS_STATUS_OK) return false;
+        const ldns_rr* rr = ldns_rr_list_rr(ldns_pkt_question(pkt.get()), 0);
+        q->id = ldns_pkt_id(pkt.get());
+        q->name = takeString(ldns_rdf2str(ldns_rr_owner(rr)));
         q->type = static_cast<uint16_t>(ldns_rr_get_type(rr));
-        q->cd = ldns_pkt_cd(pkt);
-        free(name);
-        ldns_pkt_free(pkt);
+        q->cd = ldns_pkt_cd(pkt.get());
         return true;
     }
 
@@ -190,19 +192,70 @@ TEST_F(ResolverTest, AnswersAndCoalescesIdenticalLookups) {
 
 TEST_F(ResolverTest, CacheHonoursTtlWithInjectedClock) {
     FakeServer server([](const Query& q) { return Packets{build(mxReply(q))}; });
+    ManualClock clock;
     Resolver r(base_, options({server.port()}));
-    auto now = std::chrono::steady_clock::now();
-    r.setClock([&] { return now; });
+    r.setClock(clock);
     run(r, {{"example.org", kTypeMx}});
     auto cached = run(r, {{"example.org", kTypeMx}});
     ASSERT_EQ(cached.size(), 1u);
     EXPECT_TRUE(cached[0].fromCache);
     EXPECT_EQ(server.count(), 1);
-    now += std::chrono::seconds(301);
+    clock.advance(std::chrono::seconds(301));
     auto fresh = run(r, {{"example.org", kTypeMx}});
     ASSERT_EQ(fresh.size(), 1u);
     EXPECT_FALSE(fresh[0].fromCache);
     EXPECT_EQ(server.count(), 2);
+}
+
+TEST_F(ResolverTest, CacheEntryExpiresExactlyAtItsTtl) {
+    FakeServer server([](const Query& q) { return Packets{build(mxReply(q))}; });
+    ManualClock clock;
+    Resolver r(base_, options({server.port()}), clock);
+    run(r, {{"example.org", kTypeMx}});
+    clock.advance(std::chrono::seconds(299));
+    auto cached = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(cached.size(), 1u);
+    EXPECT_TRUE(cached[0].fromCache);
+    clock.advance(std::chrono::seconds(1));  // 300 s: the TTL is over
+    auto fresh = run(r, {{"example.org", kTypeMx}});
+    ASSERT_EQ(fresh.size(), 1u);
+    EXPECT_FALSE(fresh[0].fromCache);
+    EXPECT_EQ(server.count(), 2);
+}
+
+TEST_F(ResolverTest, LocalValidationRunsAtTheClocksWallTime) {
+    // The zone's signatures hold for [kNow - 1 h, kNow + 1 d]: the verdict
+    // follows the injected clock, not the machine's.
+    TestZone zone;
+    auto wire =
+        TestZone::packet("t.", "MX", LDNS_RCODE_NOERROR, zone.sign({"t. 300 IN MX 10 mx.t."}));
+    FakeServer server([&](const Query& q) {
+        auto w = wire;
+        w[0] = static_cast<uint8_t>(q.id >> 8);
+        w[1] = static_cast<uint8_t>(q.id & 0xff);
+        return Packets{w};
+    });
+    auto verdictAt = [&](int64_t now) {
+        auto v = Validator::create(
+            zone.anchor(), "test anchor",
+            [&](const std::string& name, uint16_t type) -> danerelay::Result<std::vector<uint8_t>> {
+                if (name == "t." && type == 48) return zone.dnskeyAnswer();
+                return danerelay::Error::temporary("no answer for " + name);
+            });
+        EXPECT_TRUE(v);
+        ResolverOptions o = options({server.port()});
+        o.validator = *v;
+        o.offload = [](std::function<void()> work, std::function<void()> done) {
+            work();
+            done();
+        };
+        ManualClock clock(now);
+        Resolver r(base_, o, clock);
+        auto a = run(r, {{"t", kTypeMx}});
+        return a.empty() ? Security::Indeterminate : a[0].security;
+    };
+    EXPECT_EQ(verdictAt(TestZone::kNow), Security::Secure);
+    EXPECT_EQ(verdictAt(TestZone::kNow + 2 * 86400), Security::Bogus);
 }
 
 TEST_F(ResolverTest, SpoofedIdAndForeignQuestionAreDropped) {

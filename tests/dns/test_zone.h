@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <ldns/ldns.h>
 
+#include "dns/ldns_ptr.h"
 #include "dns/response.h"
 #include "dns/validator.h"
 
@@ -49,28 +50,22 @@ class TestZone {
     // then placed at expandTo, as a server expands a wildcard.
     std::vector<std::string> sign(const std::vector<std::string>& lines,
                                   const std::string& expandTo = "") const {
-        ldns_rr_list* set = ldns_rr_list_new();
-        for (const auto& l : lines) ldns_rr_list_push_rr(set, parse(l));
-        ldns_rr_list* sigs = ldns_sign_public(set, keys_);
+        List set = newList();
+        for (const auto& l : lines) ldns_rr_list_push_rr(set.get(), parse(l));
+        List sigs(ldns_sign_public(set.get(), keys_));
         std::vector<std::string> out;
-        for (size_t i = 0; i < ldns_rr_list_rr_count(set); ++i)
-            out.push_back(moved(ldns_rr_list_rr(set, i), expandTo));
-        for (size_t i = 0; sigs && i < ldns_rr_list_rr_count(sigs); ++i)
-            out.push_back(moved(ldns_rr_list_rr(sigs, i), expandTo));
-        ldns_rr_list_deep_free(sigs);
-        ldns_rr_list_deep_free(set);
+        for (size_t i = 0; i < ldns_rr_list_rr_count(set.get()); ++i)
+            out.push_back(moved(ldns_rr_list_rr(set.get(), i), expandTo));
+        for (size_t i = 0; sigs && i < ldns_rr_list_rr_count(sigs.get()); ++i)
+            out.push_back(moved(ldns_rr_list_rr(sigs.get(), i), expandTo));
         return out;
     }
 
     // The NSEC3 hash label of name (algorithm 1, no iterations, no salt).
     static std::string hash(const std::string& name) {
-        ldns_rdf* n = ldns_dname_new_frm_str(name.c_str());
-        ldns_rdf* h = ldns_nsec3_hash_name(n, 1, 0, 0, nullptr);
-        char* s = ldns_rdf2str(h);
-        std::string out = s;
-        free(s);
-        ldns_rdf_deep_free(h);
-        ldns_rdf_deep_free(n);
+        Rdf n(ldns_dname_new_frm_str(name.c_str()));
+        Rdf h(ldns_nsec3_hash_name(n.get(), 1, 0, 0, nullptr));
+        std::string out = takeString(ldns_rdf2str(h.get()));
         if (!out.empty() && out.back() == '.') out.pop_back();
         std::transform(out.begin(), out.end(), out.begin(), ::tolower);
         return out;
@@ -110,12 +105,9 @@ class TestZone {
         ldns_pkt_set_edns_udp_size(p, 1232);
         for (const auto& l : answer) ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, parse(l));
         for (const auto& l : authority) ldns_pkt_push_rr(p, LDNS_SECTION_AUTHORITY, parse(l));
-        uint8_t* wire = nullptr;
-        size_t n = 0;
-        ldns_pkt2wire(&wire, p, &n);
-        std::vector<uint8_t> out(wire, wire + n);
-        free(wire);
-        ldns_pkt_free(p);
+        Pkt owned(p);
+        std::vector<uint8_t> out;
+        toWire(p, &out);
         return out;
     }
 
@@ -133,9 +125,7 @@ class TestZone {
 
   private:
     static std::string text(const ldns_rr* rr) {
-        char* s = ldns_rr2str(rr);
-        std::string out = s;
-        free(s);
+        std::string out = takeString(ldns_rr2str(rr));
         while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
         return out;
     }

@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include <ldns/ldns.h>
+#include "dns/ldns_ptr.h"
 #include "tests/dns/lab_answers.h"
 
 #include <functional>
@@ -30,15 +30,12 @@ const danerelay::dns::testing::LabAnswers& lab() {
 // Edits a recorded answer as an on-path attacker would.
 std::vector<uint8_t> edit(const std::vector<uint8_t>& wire,
                           const std::function<void(ldns_pkt*)>& f) {
-    ldns_pkt* p = nullptr;
-    EXPECT_EQ(ldns_wire2pkt(&p, wire.data(), wire.size()), LDNS_STATUS_OK);
-    f(p);
-    uint8_t* out = nullptr;
-    size_t n = 0;
-    EXPECT_EQ(ldns_pkt2wire(&out, p, &n), LDNS_STATUS_OK);
-    std::vector<uint8_t> v(out, out + n);
-    free(out);
-    ldns_pkt_free(p);
+    ldns_pkt* raw = nullptr;
+    EXPECT_EQ(ldns_wire2pkt(&raw, wire.data(), wire.size()), LDNS_STATUS_OK);
+    Pkt p(raw);
+    f(p.get());
+    std::vector<uint8_t> v;
+    EXPECT_TRUE(toWire(p.get(), &v));
     return v;
 }
 
@@ -413,6 +410,46 @@ TEST_F(ValidatorTest, WorkCapsHold) {
                   "_25._tcp.mx.notlsa.test.", kTlsa);
     EXPECT_EQ(v.security, Security::Bogus);
     EXPECT_NE(v.reason.find("labels below the anchor"), std::string::npos) << v.reason;
+}
+
+TEST_F(ValidatorTest, KeyCacheCapsAreLimits) {
+    // Default: the second answer from secure.test costs no fetch at all.
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    unsigned first = fetches_;
+    EXPECT_GT(first, 0u);
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    EXPECT_EQ(fetches_, first);
+
+    // maxCacheEntries 0: the cache starts afresh at every link, so the
+    // chain is fetched again.
+    ValidatorLimits tiny;
+    tiny.maxCacheEntries = 0;
+    validator_ = make(tiny);
+    fetches_ = 0;
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    EXPECT_GT(fetches_, first);
+
+    // maxRecordTtl 0: no link outlives the validation that fetched it.
+    ValidatorLimits noTtl;
+    noTtl.maxRecordTtl = 0;
+    validator_ = make(noTtl);
+    fetches_ = 0;
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    EXPECT_EQ(check("secure.test.", kMx).security, Security::Secure);
+    EXPECT_EQ(fetches_, 2 * first);
+}
+
+TEST_F(ValidatorTest, LabBogusZonesSayWhichCheckFailed) {
+    EXPECT_EQ(check("bogus.test.", kMx).bogus, BogusReason::NoValidRrsig);
+    EXPECT_EQ(check("expired.test.", kMx).bogus, BogusReason::SignatureExpired);
+    EXPECT_EQ(check("dsmismatch.test.", kMx).bogus, BogusReason::DsMismatch);
+    EXPECT_EQ(check("secure.test.", kMx).bogus, BogusReason::None);
+    overrides_.emplace(std::make_pair("secure.test.", kDnskey), Error::temporary("timed out"));
+    validator_ = make();
+    Verdict v = check("secure.test.", kMx);
+    EXPECT_EQ(v.security, Security::Indeterminate);
+    EXPECT_EQ(v.bogus, BogusReason::None);  // not Bogus: the keys could not be fetched
 }
 
 TEST_F(ValidatorTest, AnchorErrorsNameTheLine) {

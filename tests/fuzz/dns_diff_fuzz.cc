@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "dns/answer.h"
+#include "dns/ldns_ptr.h"
 #include "dns/response.h"
 #include "dns/validator.h"
 #include "tests/dns/lab_answers.h"
@@ -41,15 +42,16 @@ ldns_rr_list* labKeys() {
         ldns_rr_list* out = ldns_rr_list_new();
         for (const auto& [q, wire] : lab().answers) {
             if (q.second != 48) continue;
-            ldns_pkt* p = nullptr;
-            if (ldns_wire2pkt(&p, wire.data(), wire.size()) != LDNS_STATUS_OK) continue;
-            const ldns_rr_list* an = ldns_pkt_answer(p);
+            ldns_pkt* raw = nullptr;
+            ldns_status st = ldns_wire2pkt(&raw, wire.data(), wire.size());
+            Pkt p(raw);
+            if (st != LDNS_STATUS_OK) continue;
+            const ldns_rr_list* an = ldns_pkt_answer(p.get());
             for (size_t i = 0; an && i < ldns_rr_list_rr_count(an); ++i) {
                 const ldns_rr* rr = ldns_rr_list_rr(an, i);
                 if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_DNSKEY)
                     ldns_rr_list_push_rr(out, ldns_rr_clone(rr));
             }
-            ldns_pkt_free(p);
         }
         return out;
     }();
@@ -62,9 +64,7 @@ std::string lower(std::string s) {
 }
 
 std::string bareName(const ldns_rdf* d) {
-    char* s = ldns_rdf2str(d);
-    std::string out = s ? lower(s) : "";
-    free(s);
+    std::string out = lower(takeString(ldns_rdf2str(d)));
     if (!out.empty() && out.back() == '.') out.pop_back();
     return out;
 }
@@ -74,49 +74,49 @@ using Fact = std::tuple<std::string, uint16_t, std::string>;
 
 std::set<Fact> verifiedFacts(const uint8_t* data, size_t size) {
     std::set<Fact> facts;
-    ldns_pkt* p = nullptr;
-    if (ldns_wire2pkt(&p, data, size) != LDNS_STATUS_OK) return facts;
-    const ldns_rr_list* an = ldns_pkt_answer(p);
+    ldns_pkt* raw = nullptr;
+    ldns_status st = ldns_wire2pkt(&raw, data, size);
+    Pkt p(raw);
+    if (st != LDNS_STATUS_OK) return facts;
+    const ldns_rr_list* an = ldns_pkt_answer(p.get());
     size_t n = an ? ldns_rr_list_rr_count(an) : 0;
     for (size_t i = 0; i < n && i < 64; ++i) {
         const ldns_rr* sig = ldns_rr_list_rr(an, i);
         if (ldns_rr_get_type(sig) != LDNS_RR_TYPE_RRSIG || ldns_rr_rd_count(sig) != 9) continue;
         ldns_rr_type covered = ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(sig));
         // The RRset it claims: same owner, class IN, that type.
-        ldns_rr_list* set = ldns_rr_list_new();
+        List set = newList();
         for (size_t j = 0; j < n; ++j) {
             const ldns_rr* rr = ldns_rr_list_rr(an, j);
             if (ldns_rr_get_type(rr) == covered && ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN &&
                 ldns_dname_compare(ldns_rr_owner(rr), ldns_rr_owner(sig)) == 0)
-                ldns_rr_list_push_rr(set, ldns_rr_clone(rr));
+                ldns_rr_list_push_rr(set.get(), ldns_rr_clone(rr));
         }
-        if (ldns_rr_list_rr_count(set) > 0 &&
-            ldns_verify_rrsig_keylist_time(set, sig, labKeys(), static_cast<time_t>(lab().now),
+        if (ldns_rr_list_rr_count(set.get()) > 0 &&
+            ldns_verify_rrsig_keylist_time(set.get(), sig, labKeys(),
+                                           static_cast<time_t>(lab().now),
                                            nullptr) == LDNS_STATUS_OK) {
-            for (size_t j = 0; j < ldns_rr_list_rr_count(set); ++j) {
-                const ldns_rr* rr = ldns_rr_list_rr(set, j);
+            for (size_t j = 0; j < ldns_rr_list_rr_count(set.get()); ++j) {
+                const ldns_rr* rr = ldns_rr_list_rr(set.get(), j);
                 std::string rdata;
-                for (size_t k = 0; k < ldns_rr_rd_count(rr); ++k) {
-                    char* s = ldns_rdf2str(ldns_rr_rdf(rr, k));
-                    rdata += std::string(k ? " " : "") + (s ? lower(s) : "");
-                    free(s);
-                }
+                for (size_t k = 0; k < ldns_rr_rd_count(rr); ++k)
+                    rdata += std::string(k ? " " : "") +
+                             lower(takeString(ldns_rdf2str(ldns_rr_rdf(rr, k))));
                 facts.emplace(bareName(ldns_rr_owner(rr)), static_cast<uint16_t>(covered), rdata);
             }
         }
-        ldns_rr_list_deep_free(set);
     }
-    ldns_pkt_free(p);
     return facts;
 }
 
 std::string ownQuestion(const uint8_t* data, size_t size) {
-    ldns_pkt* pkt = nullptr;
-    if (ldns_wire2pkt(&pkt, data, size) != LDNS_STATUS_OK) return "secure.test";
+    ldns_pkt* raw = nullptr;
+    ldns_status st = ldns_wire2pkt(&raw, data, size);
+    Pkt pkt(raw);
+    if (st != LDNS_STATUS_OK) return "secure.test";
     std::string name = "secure.test";
-    const ldns_rr_list* q = ldns_pkt_question(pkt);
+    const ldns_rr_list* q = ldns_pkt_question(pkt.get());
     if (q && ldns_rr_list_rr_count(q) > 0) name = bareName(ldns_rr_owner(ldns_rr_list_rr(q, 0)));
-    ldns_pkt_free(pkt);
     return name.empty() ? "secure.test" : name;
 }
 

@@ -9,30 +9,25 @@
 #include <string>
 
 #include "dns/answer.h"
+#include "dns/ldns_ptr.h"
 #include "dns/validator.h"
 #include "tests/dns/lab_answers.h"
-
-// After the standard headers: ldns's macros confuse libstdc++ under clang.
-#include <ldns/ldns.h>
 
 using namespace danerelay::dns;
 
 // The packet's own question name, so that mutated packets get past the
 // question check and reach the record parsing.
 static std::string ownQuestion(const uint8_t* data, size_t size) {
-    ldns_pkt* pkt = nullptr;
-    if (ldns_wire2pkt(&pkt, data, size) != LDNS_STATUS_OK) return "example.org";
+    ldns_pkt* raw = nullptr;
+    ldns_status st = ldns_wire2pkt(&raw, data, size);
+    Pkt pkt(raw);
+    if (st != LDNS_STATUS_OK) return "example.org";
     std::string name = "example.org";
-    const ldns_rr_list* q = ldns_pkt_question(pkt);
+    const ldns_rr_list* q = ldns_pkt_question(pkt.get());
     if (q && ldns_rr_list_rr_count(q) > 0) {
-        char* s = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(q, 0)));
-        if (s) {
-            std::string t = s;
-            free(s);
-            normalizeName(t, &name);
-        }
+        CBuffer s(ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(q, 0))));
+        if (s) normalizeName(s.get(), &name);
     }
-    ldns_pkt_free(pkt);
     return name;
 }
 
@@ -73,6 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Verdict v =
             validator->validate(data, size, qname, type, danerelay::dns::testing::labAnswers().now);
         if (v.security != Security::Secure && v.reason.empty()) __builtin_trap();  // always a why
+        // A Bogus verdict names the check that failed; nothing else names one.
+        if ((v.security == Security::Bogus) != (v.bogus != BogusReason::None)) __builtin_trap();
     }
     return 0;
 }
