@@ -45,6 +45,7 @@
 #include "queue/utf8.h"
 #include "relay/runtime/config.h"
 #include "relay/control/control.h"
+#include "relay/control/control_client.h"
 #include "relay/outbound/delivery.h"
 #include "relay/outbound/destination.h"
 
