@@ -1,14 +1,11 @@
 #include "relay/control/control.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include "queue/utf8.h"
@@ -18,18 +15,18 @@ namespace danerelay::relay {
 
 namespace {
 
+// A request is one line of at most this many bytes (the error reply says "64 KiB").
 constexpr size_t kMaxRequest = 64 * 1024;
+// Connections served at once; one more is told "busy" and closed.
 constexpr size_t kMaxConnections = 16;
+// listen(2) backlog: connections the kernel holds until the loop accepts them.
+constexpr int kListenBacklog = 16;
+// Accepted per wake-up of the listening socket, so a flood cannot hold the loop.
+constexpr int kAcceptsPerWakeup = 16;
+// Bytes read from a connection per read(2).
+constexpr size_t kReadChunk = 8192;
 constexpr unsigned kReadTimeout = 10;     // seconds for the whole request
 constexpr unsigned kReplyTimeout = 3600;  // an action may wait for deliveries in flight
-
-bool socketAddress(const std::string& path, sockaddr_un* sa) {
-    std::memset(sa, 0, sizeof *sa);
-    sa->sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof sa->sun_path) return false;
-    std::memcpy(sa->sun_path, path.data(), path.size());
-    return true;
-}
 
 nlohmann::json errorReply(const std::string& message) {
     return {{"version", kControlProtocolVersion}, {"ok", false}, {"error", message}};
@@ -37,15 +34,23 @@ nlohmann::json errorReply(const std::string& message) {
 
 }  // namespace
 
+bool controlSocketAddress(const std::string& path, sockaddr_un* sa) {
+    std::memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof sa->sun_path) return false;
+    std::memcpy(sa->sun_path, path.data(), path.size());
+    return true;
+}
+
 struct ControlServer::Conn {
-    Conn(event_base* base, int fd, ControlServer* server)
-        : sock(fd),
-          readEv(base, fd, EV_READ | EV_PERSIST | EV_TIMEOUT,
+    Conn(event_base* base, UniqueFd fd, ControlServer* server)
+        : sock(std::move(fd)),
+          readEv(base, sock.get(), EV_READ | EV_PERSIST | EV_TIMEOUT,
                  [this, server](short what) {
                      if (what & EV_TIMEOUT) return server->close(*this);
                      server->onRead(*this);
                  }),
-          writeEv(base, fd, EV_WRITE | EV_PERSIST | EV_TIMEOUT, [this, server](short what) {
+          writeEv(base, sock.get(), EV_WRITE | EV_PERSIST | EV_TIMEOUT, [this, server](short what) {
               if (what & EV_TIMEOUT) return server->close(*this);
               server->onWrite(*this);
           }) {}
@@ -59,7 +64,7 @@ struct ControlServer::Conn {
 };
 
 ControlServer::ControlServer(event_base* base, std::string path, Handler handler)
-    : base_(base), path_(std::move(path)), handler_(std::move(handler)) {}
+    : base_(base), dispatcher_(base), path_(std::move(path)), handler_(std::move(handler)) {}
 
 ControlServer::~ControlServer() {
     conns_.clear();
@@ -69,7 +74,8 @@ ControlServer::~ControlServer() {
 
 Status ControlServer::listen() {
     sockaddr_un sa;
-    if (!socketAddress(path_, &sa)) return Error::permanent("control_socket: bad path " + path_);
+    if (!controlSocketAddress(path_, &sa))
+        return Error::permanent("control_socket: bad path " + path_);
     struct stat st;
     if (::lstat(path_.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -86,7 +92,7 @@ Status ControlServer::listen() {
     int rc = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     int e = errno;
     ::umask(old);
-    if (rc != 0 || ::listen(fd_.get(), 16) != 0) {
+    if (rc != 0 || ::listen(fd_.get(), kListenBacklog) != 0) {
         if (rc == 0) e = errno;
         return Error::permanent("control_socket " + path_ + ": " + std::strerror(e));
     }
@@ -99,35 +105,39 @@ Status ControlServer::listen() {
 }
 
 void ControlServer::onAccept() {
-    for (int i = 0; i < 16; ++i) {
-        int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;
-        auto c = std::make_shared<Conn>(base_, fd, this);
-        conns_[c.get()] = c;
-        ucred cred{};
-        socklen_t len = sizeof cred;
-        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-            (cred.uid != 0 && cred.uid != ::geteuid())) {
-            logEvent("control-refused", {{"uid", std::to_string(cred.uid)},
-                                         {"reason", "not root or the daemon's user"}});
-            // The refusal is the answer to its request: read that first, so
-            // that closing with it unread does not reset the connection
-            // before the client has read why.
-            c->refusal = "permission denied: uid " + std::to_string(cred.uid) +
-                         " is neither root nor the daemon's user";
-            c->readEv.addSeconds(kReadTimeout);
-            continue;
-        }
-        if (conns_.size() > kMaxConnections) {
-            send(*c, errorReply("busy: too many control connections; try again"));
-            continue;
-        }
-        c->readEv.addSeconds(kReadTimeout);
+    for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+        UniqueFd fd(::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!fd.valid()) return;
+        serve(std::move(fd));
     }
 }
 
+void ControlServer::serve(UniqueFd fd) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    bool credOk = ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    auto c = std::make_shared<Conn>(base_, std::move(fd), this);
+    conns_[c.get()] = c;
+    if (!credOk || !peerAllowed(cred.uid, ::geteuid())) {
+        logEvent("control-refused",
+                 {{"uid", std::to_string(cred.uid)}, {"reason", "not root or the daemon's user"}});
+        // The refusal is the answer to its request: read that first, so
+        // that closing with it unread does not reset the connection
+        // before the client has read why.
+        c->refusal = "permission denied: uid " + std::to_string(cred.uid) +
+                     " is neither root nor the daemon's user";
+        c->readEv.addSeconds(kReadTimeout);
+        return;
+    }
+    if (conns_.size() > kMaxConnections) {
+        send(*c, errorReply("busy: too many control connections; try again"));
+        return;
+    }
+    c->readEv.addSeconds(kReadTimeout);
+}
+
 void ControlServer::onRead(Conn& c) {
-    char buf[8192];
+    char buf[kReadChunk];
     for (;;) {
         ssize_t n = ::read(c.sock.get(), buf, sizeof buf);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -137,30 +147,34 @@ void ControlServer::onRead(Conn& c) {
         if (nl == std::string::npos) {
             if (c.in.size() > kMaxRequest) {
                 c.readEv.del();
-                return send(c, errorReply("request longer than 64 KiB"));
+                return send(c, errorReply("request longer than " +
+                                          std::to_string(kMaxRequest / 1024) + " KiB"));
             }
             continue;
         }
         c.readEv.del();
         if (!c.refusal.empty()) return send(c, errorReply(c.refusal));
-        auto request = nlohmann::json::parse(c.in.substr(0, nl), nullptr, false);
-        if (request.is_discarded() || !request.is_object()) {
-            return send(c, errorReply("request is not a JSON object on one line"));
-        }
-        // Compared as a JSON number: 4294967297 is not 1 (get<int>() would
-        // have truncated it to 1).
-        auto version = request.find("version");
-        if (version == request.end() || !version->is_number_integer() ||
-            *version != kControlProtocolVersion) {
-            return send(c, errorReply("unsupported protocol version (this daemon speaks " +
-                                      std::to_string(kControlProtocolVersion) + ")"));
-        }
-        std::weak_ptr<Conn> weak = conns_[&c];
-        handler_(request, [this, weak](nlohmann::json reply) {
-            if (auto conn = weak.lock()) send(*conn, reply);  // the client may have left
-        });
-        return;
+        return onRequest(c, c.in.substr(0, nl));
     }
+}
+
+void ControlServer::onRequest(Conn& c, const std::string& line) {
+    auto request = nlohmann::json::parse(line, nullptr, false);
+    if (request.is_discarded() || !request.is_object()) {
+        return send(c, errorReply("request is not a JSON object on one line"));
+    }
+    // Compared as a JSON number: 4294967297 is not 1 (get<int>() would
+    // have truncated it to 1).
+    auto version = request.find("version");
+    if (version == request.end() || !version->is_number_integer() ||
+        *version != kControlProtocolVersion) {
+        return send(c, errorReply("unsupported protocol version (this daemon speaks " +
+                                  std::to_string(kControlProtocolVersion) + ")"));
+    }
+    std::weak_ptr<Conn> weak = conns_[&c];
+    handler_(request, [this, weak](nlohmann::json reply) {
+        if (auto conn = weak.lock()) send(*conn, reply);  // the client may have left
+    });
 }
 
 void ControlServer::send(Conn& c, const nlohmann::json& reply) {
@@ -182,71 +196,14 @@ void ControlServer::onWrite(Conn& c) {
 }
 
 void ControlServer::close(Conn& c) {
-    // Freed later on the loop: this may run inside one of c's own callbacks.
+    // This may run inside one of c's own callbacks: destroyed after it returns.
     auto it = conns_.find(&c);
     if (it == conns_.end()) return;
-    auto keep = it->second;
+    auto keep = std::move(it->second);
     conns_.erase(it);
     keep->readEv.del();
     keep->writeEv.del();
-    event_base_once(
-        base_, -1, EV_TIMEOUT,
-        [](evutil_socket_t, short, void* p) { delete static_cast<std::shared_ptr<Conn>*>(p); },
-        new std::shared_ptr<Conn>(std::move(keep)), nullptr);
-}
-
-Result<nlohmann::json> controlRequest(const std::string& path, const nlohmann::json& request,
-                                      int timeoutSeconds) {
-    sockaddr_un sa;
-    if (!socketAddress(path, &sa)) return Error::permanent("bad control socket path: " + path);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return Error::temporary(std::string("socket: ") + std::strerror(errno));
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-        int e = errno;
-        std::string hint = (e == ENOENT || e == ECONNREFUSED) ? " (is danerelayd running?)"
-                           : e == EACCES ? " (run as root or the daemon's user)"
-                                         : "";
-        return Error::temporary("cannot reach the daemon at " + path + ": " + std::strerror(e) +
-                                hint);
-    }
-    std::string line = queue::dumpJson(request) + "\n";
-    for (size_t off = 0; off < line.size();) {
-        ssize_t n = ::send(fd.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        // The daemon may have answered (refused) and closed before reading
-        // the request: its answer is still there to read.
-        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
-        if (n <= 0) return Error::temporary(std::string("control socket: ") + std::strerror(errno));
-        off += static_cast<size_t>(n);
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeoutSeconds);
-    std::string in;
-    char buf[65536];
-    for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now())
-                        .count();
-        if (left <= 0)
-            return Error::temporary("no reply from the daemon within " +
-                                    std::to_string(timeoutSeconds) + " seconds");
-        pollfd p{fd.get(), POLLIN, 0};
-        int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) continue;
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::temporary(std::string("control socket: ") + std::strerror(errno));
-        if (n == 0) break;
-        in.append(buf, static_cast<size_t>(n));
-        if (in.size() > (256u << 20)) return Error::temporary("reply too large");
-        // The reply is one line: a reset after it changes nothing.
-        if (in.back() == '\n') break;
-    }
-    auto reply = nlohmann::json::parse(in, nullptr, false);
-    if (reply.is_discarded() || !reply.is_object())
-        return Error::temporary("the daemon's reply is not JSON" +
-                                std::string(in.empty() ? " (it closed without a reply)" : ""));
-    return reply;
+    dispatcher_.deferredDelete(std::move(keep));
 }
 
 }  // namespace danerelay::relay

@@ -1,4 +1,4 @@
-// control.h — the daemon's control socket, and danectl's side of it.
+// control.h — the daemon's control socket.
 //
 // A Unix stream socket (config "control_socket", default
 // <spool_dir>/control.sock), created mode 0600; every connection's peer
@@ -7,8 +7,15 @@
 // read, then the close. One request per connection: a JSON object on one line
 // (at most 64 KiB, within 10 seconds); one JSON reply on one line, then the
 // daemon closes. At most 16 connections at once; more are refused. The
-// verbs themselves live in control_verbs.h.
+// verbs themselves live in control_verbs.h; danectl's side of the socket is
+// control_client.h.
+//
+// A connection that has finished (answered, timed out, gone) is destroyed
+// through the server's Dispatcher once the callback that finished it has
+// returned, never from under it.
 #pragma once
+
+#include <sys/types.h>
 
 #include <event2/event.h>
 
@@ -19,13 +26,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/dispatcher.h"
+#include "common/event.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
-#include "relay/runtime/event_loop.h"
+
+struct sockaddr_un;
 
 namespace danerelay::relay {
 
+// The "version" every request and reply carries.
 constexpr int kControlProtocolVersion = 1;
+
+// path as a Unix socket address; false if empty or too long for one.
+bool controlSocketAddress(const std::string& path, sockaddr_un* sa);
 
 class ControlServer {
   public:
@@ -43,15 +57,27 @@ class ControlServer {
     Status listen();
     const std::string& path() const { return path_; }
 
+    // Serve one connected stream socket (non-blocking) as if just accepted:
+    // the peer-credential check, the connection limit, the request, the
+    // reply. listen()'s accepts come here; a test may hand in a socketpair.
+    void serve(UniqueFd conn);
+    // Connections open now (not yet finished).
+    size_t connections() const { return conns_.size(); }
+
+    // Who may talk to the daemon: root, and the user it runs as.
+    static bool peerAllowed(uid_t peer, uid_t self) { return peer == 0 || peer == self; }
+
   private:
     struct Conn;
     void onAccept();
     void onRead(Conn& c);
+    void onRequest(Conn& c, const std::string& line);
     void send(Conn& c, const nlohmann::json& reply);
     void onWrite(Conn& c);
     void close(Conn& c);
 
     event_base* base_;
+    Dispatcher dispatcher_;
     std::string path_;
     Handler handler_;
     UniqueFd fd_;
@@ -59,9 +85,5 @@ class ControlServer {
     std::map<Conn*, std::shared_ptr<Conn>> conns_;
     bool listening_ = false;
 };
-
-// danectl: send one request, wait for the reply (at most timeoutSeconds).
-Result<nlohmann::json> controlRequest(const std::string& path, const nlohmann::json& request,
-                                      int timeoutSeconds);
 
 }  // namespace danerelay::relay

@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <ctime>
 #include <map>
 
 #include "queue/filter.h"
@@ -14,10 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-int64_t nowSeconds() {
-    return static_cast<int64_t>(std::time(nullptr));
-}
-
 json failure(const std::string& verb, const std::string& message) {
     return {
         {"version", kControlProtocolVersion}, {"ok", false}, {"verb", verb}, {"error", message}};
@@ -26,21 +21,54 @@ json failure(const std::string& verb, const std::string& message) {
 // How many actions run at once for one request: enough to overlap disk
 // work, few enough that one big "hold --all" cannot flood the worker pool.
 constexpr size_t kParallelActions = 4;
+// IDs one request may name: more is a filter's job (or --all).
+constexpr size_t kMaxIds = 10000;
+// The daemon's version, as status reports it.
+constexpr const char* kDaemonVersion = "0.1.0";
+
+// A queue action on a list of IDs, its results filled in as they end.
+struct ActionRun {
+    AdminAction action;
+    std::vector<std::string> ids;
+    std::vector<AdminResult> results;
+    size_t next = 0, done = 0;
+    ControlServer::Reply reply;
+    std::string verb;
+    std::function<void()> launch;
+    bool launching = false;
+};
+
+void replyResults(const ActionRun& run) {
+    json results = json::array();
+    std::map<std::string, size_t> counts{
+        {"done", 0}, {"unchanged", 0}, {"not-found", 0}, {"error", 0}};
+    for (const auto& r : run.results) {
+        ++counts[r.result];
+        results.push_back({{"id", r.id}, {"result", r.result}, {"detail", r.detail}});
+    }
+    run.reply({{"version", kControlProtocolVersion},
+               {"ok", true},
+               {"verb", run.verb},
+               {"matched", run.ids.size()},
+               {"counts", counts},
+               {"results", results}});
+}
 
 }  // namespace
 
 ControlVerbs::ControlVerbs(const Config& cfg, Scheduler& scheduler, queue::Spool& spool,
-                           WorkerPool& workers, dns::Resolver& resolver)
+                           WorkerPool& workers, dns::Resolver& resolver, const Clock& clock)
     : cfg_(cfg),
       scheduler_(scheduler),
       spool_(spool),
       workers_(workers),
       resolver_(resolver),
-      started_(nowSeconds()) {}
+      clock_(clock),
+      started_(clock.wallSeconds()) {}
 
 void ControlVerbs::setPolicy(std::shared_ptr<const policy::PolicySet> p) {
     policy_ = p;
-    policyLoaded_ = nowSeconds();
+    policyLoaded_ = clock_.wallSeconds();
     scheduler_.setPolicy(std::move(p));
 }
 
@@ -48,7 +76,7 @@ void ControlVerbs::noteProbe(bool validating, const std::string& detail) {
     probed_ = true;
     validating_ = validating;
     probeDetail_ = detail;
-    probeAt_ = nowSeconds();
+    probeAt_ = clock_.wallSeconds();
 }
 
 void ControlVerbs::handle(const json& request, ControlServer::Reply reply) {
@@ -56,7 +84,8 @@ void ControlVerbs::handle(const json& request, ControlServer::Reply reply) {
     auto version = request.find("version");
     if (version == request.end() || !version->is_number_integer() ||
         version->get<int>() != kControlProtocolVersion) {
-        return reply(failure(verb, "unsupported protocol version (this daemon speaks 1)"));
+        return reply(failure(verb, "unsupported protocol version (this daemon speaks " +
+                                       std::to_string(kControlProtocolVersion) + ")"));
     }
     if (verb == "status") return status(std::move(reply));
     if (verb == "queue") return queueAction(request, std::move(reply));
@@ -108,13 +137,14 @@ void ControlVerbs::reload(std::function<void(bool ok, const std::string& detail)
                  });
 }
 
+struct ControlVerbs::QueueCounts {
+    size_t messages = 0, damaged = 0, quarantined = 0;
+    std::map<std::string, size_t> byState;
+};
+
 void ControlVerbs::status(ControlServer::Reply reply) {
     // Counting by state reads every state file: on a worker, not the loop.
-    struct Counts {
-        size_t messages = 0, damaged = 0, quarantined = 0;
-        std::map<std::string, size_t> byState;
-    };
-    auto counts = std::make_shared<Counts>();
+    auto counts = std::make_shared<QueueCounts>();
     workers_.run(
         [this, counts] {
             for (auto s : {"pending", "deferred", "delivered", "bounced", "held"})
@@ -130,49 +160,49 @@ void ControlVerbs::status(ControlServer::Reply reply) {
             }
             counts->quarantined = spool_.quarantinedCount();
         },
-        [this, counts, reply] {
-            json listeners = json::array();
-            for (const auto& l : cfg_.listeners) {
-                listeners.push_back(
-                    {{"address", l.text},
-                     {"tls", l.tls == ListenerTls::Implicit ? "implicit" : "starttls"}});
-            }
-            int64_t now = nowSeconds();
-            json probe =
-                probed_
-                    ? json{{"validating", validating_}, {"detail", probeDetail_}, {"at", probeAt_}}
-                    : json(nullptr);
-            reply({{"version", kControlProtocolVersion},
-                   {"ok", true},
-                   {"verb", "status"},
-                   {"daemon",
-                    {{"version", "0.1.0"},
-                     {"pid", static_cast<int64_t>(::getpid())},
-                     {"started", started_},
-                     {"uptime_seconds", now - started_},
-                     {"config", cfg_.file},
-                     {"hostname", cfg_.hostname}}},
-                   {"queue",
-                    {{"messages", counts->messages},
-                     {"damaged", counts->damaged},
-                     {"quarantined", counts->quarantined},
-                     {"recipients_by_state", counts->byState},
-                     {"scheduled", scheduler_.queued()},
-                     {"in_flight", scheduler_.running()},
-                     {"swept", scheduler_.counters().swept},
-                     {"load_retries", scheduler_.counters().loadRetries}}},
-                   {"dnssec", dnssecJson(probe)},
-                   {"delivery",
-                    {{"enabled", cfg_.delivery.enabled},
-                     {"connections",
-                      {{"in_use", scheduler_.connectionsInUse()},
-                       {"peak", scheduler_.connectionsPeak()},
-                       {"limit", cfg_.limits.maxOutboundConnections},
-                       {"per_message", cfg_.limits.maxConnectionsPerMessage}}}}},
-                   {"listeners", listeners},
-                   {"policy", policyJson()},
-                   {"control_socket", cfg_.controlSocket}});
-        });
+        [this, counts, reply] { reply(statusJson(*counts)); });
+}
+
+json ControlVerbs::statusJson(const QueueCounts& counts) const {
+    json listeners = json::array();
+    for (const auto& l : cfg_.listeners) {
+        listeners.push_back({{"address", l.text},
+                             {"tls", l.tls == ListenerTls::Implicit ? "implicit" : "starttls"}});
+    }
+    int64_t now = clock_.wallSeconds();
+    json probe = probed_
+                     ? json{{"validating", validating_}, {"detail", probeDetail_}, {"at", probeAt_}}
+                     : json(nullptr);
+    return {{"version", kControlProtocolVersion},
+            {"ok", true},
+            {"verb", "status"},
+            {"daemon",
+             {{"version", kDaemonVersion},
+              {"pid", static_cast<int64_t>(::getpid())},
+              {"started", started_},
+              {"uptime_seconds", now - started_},
+              {"config", cfg_.file},
+              {"hostname", cfg_.hostname}}},
+            {"queue",
+             {{"messages", counts.messages},
+              {"damaged", counts.damaged},
+              {"quarantined", counts.quarantined},
+              {"recipients_by_state", counts.byState},
+              {"scheduled", scheduler_.queued()},
+              {"in_flight", scheduler_.running()},
+              {"swept", scheduler_.counters().swept},
+              {"load_retries", scheduler_.counters().loadRetries}}},
+            {"dnssec", dnssecJson(probe)},
+            {"delivery",
+             {{"enabled", cfg_.delivery.enabled},
+              {"connections",
+               {{"in_use", scheduler_.connectionsInUse()},
+                {"peak", scheduler_.connectionsPeak()},
+                {"limit", cfg_.limits.maxOutboundConnections},
+                {"per_message", cfg_.limits.maxConnectionsPerMessage}}}}},
+            {"listeners", listeners},
+            {"policy", policyJson()},
+            {"control_socket", cfg_.controlSocket}};
 }
 
 json ControlVerbs::dnssecJson(const json& lastProbe) const {
@@ -211,8 +241,9 @@ void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply, 
     queue::Filter filter;
     if (hasIds) {
         const auto& j = request["ids"];
-        if (!j.is_array() || j.empty() || j.size() > 10000)
-            return reply(failure(verb, "ids: a non-empty array of at most 10000 queue IDs"));
+        if (!j.is_array() || j.empty() || j.size() > kMaxIds)
+            return reply(failure(verb, "ids: a non-empty array of at most " +
+                                           std::to_string(kMaxIds) + " queue IDs"));
         for (const auto& v : j) {
             if (!v.is_string()) return reply(failure(verb, "ids: every element is a string"));
             ids->push_back(v.get<std::string>());
@@ -223,66 +254,46 @@ void ControlVerbs::queueAction(const json& request, ControlServer::Reply reply, 
         if (f->empty()) return reply(failure(verb, "an empty filter; say \"all\" to mean all"));
         filter = *f;
     }
-    auto select = [this, hasIds, filter, ids] {
+    // The filter's "older_than" counts from when the request came.
+    int64_t now = clock_.wallSeconds();
+    auto select = [this, hasIds, filter, ids, now] {
         if (hasIds) return;
-        int64_t now = nowSeconds();
         for (const auto& id : spool_.listIds()) {
             auto m = spool_.load(id);
             if (m && filter.matches(*m, now)) ids->push_back(id);
         }
     };
     workers_.run(select, [this, action, verb, ids, reply] {
-        // Run the actions a few at a time; reply once every one has ended.
-        struct Run {
-            AdminAction action;
-            std::vector<std::string> ids;
-            std::vector<AdminResult> results;
-            size_t next = 0, done = 0;
-            ControlServer::Reply reply;
-            std::string verb;
-            std::function<void()> launch;
-            bool launching = false;
-        };
-        auto run = std::make_shared<Run>();
-        run->action = action;
-        run->ids = std::move(*ids);
-        run->results.resize(run->ids.size());
-        run->reply = reply;
-        run->verb = verb;
-        auto finish = [](Run& done) {
-            json results = json::array();
-            std::map<std::string, size_t> counts{
-                {"done", 0}, {"unchanged", 0}, {"not-found", 0}, {"error", 0}};
-            for (const auto& r : done.results) {
-                ++counts[r.result];
-                results.push_back({{"id", r.id}, {"result", r.result}, {"detail", r.detail}});
-            }
-            done.reply({{"version", kControlProtocolVersion},
-                        {"ok", true},
-                        {"verb", done.verb},
-                        {"matched", done.ids.size()},
-                        {"counts", counts},
-                        {"results", results}});
-        };
-        // The pending callbacks own the run; launch only looks at it.
-        std::weak_ptr<Run> weak = run;
-        run->launch = [this, weak, finish] {
-            auto self = weak.lock();
-            if (!self || self->launching) return;  // the loop below picks it up
-            self->launching = true;
-            while (self->next < self->ids.size() && self->next - self->done < kParallelActions) {
-                size_t i = self->next++;
-                scheduler_.admin(self->action, self->ids[i], [self, i, finish](AdminResult r) {
-                    self->results[i] = std::move(r);
-                    if (++self->done == self->ids.size()) return finish(*self);
-                    self->launch();
-                });
-            }
-            self->launching = false;
-        };
-        if (run->ids.empty()) return finish(*run);
-        run->launch();
+        runActions(action, verb, std::move(*ids), reply);
     });
+}
+
+void ControlVerbs::runActions(AdminAction action, const std::string& verb,
+                              std::vector<std::string> ids, ControlServer::Reply reply) {
+    auto run = std::make_shared<ActionRun>();
+    run->action = action;
+    run->ids = std::move(ids);
+    run->results.resize(run->ids.size());
+    run->reply = std::move(reply);
+    run->verb = verb;
+    // The pending callbacks own the run; launch only looks at it.
+    std::weak_ptr<ActionRun> weak = run;
+    run->launch = [this, weak] {
+        auto self = weak.lock();
+        if (!self || self->launching) return;  // the loop below picks it up
+        self->launching = true;
+        while (self->next < self->ids.size() && self->next - self->done < kParallelActions) {
+            size_t i = self->next++;
+            scheduler_.admin(self->action, self->ids[i], [self, i](AdminResult r) {
+                self->results[i] = std::move(r);
+                if (++self->done == self->ids.size()) return replyResults(*self);
+                self->launch();
+            });
+        }
+        self->launching = false;
+    };
+    if (run->ids.empty()) return replyResults(*run);
+    run->launch();
 }
 
 }  // namespace danerelay::relay

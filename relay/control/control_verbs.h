@@ -10,29 +10,33 @@
 // Every reply carries "version" and "ok"; a failed request has "error".
 // The reply shapes are documented in docs/danectl-json.md and checked by the
 // end-to-end tests against docs/danectl.schema.json.
+// The time (start, uptime, policy load, probe, a filter's "older_than") comes
+// from the Clock given, the system's unless a test gives a ManualClock.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "dns/resolver.h"
 #include "policy/policy.h"
 #include "queue/spool.h"
-#include "relay/runtime/config.h"
 #include "relay/control/control.h"
-#include "relay/runtime/event_loop.h"
 #include "relay/outbound/scheduler.h"
+#include "relay/runtime/config.h"
+#include "relay/runtime/event_loop.h"
 
 namespace danerelay::relay {
 
 class ControlVerbs {
   public:
     ControlVerbs(const Config& cfg, Scheduler& scheduler, queue::Spool& spool, WorkerPool& workers,
-                 dns::Resolver& resolver);
+                 dns::Resolver& resolver, const Clock& clock = SystemClock::instance());
 
     void handle(const nlohmann::json& request, ControlServer::Reply reply);
 
@@ -44,9 +48,14 @@ class ControlVerbs {
     void setPolicy(std::shared_ptr<const policy::PolicySet> p);
 
   private:
+    struct QueueCounts;
     void status(ControlServer::Reply reply);
+    nlohmann::json statusJson(const QueueCounts& counts) const;
     // swept: the sweep that flush --all starts with has run.
     void queueAction(const nlohmann::json& request, ControlServer::Reply reply, bool swept = false);
+    // Run action on every ID (a few at a time); reply once all have ended.
+    void runActions(AdminAction action, const std::string& verb, std::vector<std::string> ids,
+                    ControlServer::Reply reply);
     nlohmann::json policyJson() const;
     nlohmann::json dnssecJson(const nlohmann::json& lastProbe) const;
 
@@ -55,6 +64,7 @@ class ControlVerbs {
     queue::Spool& spool_;
     WorkerPool& workers_;
     dns::Resolver& resolver_;
+    const Clock& clock_;
     int64_t started_;
     std::shared_ptr<const policy::PolicySet> policy_;
     int64_t policyLoaded_ = 0;

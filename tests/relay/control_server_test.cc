@@ -1,0 +1,236 @@
+// The control socket's server and client on a real event loop: one request,
+// one reply, then the close (the connection destroyed after its callback);
+// the protocol version, malformed and oversized requests refused without
+// reaching the handler; a peer that is neither root nor the daemon's user
+// refused; controlRequest's answers when the daemon is not there.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "relay/control/control.h"
+#include "relay/control/control_client.h"
+
+namespace danerelay::relay {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+class ControlServerTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/danerelay-control-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        server_ = std::make_unique<ControlServer>(base_.get(), dir_ + "/control.sock",
+                                                  [this](const json& request, auto reply) {
+                                                      ++handled_;
+                                                      reply({{"version", kControlProtocolVersion},
+                                                             {"ok", true},
+                                                             {"echo", request.value("verb", "")}});
+                                                  });
+    }
+    void TearDown() override {
+        server_.reset();
+        fs::remove_all(dir_);
+    }
+    // Run the loop until done() or 10 s.
+    bool pumpUntil(const std::function<bool()>& done) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            event_base_loop(base_.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return true;
+    }
+    // A connection handed to the server as if accepted; our end.
+    UniqueFd connectPair() {
+        int sv[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        server_->serve(UniqueFd(sv[0]));
+        return UniqueFd(sv[1]);
+    }
+    // Everything the server sends until it closes (or 10 s pass).
+    std::string exchange(int fd, const std::string& request) {
+        EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(request.size()));
+        std::string got;
+        bool closed = false;
+        pumpUntil([&] {
+            char buf[4096];
+            ssize_t n;
+            while ((n = ::read(fd, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+            closed = n == 0;
+            return closed;
+        });
+        EXPECT_TRUE(closed) << "the server did not close after its reply";
+        return got;
+    }
+
+    EventBasePtr base_{event_base_new()};
+    std::string dir_;
+    std::unique_ptr<ControlServer> server_;
+    int handled_ = 0;
+};
+
+TEST_F(ControlServerTest, AnswersOneRequestOnOneLineThenClosesAndForgetsTheConnection) {
+    auto fd = connectPair();
+    EXPECT_EQ(server_->connections(), 1u);
+    std::string got = exchange(fd.get(), R"({"version":1,"verb":"status"})"
+                                         "\n");
+    EXPECT_EQ(got, R"({"echo":"status","ok":true,"version":1})"
+                   "\n");
+    EXPECT_EQ(handled_, 1);
+    EXPECT_EQ(server_->connections(), 0u);
+}
+
+TEST_F(ControlServerTest, AnotherProtocolVersionIsRefusedBeforeTheHandler) {
+    // 4294967297 would be 1 if it were truncated to an int.
+    for (const char* version : {"2", "0", "4294967297", "\"1\"", "1.0"}) {
+        auto fd = connectPair();
+        std::string got =
+            exchange(fd.get(), std::string(R"({"verb":"status","version":)") + version + "}\n");
+        auto reply = json::parse(got);
+        EXPECT_EQ(reply["ok"], false) << version;
+        EXPECT_EQ(reply["version"], kControlProtocolVersion);
+        EXPECT_EQ(reply["error"], "unsupported protocol version (this daemon speaks 1)") << version;
+    }
+    auto fd = connectPair();
+    auto reply = json::parse(exchange(fd.get(), "{\"verb\":\"status\"}\n"));
+    EXPECT_EQ(reply["ok"], false);
+    EXPECT_EQ(handled_, 0);
+}
+
+TEST_F(ControlServerTest, WhatIsNotAJsonObjectOnOneLineIsRefused) {
+    for (const char* line : {"status\n", "[1]\n", "{\"version\":1\n"}) {
+        auto fd = connectPair();
+        auto reply = json::parse(exchange(fd.get(), line));
+        EXPECT_EQ(reply["error"], "request is not a JSON object on one line") << line;
+    }
+    EXPECT_EQ(handled_, 0);
+}
+
+TEST_F(ControlServerTest, ARequestLongerThan64KiBIsRefusedWithoutWaitingForItsEnd) {
+    auto fd = connectPair();
+    std::string got = exchange(fd.get(), std::string(64 * 1024 + 1, ' '));  // no newline yet
+    EXPECT_EQ(json::parse(got)["error"], "request longer than 64 KiB");
+    EXPECT_EQ(handled_, 0);
+}
+
+// The client leaves while its request is in hand: the late answer finds the
+// connection gone, and the connection is closed and destroyed, not kept.
+TEST_F(ControlServerTest, AnAnswerForAClientThatLeftClosesTheConnection) {
+    ControlServer::Reply later;
+    ControlServer server(base_.get(), dir_ + "/other.sock",
+                         [&](const json&, ControlServer::Reply r) { later = std::move(r); });
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    server.serve(UniqueFd(sv[0]));
+    {
+        UniqueFd client(sv[1]);
+        std::string req = "{\"version\":1}\n";
+        ASSERT_EQ(::send(client.get(), req.data(), req.size(), 0),
+                  static_cast<ssize_t>(req.size()));
+        ASSERT_TRUE(pumpUntil([&] { return static_cast<bool>(later); }));
+    }  // the client goes before the answer
+    EXPECT_EQ(server.connections(), 1u);
+    later({{"version", 1}, {"ok", true}});
+    EXPECT_TRUE(pumpUntil([&] { return server.connections() == 0; }));
+}
+
+TEST(ControlPeer, OnlyRootAndTheDaemonsOwnUserAreServed) {
+    EXPECT_TRUE(ControlServer::peerAllowed(0, 1000));
+    EXPECT_TRUE(ControlServer::peerAllowed(1000, 1000));
+    EXPECT_FALSE(ControlServer::peerAllowed(1001, 1000));
+    EXPECT_FALSE(ControlServer::peerAllowed(65534, 0));
+}
+
+// Through listen() and a real connect from another user: the refusal comes
+// as the answer to its request, and the handler never runs.
+TEST_F(ControlServerTest, AnotherUserIsRefusedWithAnAnswerNotAReset) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    ASSERT_TRUE(server_->listen().ok());
+    // Let the other user reach it (the daemon's socket is 0600 in a private directory).
+    ASSERT_EQ(::chmod(dir_.c_str(), 0711), 0);
+    ASSERT_EQ(::chmod(server_->path().c_str(), 0666), 0);
+    int out[2];
+    ASSERT_EQ(::pipe(out), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::close(out[0]);
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
+        auto r = controlRequest(server_->path(), {{"version", 1}, {"verb", "status"}}, 10);
+        std::string text = r ? r->dump() : "ERROR " + r.error().message;
+        ssize_t w = ::write(out[1], text.data(), text.size());
+        ::_exit(w == static_cast<ssize_t>(text.size()) ? 0 : 4);
+    }
+    ::close(out[1]);
+    UniqueFd reader(out[0]);
+    int status = 0;
+    ASSERT_TRUE(pumpUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }));
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    std::string got(4096, '\0');
+    got.resize(static_cast<size_t>(std::max<ssize_t>(0, ::read(reader.get(), got.data(), 4096))));
+    auto reply = json::parse(got, nullptr, false);
+    ASSERT_TRUE(reply.is_object()) << got;
+    EXPECT_EQ(reply["ok"], false);
+    EXPECT_EQ(reply["error"], "permission denied: uid 65534 is neither root nor the daemon's user");
+    EXPECT_EQ(handled_, 0);
+}
+
+// controlRequest in a thread against the listening server on this loop.
+TEST_F(ControlServerTest, ClientAndServerAgreeOverTheListeningSocket) {
+    ASSERT_TRUE(server_->listen().ok());
+    struct stat st;
+    ASSERT_EQ(::stat(server_->path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto reply = std::async(std::launch::async, [&] {
+        return controlRequest(server_->path(), {{"version", 1}, {"verb", "hello"}}, 10);
+    });
+    ASSERT_TRUE(pumpUntil(
+        [&] { return reply.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }));
+    auto r = reply.get();
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ((*r)["echo"], "hello");
+}
+
+TEST(ControlClient, SaysWhenNoDaemonListens) {
+    auto r = controlRequest("/nonexistent-dir/control.sock", {{"version", 1}}, 1);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().kind, ErrorKind::Temporary);
+    EXPECT_NE(r.error().message.find("(is danerelayd running?)"), std::string::npos)
+        << r.error().message;
+    auto bad = controlRequest(std::string(200, 'x'), {{"version", 1}}, 1);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().kind, ErrorKind::Permanent);
+}
+
+TEST(ControlClient, GivesUpWhenTheDaemonDoesNotAnswerInTime) {
+    char tmpl[] = "/tmp/danerelay-control-XXXXXX";
+    std::string dir = ::mkdtemp(tmpl);
+    std::string path = dir + "/control.sock";
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM, 0));
+    sockaddr_un sa;
+    ASSERT_TRUE(controlSocketAddress(path, &sa));
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);  // accepted by the kernel, never answered
+    auto r = controlRequest(path, {{"version", 1}}, 1);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().message, "no reply from the daemon within 1 seconds");
+    fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace danerelay::relay

@@ -1,0 +1,160 @@
+// The control verbs on a real spool and event loop, with a ManualClock: the
+// status reply's start, uptime, policy and probe times are the clock's, and a
+// queue action's "older_than" filter counts from the clock's now. Delivery is
+// disabled and the resolver never asked: nothing reaches the network.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+
+#include "queue/queue_id.h"
+#include "relay/control/control_verbs.h"
+#include "relay/runtime/committer.h"
+
+namespace danerelay::relay {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr int64_t kStart = 1'700'000'000;
+
+class ControlVerbsTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/danerelay-verbs-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        fs::create_directory(dir_ + "/policy");
+        auto sp = queue::Spool::open(dir_ + "/spool", queue::Spool::Mode::Writer);
+        ASSERT_TRUE(sp.ok());
+        spool_ = std::move(*sp);
+        poster_ = std::make_unique<LoopPoster>(base_.get());
+        workers_ = std::make_unique<WorkerPool>(*poster_, 1);
+        committer_ = std::make_unique<Committer>(*poster_, *spool_, 16);
+        cfg_.hostname = "relay.test";
+        cfg_.spoolDir = dir_ + "/spool";
+        cfg_.policyDir = dir_ + "/policy";
+        cfg_.delivery.enabled = false;
+        dns::ResolverOptions o;
+        o.servers = {{"127.0.0.1", 9, false}};  // discard: never asked here
+        o.timeoutMs = 400;
+        o.attempts = 1;
+        resolver_ = std::make_unique<dns::Resolver>(base_.get(), o);
+        scheduler_ = std::make_unique<Scheduler>(base_.get(), cfg_, *spool_, *workers_, *committer_,
+                                                 *resolver_, ids_);
+        verbs_ = std::make_unique<ControlVerbs>(cfg_, *scheduler_, *spool_, *workers_, *resolver_,
+                                                clock_);
+    }
+    void TearDown() override {
+        workers_->stop();
+        verbs_.reset();
+        scheduler_.reset();
+        committer_.reset();
+        workers_.reset();
+        resolver_.reset();
+        poster_.reset();
+        spool_.reset();
+        fs::remove_all(dir_);
+    }
+    // The verb's reply, running the loop until it comes (at most 10 s).
+    json ask(const json& request) {
+        std::optional<json> got;
+        verbs_->handle(request, [&](json r) { got = std::move(r); });
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!got && std::chrono::steady_clock::now() < deadline) {
+            timeval slice{0, 20000};
+            event_base_loopexit(base_.get(), &slice);
+            event_base_dispatch(base_.get());
+        }
+        EXPECT_TRUE(got.has_value()) << "no reply to " << request.dump();
+        return got.value_or(json());
+    }
+    std::string commit(int64_t arrival) {
+        queue::NewMessage m;
+        m.id = ids_.next();
+        m.envelope.sender = "alice@example.org";
+        m.envelope.recipients = {{"bob@example.com", "", queue::kNotifyNone}};
+        m.envelope.arrival = arrival;
+        m.content = "Subject: hi\r\n\r\nbody\r\n";
+        EXPECT_TRUE(spool_->commitOne(m).ok());
+        return m.id;
+    }
+
+    ManualClock clock_{kStart};
+    std::string dir_;
+    std::unique_ptr<queue::Spool> spool_;
+    EventBasePtr base_{event_base_new()};
+    std::unique_ptr<LoopPoster> poster_;
+    std::unique_ptr<WorkerPool> workers_;
+    std::unique_ptr<Committer> committer_;
+    std::unique_ptr<dns::Resolver> resolver_;
+    queue::QueueIdGenerator ids_;
+    Config cfg_;
+    std::unique_ptr<Scheduler> scheduler_;
+    std::unique_ptr<ControlVerbs> verbs_;
+};
+
+TEST_F(ControlVerbsTest, StatusTellsStartAndUptimeByTheClock) {
+    clock_.advance(std::chrono::seconds(3 * 3600 + 125));
+    auto r = ask({{"version", kControlProtocolVersion}, {"verb", "status"}});
+    EXPECT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["version"], kControlProtocolVersion);
+    EXPECT_EQ(r["daemon"]["started"], kStart);
+    EXPECT_EQ(r["daemon"]["uptime_seconds"], 3 * 3600 + 125);
+    EXPECT_EQ(r["daemon"]["pid"], static_cast<int64_t>(::getpid()));
+    EXPECT_TRUE(r["dnssec"]["last_probe"].is_null());
+}
+
+TEST_F(ControlVerbsTest, PolicyLoadAndProbeAreStampedByTheClock) {
+    auto empty = policy::PolicySet::loadDir(cfg_.policyDir);
+    ASSERT_TRUE(empty.ok()) << empty.error().message;
+    clock_.advance(std::chrono::seconds(60));
+    verbs_->setPolicy(*empty);
+    clock_.advance(std::chrono::seconds(30));
+    verbs_->noteProbe(true, "isc.org validates");
+    clock_.advance(std::chrono::seconds(5));
+    auto r = ask({{"version", kControlProtocolVersion}, {"verb", "status"}});
+    EXPECT_EQ(r["policy"]["loaded"], kStart + 60);
+    EXPECT_EQ(r["policy"]["dir"], cfg_.policyDir);
+    EXPECT_EQ(r["dnssec"]["last_probe"]["at"], kStart + 90);
+    EXPECT_EQ(r["dnssec"]["last_probe"]["detail"], "isc.org validates");
+    EXPECT_EQ(r["daemon"]["uptime_seconds"], 95);
+}
+
+// A message that arrived at kStart is 100 s old by the clock (and years old
+// by the system's): older_than 500 must not select it, older_than 50 must.
+TEST_F(ControlVerbsTest, OlderThanCountsFromTheClocksNow) {
+    std::string id = commit(kStart);
+    clock_.advance(std::chrono::seconds(100));
+    json req = {{"version", kControlProtocolVersion},
+                {"verb", "queue"},
+                {"action", "hold"},
+                {"filter", {{"older_than", 500}}}};
+    auto r = ask(req);
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["matched"], 0) << r.dump();
+    req["filter"]["older_than"] = 50;
+    r = ask(req);
+    ASSERT_EQ(r["ok"], true) << r.dump();
+    EXPECT_EQ(r["matched"], 1) << r.dump();
+    EXPECT_EQ(r["verb"], "queue hold");
+    ASSERT_EQ(r["results"].size(), 1u);
+    EXPECT_EQ(r["results"][0]["id"], id);
+}
+
+TEST_F(ControlVerbsTest, RequestsItCannotServeAreRefusedWithTheProtocolVersion) {
+    auto r = ask({{"version", 2}, {"verb", "status"}});
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_EQ(r["version"], kControlProtocolVersion);
+    EXPECT_EQ(r["error"], "unsupported protocol version (this daemon speaks 1)");
+    r = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}, {"ids", json::array()}});
+    EXPECT_EQ(r["error"], "ids: a non-empty array of at most 10000 queue IDs");
+    r = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}});
+    EXPECT_EQ(r["error"], "give exactly one of: ids, filter, all");
+}
+
+}  // namespace
+}  // namespace danerelay::relay
