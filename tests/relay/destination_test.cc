@@ -188,10 +188,16 @@ class DestinationTest : public ::testing::Test {
         o.attempts = 1;
         dns::Resolver resolver(base_.get(), o);
         std::optional<DestinationInfo> got;
-        DestinationLookup::run(resolver, domain, maxHosts, [&](const DestinationInfo& d) {
+        auto done = [&](const DestinationInfo& d) {
             got = d;
             event_base_loopbreak(base_.get());
-        });
+        };
+        if (nextHop_.empty()) {
+            DestinationLookup::run(resolver, domain, maxHosts, done);
+        } else {
+            DestinationLookup::runNextHop(resolver, domain, nextHop_, literal_, nextHopPort_, done);
+            if (got) return *got;  // a literal: nothing to ask
+        }
         timeval limit{5, 0};
         event_base_loopexit(base_.get(), &limit);
         event_base_dispatch(base_.get());
@@ -208,6 +214,9 @@ class DestinationTest : public ::testing::Test {
     }
 
     EventBasePtr base_;
+    std::string nextHop_;  // set: runNextHop() instead of run()
+    bool literal_ = false;
+    uint16_t nextHopPort_ = 25;
 };
 
 TEST_F(DestinationTest, MxHostsInPreferenceOrderWithTiesKept) {
@@ -464,6 +473,40 @@ TEST_F(DestinationTest, ACnamedMxFallsBackToItsOwnNameOnlyWhenSecurelyAbsent) {
     ASSERT_EQ(d.hosts.size(), 1u);
     EXPECT_EQ(d.hosts[0].tlsaStatus, dns::TlsaStatus::Failed);
     EXPECT_FALSE(server.asked().contains("_25._tcp.mx.example.org. TLSA"));
+}
+
+// A next hop from policy stands where a secure MX RRset would: no MX lookup,
+// TLSA at _port._tcp.host; an IP literal has no DNSSEC, so no DANE.
+TEST_F(DestinationTest, APolicyNextHopReplacesTheMxLookup) {
+    std::map<std::string, Zone> z;
+    z["example.org. MX"] = secure({"example.org. 300 IN MX 10 mx.example.org."});
+    secureHost(z, "relay.example.net", "192.0.2.20");
+    z["_587._tcp.relay.example.net. TLSA"] =
+        secure({std::string("_587._tcp.relay.example.net.") + kTlsa});
+    {
+        FakeDns server(z);
+        nextHop_ = "relay.example.net";
+        nextHopPort_ = 587;
+        auto d = lookup(server, "example.org");
+        EXPECT_EQ(d.nextHop, "relay.example.net:587");
+        EXPECT_EQ(d.port, 587);
+        EXPECT_EQ(d.mx.security, Security::Secure);
+        ASSERT_EQ(d.hosts.size(), 1u);
+        EXPECT_EQ(d.hosts[0].tlsaStatus, dns::TlsaStatus::Usable);
+        EXPECT_EQ(d.hosts[0].tlsaBase, "relay.example.net");
+        EXPECT_FALSE(server.asked().contains("example.org. MX"));
+    }
+    FakeDns server(z);
+    nextHop_ = "192.0.2.21";
+    literal_ = true;
+    nextHopPort_ = 25;
+    auto d = lookup(server, "example.org");
+    EXPECT_EQ(d.nextHop, "[192.0.2.21]:25");
+    EXPECT_EQ(d.mx.security, Security::Insecure);
+    ASSERT_EQ(d.hosts.size(), 1u);
+    EXPECT_EQ(d.hosts[0].a.addresses, std::vector<std::string>{"192.0.2.21"});
+    EXPECT_FALSE(d.hosts[0].tlsaLooked);
+    EXPECT_TRUE(server.asked().empty());
 }
 
 }  // namespace
