@@ -259,6 +259,36 @@ TEST(SmtpClientLifetime, AClientTheFullCacheRefusedIsBuriedNotDestroyedInItsCall
     }
 }
 
+// The other way a client in state Idle is not in the cache: a reuse took it
+// out, and our own refusal of the next message (a bare LF: 5.6.0) ends it
+// before its MAIL FROM. It too is buried, with its in-flight reference.
+TEST(SmtpClientLifetime, AReusedClientEndedByOurRefusalIsBuried) {
+    EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
+    ConnectionCache cache(30, 4);
+    FakeMx mx([](FakeMx& s) {
+        s.upToData();
+        s.readBody();
+        s.say("250 2.0.0 queued\r\n");
+    });
+    auto first = runOnce(d, cache, plainRequest(mx.port(), 4096));
+    ASSERT_TRUE(first);
+    ASSERT_EQ(cache.size(), 1u);
+    auto req = plainRequest(mx.port(), 100);
+    req.content = std::make_shared<const std::string>("a\nb\r\n");
+    std::optional<ClientResult> out;
+    size_t pendingBefore = d.pending();
+    SmtpClient::run(
+        d, nullptr, std::move(req), [&](const ClientResult& r) { out = r; }, &cache);
+    ASSERT_TRUE(out);  // refused at once, before anything was sent
+    EXPECT_TRUE(out->reusedConnection);
+    EXPECT_EQ(out->failure, ClientResult::Failure::Refused);
+    EXPECT_EQ(cache.size(), 0u);
+    EXPECT_EQ(d.pending(), pendingBefore + 1)
+        << "the reused client was not handed to deferredDelete";
+    mx.release();
+}
+
 // ------------------------------------------------ every reply at every stage
 //
 // What the client reports (ClientResult's stage, failure kind, reply code)
