@@ -737,7 +737,11 @@ void SmtpClient::finish() {
     tls_.reset();
     fd_.reset();
     std::shared_ptr<SmtpClient> keep = std::move(selfRef_);
-    if (state_ == State::Idle && cache_) keep = cache_->remove(this);
+    // Parked: the cache's reference. Not parked after all (the cache was
+    // full, or a reuse took it out): the in-flight one, never nothing.
+    if (state_ == State::Idle && cache_) {
+        if (auto parked = cache_->remove(this)) keep = std::move(parked);
+    }
     state_ = State::Done;
     auto done = std::move(done_);
     if (done) done(result_);

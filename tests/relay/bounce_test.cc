@@ -116,4 +116,192 @@ TEST(Bounce, DsnTextCutsAtACharacterBoundary) {
     EXPECT_EQ(dsnText("a\tb\rc\nd"), "a b c d");
 }
 
+// The DSN's parts: what lies between each "--boundary" line and the next.
+std::vector<std::string> parts(const std::string& dsn, const std::string& boundary) {
+    std::vector<std::string> out;
+    std::string delim = "\r\n--" + boundary;
+    size_t at = dsn.find(delim);
+    while (at != std::string::npos) {
+        size_t start = at + delim.size();
+        if (dsn.compare(start, 2, "--") == 0) break;  // the end
+        start += 2;                                   // CRLF
+        size_t next = dsn.find(delim, start);
+        out.push_back(
+            dsn.substr(start, next == std::string::npos ? std::string::npos : next - start));
+        at = next;
+    }
+    return out;
+}
+
+bool has(const std::string& hay, const std::string& needle) {
+    return hay.find(needle) != std::string::npos;
+}
+
+// RFC 3464: a multipart/report of report-type delivery-status, three parts in
+// order (human-readable, message/delivery-status, the returned message),
+// per-message fields, then one block of per-recipient fields for each failed
+// recipient, each block after a blank line.
+TEST(Bounce, StructureIsAnRfc3464Report) {
+    auto m = message();
+    m.envelope.recipients.push_back({"carol@example.net", "", queue::kNotifyNone});
+    m.envelope.recipients.push_back({"dave@example.net", "", queue::kNotifyNone});
+    m.status.resize(3);
+    auto dsn = buildFailureDsn("relay.example", m, kContent,
+                               {{0, "5.1.1", "550 5.1.1 no such user", "mx.example.com"},
+                                {2, "5.4.7", "5.4.7 delivery time expired; last error: x", ""}},
+                               1700000100);
+    expectClean(dsn);
+    const std::string boundary = "0123456789ABCDEF/relay.example";
+    auto head = dsn.substr(0, dsn.find("\r\n\r\n"));
+    EXPECT_TRUE(has(head, "\r\nTo: <alice@example.org>\r\n"));
+    EXPECT_TRUE(has(head, "From: MAILER-DAEMON@relay.example"));
+    EXPECT_TRUE(has(head, "\r\nAuto-Submitted: auto-replied\r\n"));
+    EXPECT_TRUE(has(head, "\r\nMIME-Version: 1.0\r\n"));
+    EXPECT_TRUE(has(head,
+                    "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+                    "\tboundary=\"" +
+                        boundary + "\""));
+
+    auto p = parts(dsn, boundary);
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_EQ(p[0].rfind("Content-Description: Notification\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\n\r\n",
+                         0),
+              0u);
+    EXPECT_TRUE(has(p[0], "<bob@example.com>: 550 5.1.1 no such user\r\n"));
+    EXPECT_TRUE(has(p[0], "<dave@example.net>: 5.4.7 delivery time expired"));
+    EXPECT_FALSE(has(p[0], "carol@example.net"));  // not failed, not reported
+
+    const std::string status = p[1];
+    EXPECT_EQ(status.rfind("Content-Description: Delivery report\r\n"
+                           "Content-Type: message/delivery-status\r\n\r\n",
+                           0),
+              0u);
+    // The per-message fields, then a blank line before each recipient block.
+    auto fields = status.substr(status.find("\r\n\r\n") + 4);
+    auto blocks = std::vector<std::string>{};
+    for (size_t at = 0; at != std::string::npos;) {
+        size_t next = fields.find("\r\n\r\n", at);
+        blocks.push_back(fields.substr(at, next == std::string::npos ? next : next + 2 - at));
+        at = next == std::string::npos ? next : next + 4;
+    }
+    ASSERT_GE(blocks.size(), 3u);
+    EXPECT_EQ(blocks[0].rfind("Reporting-MTA: dns; relay.example\r\n", 0), 0u);
+    EXPECT_TRUE(has(blocks[0], "\r\nArrival-Date: "));
+    EXPECT_FALSE(has(blocks[0], "Original-Envelope-Id"));  // no ENVID given
+    EXPECT_EQ(blocks[1],
+              "Final-Recipient: rfc822; bob@example.com\r\n"
+              "Original-Recipient: rfc822;bob@example.com\r\n"
+              "Action: failed\r\n"
+              "Status: 5.1.1\r\n"
+              "Remote-MTA: dns; mx.example.com\r\n"
+              "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n");
+    // No ORCPT, no remote MTA (we gave up ourselves): those fields are left out.
+    EXPECT_EQ(blocks[2].rfind("Final-Recipient: rfc822; dave@example.net\r\n"
+                              "Action: failed\r\n"
+                              "Status: 5.4.7\r\n"
+                              "Diagnostic-Code: smtp; 5.4.7 delivery time expired",
+                              0),
+              0u)
+        << blocks[2];
+
+    // RET unspecified: the whole message comes back.
+    EXPECT_EQ(p[2],
+              "Content-Description: Undelivered Message\r\n"
+              "Content-Type: message/rfc822\r\n\r\n" +
+                  kContent);
+}
+
+TEST(Bounce, RetHeadersReturnsTheHeaderOnlyAndRetFullTheWholeMessage) {
+    auto m = message();
+    const std::string boundary = "0123456789ABCDEF/relay.example";
+    m.envelope.ret = queue::DsnRet::Headers;
+    auto dsn =
+        buildFailureDsn("relay.example", m, kContent, {{0, "5.0.0", "550 no", ""}}, 1700000100);
+    expectClean(dsn);
+    auto p = parts(dsn, boundary);
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_EQ(p[2],
+              "Content-Description: Undelivered Message Headers\r\n"
+              "Content-Type: text/rfc822-headers\r\n\r\n"
+              "Subject: hello\r\nFrom: alice@example.org\r\n");
+    EXPECT_FALSE(has(dsn, "body\r\n"));
+
+    m.envelope.ret = queue::DsnRet::Full;
+    dsn = buildFailureDsn("relay.example", m, kContent, {{0, "5.0.0", "550 no", ""}}, 1700000100);
+    p = parts(dsn, boundary);
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_TRUE(has(p[2], "Content-Type: message/rfc822\r\n\r\n" + kContent));
+}
+
+TEST(Bounce, EnvidAndOrcptAreReportedWhenGiven) {
+    auto m = message();
+    m.envelope.envid = "QQ314159";
+    auto dsn =
+        buildFailureDsn("relay.example", m, kContent, {{0, "5.0.0", "550 no", ""}}, 1700000100);
+    EXPECT_TRUE(has(dsn, "\r\nOriginal-Envelope-Id: QQ314159\r\n"));
+    EXPECT_TRUE(has(dsn, "\r\nOriginal-Recipient: rfc822;bob@example.com\r\n"));
+    m.envelope.envid.clear();
+    m.envelope.recipients[0].orcpt.clear();
+    dsn = buildFailureDsn("relay.example", m, kContent, {{0, "5.0.0", "550 no", ""}}, 1700000100);
+    EXPECT_FALSE(has(dsn, "Original-Envelope-Id"));
+    EXPECT_FALSE(has(dsn, "Original-Recipient"));
+}
+
+TEST(Bounce, NotifyDecidesWhetherAFailureIsReported) {
+    auto rcpt = [](unsigned notify) { return queue::Recipient{"r@example.com", "", notify}; };
+    EXPECT_TRUE(wantsFailureDsn(rcpt(queue::kNotifyNone)));  // no NOTIFY: failures are reported
+    EXPECT_TRUE(wantsFailureDsn(rcpt(queue::kNotifyFailure)));
+    EXPECT_TRUE(wantsFailureDsn(rcpt(queue::kNotifyFailure | queue::kNotifyDelay)));
+    EXPECT_TRUE(wantsFailureDsn(rcpt(queue::kNotifySuccess | queue::kNotifyFailure)));
+    EXPECT_FALSE(wantsFailureDsn(rcpt(queue::kNotifyNever)));
+    EXPECT_FALSE(wantsFailureDsn(rcpt(queue::kNotifySuccess)));
+    EXPECT_FALSE(wantsFailureDsn(rcpt(queue::kNotifyDelay)));
+    EXPECT_FALSE(wantsFailureDsn(rcpt(queue::kNotifySuccess | queue::kNotifyDelay)));
+}
+
+// Every value from outside is capped at kMaxDsnValue bytes, however long the
+// remote reply: the DSN stays small whatever a hostile MX says.
+TEST(Bounce, EachQuotedValueIsCapped) {
+    auto m = message();
+    std::string huge(100000, 'a');
+    auto dsn = buildFailureDsn("relay.example", m, kContent,
+                               {{0, "5.0.0", huge, std::string(9000, 'm')}}, 1700000100);
+    expectClean(dsn);
+    auto unfold = [](std::string s) {
+        std::string out;
+        for (size_t i = 0; i < s.size(); ++i) {
+            if (s.compare(i, 3, "\r\n ") == 0) {
+                i += 2;
+                continue;
+            }
+            if (s.compare(i, 2, "\r\n") == 0) break;
+            out += s[i];
+        }
+        return out;
+    };
+    auto at = dsn.find("Diagnostic-Code: smtp; ");
+    ASSERT_NE(at, std::string::npos);
+    auto diag = unfold(dsn.substr(at + 23));
+    EXPECT_EQ(diag, std::string(kMaxDsnValue, 'a'));
+    at = dsn.find("Remote-MTA: dns; ");
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_EQ(unfold(dsn.substr(at + 17)).size(), kMaxDsnValue);
+    // Two quotes of the reply (notification and report), each capped: the DSN
+    // is the message plus a bounded overhead.
+    EXPECT_LT(dsn.size(), kContent.size() + 3 * kMaxDsnValue + 4096);
+    EXPECT_EQ(dsnText(huge).size(), kMaxDsnValue);
+    EXPECT_EQ(dsnText(huge, 10), std::string(10, 'a'));
+}
+
+TEST(Bounce, InvalidUtf8FromTheRemoteIsReplacedNotPassedOn) {
+    auto t = dsnText("550 caf\xe9 \xc3\x28 ok");
+    EXPECT_TRUE(queue::isValidUtf8(t));
+    EXPECT_EQ(t.rfind("550 caf", 0), 0u);
+    EXPECT_TRUE(has(t, "\xEF\xBF\xBD"));  // U+FFFD in place of what was not UTF-8
+    EXPECT_TRUE(has(t, " ok"));
+    // Valid UTF-8 is kept as it is.
+    EXPECT_EQ(dsnText("550 ma\xC3\xAEtre \xE2\x82\xAC"), "550 ma\xC3\xAEtre \xE2\x82\xAC");
+}
+
 }  // namespace

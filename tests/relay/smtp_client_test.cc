@@ -218,6 +218,77 @@ TEST(SmtpClientReuse, BytesBehindTheReplyToDotAreNotParked) {
     mx.release();
 }
 
+// A finished client goes to the Dispatcher's deferredDelete, never destroyed
+// from under its own callback (its Event's std::function is running then):
+// also when the cache refuses to park it because it is full. (Review of
+// issue 14: finish() replaced the in-flight reference with the cache's, a
+// null one when the cache had refused it.)
+TEST(SmtpClientLifetime, AClientTheFullCacheRefusedIsBuriedNotDestroyedInItsCallback) {
+    for (size_t maxIdle : {size_t{0}, size_t{4}}) {
+        EventBasePtr base{event_base_new()};
+        Dispatcher d(base.get());
+        ConnectionCache cache(30, maxIdle);
+        FakeMx mx([](FakeMx& s) {
+            s.upToData();
+            s.readBody();
+            s.say("250 2.0.0 queued\r\n");
+        });
+        std::optional<ClientResult> out;
+        SmtpClient::run(
+            d, nullptr, plainRequest(mx.port(), 4096),
+            [&](const ClientResult& r) {
+                out = r;
+                event_base_loopbreak(base.get());  // before the Dispatcher drains
+            },
+            &cache);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!out && std::chrono::steady_clock::now() < deadline) {
+            timeval tv{0, 10000};
+            event_base_loopexit(base.get(), &tv);
+            event_base_dispatch(base.get());
+        }
+        ASSERT_TRUE(out);
+        EXPECT_TRUE(out->sessionOk()) << out->error;
+        if (maxIdle == 0) {
+            EXPECT_EQ(cache.size(), 0u);
+            EXPECT_EQ(d.pending(), 1u) << "the refused client was not handed to deferredDelete";
+        } else {
+            EXPECT_EQ(cache.size(), 1u);  // parked: the cache holds it
+        }
+        mx.release();
+    }
+}
+
+// The other way a client in state Idle is not in the cache: a reuse took it
+// out, and our own refusal of the next message (a bare LF: 5.6.0) ends it
+// before its MAIL FROM. It too is buried, with its in-flight reference.
+TEST(SmtpClientLifetime, AReusedClientEndedByOurRefusalIsBuried) {
+    EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
+    ConnectionCache cache(30, 4);
+    FakeMx mx([](FakeMx& s) {
+        s.upToData();
+        s.readBody();
+        s.say("250 2.0.0 queued\r\n");
+    });
+    auto first = runOnce(d, cache, plainRequest(mx.port(), 4096));
+    ASSERT_TRUE(first);
+    ASSERT_EQ(cache.size(), 1u);
+    auto req = plainRequest(mx.port(), 100);
+    req.content = std::make_shared<const std::string>("a\nb\r\n");
+    std::optional<ClientResult> out;
+    size_t pendingBefore = d.pending();
+    SmtpClient::run(
+        d, nullptr, std::move(req), [&](const ClientResult& r) { out = r; }, &cache);
+    ASSERT_TRUE(out);  // refused at once, before anything was sent
+    EXPECT_TRUE(out->reusedConnection);
+    EXPECT_EQ(out->failure, ClientResult::Failure::Refused);
+    EXPECT_EQ(cache.size(), 0u);
+    EXPECT_EQ(d.pending(), pendingBefore + 1)
+        << "the reused client was not handed to deferredDelete";
+    mx.release();
+}
+
 // ------------------------------------------------ every reply at every stage
 //
 // What the client reports (ClientResult's stage, failure kind, reply code)
