@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "danectl/output.h"
+#include "queue/admin.h"
 #include "queue/spool.h"
 #include "queue/utf8.h"
 #include "relay/control/control.h"
@@ -73,10 +74,8 @@ json recipientsJson(const queue::StoredMessage& m) {
 }  // namespace
 
 bool isQueueAction(const std::string& verb) {
-    for (const char* a : {"hold", "release", "delete", "flush", "bounce", "requeue"}) {
-        if (verb == a) return true;
-    }
-    return false;
+    queue::AdminAction a;
+    return queue::parseAdminAction(verb, &a);  // the one list of action names
 }
 
 int queueList(const std::string& spoolDir, bool asJson, const Filter& filter) {

@@ -59,8 +59,8 @@ bool parseRcptState(const std::string& s, RcptState* out);
 struct AttemptRecord {
     int64_t at = 0;  // Unix seconds
     std::string mx, ip;
-    std::string tls;   // protocol and cipher, "none" without TLS
-    std::string dane;  // DANE result ("matched 3 1 1 ...", "none", a failure)
+    std::string tls;    // protocol and cipher, "none" without TLS
+    std::string dane;   // DANE result ("matched 3 1 1 ...", "none", a failure)
     std::string reply;  // the server's reply or our reason, at most 512 bytes
     bool operator==(const AttemptRecord&) const = default;
 };
