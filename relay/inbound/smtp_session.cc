@@ -11,6 +11,7 @@
 #include "common/dispatcher.h"
 #include "relay/inbound/smtp_server.h"
 #include "relay/runtime/base64.h"
+#include "relay/runtime/connection.h"
 #include "relay/runtime/log.h"
 #include "relay/runtime/mail_date.h"
 #include "relay/runtime/net_address.h"
@@ -194,34 +195,22 @@ void SmtpSession::readInput() {
     if (state_ == State::Closed || state_ == State::Closing || readPaused_) return;
     char buf[kReadChunk];
     while (in_.size() < kMaxInputBuffered) {
-        size_t n = 0;
-        if (tls_) {
-            auto r = tls_->read(buf, sizeof buf);
-            if (!r) {
-                logEvent("error", {{"client", client_}, {"reason", r.error().message}});
-                finish("tls error");
-                return;
-            }
-            if (r->eof) {
-                peerClosed_ = true;
-                break;
-            }
-            if (r->state != tls::IoState::Done) break;
-            n = r->bytes;
-        } else {
-            ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
-            if (got < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-                finish(std::strerror(errno));
-                return;
-            }
-            if (got == 0) {
-                peerClosed_ = true;
-                break;
-            }
-            n = static_cast<size_t>(got);
+        auto r = readOnce(fd_.get(), tls_.get(), buf, sizeof buf);
+        if (r.outcome == IoOutcome::TlsError) {
+            logEvent("error", {{"client", client_}, {"reason", r.error}});
+            finish("tls error");
+            return;
         }
+        if (r.outcome == IoOutcome::SocketError) {
+            finish(r.error.c_str());
+            return;
+        }
+        if (r.outcome == IoOutcome::Eof) {
+            peerClosed_ = true;
+            break;
+        }
+        if (r.outcome == IoOutcome::WouldBlock) break;
+        size_t n = r.bytes;
         in_.append(buf, n);
         // Bytes do not reset command_timeout (a client trickling one byte at
         // a time would hold its slot for session_timeout); in DATA they buy
@@ -267,18 +256,16 @@ void SmtpSession::flush() {
         }
         if (*r != tls::IoState::Done) writeEv_.add();
     }
-    while ((!tls_ || state_ == State::TlsHandshake) && !out_.empty() && state_ != State::Closed) {
-        ssize_t n = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                writeEv_.add();
-                return;
-            }
-            finish(std::strerror(errno));
+    if ((!tls_ || state_ == State::TlsHandshake) && state_ != State::Closed) {
+        auto w = flushPlain(fd_.get(), out_);
+        if (w.outcome == IoOutcome::WouldBlock) {
+            writeEv_.add();
             return;
         }
-        out_.erase(0, static_cast<size_t>(n));
+        if (w.outcome == IoOutcome::SocketError) {
+            finish(w.error.c_str());
+            return;
+        }
     }
     if (!out_.empty()) return;
     if (state_ == State::Closing) {

@@ -15,6 +15,7 @@
 #include <ctime>
 
 #include "relay/runtime/base64.h"
+#include "relay/runtime/connection.h"
 #include "relay/runtime/log.h"
 #include "relay/runtime/net_address.h"
 
@@ -265,14 +266,9 @@ void SmtpClient::flush() {
         auto r = tls_->drain(out_);
         if (!r) return fail(F::Tls, "TLS write: " + r.error().message);
     }
-    while (!tls_ && !out_.empty() && !finished_) {
-        ssize_t w = ::send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
-            return fail(F::Network, std::string("send: ") + std::strerror(errno));
-        }
-        out_.erase(0, static_cast<size_t>(w));
+    if (!tls_ && !finished_) {
+        auto w = flushPlain(fd_.get(), out_);
+        if (w.outcome == IoOutcome::SocketError) return fail(F::Network, "send: " + w.error);
     }
     if (finished_) return;
     // Wait for writability only while something is pending.
@@ -296,24 +292,20 @@ void SmtpClient::watch(short events) {
 void SmtpClient::readSome() {
     char buf[16384];
     for (;;) {
-        size_t n = 0;
-        if (tls_) {
-            auto r = tls_->read(buf, sizeof buf);
-            if (!r) return fail(F::Tls, "TLS read: " + r.error().message);
-            if (r->eof) return fail(F::Network, "connection closed by server");
-            if (r->state != tls::IoState::Done) break;
-            n = r->bytes;
-        } else {
-            ssize_t got = ::recv(fd_.get(), buf, sizeof buf, 0);
-            if (got < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) break;
-                return fail(F::Network, std::string("recv: ") + std::strerror(errno));
-            }
-            if (got == 0) return fail(F::Network, "connection closed by server");
-            n = static_cast<size_t>(got);
+        auto r = readOnce(fd_.get(), tls_.get(), buf, sizeof buf);
+        switch (r.outcome) {
+            case IoOutcome::TlsError:
+                return fail(F::Tls, "TLS read: " + r.error);
+            case IoOutcome::SocketError:
+                return fail(F::Network, "recv: " + r.error);
+            case IoOutcome::Eof:
+                return fail(F::Network, "connection closed by server");
+            case IoOutcome::WouldBlock:
+                return;
+            case IoOutcome::Progress:
+                break;
         }
-        in_.append(buf, n);
+        in_.append(buf, r.bytes);
         parseReplies();
         if (finished_ || state_ == State::Handshake) return;
     }

@@ -23,7 +23,7 @@ ALLOWED = {
     "tls": {"common"},
     "dns": {"common"},
     "policy": {"common"},
-    "relay/runtime": {"common", "queue", "dns"},
+    "relay/runtime": {"common", "queue", "dns", "tls"},
     "relay/inbound": {"common", "queue", "tls", "relay/runtime"},
     "relay/outbound": {"common", "queue", "tls", "dns", "policy", "relay/runtime"},
     "relay/control": {"common", "queue", "dns", "policy", "relay/runtime", "relay/outbound"},
