@@ -27,10 +27,6 @@ void Event::addMillis(unsigned millis) {
     event_add(ev_, &tv);
 }
 
-void Event::activate(short what) {
-    event_active(ev_, what, 0);
-}
-
 void Event::del() {
     event_del(ev_);
 }

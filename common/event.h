@@ -22,7 +22,7 @@ using EventBasePtr = std::unique_ptr<event_base, EventBaseDeleter>;
 class Event {
   public:
     using Callback = std::function<void(short what)>;
-    // fd -1 and what 0: a timer (or a wake-up made active by activate()).
+    // fd -1 and what 0: a timer.
     Event(event_base* base, int fd, short what, Callback cb);
     ~Event();
     Event(const Event&) = delete;
@@ -31,8 +31,6 @@ class Event {
     void add(const timeval* timeout = nullptr);
     void addSeconds(unsigned seconds);
     void addMillis(unsigned millis);
-    // Run the callback in this loop iteration's next pass, as if `what` fired.
-    void activate(short what = 0);
     void del();
     bool pending() const;
 

@@ -34,13 +34,15 @@ std::vector<uint64_t> Histogram::cumulative() const {
     return out;
 }
 
-std::string escapeLabelValue(const std::string& v) {
+namespace {
+// The exposition format's escapes: backslash and newline everywhere, the
+// double quote too inside a label value.
+std::string escape(const std::string& v, bool quote) {
     std::string out;
     for (char c : v) {
-        if (c == '\\') {
-            out += "\\\\";
-        } else if (c == '"') {
-            out += "\\\"";
+        if (c == '\\' || (quote && c == '"')) {
+            out += '\\';
+            out += c;
         } else if (c == '\n') {
             out += "\\n";
         } else {
@@ -50,19 +52,8 @@ std::string escapeLabelValue(const std::string& v) {
     return out;
 }
 
-namespace {
 std::string escapeHelp(const std::string& v) {
-    std::string out;
-    for (char c : v) {
-        if (c == '\\') {
-            out += "\\\\";
-        } else if (c == '\n') {
-            out += "\\n";
-        } else {
-            out += c;
-        }
-    }
-    return out;
+    return escape(v, false);
 }
 
 const char* typeName(Type t) {
@@ -90,6 +81,10 @@ std::string labelText(const std::vector<std::string>& names, const Labels& value
     return out.empty() ? "" : "{" + out + "}";
 }
 }  // namespace
+
+std::string escapeLabelValue(const std::string& v) {
+    return escape(v, true);
+}
 
 std::string formatValue(double v) {
     if (std::isnan(v)) return "NaN";

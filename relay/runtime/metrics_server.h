@@ -5,9 +5,9 @@
 // (Content-Type: text/plain; version=0.0.4); any other path 404, any other
 // method 405. The listener is bound by the caller (at start-up, with the SMTP
 // listeners, so a taken port is a start error) and handed over. Requests are
-// bounded: headers 8 KiB, body 0 (a scrape has none), 10 s per connection,
-// at most kMaxConnections at once (beyond that, new connections wait in the
-// listen queue).
+// bounded: headers 8 KiB, body 0 (a scrape has none), 10 s per connection.
+// The number of connections is not (libevent 2.1's evhttp has no cap): the
+// endpoint belongs on loopback or a management network, as the README says.
 //
 // registerProcessMetrics() adds the standard process_ metrics (start time,
 // CPU seconds, resident memory, open and maximum file descriptors, from

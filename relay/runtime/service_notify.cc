@@ -2,6 +2,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -49,10 +50,8 @@ void ServiceNotifier::send(const std::string& state) {
 
 void ServiceNotifier::ping() {
     send("WATCHDOG=1");
-    auto half = watchdog_ / 2;
-    timeval tv{static_cast<time_t>(half.count() / 1'000'000),
-               static_cast<suseconds_t>(half.count() % 1'000'000)};
-    timer_.add(&tv);
+    auto half = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_ / 2);
+    timer_.addMillis(static_cast<unsigned>(std::max<int64_t>(half.count(), 1)));
 }
 
 void ServiceNotifier::ready(const std::string& status) {

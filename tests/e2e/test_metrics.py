@@ -102,6 +102,20 @@ class MetricsTest(unittest.TestCase):
             self.scrape("/")
         self.assertEqual(cm.exception.code, 404)
 
+    def test_other_methods_and_oversized_requests_are_refused(self):
+        self.relay.start()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics", data=b"x",
+                                     method="POST")
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertIn(cm.exception.code, (405, 413))
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
+                                     headers={"X-Big": "a" * 20000})
+        with self.assertRaises((urllib.error.HTTPError, ConnectionError)):
+            urllib.request.urlopen(req, timeout=10)
+        # and the endpoint still answers
+        self.assertEqual(self.scrape()[0], 200)
+
     def test_metrics_on_an_smtp_listener_address_is_refused(self):
         with open(self.relay.config) as f:
             cfg = json.load(f)
