@@ -62,13 +62,19 @@ constexpr unsigned kAuthWorkers = 1;
 // so one slow zone's fetches leave room for others.
 constexpr unsigned kValidatorWorkers = 4;
 
+// What --help and a usage error print; docs/man/danerelayd.8.in documents the
+// same options (tests/man/check_help.py compares them).
 void usage() {
     std::fprintf(stderr,
                  "usage: danerelayd --config FILE [--check-config]\n"
-                 "  --config FILE    configuration (JSON); see etc/danerelay.json\n"
+                 "       danerelayd --help\n"
+                 "  --config FILE    configuration (JSON); see danerelay.json(5)\n"
                  "  --check-config   check the configuration and everything a start\n"
                  "                   needs (listeners test-bound, log file, control\n"
-                 "                   socket, spool path), change nothing, and exit\n");
+                 "                   socket, spool path), change nothing, and exit\n"
+                 "  -h, --help       this text, and exit 0\n"
+                 "signals: HUP reloads the policy, USR1 retries the queue now,\n"
+                 "         USR2 reopens log_file, TERM and INT stop; see danerelayd(8)\n");
 }
 
 // What the configuration names, loaded and bound before anything starts.
