@@ -112,6 +112,12 @@ Result<UniqueFd> openMessage(const std::string& path, const std::string& id, str
     return fd;
 }
 
+// The owner writes; the daemon's group may read (danectl queue list/show
+// for mail admins in that group, as with Exim's spool); others nothing.
+// The process umask can only take more away. The lock file stays 0600.
+constexpr mode_t kSpoolDirMode = 0750;
+constexpr mode_t kSpoolFileMode = 0640;
+
 Status mkdirIfMissing(const std::string& path) {
     // Parents first (mkdir -p), so a fresh spool_dir needs no set-up.
     for (size_t pos = path.find('/', 1); pos != std::string::npos; pos = path.find('/', pos + 1)) {
@@ -120,7 +126,7 @@ Status mkdirIfMissing(const std::string& path) {
             return Error::internal(sysError("mkdir " + parent, errno));
         }
     }
-    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    if (::mkdir(path.c_str(), kSpoolDirMode) != 0 && errno != EEXIST) {
         return Error::internal(sysError("mkdir " + path, errno));
     }
     return okStatus();
@@ -273,7 +279,8 @@ std::vector<Status> Spool::commit(std::span<const NewMessage* const> batch) {
     for (size_t i = 0; i < batch.size(); ++i) {
         const NewMessage& m = *batch[i];
         tmpPaths[i] = dir_ + "/tmp/" + m.id;
-        fds[i].reset(::open(tmpPaths[i].c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        fds[i].reset(
+            ::open(tmpPaths[i].c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kSpoolFileMode));
         if (!fds[i].valid()) {
             int e = errno;
             tmpPaths[i].clear();  // not ours to unlink
@@ -456,7 +463,7 @@ Status Spool::writeStatus(const std::string& id, const std::vector<RecipientStat
     std::string tmp = dir_ + "/tmp/" + id + ".state";
     std::string final = dir_ + "/state/" + id;
     std::string text = dumpJson(statusToJson(status));
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, kSpoolFileMode));
     if (!fd.valid()) return Error::temporary(sysError("create " + tmp, errno));
     if (!writeAll(fd.get(), text) || ::fsync(fd.get()) != 0) {
         int e = errno;
@@ -504,7 +511,8 @@ Status Spool::quarantine(const std::string& id, const std::string& reason) {
             return Error::internal(sysError("quarantine " + from, errno));
         }
     }
-    UniqueFd why(::open((q + id + ".why").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd why(::open((q + id + ".why").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                        kSpoolFileMode));
     if (why.valid()) {
         writeAll(why.get(), reason + "\n");
         ::fsync(why.get());

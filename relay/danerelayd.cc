@@ -86,8 +86,9 @@ struct Prepared {
     std::vector<UniqueFd> listeners;
     UniqueFd metricsListener;  // metrics.listen, if configured
     uint64_t maxOpenFiles = 0;
-    std::optional<RunAs> runAs;     // the account dropped to (a root start)
-    std::optional<gid_t> adminGid;  // control_group
+    std::optional<RunAs> runAs;         // the account dropped to (a root start)
+    std::optional<gid_t> adminGid;      // control_group
+    std::vector<std::string> warnings;  // for the log, after the start line
 };
 
 // Take the spool: clear debris, quarantine damage (logged), list the queue.
@@ -227,6 +228,7 @@ void logStart(const Config& cfg, const Prepared& p) {
                                            " from " + cfg.dns.trustAnchor
                                      : std::string("resolver's AD bit")}});
     for (const auto& n : cfg.dns.resolverNotes) logEvent("resolv-conf-warning", {{"detail", n}});
+    for (const auto& w : p.warnings) logEvent("start-warning", {{"detail", w}});
 }
 
 // Local DNSSEC validation: key fetches block, so they run on a pool of their
@@ -535,10 +537,12 @@ int main(int argc, char** argv) {
         }
         return 1;
     }
+    started.notes.insert(started.notes.end(), asUser.notes.begin(), asUser.notes.end());
     if (checkOnly) {
         printCheck(cfg, p, started);
         return 0;
     }
+    p.warnings = std::move(asUser.notes);
     p.listeners = std::move(started.listeners);
     p.metricsListener = std::move(started.metrics);
     return run(cfg, std::move(p));

@@ -305,6 +305,13 @@ StartCheck checkAsStarted(const Config& cfg, bool forStart, bool spoolByRoot) {
 
 void checkAsRunUser(const Config& cfg, bool spoolByRoot, StartCheck* out) {
     Problems p(cfg, &out->problems);
+    // Read at start before any drop; a reload reads it as the run user.
+    if (!cfg.policyDir.empty() && ::access(cfg.policyDir.c_str(), R_OK | X_OK) != 0) {
+        Problems(cfg, &out->notes)
+            .add("policy_dir", cfg.policyDir + ": " + errnoText(errno) +
+                                   " for the daemon's user: a reload (SIGHUP) will fail and "
+                                   "keep the policy read at start");
+    }
     checkControlSocket(cfg, p);
     // A spool_dir root creates (a check, which did not) was checked before.
     if (!(spoolByRoot && spoolMissing(cfg.spoolDir))) checkSpool(cfg, p);

@@ -70,6 +70,7 @@ StartCheck checkStart(const Config& cfg, bool forStart = true);
 // the drop (prepareSpoolDir), so the first part checks that root can, and
 // the second part, for a check that did not create it, does not complain.
 StartCheck checkAsStarted(const Config& cfg, bool forStart, bool spoolByRoot);
+// Also notes a policy_dir the run user cannot read (a reload would fail).
 void checkAsRunUser(const Config& cfg, bool spoolByRoot, StartCheck* out);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit (to /proc/sys/fs/nr_open

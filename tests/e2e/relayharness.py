@@ -62,6 +62,16 @@ def give_to_run_user(path):
             shutil.chown(os.path.join(dirpath, name), RUN_USER)
 
 
+def as_run_user(cmd):
+    """cmd run as the daemon's user (to act on the daemon as only its own
+    user may, e.g. prlimit without CAP_SYS_RESOURCE)."""
+    if RUN_USER is None:
+        return cmd
+    import pwd
+    pw = pwd.getpwnam(RUN_USER)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"] + cmd
+
+
 class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 

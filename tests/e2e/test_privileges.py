@@ -120,6 +120,21 @@ class PrivilegeTest(unittest.TestCase):
         self.assertEqual(check.returncode, 1)
         self.assertIn("spool_dir", check.stderr)
 
+    def test_a_policy_dir_the_user_cannot_read_is_named_before_a_reload_fails(self):
+        private = os.path.join(self.relay.dir, "private")
+        os.makedirs(os.path.join(private, "policy"))
+        os.chmod(private, 0o700)  # root's, as a checkout under /root is
+        with open(os.path.join(private, "policy", "p.json"), "w") as f:
+            json.dump({"policies": {"example.org": {"level": "dane-only"}}}, f)
+        self.write(policy_dir=os.path.join(private, "policy"))
+        check = subprocess.run([h.DANERELAYD, "--config", self.relay.config, "--check-config"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+        self.assertIn("policy_dir: ", check.stdout)
+        self.assertIn("a reload (SIGHUP) will fail", check.stdout)
+        self.relay.start()  # read at start, as root
+        self.assertIn("event=start-warning", self.relay.read_log())
+
     def test_started_as_another_user_it_cannot_switch_and_says_so(self):
         # Its TLS key is root's: plain listeners only.
         self.write(tls=None, listeners=[{"address": f"127.0.0.1:{self.relay.port}"}])
@@ -138,7 +153,7 @@ class PrivilegeTest(unittest.TestCase):
         self.relay.start()
         for d in (self.relay.dir,):
             os.chmod(d, 0o755)
-        os.chmod(self.relay.spool, 0o750)  # the daemon's group reaches the socket
+        self.assertEqual(os.stat(self.relay.spool).st_mode & 0o777, 0o750)
         stranger = as_uid(OTHER_UID, OTHER_UID)
         reader = as_uid(OTHER_UID, OTHER_UID, [NOBODY.pw_gid])
         operator = as_uid(OTHER_UID, OTHER_UID, [admin.gr_gid])
@@ -148,6 +163,11 @@ class PrivilegeTest(unittest.TestCase):
         # The daemon's group may read, not act.
         r = self.ctl(reader, "status")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # ... the queue too (danectl reads the spool itself; 0750/0640 let it).
+        r = self.ctl(reader, "queue", "list")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = self.ctl(stranger, "queue", "list")
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         r = self.ctl(reader, "queue", "flush", "--all")
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("permission denied", r.stdout + r.stderr)

@@ -254,12 +254,14 @@ class AcceptBackoffTest(unittest.TestCase):
             relay.start()
             pid = relay.proc.pid
             used = len(os.listdir(f"/proc/{pid}/fd"))
-            soft = subprocess.run(["prlimit", "--pid", str(pid), "--nofile", "--output=SOFT",
-                                   "--noheadings"], capture_output=True, text=True, check=True,
+            # As the daemon's own user: root without CAP_SYS_RESOURCE (a
+            # container) may not change another user's limits.
+            prlimit = h.as_run_user(["prlimit", "--pid", str(pid)])
+            soft = subprocess.run(prlimit + ["--nofile", "--output=SOFT", "--noheadings"],
+                                  capture_output=True, text=True, check=True,
                                   timeout=30).stdout.strip()
             # Only the soft limit: raising it back needs no privilege.
-            subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={used + 4}:"],
-                           check=True, timeout=30)
+            subprocess.run(prlimit + [f"--nofile={used + 4}:"], check=True, timeout=30)
             for i in range(30):
                 conns.append(socket.create_connection(("127.0.0.1", relay.port), timeout=20))
             time.sleep(0.5)  # the daemon has taken what it can
@@ -275,7 +277,7 @@ class AcceptBackoffTest(unittest.TestCase):
             for c in conns:
                 c.close()
             conns = []
-            subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={soft}:"], check=True,
+            subprocess.run(prlimit + [f"--nofile={soft}:"], check=True,
                            timeout=30)
             deadline = time.monotonic() + 15
             code = None
