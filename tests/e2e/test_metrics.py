@@ -130,6 +130,40 @@ class MetricsTest(unittest.TestCase):
 
         promtool_check(self, self.scrape()[2])
 
+    def test_inbound_refusals_and_sessions_are_counted_by_kind(self):
+        self.relay.start()
+        fams = parse(self.scrape()[2])
+        self.assertEqual(value(fams, "danerelay_inbound_refused_total", reason="smuggling"), 0)
+        c = self.relay.connect()
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.command("EHLO client.test")[0], 250)
+        self.assertEqual(c.command("MAIL FROM:<a@example.org> SIZE=999999999999")[0], 552)
+        self.assertEqual(c.command("MAIL FROM:<a@example.org>")[0], 250)
+        self.assertEqual(c.command("RCPT TO:<b@example.org>")[0], 250)
+        self.assertEqual(c.command("DATA")[0], 354)
+        c.send(b"Subject: smuggle\r\n\r\nhello\n.\nMAIL FROM:<evil@outside.test>\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 550)
+        c.command("QUIT")
+        c.close()
+        c = self.relay.connect(source="127.0.0.2")  # outside relay_networks
+        c.reply()
+        c.command("EHLO client.test")
+        c.command("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.command("RCPT TO:<b@example.org>")[0], 554)
+        c.command("QUIT")
+        c.close()
+
+        def counted():
+            f = parse(self.scrape()[2])
+            return f if value(f, "danerelay_inbound_sessions_total", tls="none") >= 3 else None
+        fams = wait_until(counted, timeout=10)
+        self.assertTrue(fams)
+        self.assertEqual(value(fams, "danerelay_inbound_refused_total", reason="smuggling"), 1)
+        self.assertEqual(value(fams, "danerelay_inbound_refused_total", reason="too_big"), 1)
+        self.assertEqual(value(fams, "danerelay_inbound_refused_total", reason="relay_denied"), 1)
+        self.assertEqual(value(fams, "danerelay_inbound_refused_total", reason="bad_data"), 0)
+        self.assertEqual(value(fams, "danerelay_inbound_messages_accepted_total"), 0)
+
     def test_dashboard_and_alerts_query_only_exported_metrics(self):
         """Every metric name etc/grafana/danerelay.json and
         etc/prometheus/alerts.yml query is one this relay exports (its
