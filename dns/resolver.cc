@@ -162,6 +162,7 @@ class Resolver::Query {
             return attempt();
         }
         ++r_.queriesSent_;
+        if (r_.opts_.observer) r_.opts_.observer->querySent();
         deadline_ = Steady::now() + std::chrono::milliseconds(r_.opts_.timeoutMs);
         watch(EV_READ);
     }
@@ -233,11 +234,18 @@ class Resolver::Query {
         auto result = std::make_shared<Answer>();
         int64_t now = r_.clock_->wallSeconds();
         std::weak_ptr<int> alive = r_.alive_;
+        ResolverObserver* observer = r_.opts_.observer;
         r_.opts_.offload(
-            [validator, response, result, now] {
+            [validator, response, result, now, observer] {
                 Verdict v;
+                auto started = Steady::now();
                 *result = validator->answer(*response, now, &v);
                 if (v.security == Security::Insecure) result->detail = v.reason;
+                if (observer) {
+                    observer->validated(
+                        std::chrono::duration<double>(Steady::now() - started).count());
+                    if (v.security == Security::Bogus) observer->bogus(toString(v.bogus));
+                }
             },
             [this, alive, result, from] {
                 if (alive.expired()) return;  // the resolver is gone
@@ -347,6 +355,7 @@ void Resolver::lookup(const std::string& name, uint16_t type, Callback cb) {
         if (clock_->monotonic() < c->second.expires) {
             Answer a = c->second.answer;
             a.fromCache = true;
+            if (opts_.observer) opts_.observer->answered(a.security, true);
             return later(std::move(cb), std::move(a));
         }
         cache_.erase(c);
@@ -391,6 +400,11 @@ void Resolver::finished(Query* q, Answer a) {
             a.outcome = Outcome::ServFail;
             a.security = Security::Indeterminate;
         }
+    }
+    if (opts_.observer) {
+        opts_.observer->answered(a.security, false);
+        // Local validation counted its own verdicts, with their reasons.
+        if (a.security == Security::Bogus && !opts_.validator) opts_.observer->bogus("resolver");
     }
     store(key, a);
     deliver(key, a);
@@ -459,6 +473,7 @@ void Resolver::probe(std::function<void(bool, const std::string&)> done) {
         }
         if (opts_.probeBogusName.empty()) {
             validating_ = true;
+            lastProbeSuccess_ = clock_->wallSeconds();
             probeDetail_ = opts_.probeSecureName + " validated";
             done(true, probeDetail_);
             return;
@@ -466,6 +481,7 @@ void Resolver::probe(std::function<void(bool, const std::string&)> done) {
         lookup(opts_.probeBogusName, kTypeA, [this, done](const Answer& bogus) {
             bool failed = bogus.outcome == Outcome::ServFail || bogus.security == Security::Bogus;
             validating_ = failed;
+            if (failed) lastProbeSuccess_ = clock_->wallSeconds();
             probeDetail_ = failed
                                ? opts_.probeSecureName + " validated and " + opts_.probeBogusName +
                                      " was refused"

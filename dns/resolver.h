@@ -59,6 +59,24 @@ struct ServerAddress {
 // "127.0.0.1", "127.0.0.1:5353", "[::1]:53"; trusted defaults to loopback.
 Result<ServerAddress> parseServerAddress(const std::string& text);
 
+// What the resolver tells whoever counts (relay/runtime's metrics): dns/
+// knows nothing of metrics. Each call must be cheap (an atomic add); they
+// come from the loop, and validated() from a validator worker thread.
+class ResolverObserver {
+  public:
+    virtual void querySent() = 0;
+    // An answer handed to a caller: from the cache or not, and its status.
+    virtual void answered(Security s, bool fromCache) = 0;
+    // A Bogus verdict; kind: toString(BogusReason), or "resolver" when a
+    // validating resolver said so (its reason is not known here).
+    virtual void bogus(const char* kind) = 0;
+    // One local validation took this long.
+    virtual void validated(double seconds) = 0;
+
+  protected:
+    ~ResolverObserver() = default;
+};
+
 struct ResolverOptions {
     std::vector<ServerAddress> servers;
     unsigned timeoutMs = 2000;  // per attempt
@@ -74,6 +92,8 @@ struct ResolverOptions {
     // through offload (work on a worker thread, then done on the loop).
     std::shared_ptr<Validator> validator;
     std::function<void(std::function<void()> work, std::function<void()> done)> offload;
+    // Null: nothing counted. Must outlive the Resolver.
+    ResolverObserver* observer = nullptr;
 };
 
 class Resolver {
@@ -94,6 +114,9 @@ class Resolver {
     void probe(std::function<void(bool, const std::string&)> done);
     bool validating() const { return validating_; }
     const std::string& probeDetail() const { return probeDetail_; }
+    // When the probe last found validation working (Unix seconds, the
+    // clock's wall time); 0: never.
+    int64_t lastProbeSuccess() const { return lastProbeSuccess_; }
 
     // Counters, for tests and status.
     uint64_t queriesSent() const { return queriesSent_; }
@@ -127,6 +150,7 @@ class Resolver {
     std::map<Query*, std::unique_ptr<Query>> inFlight_;
     bool validating_ = false;
     std::string probeDetail_ = "not probed yet";
+    int64_t lastProbeSuccess_ = 0;
     uint64_t queriesSent_ = 0;
     size_t nextServer_ = 0;
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for offloaded validations

@@ -40,6 +40,8 @@
 #include "relay/runtime/committer.h"
 #include "relay/runtime/config.h"
 #include "relay/runtime/log.h"
+#include "relay/runtime/metrics_handles.h"
+#include "relay/runtime/metrics_queue.h"
 #include "relay/runtime/metrics_server.h"
 #include "relay/runtime/privileges.h"
 #include "relay/runtime/service_notify.h"
@@ -273,23 +275,62 @@ std::unique_ptr<Scheduler> makeScheduler(event_base* base, const Config& cfg, qu
     }
 }
 
-// The Prometheus endpoint, if metrics.listen is set: process and build
-// metrics, and gauges read from the queue and the resolver at scrape time.
-std::unique_ptr<MetricsServer> startMetrics(event_base* base, metrics::Registry& registry,
-                                            UniqueFd listener, Scheduler& scheduler,
-                                            dns::Resolver& resolver) {
-    registerProcessMetrics(registry);
+// The modules count into these whether or not metrics.listen is set
+// (relay/runtime/metrics_handles.h): made before the committer, so that they
+// outlive every module that counts.
+struct DaemonMetrics {
+    metrics::Registry registry;
+    RelayMetrics relay{registry};
+    std::unique_ptr<QueueGauges> queue;  // with the endpoint only
+};
+
+dns::ResolverOptions withMetrics(dns::ResolverOptions o, DaemonMetrics& m) {
+    o.observer = &m.relay.dns;
+    return o;
+}
+
+ServerContext withMetrics(ServerContext ctx, DaemonMetrics& m) {
+    ctx.metrics = &m.relay.inbound;
+    return ctx;
+}
+
+// Gauges read at scrape time from the queue, the resolver and the
+// connection slots.
+void registerStateGauges(metrics::Registry& registry, Scheduler& scheduler,
+                         dns::Resolver& resolver) {
     registry.gaugeFn("danerelay_queue_messages", "Messages in the queue (any state).",
                      [&scheduler] { return static_cast<double>(scheduler.queued()); });
+    registry.gaugeFn("danerelay_queue_deliveries_running", "Message deliveries in flight.",
+                     [&scheduler] { return static_cast<double>(scheduler.running()); });
+    registry.gaugeFn("danerelay_outbound_connections_open",
+                     "Outbound connection slots in use (DNS lookups and SMTP sessions).",
+                     [&scheduler] { return static_cast<double>(scheduler.connectionsInUse()); });
     registry.gaugeFn("danerelay_dnssec_probe_ok",
                      "1 while the DNSSEC probe finds validation working, 0 when it does not.",
                      [&resolver] { return resolver.validating() ? 1.0 : 0.0; });
+    registry.gaugeFn("danerelay_dnssec_probe_last_success_timestamp_seconds",
+                     "When the DNSSEC probe last found validation working (Unix seconds; 0: "
+                     "never).",
+                     [&resolver] { return static_cast<double>(resolver.lastProbeSuccess()); });
+    registry.gaugeFn("danerelay_dns_cache_entries", "Answers in the DNS cache.",
+                     [&resolver] { return static_cast<double>(resolver.cacheSize()); });
+}
+
+// The Prometheus endpoint, if metrics.listen is set: process and build
+// metrics, gauges read at scrape time, and the queue census.
+std::unique_ptr<MetricsServer> startMetrics(event_base* base, DaemonMetrics& m, UniqueFd listener,
+                                            Scheduler& scheduler, dns::Resolver& resolver,
+                                            const queue::Spool& spool, WorkerPool& workers) {
+    registerProcessMetrics(m.registry);
+    registerStateGauges(m.registry, scheduler, resolver);
     if (!listener.valid()) return nullptr;
-    auto server = std::make_unique<MetricsServer>(base, registry);
+    m.queue = std::make_unique<QueueGauges>(m.registry, spool, workers);
+    auto server = std::make_unique<MetricsServer>(base, m.registry);
     if (auto st = server->serve(std::move(listener)); !st) {
         logEvent("error", {{"where", "metrics"}, {"reason", st.error().message}});
         return nullptr;
     }
+    server->setBeforeScrape([&m] { m.queue->requestCensus(); });
     return server;
 }
 
@@ -324,26 +365,29 @@ int run(const Config& cfg, Prepared p) {
     // AUTH password hashing: one thread of its own, a bounded queue, so
     // unauthenticated clients can neither delay spool work nor queue without end.
     WorkerPool authWorkers(poster, kAuthWorkers, kMaxQueuedAuth);
+    DaemonMetrics counted;
     Committer committer(poster, **spool, cfg.commitBatch);
+    committer.setMetrics(&counted.relay.commit);
     WorkerPool validators(poster, p.validator ? kValidatorWorkers : 0);
-    dns::Resolver resolver(base.get(), dnsOptions(cfg, p, validators));
+    dns::Resolver resolver(base.get(), withMetrics(dnsOptions(cfg, p, validators), counted));
     auto outbound = makeScheduler(base.get(), cfg, **spool, workers, committer, resolver, ids);
     if (!outbound) return 1;
     Scheduler& scheduler = *outbound;
+    scheduler.setMetrics(&counted.relay.outbound);
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(p.policySet);
     verbsPtr = &verbs;
     scheduler.load(report.queued);
 
-    SmtpServer server(
-        serverContext(cfg, p, base.get(), workers, authWorkers, committer, ids, scheduler));
+    SmtpServer server(withMetrics(
+        serverContext(cfg, p, base.get(), workers, authWorkers, committer, ids, scheduler),
+        counted));
     if (auto st = server.listen(std::move(p.listeners)); !st) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
-    metrics::Registry registry;
-    auto metricsServer =
-        startMetrics(base.get(), registry, std::move(p.metricsListener), scheduler, resolver);
+    auto metricsServer = startMetrics(base.get(), counted, std::move(p.metricsListener), scheduler,
+                                      resolver, **spool, workers);
     // systemd (Type=notify): ready once the listeners are bound and the spool
     // recovered; the watchdog pings from this loop.
     ServiceNotifier notifier(base.get());

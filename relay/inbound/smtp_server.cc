@@ -45,6 +45,7 @@ SmtpServer::SmtpServer(ServerContext ctx)
     : ctx_(std::move(ctx)),
       ownDispatcher_(ctx_.dispatcher ? nullptr : std::make_unique<Dispatcher>(ctx_.base)),
       dispatcher_(ctx_.dispatcher ? ctx_.dispatcher : ownDispatcher_.get()),
+      metrics_(metricsOrUnscraped(ctx_.metrics)),
       acceptResume_(ctx_.base, -1, 0, [this](short) {
           for (auto& l : listeners_) l->ev->add();
       }) {}
@@ -131,6 +132,7 @@ void SmtpServer::admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer) {
     std::string network = countedNetwork(peer);
     if (const char* refuse = overLimit(peer, client, network)) {
         logEvent("reject", {{"client", client}, {"network", network}, {"reason", refuse}});
+        metrics_->refuse(InboundMetrics::Refusal::Rate);
         if (l.config.tls != ListenerTls::Implicit) {
             std::string msg = "421 4.7.0 " + ctx_.config->hostname + " Error: " + refuse + "\r\n";
             [[maybe_unused]] auto n = ::send(fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL);

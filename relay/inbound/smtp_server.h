@@ -43,6 +43,7 @@
 #include "relay/inbound/auth.h"
 #include "relay/runtime/committer.h"
 #include "relay/runtime/config.h"
+#include "relay/runtime/metrics_handles.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
@@ -68,6 +69,9 @@ struct ServerContext {
     std::shared_ptr<tls::ServerCredentials> tlsCredentials;  // null: no TLS
     const Credentials* credentials = nullptr;                // null: no AUTH
     std::function<void(const std::string& queueId)> onQueued;
+    // Where sessions count (relay/runtime/metrics_handles.h). Null: in a
+    // registry of the server's own, which nobody scrapes.
+    InboundMetrics* metrics = nullptr;
 };
 
 // The network a client is counted in for limits.max_sessions_per_network:
@@ -84,6 +88,7 @@ class SmtpServer {
     size_t sessionCount() const { return sessions_.size(); }
     const ServerContext& context() const { return ctx_; }
     Dispatcher& dispatcher() const { return *dispatcher_; }
+    InboundMetrics& metrics() const { return *metrics_; }
 
   private:
     friend class SmtpSession;
@@ -118,6 +123,7 @@ class SmtpServer {
     // Declared before the sessions: a Dispatcher of our own outlives them.
     std::unique_ptr<Dispatcher> ownDispatcher_;
     Dispatcher* dispatcher_;
+    std::shared_ptr<InboundMetrics> metrics_;  // commit completions may hold it longer
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<uint64_t, std::shared_ptr<SmtpSession>> sessions_;
     std::map<std::string, unsigned> perClient_;

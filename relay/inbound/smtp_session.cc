@@ -38,6 +38,18 @@ bool hasControlChars(std::string_view s) {
         return (c < 0x20 && c != '\t') || c == 0x7f;
     });
 }
+// Which refusal a DataReader's problem counts as.
+InboundMetrics::Refusal dataRefusal(DataReader::Problem p) {
+    using R = InboundMetrics::Refusal;
+    switch (p) {
+        case DataReader::Problem::TooBig:
+            return R::TooBig;
+        case DataReader::Problem::BareLineEnding:
+            return R::Smuggling;
+        default:
+            return R::BadData;
+    }
+}
 }  // namespace
 
 SmtpSession::SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
@@ -284,6 +296,10 @@ void SmtpSession::finish(const char* why) {
     idleTimer_.del();
     sessionTimer_.del();
     if (tls_ && std::strcmp(why, "closed") == 0) tls_->bye();
+    using T = InboundMetrics::SessionTls;
+    server_.metrics().session(tlsDescription_.empty()                  ? T::None
+                              : listener_.tls == ListenerTls::Implicit ? T::Implicit
+                                                                       : T::StartTls);
     // Logged before the close: by the time the peer sees the connection end,
     // the log says why (what an operator, or a test, reads next).
     logEvent("disconnect", {{"client", client_},
@@ -318,6 +334,7 @@ void SmtpSession::continueHandshake() {
     auto r = tls_->handshake();
     if (!r) {
         logEvent("tls-failed", {{"client", client_}, {"reason", r.error().message}});
+        server_.metrics().handshakeFailures.inc();
         finish("tls handshake failed");
         return;
     }
@@ -572,9 +589,11 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
             if (*ok) {
                 self->authUser_ = user;
                 logEvent("auth", {{"client", self->client_}, {"user", user}, {"result", "ok"}});
+                self->server_.metrics().authResult(InboundMetrics::Auth::Success);
                 self->reply(235, "2.7.0 Authentication successful");
             } else {
                 logEvent("auth", {{"client", self->client_}, {"user", user}, {"result", "failed"}});
+                self->server_.metrics().authResult(InboundMetrics::Auth::Failure);
                 self->reply(535, "5.7.8 Error: authentication failed");
                 if (self->protocolError()) return;
             }
@@ -585,6 +604,7 @@ void SmtpSession::checkPassword(std::string user, std::string password) {
         // Too many checks already wait for the hashing thread.
         state_ = State::Command;
         logEvent("auth", {{"client", client_}, {"user", user}, {"result", "busy"}});
+        server_.metrics().authResult(InboundMetrics::Auth::Busy);
         return reply(454, "4.7.0 Temporary authentication failure");
     }
     startWaiting();  // nothing more is read until the check is answered
@@ -601,7 +621,10 @@ void SmtpSession::cmdMail(const Command& c) {
         return;
     }
     auto params = parseMailParams(p, esmtp_, server_.ctx_.config->limits.maxMessageSize);
-    if (!params) return reply(params.refusal());
+    if (!params) {
+        if (params.refusal().code == 552) server_.metrics().refuse(InboundMetrics::Refusal::TooBig);
+        return reply(params.refusal());
+    }
     env_ = queue::Envelope{};
     env_.sender = p.address;
     env_.envid = std::move(params->envid);
@@ -619,6 +642,7 @@ bool SmtpSession::mayRelay() const {
 void SmtpSession::cmdRcpt(const Command& c) {
     if (!inTransaction_) return reply(503, "5.5.1 Error: need MAIL command");
     if (env_.recipients.size() >= server_.ctx_.config->limits.maxRecipients) {
+        server_.metrics().refuse(InboundMetrics::Refusal::TooManyRecipients);
         return reply(452, "4.5.3 Error: too many recipients");
     }
     PathArg p;
@@ -635,6 +659,7 @@ void SmtpSession::cmdRcpt(const Command& c) {
                             {"from", env_.sender},
                             {"to", p.address},
                             {"reason", "relay access denied"}});
+        server_.metrics().refuse(InboundMetrics::Refusal::RelayDenied);
         reply(554, "5.7.1 <" + p.address + ">: Relay access denied");
         protocolError();
         return;
@@ -681,6 +706,7 @@ void SmtpSession::refuseData(const Reply& refusal) {
                         {"from", env_.sender},
                         {"nrcpt", std::to_string(env_.recipients.size())},
                         {"reason", refusal.text}});
+    server_.metrics().refuse(dataRefusal(data_->problem()));
     data_.reset();
     resetTransaction();
     state_ = State::Command;
@@ -695,6 +721,7 @@ void SmtpSession::refuseLoop(size_t hops) {
                         {"nrcpt", std::to_string(env_.recipients.size())},
                         {"hops", std::to_string(hops)},
                         {"reason", "too many hops"}});
+    server_.metrics().refuse(InboundMetrics::Refusal::Loop);
     resetTransaction();
     state_ = State::Command;
     resetIdleTimer();
@@ -723,6 +750,8 @@ void SmtpSession::commitMessage() {
     // on disk must reach the scheduler in every case.
     struct Facts {
         std::string id, client, sender, nrcpt, size, tls, auth;
+        std::shared_ptr<InboundMetrics> metrics;
+        uint64_t bytes = 0;
     };
     Facts f{m.id,
             client_,
@@ -730,7 +759,9 @@ void SmtpSession::commitMessage() {
             std::to_string(env_.recipients.size()),
             std::to_string(m.content.size()),
             tlsDescription_.empty() ? "none" : tlsDescription_,
-            authUser_};
+            authUser_,
+            server_.metrics_,
+            m.content.size()};
     startWaiting();
     std::weak_ptr<SmtpSession> weak = weak_from_this();
     const auto& ctx = server_.ctx_;
@@ -747,8 +778,11 @@ void SmtpSession::commitMessage() {
                                     {"tls", f.tls},
                                     {"auth", f.auth},
                                     {"session", present ? "open" : "gone"}});
+                f.metrics->accepted.inc();
+                f.metrics->bytesAccepted.inc(f.bytes);
                 if (onQueued) onQueued(f.id);
             } else {
+                f.metrics->refuse(InboundMetrics::Refusal::Storage);
                 logEvent("error", {{"qid", f.id},
                                    {"client", f.client},
                                    {"from", f.sender},

@@ -129,6 +129,7 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
     const auto& eff = pol.effective;
     policyText_[domain] =
         std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
+    destinationLabel_[domain] = destinationLabel(eff.file.empty() ? "" : eff.destination);
     auto onInfo = [self, domain, idx, pol](const DestinationInfo& info) {
         self->onPlan(domain, idx, pol, info);
     };
@@ -147,6 +148,9 @@ void MessageDelivery::onPlan(const std::string& domain, const std::vector<size_t
     for (const auto& n : p.notes)
         logEvent("addresses-dropped", {{"qid", id_}, {"domain", domain}, {"detail", n}});
     if (pol.reported) report(domain, info, *pol.reported, p);
+    if (info.mx.security == dns::Security::Bogus) {
+        s_.metrics->tlsResult("dnssec-invalid", destinationLabel_[domain]);
+    }
     if (p.action != DeliveryPlan::Action::Deliver) {
         for (size_t i : idx) record(i, {stateOfPlan(p), p.status, p.reason, ""}, {});
         return domainDone(domain);
@@ -255,6 +259,7 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
 void MessageDelivery::onSession(std::shared_ptr<HostAttempt> a, const ClientResult& r,
                                 const AttemptLog& where, TlsMode required) {
     AttemptJudgement j = judgeAttempt(required, r, a->rcpts.size());
+    countSession(*a, r, required);
     AttemptLog log = where;
     log.tls = r.tls;
     log.dane = r.dane;
@@ -296,7 +301,42 @@ void MessageDelivery::logAttempt(size_t i, const AttemptLog& w, const std::strin
                        {"outcome", outcome}});
 }
 
+void MessageDelivery::countSession(const HostAttempt& a, const ClientResult& r, TlsMode required) {
+    auto& m = *s_.metrics;
+    if (r.transactionStarted()) (r.reusedConnection ? m.sessionsReused : m.sessionsNew).inc();
+    if (!r.reusedConnection && !r.tls.empty()) {
+        (r.failure == ClientResult::Failure::None || r.transactionStarted() ? m.handshakesOk
+                                                                            : m.handshakesFailed)
+            .inc();
+    } else if (r.stage == ClientResult::Stage::Handshake) {
+        m.handshakesFailed.inc();
+    }
+    if (const char* result = tlsReportResult(required, r)) {
+        m.tlsResult(result, destinationLabel(a.policy.file.empty() ? "" : a.policy.destination));
+    }
+}
+
+void MessageDelivery::countSettled(size_t i, queue::RcptState state, int64_t t) {
+    if (state != RcptState::Delivered && state != RcptState::Deferred &&
+        state != RcptState::Bounced) {
+        return;
+    }
+    const std::string& domain = domainOf(msg_.envelope.recipients[i].address);
+    auto d = destinationLabel_.find(domain);
+    auto tls = tlsUsed_.find(i);
+    s_.metrics->outcome(queue::toString(state), tls == tlsUsed_.end() ? "none" : tls->second,
+                        d == destinationLabel_.end() ? "other" : d->second);
+    if (state == RcptState::Delivered) {
+        s_.metrics->latency.observe(
+            static_cast<double>(std::max<int64_t>(0, t - msg_.envelope.arrival)));
+    }
+}
+
 void MessageDelivery::record(size_t i, RcptOutcome o, const AttemptLog& where) {
+    // The TLS the session was held to; "none" without a session, or when
+    // opportunistic TLS was not had.
+    const std::string& mode = where.modes.required;
+    tlsUsed_[i] = mode == "-" || (mode == "opportunistic" && where.tls.empty()) ? "none" : mode;
     AttemptLog w = where;
     if (w.mx.empty()) w.mx = "-";
     if (w.ip.empty()) w.ip = "-";
@@ -337,6 +377,7 @@ std::vector<FailedRecipient> MessageDelivery::settleAll(int64_t t, int64_t* next
             st.lastError = std::move(s.lastError);
             if (s.nextAttempt) st.nextAttempt = *s.nextAttempt;
             if (s.dsnStatus) failed.push_back({i, *s.dsnStatus, s.dsnText, it->second.mx});
+            countSettled(i, st.state, t);
         }
         if (st.state == RcptState::Pending || st.state == RcptState::Deferred) {
             *allFinal = false;

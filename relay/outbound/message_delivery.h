@@ -35,6 +35,7 @@
 #include "relay/outbound/trouble.h"
 #include "relay/runtime/committer.h"
 #include "relay/runtime/config.h"
+#include "relay/runtime/metrics_handles.h"
 #include "tls/session.h"
 
 namespace danerelay::relay {
@@ -50,6 +51,7 @@ struct DeliveryServices {
     queue::QueueIdGenerator& ids;
     std::shared_ptr<tls::ClientCredentials> clientCreds;
     ConnectionCache& connections;
+    OutboundMetrics* metrics = nullptr;  // set by the Scheduler; never null during a delivery
 };
 
 // The Scheduler as a delivery sees it.
@@ -134,6 +136,10 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
                                                int64_t now);
     void commit(std::shared_ptr<queue::NewMessage> dsn, int64_t nextDue, bool remove);
     int64_t now() const { return s_.dispatcher.now(); }
+    // Metrics: the session's connection, handshake and TLS result; each
+    // recipient's settled outcome, under its TLS mode and destination.
+    void countSession(const HostAttempt& a, const ClientResult& r, TlsMode required);
+    void countSettled(size_t i, queue::RcptState state, int64_t t);
 
     DeliveryHost& host_;
     const DeliveryServices& s_;
@@ -143,6 +149,8 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     std::map<size_t, RcptOutcome> outcomes_;
     std::map<size_t, std::vector<queue::AttemptRecord>> tries_;  // this attempt's tries
     std::map<std::string, std::string> policyText_;              // domain → "level@file:line"
+    std::map<std::string, std::string> destinationLabel_;        // domain → metrics label
+    std::map<size_t, std::string> tlsUsed_;                      // recipient → metrics label
     size_t pendingDomains_ = 0;
     std::deque<std::pair<std::string, std::vector<size_t>>> waitingDomains_;  // not started yet
     unsigned activeDomains_ = 0;

@@ -42,8 +42,8 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
       clock_(clock),
       dispatcher_(base, clock),
       connections_(cfg.delivery.connectionReuseTime, cfg.delivery.maxConcurrent),
-      services_{dispatcher_,         cfg,         spool, workers, committer, resolver, ids,
-                clientCredentials(), connections_},
+      services_{dispatcher_,         cfg,          spool,         workers, committer, resolver, ids,
+                clientCredentials(), connections_, metrics_.get()},
       timer_(base, -1, 0, [this](short) { pump(); }),
       sweepTimer_(base, -1, 0, [this](short) {
           sweep();
@@ -53,6 +53,11 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
 }
 
 Scheduler::~Scheduler() = default;
+
+void Scheduler::setMetrics(OutboundMetrics* m) {
+    metrics_ = metricsOrUnscraped(m);
+    services_.metrics = metrics_.get();
+}
 
 void Scheduler::loaded(const std::string& id) {
     if (auto it = entries_.find(keyOf(id)); it != entries_.end()) it->second.loadFailures = 0;

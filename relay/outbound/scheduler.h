@@ -98,6 +98,9 @@ class Scheduler : private DeliveryHost {
     void setReady();
     // The per-destination policy; replaced whole on reload (never half-applied).
     void setPolicy(std::shared_ptr<const policy::PolicySet> p) { policy_ = std::move(p); }
+    // Where deliveries count (relay/runtime/metrics_handles.h); before the
+    // first delivery starts. Until then (and in tests): a set of our own.
+    void setMetrics(OutboundMetrics* m);
 
     size_t queued() const { return entries_.size(); }
     size_t running() const { return running_; }
@@ -175,6 +178,7 @@ class Scheduler : private DeliveryHost {
     const Clock& clock_;
     Dispatcher dispatcher_;  // deferred deletion of SMTP clients; the clock
     ConnectionCache connections_;
+    std::shared_ptr<OutboundMetrics> metrics_ = unscrapedMetrics<OutboundMetrics>();
     DeliveryServices services_;
     std::shared_ptr<const policy::PolicySet> policy_;
     static Key keyOf(const std::string& id);

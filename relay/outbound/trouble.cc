@@ -242,4 +242,25 @@ const char* toString(ClientResult::Failure f) {
     return "?";
 }
 
+const char* tlsReportResult(TlsMode required, const ClientResult& r) {
+    using F = ClientResult::Failure;
+    switch (r.failure) {
+        case F::StarttlsNotSupported:
+            return "starttls-not-supported";
+        case F::DaneFailed:
+            return tls::toString(r.daneFailure);
+        case F::CertificateNotTrusted:
+            return "certificate-not-trusted";
+        case F::Tls:
+            return required == TlsMode::None ? nullptr : "validation-failure";
+        case F::PinMismatch:
+        case F::TlsVersionTooLow:
+            return toString(r.failure);
+        default:
+            break;
+    }
+    if (required == TlsMode::None || r.tls.empty()) return nullptr;
+    return tlsRequirementMet(required, r) ? "success" : nullptr;
+}
+
 }  // namespace danerelay::relay

@@ -85,6 +85,15 @@ AttemptJudgement judgeAttempt(TlsMode required, const ClientResult& r, size_t re
 bool tlsRequirementMet(TlsMode required, const ClientResult& r);
 // The TLS requirement itself failed (the 4.7.5 row).
 bool authenticationFailed(const ClientResult& r);
+// The session's TLS result in RFC 8460's words, for the metrics: "success"
+// when the mode required TLS and tlsRequirementMet(); the failure's result
+// type when authenticationFailed() (starttls-not-supported,
+// validation-failure, certificate-host-mismatch, certificate-expired,
+// tlsa-invalid, certificate-not-trusted; a failed handshake is
+// validation-failure, RFC 8460 4.3.2; pins and min_tls_version keep our own
+// names); null when the session says nothing about TLS (it ended before
+// STARTTLS, or the mode asked for none).
+const char* tlsReportResult(TlsMode required, const ClientResult& r);
 // The enhanced status code (RFC 3463) of a reply ("550 5.1.1 ..."), of a
 // reply quoted in our error ("RCPT TO: 550 5.1.1 ...") or of our own reason
 // ("5.6.7 ..."): read by splitEnhancedStatus(), so only at the start of the

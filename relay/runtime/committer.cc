@@ -1,10 +1,12 @@
 #include "relay/runtime/committer.h"
 
+#include <chrono>
 #include <exception>
 #include <string>
 #include <vector>
 
 #include "relay/runtime/log.h"
+#include "relay/runtime/metrics_handles.h"
 
 namespace danerelay::relay {
 
@@ -28,6 +30,17 @@ void Committer::submit(queue::NewMessage m, std::function<void(Status)> done) {
     cv_.notify_one();
 }
 
+void Committer::count(size_t messages, std::chrono::steady_clock::duration took,
+                      const std::vector<Status>& results) {
+    CommitMetrics* m = metrics_.load(std::memory_order_acquire);
+    if (!m) return;
+    m->batchSize.observe(static_cast<double>(messages));
+    m->duration.observe(std::chrono::duration<double>(took).count());
+    for (const auto& r : results) {
+        if (!r) m->errors.inc();
+    }
+}
+
 void Committer::loop() {
     for (;;) {
         std::vector<Item> batch;
@@ -45,10 +58,12 @@ void Committer::loop() {
         std::vector<const queue::NewMessage*> ptrs;
         for (auto& it : batch) ptrs.push_back(&it.msg);
         std::vector<Status> results;
+        auto started = std::chrono::steady_clock::now();
         if (!runCaught("committer", [&] { results = spool_.commit(ptrs); }) ||
             results.size() != batch.size()) {
             results.assign(batch.size(), Error::internal("spool commit failed (see the log)"));
         }
+        count(batch.size(), std::chrono::steady_clock::now() - started, results);
         messages_ += batch.size();
         ++batches_;
         for (size_t i = 0; i < batch.size(); ++i) {

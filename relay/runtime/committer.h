@@ -9,18 +9,22 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/result.h"
 #include "queue/spool.h"
 #include "relay/runtime/event_loop.h"
 
 namespace danerelay::relay {
+
+struct CommitMetrics;  // relay/runtime/metrics_handles.h
 
 class Committer {
   public:
@@ -30,9 +34,14 @@ class Committer {
     // How well group commit is doing: messages committed and in how many batches.
     uint64_t messagesCommitted() const { return messages_; }
     uint64_t batchesCommitted() const { return batches_; }
+    // Batch sizes, commit times and errors counted there from now on (null:
+    // not counted). It must outlive the Committer.
+    void setMetrics(CommitMetrics* m) { metrics_.store(m, std::memory_order_release); }
 
   private:
     void loop();
+    void count(size_t messages, std::chrono::steady_clock::duration took,
+               const std::vector<Status>& results);
     struct Item {
         queue::NewMessage msg;
         std::function<void(Status)> done;
@@ -46,6 +55,7 @@ class Committer {
     bool stop_ = false;
     std::atomic<uint64_t> messages_{0};
     std::atomic<uint64_t> batches_{0};
+    std::atomic<CommitMetrics*> metrics_{nullptr};
     std::thread thread_;
 };
 

@@ -51,6 +51,7 @@ void MetricsServer::onRequest(evhttp_request* req, void* self) {
         evhttp_send_error(req, HTTP_NOTFOUND, "only /metrics is here");
         return;
     }
+    if (s->beforeScrape_) s->beforeScrape_();
     std::string text = s->registry_.render();
     evbuffer* body = evbuffer_new();
     evbuffer_add(body, text.data(), text.size());

@@ -17,6 +17,7 @@
 
 #include <event2/http.h>
 
+#include <functional>
 #include <memory>
 
 #include "common/result.h"
@@ -34,11 +35,15 @@ class MetricsServer {
 
     // Serve on a socket already bound and listening.
     Status serve(UniqueFd listener);
+    // Run on the loop before each scrape is rendered (e.g. to ask for a
+    // queue census, relay/runtime/metrics_queue.h); it must not block.
+    void setBeforeScrape(std::function<void()> f) { beforeScrape_ = std::move(f); }
 
   private:
     static void onRequest(evhttp_request* req, void* self);
     const metrics::Registry& registry_;
     evhttp* http_;
+    std::function<void()> beforeScrape_;
 };
 
 void registerProcessMetrics(metrics::Registry& r);

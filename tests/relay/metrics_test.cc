@@ -2,11 +2,18 @@
 
 #include <gtest/gtest.h>
 
+#include "relay/outbound/trouble.h"
+#include "relay/runtime/metrics_handles.h"
+
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 using namespace danerelay::relay::metrics;
+using danerelay::relay::ClientResult;
+using danerelay::relay::TlsMode;
+namespace relay = danerelay::relay;
+namespace dns = danerelay::dns;
 
 namespace {
 
@@ -82,6 +89,94 @@ TEST(MetricsTest, ConcurrentIncrementsAreAllCounted) {
     EXPECT_EQ(c.with({"same"}).value(), 40000u);
     EXPECT_EQ(h.get().count(), 40000u);
     EXPECT_DOUBLE_EQ(h.get().sum(), 20000.0);
+}
+
+// Fixed label sets exist at zero from the start, so rate() sees them; each
+// update lands on its own series.
+TEST(MetricsHandlesTest, InboundSeriesExistAtZeroAndCountApart) {
+    Registry r;
+    relay::InboundMetrics m(r);
+    std::string text = r.render();
+    for (const char* reason : {"relay_denied", "too_big", "smuggling", "bad_data", "loop",
+                               "too_many_recipients", "rate", "storage"}) {
+        EXPECT_NE(text.find("danerelay_inbound_refused_total{reason=\"" + std::string(reason) +
+                            "\"} 0\n"),
+                  std::string::npos)
+            << reason;
+    }
+    m.refuse(relay::InboundMetrics::Refusal::Smuggling);
+    m.session(relay::InboundMetrics::SessionTls::Implicit);
+    m.authResult(relay::InboundMetrics::Auth::Failure);
+    m.bytesAccepted.inc(1234);
+    text = r.render();
+    EXPECT_NE(text.find("danerelay_inbound_refused_total{reason=\"smuggling\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("danerelay_inbound_refused_total{reason=\"too_big\"} 0\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("danerelay_inbound_sessions_total{tls=\"implicit\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("danerelay_inbound_auth_total{result=\"failure\"} 1\n"), std::string::npos);
+    EXPECT_NE(text.find("danerelay_inbound_accepted_bytes_total 1234\n"), std::string::npos);
+}
+
+TEST(MetricsHandlesTest, DestinationsOutsideThePolicyFilesAreOneLabel) {
+    EXPECT_EQ(relay::destinationLabel("example.org"), "example.org");
+    EXPECT_EQ(relay::destinationLabel(".example.org"), ".example.org");
+    EXPECT_EQ(relay::destinationLabel("default"), "other");
+    EXPECT_EQ(relay::destinationLabel(""), "other");
+    EXPECT_EQ(relay::destinationLabel("(built-in default)"), "other");
+}
+
+TEST(MetricsHandlesTest, DnsAnswersCacheHitsAndBogusKinds) {
+    Registry r;
+    relay::DnsMetrics m(r);
+    dns::ResolverObserver& o = m;
+    o.querySent();
+    o.answered(dns::Security::Secure, false);
+    o.answered(dns::Security::Secure, true);
+    o.bogus("signature-expired");
+    o.validated(0.002);
+    std::string text = r.render();
+    EXPECT_NE(text.find("danerelay_dns_queries_total 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("danerelay_dns_answers_total{dnssec=\"secure\"} 1\n"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("danerelay_dns_cache_hits_total 1\n"), std::string::npos);
+    EXPECT_NE(text.find("danerelay_dns_bogus_total{kind=\"signature-expired\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("danerelay_dns_bogus_total{kind=\"no-rrsig\"} 0\n"), std::string::npos);
+    EXPECT_NE(text.find("danerelay_dns_validation_seconds_count 1\n"), std::string::npos);
+}
+
+// RFC 8460 result types from the session's facts, never from its text.
+TEST(MetricsHandlesTest, TlsReportResultFollowsTheFailureKind) {
+    ClientResult r;
+    r.stage = ClientResult::Stage::StartTls;
+    r.failure = ClientResult::Failure::StarttlsNotSupported;
+    EXPECT_STREQ(relay::tlsReportResult(TlsMode::Dane, r), "starttls-not-supported");
+    r.stage = ClientResult::Stage::Handshake;
+    r.failure = ClientResult::Failure::DaneFailed;
+    r.daneFailure = danerelay::tls::DaneFailure::CertificateExpired;
+    EXPECT_STREQ(relay::tlsReportResult(TlsMode::Dane, r), "certificate-expired");
+    r.failure = ClientResult::Failure::Network;
+    EXPECT_EQ(relay::tlsReportResult(TlsMode::Dane, r), nullptr);  // nothing said about TLS
+    ClientResult ok;
+    ok.stage = ClientResult::Stage::Done;
+    ok.tls = "TLS1.3/AES-256-GCM";
+    ok.peerVerified = true;
+    EXPECT_STREQ(relay::tlsReportResult(TlsMode::Dane, ok), "success");
+    ok.peerVerified = false;
+    EXPECT_EQ(relay::tlsReportResult(TlsMode::Dane, ok), nullptr);
+    EXPECT_EQ(relay::tlsReportResult(TlsMode::None, ok), nullptr);
+}
+
+TEST(MetricsHandlesTest, UnscrapedHandlesCountAlone) {
+    auto m = relay::metricsOrUnscraped<relay::CommitMetrics>(nullptr);
+    m->batchSize.observe(3);
+    EXPECT_EQ(m->batchSize.count(), 1u);
+    Registry r;
+    relay::CommitMetrics given(r);
+    auto same = relay::metricsOrUnscraped(&given);
+    EXPECT_EQ(same.get(), &given);
 }
 
 }  // namespace
