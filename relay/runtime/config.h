@@ -30,12 +30,19 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class ListenerTls { StartTls, Implicit };
+// A PROXY protocol header (haproxy.org/download/2.9/doc/proxy-protocol.txt)
+// precedes each connection's first byte on this listener.
+enum class ProxyProtocol { None, V1, V2 };
 
 struct ListenerConfig {
     std::string host;  // numeric address
     uint16_t port = 0;
     ListenerTls tls = ListenerTls::StartTls;
     std::string text;  // as written, for logs
+    // "proxy_protocol": "v1" | "v2"; with it, "proxy_from" (non-empty): the
+    // only peers whose header is believed, every other peer is closed.
+    ProxyProtocol proxy = ProxyProtocol::None;
+    std::vector<Cidr> proxyFrom;
 };
 
 struct Limits {
