@@ -42,7 +42,7 @@ struct ListenerConfig {
     // "proxy_protocol": "v1" | "v2"; with it, "proxy_from" (non-empty): the
     // only peers whose header is believed, every other peer is closed.
     ProxyProtocol proxy = ProxyProtocol::None;
-    std::vector<Cidr> proxyFrom;
+    std::vector<Cidr> proxyFrom{};
 };
 
 struct Limits {
