@@ -12,7 +12,7 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # lab's NSEC3 opt-out zone; dns-root-data is the default trust anchor.
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake pkg-config ca-certificates \
+  build-essential cmake pkg-config ca-certificates haproxy \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev libsystemd-dev \
   gnutls-bin swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-jsonschema util-linux procps \
-  nsd unbound ldnsutils bind9-utils openssl dns-root-data haproxy >/dev/null
+  nsd unbound ldnsutils bind9-utils openssl dns-root-data >/dev/null
