@@ -15,7 +15,7 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # small libjs-* dependencies (its service is disabled below).
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake pkg-config ca-certificates \
+  build-essential cmake pkg-config ca-certificates haproxy \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev libsystemd-dev \
   gnutls-bin swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-jsonschema util-linux procps \
   nsd unbound ldnsutils bind9-utils openssl dns-root-data man-db groff-base >/dev/null

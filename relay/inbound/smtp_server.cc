@@ -103,10 +103,9 @@ void SmtpServer::onAccept(Listener& l) {
 }
 
 const char* SmtpServer::overLimit(const sockaddr_storage& peer, const std::string& client,
-                                  const std::string& network) {
+                                  const std::string& network, size_t open) {
     const auto& lim = ctx_.config->limits;
     bool inside = anyContains(ctx_.config->relayNetworks, peer);
-    size_t open = sessions_.size();
     if (open >= lim.maxSessions) return "too many sessions";
     if (!inside && !ctx_.config->relayNetworks.empty() &&
         open + lim.reservedSessions >= lim.maxSessions) {
@@ -129,8 +128,23 @@ void SmtpServer::admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer) {
     int one = 1;
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::string client = addressToString(peer);
-    std::string network = countedNetwork(peer);
-    if (const char* refuse = overLimit(peer, client, network)) {
+    bool proxied = l.config.proxy != ProxyProtocol::None;
+    if (proxied && !anyContains(l.config.proxyFrom, peer)) {
+        // Only a listed balancer may assert a client's address; anyone else
+        // could claim to be inside relay_networks.
+        logEvent("proxy-refused",
+                 {{"peer", client}, {"listener", l.config.text}, {"reason", "not in proxy_from"}});
+        return;  // fd closes here, nothing sent
+    }
+    // Proxied: the client is not known yet, only the slot is (admitProxied).
+    std::string network = proxied ? "" : countedNetwork(peer);
+    const char* refuse = nullptr;
+    if (!proxied) {
+        refuse = overLimit(peer, client, network, sessions_.size());
+    } else if (sessions_.size() >= ctx_.config->limits.maxSessions) {
+        refuse = "too many sessions";
+    }
+    if (refuse) {
         logEvent("reject", {{"client", client}, {"network", network}, {"reason", refuse}});
         metrics_->refuse(InboundMetrics::Refusal::Rate);
         if (l.config.tls != ListenerTls::Implicit) {
@@ -139,12 +153,25 @@ void SmtpServer::admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer) {
         }
         return;  // fd closes here
     }
-    ++perClient_[client];
-    if (!network.empty()) ++perNetwork_[network];
+    if (!proxied) count(client, network);
     uint64_t id = nextSessionId_++;
-    auto s = std::make_shared<SmtpSession>(*this, std::move(fd), peer, l.config, id);
+    auto s = std::make_shared<SmtpSession>(*this, std::move(fd), peer, l.config, id, !proxied);
     sessions_.emplace(id, s);
     s->start();
+}
+
+const char* SmtpServer::admitProxied(const SmtpSession& s) {
+    std::string network = countedNetwork(s.peer());
+    // Itself excluded: at accept a direct client is not among the open ones.
+    size_t others = sessions_.size() - (sessions_.count(s.id()) ? 1 : 0);
+    if (const char* refuse = overLimit(s.peer(), s.client(), network, others)) return refuse;
+    count(s.client(), network);
+    return nullptr;
+}
+
+void SmtpServer::count(const std::string& client, const std::string& network) {
+    ++perClient_[client];
+    if (!network.empty()) ++perNetwork_[network];
 }
 
 void SmtpServer::pauseAccepting(int err) {
@@ -174,10 +201,11 @@ void SmtpServer::release(uint64_t sessionId, const std::string& client) {
     auto it = sessions_.find(sessionId);
     if (it == sessions_.end()) return;
     std::string network = countedNetwork(it->second->peer());
+    bool counted = it->second->counted();
     // It is inside its own callback: destroyed once that has returned.
     dispatcher_->deferredDelete(std::move(it->second));
     sessions_.erase(it);
-    uncount(client, network);
+    if (counted) uncount(client, network);
 }
 
 void SmtpServer::uncount(const std::string& client, const std::string& network) {

@@ -20,6 +20,12 @@
 // messages carrying max_hops Received: fields are refused (554 5.4.6); no input is
 // read while 64 KiB of replies wait for a client that does not read them;
 // password hashing on a pool of its own whose queue is bounded (454 beyond).
+// A proxy_protocol listener takes connections only from its proxy_from
+// peers (anyone else is closed with a log line, nothing sent); such a
+// session holds one of max_sessions from accept, but is counted per client
+// and per network (and against reserved_sessions) only once its PROXY
+// header named the client, under that client's address: the balancer's
+// own address would put every client in one bucket.
 // A session that fails is closed alone; the server and other sessions go on.
 // Out of descriptors (EMFILE/ENFILE), the listeners pause 100 ms to 1 s
 // instead of spinning on a backlog they cannot take.
@@ -101,9 +107,15 @@ class SmtpServer {
     // One accepted connection: refused with 421 (not on an implicit-TLS
     // listener) if a session limit is reached, else a session is started.
     void admit(Listener& l, UniqueFd fd, const sockaddr_storage& peer);
-    // Which session limit a new client would exceed; null if none.
+    // Which session limit a new client would exceed, with `open` other
+    // sessions; null if none.
     const char* overLimit(const sockaddr_storage& peer, const std::string& client,
-                          const std::string& network);
+                          const std::string& network, size_t open);
+    // A proxied session whose header named its client (s.peer()): the
+    // limits a direct client meets at accept, then counted; null if
+    // admitted, else the limit it would exceed (nothing counted).
+    const char* admitProxied(const SmtpSession& s);
+    void count(const std::string& client, const std::string& network);
     // Called by a session that is done; it is destroyed later, not from
     // under its own callback.
     void release(uint64_t sessionId, const std::string& client);

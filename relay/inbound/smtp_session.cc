@@ -31,6 +31,10 @@ constexpr size_t kMaxSaslLine = 12288;
 // from now. A client sending at least this fast is never cut off; a slower
 // one is, after command_timeout / (1 - rate / kMinDataRate).
 constexpr size_t kMinDataRate = 500;  // bytes per second
+// A load balancer writes its PROXY header with the connection's first
+// packet; one that has not within this (or command_timeout, if shorter) is
+// not a balancer we want holding a session slot.
+constexpr unsigned kProxyHeaderTimeout = 10;  // seconds
 
 bool hasControlChars(std::string_view s) {
     return std::any_of(s.begin(), s.end(), [](char ch) {
@@ -53,13 +57,14 @@ InboundMetrics::Refusal dataRefusal(DataReader::Problem p) {
 }  // namespace
 
 SmtpSession::SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
-                         const ListenerConfig& listener, uint64_t id)
+                         const ListenerConfig& listener, uint64_t id, bool counted)
     : server_(server),
       fd_(std::move(fd)),
       peer_(peer),
       listener_(listener),
       id_(id),
       client_(addressToString(peer)),
+      counted_(counted),
       readEv_(server.ctx_.base, fd_.get(), EV_READ | EV_PERSIST, [this](short) { onReadable(); }),
       writeEv_(server.ctx_.base, fd_.get(), EV_WRITE, [this](short) { onWritable(); }),
       idleTimer_(server.ctx_.base, -1, 0, [this](short) { onTimeout("command_timeout"); }),
@@ -69,16 +74,82 @@ SmtpSession::~SmtpSession() = default;
 
 void SmtpSession::start() {
     const auto& cfg = *server_.ctx_.config;
-    logEvent("connect",
-             {{"client", client_}, {"listener", listener_.text}, {"session", std::to_string(id_)}});
     readEv_.add();
     sessionTimer_.addSeconds(cfg.limits.sessionTimeout);
+    if (listener_.proxy != ProxyProtocol::None) {
+        state_ = State::ProxyHeader;
+        proxy_.emplace(listener_.proxy);
+        idleTimer_.addSeconds(std::min(kProxyHeaderTimeout, cfg.limits.commandTimeout));
+        return;
+    }
+    begin();
+}
+
+void SmtpSession::begin() {
+    std::string session = std::to_string(id_);
+    if (via_.empty()) {
+        logEvent("connect",
+                 {{"client", client_}, {"listener", listener_.text}, {"session", session}});
+    } else {
+        // via: the load balancer whose PROXY header named the client.
+        logEvent("connect", {{"client", client_},
+                             {"via", via_},
+                             {"listener", listener_.text},
+                             {"session", session}});
+    }
+    state_ = State::Command;
     resetIdleTimer();
     if (listener_.tls == ListenerTls::Implicit) {
         startTls();
     } else {
-        reply(220, cfg.hostname + " ESMTP danerelay");
+        reply(220, server_.ctx_.config->hostname + " ESMTP danerelay");
     }
+}
+
+void SmtpSession::readProxyHeader() {
+    char buf[kProxyMaxHeader];
+    // Peek, then take only what the reader says is header: the bytes after
+    // it (the first SMTP command, or the TLS ClientHello that GnuTLS reads
+    // straight off the socket) stay where the next reader finds them.
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, MSG_PEEK);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        return proxyFailed(std::string("reading the PROXY header: ") + std::strerror(errno));
+    }
+    if (n == 0) return proxyFailed("connection closed before a complete PROXY header");
+    size_t take = proxy_->offer(std::string_view(buf, static_cast<size_t>(n)));
+    if (take > 0 && ::recv(fd_.get(), buf, take, 0) != static_cast<ssize_t>(take)) {
+        return proxyFailed("the socket gave back fewer bytes than it showed");
+    }
+    const ProxyParse& r = proxy_->result();
+    if (r.step == ProxyParse::Step::Invalid) return proxyFailed(r.error);
+    if (r.step == ProxyParse::Step::Done) proxyDone(r.header);
+}
+
+void SmtpSession::proxyFailed(const std::string& why) {
+    // Nothing is sent: the peer is a balancer relaying to a client that
+    // has had no greeting, and a header we could not read leaves no SMTP
+    // stream to answer in.
+    logEvent("proxy-refused", {{"peer", client_}, {"listener", listener_.text}, {"reason", why}});
+    finish("bad or missing PROXY header");
+}
+
+void SmtpSession::proxyDone(const ProxyHeader& h) {
+    via_ = client_;
+    if (h.hasAddress) {
+        peer_ = h.source;
+        client_ = addressToString(peer_);
+    }
+    proxy_.reset();
+    if (const char* refuse = server_.admitProxied(*this)) {
+        logEvent("reject", {{"client", client_}, {"via", via_}, {"reason", refuse}});
+        if (listener_.tls == ListenerTls::Implicit) return finish(refuse);
+        state_ = State::Command;
+        closeAfterReply(421, "4.7.0 " + server_.ctx_.config->hostname + " Error: " + refuse);
+        return;
+    }
+    counted_ = true;
+    begin();
 }
 
 void SmtpSession::resetIdleTimer() {
@@ -102,6 +173,7 @@ void SmtpSession::creditDataBytes(size_t bytes) {
 void SmtpSession::onTimeout(const char* which) {
     if (state_ == State::Closed) return;
     if (state_ == State::Closing) return finish("timeout flushing last reply");
+    if (state_ == State::ProxyHeader) return proxyFailed("no complete PROXY header in time");
     logEvent("timeout", {{"client", client_}, {"after", which}, {"state", stateName()}});
     if (state_ == State::Waiting) {
         // The idle timer is off while Waiting; the session timer is not. The
@@ -123,6 +195,8 @@ void SmtpSession::onTimeout(const char* which) {
 
 const char* SmtpSession::stateName() const {
     switch (state_) {
+        case State::ProxyHeader:
+            return "proxy-header";
         case State::TlsHandshake:
             return "tls-handshake";
         case State::Command:
@@ -162,6 +236,10 @@ bool SmtpSession::closeIfExpired() {
 // ---------------------------------------------------------------- I/O
 
 void SmtpSession::onReadable() {
+    if (state_ == State::ProxyHeader) {
+        readProxyHeader();
+        return;
+    }
     if (state_ == State::TlsHandshake) {
         continueHandshake();
         return;

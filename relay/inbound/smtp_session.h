@@ -1,6 +1,10 @@
 // smtp_session.h — one inbound SMTP connection: an explicit state machine.
 //
-// States: TlsHandshake (implicit TLS, or after STARTTLS) → Command; Command →
+// States: ProxyHeader (a proxy_protocol listener: the load balancer's
+// header, read within 10 s (or command_timeout) without a byte past it;
+// nothing is sent before it names the client, and from then on that client
+// is the one relay_networks, session limits, logs and Received: see) →
+// TlsHandshake (implicit TLS, or after STARTTLS) → Command; Command →
 // Data (after 354) → Waiting (group commit in flight) → Command; Command →
 // AuthResponse (SASL exchange) → Waiting (hash check off the loop) → Command.
 // Closing: the last reply is being flushed (at most command_timeout for a
@@ -23,6 +27,7 @@
 #include "common/event.h"
 #include "common/unique_fd.h"
 #include "queue/envelope.h"
+#include "relay/inbound/proxy_protocol.h"
 #include "relay/inbound/smtp_parser.h"
 #include "tls/session.h"
 
@@ -37,19 +42,41 @@ struct ListenerConfig;
 
 class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
   public:
+    // counted: the server counted the peer in its limits at accept (every
+    // listener but a proxied one).
     SmtpSession(SmtpServer& server, UniqueFd fd, const sockaddr_storage& peer,
-                const ListenerConfig& listener, uint64_t id);
+                const ListenerConfig& listener, uint64_t id, bool counted = true);
     ~SmtpSession();
     void start();
     const std::string& client() const { return client_; }
     const sockaddr_storage& peer() const { return peer_; }
+    uint64_t id() const { return id_; }
+    // Counted in the server's per-client and per-network limits (a proxied
+    // session only once its header named the client).
+    bool counted() const { return counted_; }
 
   private:
-    enum class State { TlsHandshake, Command, AuthResponse, Data, Waiting, Closing, Closed };
+    enum class State {
+        ProxyHeader,
+        TlsHandshake,
+        Command,
+        AuthResponse,
+        Data,
+        Waiting,
+        Closing,
+        Closed
+    };
     enum class AuthStep { None, PlainResponse, LoginUser, LoginPassword };
 
     // I/O
     void onReadable();
+    // ProxyHeader: peek, take the header bytes only, and once it is whole
+    // admit the client it names (proxyDone) or close with a log line.
+    void readProxyHeader();
+    void proxyFailed(const std::string& why);
+    void proxyDone(const ProxyHeader& h);
+    // The greeting (or implicit TLS), once the client is known.
+    void begin();
     void onWritable();
     void readInput();
     void pauseReading();
@@ -130,6 +157,9 @@ class SmtpSession : public std::enable_shared_from_this<SmtpSession> {
     const ListenerConfig& listener_;
     uint64_t id_;
     std::string client_;
+    bool counted_;
+    std::optional<ProxyHeaderReader> proxy_;
+    std::string via_;  // the load balancer's address, once its header is taken
     State state_ = State::Command;
     Event readEv_, writeEv_, idleTimer_, sessionTimer_;
     // When idleTimer_ fires (Command, Data, handshake), on the Dispatcher's

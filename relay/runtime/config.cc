@@ -255,8 +255,37 @@ void parseAddress(const Checker& c, const std::string& text, const std::string& 
     l.port = static_cast<uint16_t>(std::stoul(portPart));
 }
 
+// "proxy_protocol" and "proxy_from": both or neither; a proxy_from without
+// a protocol would be a trust rule that nothing reads, so it is refused too.
+void parseProxy(const Checker& c, const json& lj, const std::string& where, ListenerConfig& l) {
+    std::string proto = c.str(lj, where, "proxy_protocol", false);
+    auto from = lj.find("proxy_from");
+    if (proto.empty()) {
+        if (from != lj.end()) c.fail(where + ".proxy_from", "needs \"proxy_protocol\"");
+        return;
+    }
+    if (proto == "v1") {
+        l.proxy = ProxyProtocol::V1;
+    } else if (proto == "v2") {
+        l.proxy = ProxyProtocol::V2;
+    } else {
+        c.fail(where + ".proxy_protocol", "must be \"v1\" or \"v2\"");
+    }
+    if (from == lj.end() || !from->is_array() || from->empty()) {
+        c.fail(where + ".proxy_from",
+               "must be a non-empty array of networks (the load balancers' addresses)");
+    }
+    for (size_t i = 0; i < from->size(); ++i) {
+        std::string at = where + ".proxy_from[" + std::to_string(i) + "]";
+        if (!(*from)[i].is_string()) c.fail(at, "must be a string");
+        auto n = Cidr::parse((*from)[i].get<std::string>());
+        if (!n) c.fail(at, n.error().message);
+        l.proxyFrom.push_back(*n);
+    }
+}
+
 ListenerConfig parseListener(const Checker& c, const json& lj, const std::string& where) {
-    c.onlyKeys(lj, where, {"address", "tls"});
+    c.onlyKeys(lj, where, {"address", "tls", "proxy_protocol", "proxy_from"});
     ListenerConfig l;
     parseAddress(c, c.str(lj, where, "address", true), where + ".address", l);
     std::string tls = c.str(lj, where, "tls", false);
@@ -267,6 +296,7 @@ ListenerConfig parseListener(const Checker& c, const json& lj, const std::string
     } else {
         c.fail(where + ".tls", "must be \"starttls\" or \"implicit\"");
     }
+    parseProxy(c, lj, where, l);
     return l;
 }
 

@@ -30,6 +30,9 @@ class ConfigError : public std::runtime_error {
 };
 
 enum class ListenerTls { StartTls, Implicit };
+// A PROXY protocol header (haproxy.org/download/2.9/doc/proxy-protocol.txt)
+// precedes each connection's first byte on this listener.
+enum class ProxyProtocol { None, V1, V2 };
 
 // log_format: "kv" (key=value after a timestamp) or "json" (one object per line).
 enum class LogFormat { Kv, Json };
@@ -39,6 +42,10 @@ struct ListenerConfig {
     uint16_t port = 0;
     ListenerTls tls = ListenerTls::StartTls;
     std::string text;  // as written, for logs
+    // "proxy_protocol": "v1" | "v2"; with it, "proxy_from" (non-empty): the
+    // only peers whose header is believed, every other peer is closed.
+    ProxyProtocol proxy = ProxyProtocol::None;
+    std::vector<Cidr> proxyFrom{};
 };
 
 struct Limits {

@@ -76,7 +76,9 @@ class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 
     def __init__(self, relay_networks=("127.0.0.1/32",), limits=None, users=None,
-                 prlimit_fsize=None, dns=None, env=None):
+                 prlimit_fsize=None, dns=None, env=None, extra_listeners=None):
+        """extra_listeners: more "listeners" entries (dicts, e.g. with
+        proxy_protocol), after the two every relay has."""
         self.dir = tempfile.mkdtemp(prefix="danerelay-e2e-")
         self.port = free_port()
         self.tls_port = free_port()
@@ -92,7 +94,7 @@ class Relay:
             "listeners": [
                 {"address": f"127.0.0.1:{self.port}", "tls": "starttls"},
                 {"address": f"127.0.0.1:{self.tls_port}", "tls": "implicit"},
-            ],
+            ] + list(extra_listeners or []),
             "tls": {"certificate": crt, "key": key},
             "relay_networks": list(relay_networks),
             "limits": {"command_timeout": 30, "session_timeout": 120, **(limits or {})},

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Coverage-guided fuzzing with libFuzzer (clang), for developers:
-#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|dns|dns_diff [SECONDS]
+#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|proxy|dns|dns_diff [SECONDS]
 # CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -16,6 +16,8 @@ case "$target" in
           relay/runtime/base64.cc queue/utf8.cc queue/envelope.cc -lcrypt -o "$out/fuzz" ;;
   smtp_reply) clang++ $flags tests/fuzz/smtp_reply_fuzz.cc relay/outbound/smtp_reply.cc \
           relay/outbound/bounce.cc relay/runtime/mail_date.cc queue/utf8.cc queue/envelope.cc \
+          -o "$out/fuzz" ;;
+  proxy) clang++ $flags tests/fuzz/proxy_fuzz.cc relay/inbound/proxy_protocol.cc \
           -o "$out/fuzz" ;;
   dns)  clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_fuzz.cc $dns_sources \
           -o "$out/fuzz" ;;

@@ -69,6 +69,11 @@ class SmtpServerLoopTest : public ::testing::Test {
         cfg_.hostname = "relay.test";
         cfg_.listeners = {ListenerConfig{"127.0.0.1", 0, ListenerTls::StartTls, "127.0.0.1:0"}};
         cfg_.relayNetworks = {*Cidr::parse("127.0.0.0/8")};
+        startServer();
+    }
+    // A server on cfg_ as it is now (a test may change cfg_ and call again).
+    void startServer() {
+        server_.reset();
         ServerContext ctx;
         ctx.config = &cfg_;
         ctx.base = base_.get();
@@ -220,6 +225,84 @@ TEST_F(SmtpServerLoopTest, FinishedSessionGoesThroughDeferredDelete) {
     }
     EXPECT_EQ(dispatcher_->pending(), 0u);
     EXPECT_EQ(transcript(c), "220 relay.test ESMTP danerelay\r\n221 2.0.0 Bye\r\n");
+}
+
+// ------------------------------------------------------------------ PROXY protocol
+
+class ProxyListenerTest : public SmtpServerLoopTest {
+  protected:
+    void SetUp() override {
+        SmtpServerLoopTest::SetUp();
+        cfg_.listeners[0].proxy = ProxyProtocol::V1;
+        cfg_.listeners[0].proxyFrom = {*Cidr::parse("127.0.0.1/32")};
+        startServer();
+    }
+    // Connected and sent; the loop runs until `want` sessions are open and
+    // `until` has arrived on c (or 10 s).
+    UniqueFd open(const std::string& script, size_t want, const std::string& until,
+                  std::string* got) {
+        UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons(port_);
+        ::connect(c.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        bool sent = false;
+        char buf[4096];
+        while (std::chrono::steady_clock::now() < give_up) {
+            if (!sent) {
+                sent = ::send(c.get(), script.data(), script.size(), MSG_NOSIGNAL) ==
+                       static_cast<ssize_t>(script.size());
+            }
+            event_base_loop(base_.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            ssize_t n = ::recv(c.get(), buf, sizeof buf, 0);
+            if (n > 0) got->append(buf, static_cast<size_t>(n));
+            if (server_->sessionCount() == want && got->find(until) != std::string::npos) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return c;
+    }
+};
+
+// The header's client is the one relay_networks and Received: see; the
+// command pipelined in the header's own segment is answered, not lost.
+TEST_F(ProxyListenerTest, HeaderClientIsTheClient) {
+    auto c = runSession(
+        "PROXY TCP4 127.0.0.9 127.0.0.1 5555 25\r\nEHLO c.test\r\n"
+        "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" +
+        kMessage + "QUIT\r\n");
+    std::string t = transcript(c);
+    ASSERT_EQ(queued_.size(), 1u) << t;
+    EXPECT_EQ(t.rfind("220 relay.test ESMTP danerelay\r\n250-relay.test\r\n", 0), 0u) << t;
+    auto content = spool_->loadContent(queued_[0]);
+    ASSERT_TRUE(content.ok());
+    EXPECT_EQ(content->rfind("Received: from c.test ([127.0.0.9])\r\n", 0), 0u) << *content;
+    c = runSession(
+        "PROXY TCP4 192.0.2.1 127.0.0.1 5555 25\r\nEHLO c.test\r\n"
+        "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@example.com>\r\nQUIT\r\n");
+    EXPECT_NE(transcript(c).find("554 5.7.1"), std::string::npos);  // outside relay_networks
+}
+
+// Limits count the header's client, from the moment it is known: the
+// balancer's own address (every session's peer) never fills a bucket.
+TEST_F(ProxyListenerTest, PerClientLimitCountsTheHeaderClient) {
+    cfg_.limits.maxSessionsPerClient = 1;
+    startServer();
+    std::string g1, g2, g3;
+    auto c1 = open("PROXY TCP4 192.0.2.1 127.0.0.1 1 25\r\n", 1, "220 ", &g1);
+    auto c2 = open("PROXY TCP4 192.0.2.2 127.0.0.1 1 25\r\n", 2, "220 ", &g2);
+    EXPECT_EQ(g2, "220 relay.test ESMTP danerelay\r\n");  // another client: admitted
+    auto c3 = open("PROXY TCP4 192.0.2.1 127.0.0.1 2 25\r\n", 2, "421 ", &g3);
+    EXPECT_EQ(g3, "421 4.7.0 relay.test Error: too many sessions from this client\r\n");
+    EXPECT_EQ(g1, "220 relay.test ESMTP danerelay\r\n");
+    EXPECT_EQ(server_->sessionCount(), 2u);
+}
+
+// A garbage header: closed, nothing sent, the slot given back.
+TEST_F(ProxyListenerTest, GarbageHeaderClosesSilently) {
+    auto c = runSession("EHLO direct.test\r\n");
+    EXPECT_EQ(transcript(c), "");
 }
 
 // Without a Dispatcher in the context the server makes its own.
