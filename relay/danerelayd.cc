@@ -339,6 +339,9 @@ int run(const Config& cfg, Prepared p) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
+    // danectl drain/resume: the verbs reach the listeners through these.
+    verbs.setDrainHooks({[&server] { return server.stopAccepting(); },
+                         [&server] { return server.resumeAccepting(); }});
     metrics::Registry registry;
     auto metricsServer =
         startMetrics(base.get(), registry, std::move(p.metricsListener), scheduler, resolver);
