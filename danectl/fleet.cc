@@ -1,5 +1,6 @@
 #include "danectl/fleet.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -32,6 +33,14 @@ bool locateNode(const FleetNode& n, relay::Config* cfg, std::string* error) {
         return false;
     }
     return true;
+}
+
+// The node column: as wide as the longest name (at least 16), so the
+// columns line up whatever the nodes are called.
+int nameWidth(const std::vector<FleetNode>& nodes) {
+    size_t w = 16;
+    for (const auto& n : nodes) w = std::max(w, n.name.size());
+    return static_cast<int>(std::min<size_t>(w, 200));
 }
 
 json nodeBase(const FleetNode& n) {
@@ -97,14 +106,14 @@ std::string countsText(const json& counts) {
     return out.empty() ? "none" : out;
 }
 
-void printStatusLine(const json& n) {
+void printStatusLine(const json& n, int width) {
     const char* name = n["node"].get_ref<const std::string&>().c_str();
     if (!n["ok"].get<bool>()) {
-        std::printf("%-16s UNREACHABLE: %s\n", name, n["error"].get<std::string>().c_str());
+        std::printf("%-*s UNREACHABLE: %s\n", width, name, n["error"].get<std::string>().c_str());
         return;
     }
     const json& s = n["status"];
-    std::printf("%-16s %-10s %8lld %8lld  %-14s %s\n", name,
+    std::printf("%-*s %-10s %8lld %8lld  %-14s %s\n", width, name,
                 s.value("draining", false) ? "DRAINING" : "yes",
                 s["queue"]["messages"].get<long long>(), s["queue"]["in_flight"].get<long long>(),
                 s["dnssec"]["validating"].get<bool>() ? "validating" : "NOT-VALIDATING",
@@ -151,14 +160,14 @@ json summaryTotal(const json& nodes) {
     return t;
 }
 
-void printSummaryLine(const json& n) {
+void printSummaryLine(const json& n, int width) {
     const char* name = n["node"].get_ref<const std::string&>().c_str();
     if (!n["ok"].get<bool>()) {
-        std::printf("%-16s UNREADABLE: %s\n", name, n["error"].get<std::string>().c_str());
+        std::printf("%-*s UNREADABLE: %s\n", width, name, n["error"].get<std::string>().c_str());
         return;
     }
     const json& s = n["summary"];
-    std::printf("%-16s %8lld  %-20s  %s\n", name, s["messages"].get<long long>(),
+    std::printf("%-*s %8lld  %-20s  %s\n", width, name, s["messages"].get<long long>(),
                 s["oldest"].is_object() ? s["oldest"]["arrival"].get<std::string>().c_str() : "-",
                 countsText(s["recipients_by_state"]).c_str());
 }
@@ -215,10 +224,11 @@ int fleetStatus(const std::vector<FleetNode>& nodes, int timeoutSeconds, bool as
     json results = json::array();
     for (auto& a : asks) results.push_back(a.get());
     json total = statusTotal(results);
+    int width = nameWidth(nodes);
     if (!asJson) {
-        std::printf("%-16s %-10s %8s %8s  %-14s %s\n", "NODE", "ACCEPTING", "MESSAGES", "SENDING",
-                    "DNSSEC", "RECIPIENTS");
-        for (const auto& n : results) printStatusLine(n);
+        std::printf("%-*s %-10s %8s %8s  %-14s %s\n", width, "NODE", "ACCEPTING", "MESSAGES",
+                    "SENDING", "DNSSEC", "RECIPIENTS");
+        for (const auto& n : results) printStatusLine(n, width);
         std::printf(
             "total: %lld of %lld nodes answer, %lld draining, %lld not validating, "
             "%lld messages, %lld in delivery, recipients: %s\n",
@@ -234,9 +244,10 @@ int fleetQueueSummary(const std::vector<FleetNode>& nodes, bool asJson) {
     json results = json::array();
     for (const auto& n : nodes) results.push_back(summaryOfNode(n));
     json total = summaryTotal(results);
+    int width = nameWidth(nodes);
     if (!asJson) {
-        std::printf("%-16s %8s  %-20s  %s\n", "NODE", "MESSAGES", "OLDEST", "RECIPIENTS");
-        for (const auto& n : results) printSummaryLine(n);
+        std::printf("%-*s %8s  %-20s  %s\n", width, "NODE", "MESSAGES", "OLDEST", "RECIPIENTS");
+        for (const auto& n : results) printSummaryLine(n, width);
         std::printf("total: %lld of %lld nodes read, %lld messages, recipients: %s\n",
                     total["answering"].get<long long>(), total["nodes"].get<long long>(),
                     total["messages"].get<long long>(),
