@@ -1,7 +1,10 @@
 #include "danectl/daemon.h"
 
+#include <chrono>
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "danectl/output.h"
 
@@ -84,8 +87,92 @@ int status(const Daemon& daemon, bool asJson) {
     for (const auto& l : (*r)["listeners"])
         std::printf("listener:  %s (%s)\n", l["address"].get<std::string>().c_str(),
                     l["tls"].get<std::string>().c_str());
+    std::printf("accepting: %s\n", acceptingText(*r).c_str());
     printPolicyLine((*r)["policy"]);
     printDeliveryLine((*r)["delivery"]);
+    return 0;
+}
+
+std::string acceptingText(const json& statusReply) {
+    if (!statusReply.value("draining", false)) return "yes";
+    std::string since = statusReply["draining_since"].is_number_integer()
+                            ? isoTime(statusReply["draining_since"].get<int64_t>())
+                            : "?";
+    return "NO: draining since " + since + " (danectl resume to accept again)";
+}
+
+namespace {
+
+// What is left in the queue, as status reports it: messages and, of the
+// recipients, those not yet done.
+std::string leftText(const json& q) {
+    std::string states;
+    for (const auto& [k, v] : q["recipients_by_state"].items()) {
+        if (v.get<int64_t>() == 0 || k == "delivered" || k == "bounced") continue;
+        states += (states.empty() ? "" : ", ") + std::to_string(v.get<int64_t>()) + " " + k;
+    }
+    return std::to_string(q["messages"].get<int64_t>()) + " message(s) in the queue" +
+           (states.empty() ? "" : " (recipients: " + states + ")");
+}
+
+// Polls status once a second until the queue is empty or the time is up;
+// the last status reply (nullopt: the daemon stopped answering).
+std::optional<json> waitEmpty(const Daemon& daemon, int seconds, bool asJson, bool* empty) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    for (;;) {
+        auto st = ask(daemon, controlRequestFor("status"), asJson);
+        if (!st) return std::nullopt;
+        *empty = (*st)["queue"]["messages"].get<int64_t>() == 0;
+        if (*empty || std::chrono::steady_clock::now() >= deadline) return st;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+}
+
+}  // namespace
+
+int drain(const Daemon& daemon, const DrainOptions& options, bool asJson) {
+    auto r = ask(daemon, controlRequestFor("drain"), asJson);
+    if (!r) return 1;
+    if (!options.wait) {
+        if (asJson) {
+            printJson(*r);
+        } else {
+            std::printf("draining: not accepting SMTP sessions%s; the queue is still delivered\n",
+                        (*r)["changed"].get<bool>() ? "" : " (already)");
+        }
+        return 0;
+    }
+    auto started = std::chrono::steady_clock::now();
+    bool empty = false;
+    auto st = waitEmpty(daemon, options.waitSeconds, asJson, &empty);
+    if (!st) return 1;
+    auto waited =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started)
+            .count();
+    if (asJson) {
+        (*r)["wait"] = {{"empty", empty},
+                        {"waited_seconds", waited},
+                        {"messages", (*st)["queue"]["messages"]},
+                        {"recipients_by_state", (*st)["queue"]["recipients_by_state"]}};
+        printJson(*r);
+    } else if (empty) {
+        std::printf("drained: not accepting SMTP sessions, the queue is empty (%llds)\n",
+                    static_cast<long long>(waited));
+    } else {
+        std::printf("draining: not accepting SMTP sessions; after %llds still %s\n",
+                    static_cast<long long>(waited), leftText((*st)["queue"]).c_str());
+    }
+    return empty ? 0 : 1;
+}
+
+int resume(const Daemon& daemon, bool asJson) {
+    auto r = ask(daemon, controlRequestFor("resume"), asJson);
+    if (!r) return 1;
+    if (asJson) {
+        printJson(*r);
+    } else {
+        std::printf("accepting SMTP sessions%s\n", (*r)["changed"].get<bool>() ? "" : " (already)");
+    }
     return 0;
 }
 

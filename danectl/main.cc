@@ -3,6 +3,9 @@
 //
 //   danectl [GLOBAL] status [--json]       the running daemon: uptime, queue, DNSSEC, listeners
 //   danectl [GLOBAL] reload [--json]       re-read the policy directory (like SIGHUP)
+//   danectl [GLOBAL] drain [--json] [--wait [--timeout SECONDS]]
+//                                          stop accepting SMTP sessions; the queue goes on
+//   danectl [GLOBAL] resume [--json]       accept SMTP sessions again
 //   danectl [GLOBAL] queue list [--json] [FILTERS]
 //   danectl [GLOBAL] queue show ID [--json] [--body]
 //   danectl [GLOBAL] queue summary [--json]
@@ -14,13 +17,15 @@
 //   danectl policy check [--json] DIR
 //   danectl passwd [--json]
 //   danectl [VERB [SUB]] --help
-//   GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS
+//   GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS | --fleet FILE
+//   Fleet view (fleet.h): --config given twice or more, or --fleet FILE, and
+//   then status or queue summary: one line per node and a total.
 //   FILTERS: --state S --domain D --sender ADDR --older-than SECONDS
 //
 // The usage below (kUsage) and docs/man/danectl.8.in say the same:
 // tests/man/check_help.py compares every verb's --help with the man page.
 //
-// The verbs live beside this file: daemon.h (status, reload), queue.h,
+// The verbs live beside this file: daemon.h (status, reload, drain, resume), queue.h, fleet.h,
 // probe.h, setup.h (policy check, passwd). list, show and summary read the
 // spool directly and read-only (they work with the daemon down); status,
 // reload and the queue actions go to the daemon over its control socket, so
@@ -38,6 +43,7 @@
 
 #include "danectl/client.h"
 #include "danectl/daemon.h"
+#include "danectl/fleet.h"
 #include "danectl/output.h"
 #include "danectl/probe.h"
 #include "danectl/queue.h"
@@ -60,11 +66,17 @@ struct UsageLine {
     const char* text;
 };
 constexpr UsageLine kUsage[] = {
-    {"status", "", "danectl [GLOBAL] status [--json]\n"},
+    {"status", "",
+     "danectl [GLOBAL] status [--json]\n"
+     "               (--config twice or more, or --fleet FILE: a line per node, a total)\n"},
     {"reload", "", "danectl [GLOBAL] reload [--json]\n"},
+    {"drain", "", "danectl [GLOBAL] drain [--json] [--wait [--timeout SECONDS]]\n"},
+    {"resume", "", "danectl [GLOBAL] resume [--json]\n"},
     {"queue", "list", "danectl [GLOBAL] queue list [--json] [FILTERS]\n"},
     {"queue", "show", "danectl [GLOBAL] queue show ID [--json] [--body]\n"},
-    {"queue", "summary", "danectl [GLOBAL] queue summary [--json]\n"},
+    {"queue", "summary",
+     "danectl [GLOBAL] queue summary [--json]\n"
+     "               (--config twice or more, or --fleet FILE: a line per node, a total)\n"},
     {"queue", "hold|release|delete|flush|bounce|requeue",
      "danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]\n"
      "               (ID... | FILTERS | --all)\n"},
@@ -95,7 +107,8 @@ std::string usageText(const std::string& verb, const std::string& sub) {
         out += (out.empty() ? "usage: " : "       ") + std::string(u.text);
     }
     if (out.empty()) return out;
-    out += "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS\n";
+    out +=
+        "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS | --fleet FILE\n";
     if (out.find("FILTERS") != std::string::npos)
         out += "FILTERS: --state S | --domain D | --sender ADDR | --older-than SECONDS\n";
     out += "HELP:    VERB [SUB] --help (or -h): that verb's usage alone; see danectl(8)\n";
@@ -126,6 +139,10 @@ bool parseSeconds(const std::string& v, int64_t* out) {
 struct Globals {
     std::string configPath, spoolDir, socketPath;
     int timeout = kDefaultTimeout;
+    bool timeoutGiven = false;
+    // The fleet view: every --config given, or a --fleet file.
+    std::vector<std::string> configs;
+    std::string fleetFile;
 };
 
 // Parses args' leading options into g; gives the index of the verb, or
@@ -136,6 +153,9 @@ std::optional<size_t> parseGlobals(const std::vector<std::string>& args, Globals
         int64_t t = 0;
         if (args[i] == "--config" && i + 1 < args.size()) {
             g->configPath = args[++i];
+            g->configs.push_back(g->configPath);
+        } else if (args[i] == "--fleet" && i + 1 < args.size()) {
+            g->fleetFile = args[++i];
         } else if (args[i] == "--spool" && i + 1 < args.size()) {
             g->spoolDir = args[++i];
         } else if (args[i] == "--socket" && i + 1 < args.size()) {
@@ -146,6 +166,7 @@ std::optional<size_t> parseGlobals(const std::vector<std::string>& args, Globals
                 return std::nullopt;
             }
             g->timeout = static_cast<int>(t);
+            g->timeoutGiven = true;
         } else {
             break;
         }
@@ -312,6 +333,71 @@ int runQueue(const std::vector<std::string>& rest, Globals* g, bool asJson) {
     return queueList(g->spoolDir, asJson, c->filter);
 }
 
+// drain's arguments after the verb; nullopt (having said why) is a usage error.
+std::optional<DrainOptions> parseDrainArgs(const std::vector<std::string>& rest) {
+    DrainOptions o;
+    bool timeoutGiven = false;
+    for (size_t k = 1; k < rest.size(); ++k) {
+        int64_t t = 0;
+        if (rest[k] == "--wait") {
+            o.wait = true;
+        } else if (rest[k] == "--timeout" && k + 1 < rest.size()) {
+            if (!parseSeconds(rest[++k], &t) || t == 0 || t > kMaxTimeout) {
+                printError("drain --timeout takes seconds (1-" + std::to_string(kMaxTimeout) + ")");
+                return std::nullopt;
+            }
+            o.waitSeconds = static_cast<int>(t);
+            timeoutGiven = true;
+        } else {
+            return usage(), std::nullopt;
+        }
+    }
+    if (timeoutGiven && !o.wait) {
+        printError("drain --timeout is how long --wait waits: give --wait too");
+        return std::nullopt;
+    }
+    return o;
+}
+
+int runDaemonVerb(const std::vector<std::string>& rest, Globals* g, bool asJson) {
+    std::optional<DrainOptions> drainOptions;
+    if (rest[0] == "drain" && !(drainOptions = parseDrainArgs(rest))) return 2;
+    if (rest[0] != "drain" && rest.size() != 1) return usage();
+    if (!locate(g)) return 1;
+    Daemon daemon{g->socketPath, g->timeout};
+    if (rest[0] == "status") return status(daemon, asJson);
+    if (rest[0] == "reload") return reload(daemon, asJson);
+    if (rest[0] == "resume") return resume(daemon, asJson);
+    return drain(daemon, *drainOptions, asJson);
+}
+
+// Several --config, or --fleet: status and queue summary across the nodes.
+int runFleet(const std::vector<std::string>& rest, const Globals& g, bool asJson) {
+    bool isStatus = rest.size() == 1 && rest[0] == "status";
+    bool isSummary = rest.size() == 2 && rest[0] == "queue" && rest[1] == "summary";
+    if (!isStatus && !isSummary) {
+        printError(
+            "the fleet view (--config twice or more, or --fleet) has status and "
+            "queue summary only");
+        return 2;
+    }
+    if (!g.fleetFile.empty() && !g.configs.empty()) {
+        printError("give the nodes either as --config FILE... or as --fleet FILE, not both");
+        return 2;
+    }
+    std::vector<FleetNode> nodes = nodesFromConfigs(g.configs);
+    if (!g.fleetFile.empty()) {
+        auto listed = readFleetFile(g.fleetFile);
+        if (!listed) {
+            printError(listed.error().message);
+            return 1;
+        }
+        nodes = std::move(*listed);
+    }
+    if (isStatus) return fleetStatus(nodes, g.timeoutGiven ? g.timeout : kFleetTimeout, asJson);
+    return fleetQueueSummary(nodes, asJson);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -325,6 +411,7 @@ int main(int argc, char** argv) {
     bool asJson = false;
     std::erase_if(rest, [&](const std::string& a) { return a == "--json" && (asJson = true); });
     if (rest.empty()) return usage();
+    if (g.configs.size() > 1 || !g.fleetFile.empty()) return runFleet(rest, g, asJson);
     if (rest[0] == "passwd" && rest.size() == 1) return passwd(asJson);
     if (rest[0] == "policy" && rest.size() == 3 && rest[1] == "check")
         return policyCheck(rest[2], asJson);
@@ -336,11 +423,8 @@ int main(int argc, char** argv) {
         auto o = parseProbeArgs(std::vector<std::string>(rest.begin() + 1, rest.end()));
         return o ? probe(g.configPath, *o, asJson) : 2;
     }
-    if ((rest[0] == "status" || rest[0] == "reload") && rest.size() == 1) {
-        if (!locate(&g)) return 1;
-        Daemon daemon{g.socketPath, g.timeout};
-        return rest[0] == "status" ? status(daemon, asJson) : reload(daemon, asJson);
-    }
+    if (rest[0] == "status" || rest[0] == "reload" || rest[0] == "drain" || rest[0] == "resume")
+        return runDaemonVerb(rest, &g, asJson);
     if (rest[0] != "queue") return usage();
     return runQueue(rest, &g, asJson);
 }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "common/clock.h"
 #include "danectl/output.h"
@@ -22,11 +23,13 @@ namespace {
 constexpr size_t kReasonPrefix = 80;
 
 // Every readable message (filtered), and the unreadable ones as damaged.
+// error null: a spool that cannot be opened is said on stderr; else in *error.
 bool loadAll(const std::string& spoolDir, const Filter& f, std::vector<queue::StoredMessage>* out,
-             json* damaged) {
+             json* damaged, std::string* error = nullptr) {
     auto spool = queue::Spool::open(spoolDir, queue::Spool::Mode::Reader);
     if (!spool) {
-        std::fprintf(stderr, "danectl: %s\n", spool.error().message.c_str());
+        if (error) *error = spool.error().message;
+        if (!error) std::fprintf(stderr, "danectl: %s\n", spool.error().message.c_str());
         return false;
     }
     int64_t now = SystemClock::instance().wallSeconds();
@@ -199,10 +202,10 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
     return 0;
 }
 
-int queueSummary(const std::string& spoolDir, bool asJson) {
+std::optional<json> queueSummaryJson(const std::string& spoolDir, std::string* error) {
     std::vector<queue::StoredMessage> list;
     json damaged = json::array();
-    if (!loadAll(spoolDir, Filter{}, &list, &damaged)) return 1;
+    if (!loadAll(spoolDir, Filter{}, &list, &damaged, error)) return std::nullopt;
     size_t quarantined = 0;
     if (auto spool = queue::Spool::open(spoolDir, queue::Spool::Mode::Reader); spool)
         quarantined = (*spool)->quarantinedCount();
@@ -223,35 +226,44 @@ int queueSummary(const std::string& spoolDir, bool asJson) {
             if (!reason.empty()) ++byError[domain + ": " + reason];
         }
     }
-    if (asJson) {
-        json j = {{"version", relay::kControlProtocolVersion},
-                  {"messages", list.size()},
-                  {"recipients_by_state", byState},
-                  {"pending_by_domain", byDomain},
-                  {"pending_by_reason", byError},
-                  {"oldest",
-                   oldest ? json{{"id", oldest->id}, {"arrival", isoTime(oldest->envelope.arrival)}}
+    return json{
+        {"version", relay::kControlProtocolVersion},
+        {"messages", list.size()},
+        {"recipients_by_state", byState},
+        {"pending_by_domain", byDomain},
+        {"pending_by_reason", byError},
+        {"oldest", oldest ? json{{"id", oldest->id}, {"arrival", isoTime(oldest->envelope.arrival)}}
                           : json(nullptr)},
-                  {"damaged", damaged.size()},
-                  {"quarantined", quarantined}};
-        printJson(j);
+        {"damaged", damaged.size()},
+        {"quarantined", quarantined}};
+}
+
+int queueSummary(const std::string& spoolDir, bool asJson) {
+    auto j = queueSummaryJson(spoolDir, nullptr);
+    if (!j) return 1;
+    if (asJson) {
+        printJson(*j);
         return 0;
     }
-    std::printf("%zu message%s in the queue", list.size(), list.size() == 1 ? "" : "s");
-    if (oldest)
-        std::printf(", oldest %s (%s)", oldest->id.c_str(),
-                    isoTime(oldest->envelope.arrival).c_str());
+    size_t n = (*j)["messages"].get<size_t>();
+    std::printf("%zu message%s in the queue", n, n == 1 ? "" : "s");
+    if ((*j)["oldest"].is_object())
+        std::printf(", oldest %s (%s)", (*j)["oldest"]["id"].get<std::string>().c_str(),
+                    (*j)["oldest"]["arrival"].get<std::string>().c_str());
     std::printf("\nrecipients by state:\n");
-    for (const auto& [k, v] : byState) std::printf("  %-10s %d\n", k.c_str(), v);
+    for (const auto& [k, v] : (*j)["recipients_by_state"].items())
+        std::printf("  %-10s %d\n", k.c_str(), v.get<int>());
     std::printf("waiting, by destination:\n");
-    for (const auto& [k, v] : byDomain) std::printf("  %-30s %d\n", k.c_str(), v);
+    for (const auto& [k, v] : (*j)["pending_by_domain"].items())
+        std::printf("  %-30s %d\n", k.c_str(), v.get<int>());
     std::printf("waiting, by last result:\n");
-    for (const auto& [k, v] : byError) std::printf("  %5d  %s\n", v, k.c_str());
-    if (!damaged.empty())
-        std::printf("%zu damaged file(s): see danectl queue list\n", damaged.size());
-    if (quarantined > 0)
-        std::printf("%zu message(s) QUARANTINED as damaged: see %s/quarantine/ (*.why)\n",
-                    quarantined, spoolDir.c_str());
+    for (const auto& [k, v] : (*j)["pending_by_reason"].items())
+        std::printf("  %5d  %s\n", v.get<int>(), k.c_str());
+    if (size_t d = (*j)["damaged"].get<size_t>(); d > 0)
+        std::printf("%zu damaged file(s): see danectl queue list\n", d);
+    if (size_t q = (*j)["quarantined"].get<size_t>(); q > 0)
+        std::printf("%zu message(s) QUARANTINED as damaged: see %s/quarantine/ (*.why)\n", q,
+                    spoolDir.c_str());
     return 0;
 }
 

@@ -10,6 +10,7 @@
 //                         matched or not every message was done
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ bool isQueueAction(const std::string& verb);
 int queueList(const std::string& spoolDir, bool asJson, const queue::Filter& filter);
 int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, bool body);
 int queueSummary(const std::string& spoolDir, bool asJson);
+// summary's --json document; nullopt (the reason in *error, or on stderr if
+// error is null) when the spool cannot be opened. The fleet view uses it.
+std::optional<nlohmann::json> queueSummaryJson(const std::string& spoolDir, std::string* error);
 // By IDs, a filter, or --all (exactly one of them is set in command).
 int queueAction(const Daemon& daemon, const QueueCommand& command, bool asJson);
 

@@ -386,6 +386,9 @@ int run(const Config& cfg, Prepared p) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
+    // danectl drain/resume: the verbs reach the listeners through these.
+    verbs.setDrainHooks({[&server] { return server.stopAccepting(); },
+                         [&server] { return server.resumeAccepting(); }});
     auto metricsServer = startMetrics(base.get(), counted, std::move(p.metricsListener), scheduler,
                                       resolver, **spool, workers);
     // systemd (Type=notify): ready once the listeners are bound and the spool

@@ -88,7 +88,8 @@ void ControlVerbs::handle(const json& request, ControlServer::Reply reply, Contr
                                        std::to_string(kControlProtocolVersion) + ")"));
     }
     if (verb == "status") return status(std::move(reply));
-    if (access != ControlAccess::Full && (verb == "queue" || verb == "reload")) {
+    bool changes = verb == "queue" || verb == "reload" || verb == "drain" || verb == "resume";
+    if (access != ControlAccess::Full && changes) {
         logEvent("control-refused", {{"verb", verb}, {"reason", "read-only access"}});
         return reply(failure(verb,
                              "permission denied: the daemon's group may only read "
@@ -105,7 +106,28 @@ void ControlVerbs::handle(const json& request, ControlServer::Reply reply, Contr
                    {"policy", policyJson()}});
         });
     }
-    reply(failure(verb, "unknown verb '" + verb + "' (status, reload, queue)"));
+    if (verb == "drain" || verb == "resume") return drainVerb(verb == "drain", std::move(reply));
+    reply(failure(verb, "unknown verb '" + verb + "' (status, reload, queue, drain, resume)"));
+}
+
+void ControlVerbs::drainVerb(bool stop, ControlServer::Reply reply) {
+    const char* verb = stop ? "drain" : "resume";
+    auto& hook = stop ? drainHooks_.stopAccepting : drainHooks_.resumeAccepting;
+    if (!hook) return reply(failure(verb, "this daemon has no SMTP server to drain"));
+    bool changed = draining() != stop;
+    if (changed) {
+        // The state follows the request even if one listener failed: the
+        // error says which, and the operator can repeat the verb.
+        auto st = hook();
+        drainingSince_ = stop ? clock_.wallSeconds() : 0;
+        if (!st) return reply(failure(verb, st.error().message));
+    }
+    reply({{"version", kControlProtocolVersion},
+           {"ok", true},
+           {"verb", verb},
+           {"changed", changed},
+           {"draining", draining()},
+           {"draining_since", draining() ? json(drainingSince_) : json(nullptr)}});
 }
 
 json ControlVerbs::policyJson() const {
@@ -208,6 +230,8 @@ json ControlVerbs::statusJson(const QueueCounts& counts) const {
                 {"limit", cfg_.limits.maxOutboundConnections},
                 {"per_message", cfg_.limits.maxConnectionsPerMessage}}}}},
             {"listeners", listeners},
+            {"draining", draining()},
+            {"draining_since", draining() ? json(drainingSince_) : json(nullptr)},
             {"policy", policyJson()},
             {"control_socket", cfg_.controlSocket}};
 }

@@ -4,6 +4,8 @@
 // Requests (one JSON object; "version" is the protocol version, 1):
 //   {"version":1, "verb":"status"}
 //   {"version":1, "verb":"reload"}
+//   {"version":1, "verb":"drain"}     stop accepting SMTP sessions; the queue goes on
+//   {"version":1, "verb":"resume"}    accept again
 //   {"version":1, "verb":"queue", "action":"hold|release|delete|flush|bounce|requeue",
 //    "ids":["…"]  |  "filter":{"state":…, "domain":…, "sender":…, "older_than":…}
 //                 |  "all":true}
@@ -33,12 +35,20 @@
 
 namespace danerelay::relay {
 
+// How drain and resume reach the SMTP server (set by danerelayd's run();
+// unset, the verbs answer that draining is not available).
+struct DrainHooks {
+    std::function<Status()> stopAccepting;
+    std::function<Status()> resumeAccepting;
+};
+
 class ControlVerbs {
   public:
     ControlVerbs(const Config& cfg, Scheduler& scheduler, queue::Spool& spool, WorkerPool& workers,
                  dns::Resolver& resolver, const Clock& clock = SystemClock::instance());
 
-    // access ReadOnly allows only status; queue actions and reload need Full.
+    // access ReadOnly allows only status; queue actions, reload, drain and
+    // resume need Full.
     void handle(const nlohmann::json& request, ControlServer::Reply reply,
                 ControlAccess access = ControlAccess::Full);
 
@@ -48,6 +58,8 @@ class ControlVerbs {
     // The latest DNSSEC probe result, for status.
     void noteProbe(bool validating, const std::string& detail);
     void setPolicy(std::shared_ptr<const policy::PolicySet> p);
+    void setDrainHooks(DrainHooks hooks) { drainHooks_ = std::move(hooks); }
+    bool draining() const { return drainingSince_ != 0; }
 
   private:
     struct QueueCounts;
@@ -60,6 +72,8 @@ class ControlVerbs {
                     ControlServer::Reply reply);
     nlohmann::json policyJson() const;
     nlohmann::json dnssecJson(const nlohmann::json& lastProbe) const;
+    // drain (stop true) or resume: idempotent; "changed" says whether it acted.
+    void drainVerb(bool stop, ControlServer::Reply reply);
 
     const Config& cfg_;
     Scheduler& scheduler_;
@@ -73,6 +87,8 @@ class ControlVerbs {
     bool probed_ = false, validating_ = false;
     std::string probeDetail_;
     int64_t probeAt_ = 0;
+    DrainHooks drainHooks_;
+    int64_t drainingSince_ = 0;  // 0: accepting
 };
 
 }  // namespace danerelay::relay

@@ -47,6 +47,7 @@ SmtpServer::SmtpServer(ServerContext ctx)
       dispatcher_(ctx_.dispatcher ? ctx_.dispatcher : ownDispatcher_.get()),
       metrics_(metricsOrUnscraped(ctx_.metrics)),
       acceptResume_(ctx_.base, -1, 0, [this](short) {
+          if (draining_) return;  // resumeAccepting() adds them again
           for (auto& l : listeners_) l->ev->add();
       }) {}
 
@@ -215,6 +216,48 @@ void SmtpServer::uncount(const std::string& client, const std::string& network) 
         auto pn = perNetwork_.find(network);
         if (pn != perNetwork_.end() && --pn->second == 0) perNetwork_.erase(pn);
     }
+}
+
+namespace {
+// The backlog relay/runtime/startup.cc listens with.
+constexpr int kResumeBacklog = 511;
+}  // namespace
+
+Status SmtpServer::stopAccepting() {
+    if (draining_) return okStatus();
+    draining_ = true;
+    acceptResume_.del();
+    acceptBackoffMs_ = 0;
+    std::string failed;
+    for (auto& l : listeners_) {
+        l->ev->del();
+        if (::shutdown(l->fd.get(), SHUT_RD) != 0)
+            failed += (failed.empty() ? "" : "; ") + l->config.text +
+                      ": shutdown: " + std::strerror(errno);
+    }
+    logEvent("drain", {{"listeners", std::to_string(listeners_.size())},
+                       {"sessions", std::to_string(sessions_.size())},
+                       {"result", failed.empty() ? "not accepting" : failed}});
+    if (!failed.empty()) return Error::internal("drain: " + failed);
+    return okStatus();
+}
+
+Status SmtpServer::resumeAccepting() {
+    if (!draining_) return okStatus();
+    std::string failed;
+    for (auto& l : listeners_) {
+        if (::listen(l->fd.get(), kResumeBacklog) != 0) {
+            failed +=
+                (failed.empty() ? "" : "; ") + l->config.text + ": listen: " + std::strerror(errno);
+            continue;
+        }
+        l->ev->add();
+    }
+    draining_ = false;
+    logEvent("resume", {{"listeners", std::to_string(listeners_.size())},
+                        {"result", failed.empty() ? "accepting" : failed}});
+    if (!failed.empty()) return Error::internal("resume: " + failed);
+    return okStatus();
 }
 
 }  // namespace danerelay::relay

@@ -31,6 +31,10 @@
 // instead of spinning on a backlog they cannot take.
 // A finished session is destroyed through the Dispatcher (deferredDelete),
 // after the callback in which it finished has returned.
+// Draining (danectl drain): stopAccepting() takes every listener out of
+// LISTEN (connections are refused, so a load balancer's check fails and new
+// sessions go elsewhere) while sessions in progress finish; the sockets stay
+// bound, so resumeAccepting() needs no privilege to listen again.
 #pragma once
 
 #include <sys/socket.h>
@@ -143,6 +147,19 @@ class SmtpServer {
     Event acceptResume_;
     unsigned acceptBackoffMs_ = 0;  // 0: accepting normally
     uint64_t nextSessionId_ = 1;
+
+  public:
+    // Drain: stop listening (new connections get RST: "connection refused";
+    // the backlog not yet accepted is reset too); open sessions go on.
+    // shutdown(SHUT_RD) on a listening socket leaves it bound in state CLOSE
+    // on Linux (as HAProxy pauses a listener), so listen() again resumes it.
+    // Both are idempotent; each logs one line (drain, resume) when it acts.
+    Status stopAccepting();
+    Status resumeAccepting();
+    bool accepting() const { return !draining_; }
+
+  private:
+    bool draining_ = false;
 };
 
 }  // namespace danerelay::relay

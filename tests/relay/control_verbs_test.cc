@@ -176,5 +176,68 @@ TEST_F(ControlVerbsTest, ReadOnlyAccessMayAskStatusButNotAct) {
     EXPECT_EQ(held["ok"], true) << held;  // the same request with full access acts
 }
 
+// drain and resume reach the server through the hooks danerelayd sets;
+// status shows the state with the queue count, and each verb acts once.
+TEST_F(ControlVerbsTest, DrainStopsAcceptingAndStatusShowsItUntilResume) {
+    commit(kStart);
+    int stops = 0, resumes = 0;
+    verbs_->setDrainHooks(
+        {[&] { return ++stops, okStatus(); }, [&] { return ++resumes, okStatus(); }});
+    auto st = ask({{"version", 1}, {"verb", "status"}});
+    EXPECT_EQ(st["draining"], false) << st;
+    EXPECT_TRUE(st["draining_since"].is_null()) << st;
+    clock_.advance(std::chrono::seconds(40));
+    auto d = ask({{"version", 1}, {"verb", "drain"}});
+    ASSERT_EQ(d["ok"], true) << d;
+    EXPECT_EQ(d["verb"], "drain");
+    EXPECT_EQ(d["changed"], true);
+    EXPECT_EQ(d["draining"], true);
+    EXPECT_EQ(d["draining_since"], kStart + 40);
+    EXPECT_EQ(stops, 1);
+    auto again = ask({{"version", 1}, {"verb", "drain"}});
+    EXPECT_EQ(again["changed"], false) << again;
+    EXPECT_EQ(again["draining_since"], kStart + 40);  // from the first drain
+    EXPECT_EQ(stops, 1);
+    st = ask({{"version", 1}, {"verb", "status"}});
+    EXPECT_EQ(st["draining"], true) << st;
+    EXPECT_EQ(st["draining_since"], kStart + 40);
+    EXPECT_EQ(st["queue"]["messages"], 1) << st;
+    auto r = ask({{"version", 1}, {"verb", "resume"}});
+    ASSERT_EQ(r["ok"], true) << r;
+    EXPECT_EQ(r["changed"], true);
+    EXPECT_EQ(r["draining"], false);
+    EXPECT_TRUE(r["draining_since"].is_null());
+    EXPECT_EQ(resumes, 1);
+    EXPECT_EQ(ask({{"version", 1}, {"verb", "status"}})["draining"], false);
+}
+
+// Draining is an act: the daemon's group may not, and the server is not touched.
+TEST_F(ControlVerbsTest, DrainAndResumeNeedFullAccess) {
+    int calls = 0;
+    verbs_->setDrainHooks(
+        {[&] { return ++calls, okStatus(); }, [&] { return ++calls, okStatus(); }});
+    for (const char* verb : {"drain", "resume"}) {
+        auto r = ask({{"version", 1}, {"verb", verb}}, ControlAccess::ReadOnly);
+        EXPECT_EQ(r["ok"], false) << r;
+        EXPECT_NE(r["error"].get<std::string>().find("permission denied"), std::string::npos);
+    }
+    EXPECT_EQ(calls, 0);
+    EXPECT_EQ(ask({{"version", 1}, {"verb", "status"}})["draining"], false);
+}
+
+// A listener that cannot be stopped is reported by name; with no hooks
+// (no server) drain says it cannot, and nothing claims to be draining.
+TEST_F(ControlVerbsTest, DrainFailuresAreReported) {
+    auto none = ask({{"version", 1}, {"verb", "drain"}});
+    EXPECT_EQ(none["ok"], false) << none;
+    EXPECT_EQ(ask({{"version", 1}, {"verb", "status"}})["draining"], false);
+    verbs_->setDrainHooks(
+        {[] { return Status(Error::internal("drain: 127.0.0.1:25: shutdown: Bad file")); },
+         [] { return okStatus(); }});
+    auto d = ask({{"version", 1}, {"verb", "drain"}});
+    EXPECT_EQ(d["ok"], false) << d;
+    EXPECT_NE(d["error"].get<std::string>().find("127.0.0.1:25"), std::string::npos) << d;
+}
+
 }  // namespace
 }  // namespace danerelay::relay
