@@ -8,11 +8,17 @@
 //   danectl [GLOBAL] queue summary [--json]
 //   danectl [GLOBAL] queue hold|release|delete|flush|bounce|requeue [--json]
 //                         (ID... | FILTERS | --all)
-//   danectl [--config FILE] probe [--json] [--resolver ADDR]... DOMAIN
+//   danectl [--config FILE] probe [--json] [--resolver ADDR]...
+//                         [--validation local|resolver] [--trust-anchor FILE]
+//                         [--probe-names SIGNED_NAME BOGUS_NAME] DOMAIN
 //   danectl policy check [--json] DIR
 //   danectl passwd [--json]
+//   danectl [VERB [SUB]] --help
 //   GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS
 //   FILTERS: --state S --domain D --sender ADDR --older-than SECONDS
+//
+// The usage below (kUsage) and docs/man/danectl.8.in say the same:
+// tests/man/check_help.py compares every verb's --help with the man page.
 //
 // The verbs live beside this file: daemon.h (status, reload), queue.h,
 // probe.h, setup.h (policy check, passwd). list, show and summary read the
@@ -92,6 +98,7 @@ std::string usageText(const std::string& verb, const std::string& sub) {
     out += "GLOBAL:  --config FILE | --spool DIR | --socket PATH | --timeout SECONDS\n";
     if (out.find("FILTERS") != std::string::npos)
         out += "FILTERS: --state S | --domain D | --sender ADDR | --older-than SECONDS\n";
+    out += "HELP:    VERB [SUB] --help (or -h): that verb's usage alone; see danectl(8)\n";
     return out;
 }
 

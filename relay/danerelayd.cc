@@ -14,6 +14,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -38,6 +41,7 @@
 #include "relay/runtime/config.h"
 #include "relay/runtime/log.h"
 #include "relay/runtime/metrics_server.h"
+#include "relay/runtime/privileges.h"
 #include "relay/runtime/service_notify.h"
 #include "relay/runtime/startup.h"
 #include "tls/session.h"
@@ -58,13 +62,19 @@ constexpr unsigned kAuthWorkers = 1;
 // so one slow zone's fetches leave room for others.
 constexpr unsigned kValidatorWorkers = 4;
 
+// What --help and a usage error print; docs/man/danerelayd.8.in documents the
+// same options (tests/man/check_help.py compares them).
 void usage() {
     std::fprintf(stderr,
                  "usage: danerelayd --config FILE [--check-config]\n"
-                 "  --config FILE    configuration (JSON); see etc/danerelay.json\n"
+                 "       danerelayd --help\n"
+                 "  --config FILE    configuration (JSON); see danerelay.json(5)\n"
                  "  --check-config   check the configuration and everything a start\n"
                  "                   needs (listeners test-bound, log file, control\n"
-                 "                   socket, spool path), change nothing, and exit\n");
+                 "                   socket, spool path), change nothing, and exit\n"
+                 "  -h, --help       this text, and exit 0\n"
+                 "signals: HUP reloads the policy, USR1 retries the queue now,\n"
+                 "         USR2 reopens log_file, TERM and INT stop; see danerelayd(8)\n");
 }
 
 // What the configuration names, loaded and bound before anything starts.
@@ -76,6 +86,8 @@ struct Prepared {
     std::vector<UniqueFd> listeners;
     UniqueFd metricsListener;  // metrics.listen, if configured
     uint64_t maxOpenFiles = 0;
+    std::optional<RunAs> runAs;     // the account dropped to (a root start)
+    std::optional<gid_t> adminGid;  // control_group
 };
 
 // Take the spool: clear debris, quarantine damage (logged), list the queue.
@@ -139,7 +151,8 @@ class ProbeLoop {
 
 // SIGHUP reloads the policy (a broken file keeps the policy in force; the
 // files are read on a worker thread, never on the loop); SIGUSR1 retries
-// everything now, like "postqueue -f"; SIGTERM and SIGINT stop.
+// everything now, like "postqueue -f"; SIGUSR2 reopens log_file (after
+// logrotate moved it); SIGTERM and SIGINT stop.
 struct Running {
     event_base* base;
     const Config& cfg;
@@ -156,9 +169,10 @@ class Signals {
         : r_(r),
           hup_(r.base, SIGHUP, EV_SIGNAL | EV_PERSIST, [this](short) { reload(); }),
           usr1_(r.base, SIGUSR1, EV_SIGNAL | EV_PERSIST, [this](short) { flush(); }),
+          usr2_(r.base, SIGUSR2, EV_SIGNAL | EV_PERSIST, [this](short) { reopenLog(); }),
           term_(r.base, SIGTERM, EV_SIGNAL | EV_PERSIST, [this](short) { stop(); }),
           int_(r.base, SIGINT, EV_SIGNAL | EV_PERSIST, [this](short) { stop(); }) {
-        for (Event* e : {&hup_, &usr1_, &term_, &int_}) e->add();
+        for (Event* e : {&hup_, &usr1_, &usr2_, &term_, &int_}) e->add();
     }
 
   private:
@@ -171,6 +185,17 @@ class Signals {
         logEvent("flush", {{"queued", std::to_string(r_.scheduler.queued())}});
         r_.scheduler.flush();
     }
+    void reopenLog() {
+        if (r_.cfg.logFile.empty()) return;  // standard error: journald's
+        if (logReopen()) {
+            logEvent("log-reopened", {{"file", r_.cfg.logFile}});
+        } else {
+            // Still writing to the old file (or where logrotate moved it).
+            logEvent("log-reopen-FAILED", {{"file", r_.cfg.logFile},
+                                           {"reason", std::strerror(errno)},
+                                           {"result", "still writing to the file opened before"}});
+        }
+    }
     void stop() {
         r_.notifier.stopping();
         logEvent("stop", {{"sessions", std::to_string(r_.server.sessionCount())},
@@ -179,13 +204,21 @@ class Signals {
         event_base_loopexit(r_.base, nullptr);
     }
     Running r_;
-    Event hup_, usr1_, term_, int_;
+    Event hup_, usr1_, usr2_, term_, int_;
 };
+
+// The account this process runs as, for the start line.
+std::string runningAs() {
+    std::string uid = "uid " + std::to_string(::geteuid());
+    if (passwd* pw = ::getpwuid(::geteuid())) return std::string(pw->pw_name) + " (" + uid + ")";
+    return uid;
+}
 
 void logStart(const Config& cfg, const Prepared& p) {
     logEvent("start",
              {{"version", kVersion},
               {"config", cfg.file},
+              {"user", p.runAs ? p.runAs->name + " (dropped from root)" : runningAs()},
               {"hostname", cfg.hostname},
               {"resolvers", resolversText(cfg.dns)},
               {"resolvers_from", cfg.dns.resolversFrom},
@@ -271,10 +304,12 @@ int run(const Config& cfg, Prepared p) {
     // has changed nothing. Requests wait in its backlog until the loop runs,
     // and by then verbs is set.
     ControlVerbs* verbsPtr = nullptr;
-    ControlServer control(base.get(), cfg.controlSocket,
-                          [&verbsPtr](const nlohmann::json& req, ControlServer::Reply reply) {
-                              verbsPtr->handle(req, std::move(reply));
-                          });
+    ControlServer control(
+        base.get(), cfg.controlSocket,
+        [&verbsPtr](const nlohmann::json& req, ControlAccess access, ControlServer::Reply reply) {
+            verbsPtr->handle(req, std::move(reply), access);
+        },
+        ControlRule{::geteuid(), ::getegid(), p.adminGid});
     if (auto st = control.listen(); !st) {
         std::fprintf(stderr, "danerelayd: %s: %s\n", cfg.file.c_str(), st.error().message.c_str());
         return 1;
@@ -380,9 +415,79 @@ std::optional<int> parseArgs(int argc, char** argv, std::string* configPath, boo
     return std::nullopt;
 }
 
-void printCheck(const Config& cfg, const StartCheck& started) {
+// user and control_group looked up (problems added); true when a root
+// start is to create a missing spool_dir for the run user.
+bool resolveAccounts(const Config& cfg, Prepared& p, std::vector<std::string>& problems) {
+    auto runAs = resolveRunAs(cfg, ::geteuid());
+    if (runAs) {
+        p.runAs = *runAs;
+    } else {
+        problems.push_back(runAs.error().message);
+    }
+    auto admin = resolveControlGroup(cfg);
+    if (admin) {
+        p.adminGid = *admin;
+    } else {
+        problems.push_back(admin.error().message);
+    }
+    return p.runAs.has_value();
+}
+
+// Every problem on its own line; false if there were any.
+bool reportProblems(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    for (const auto* list : {&a, &b}) {
+        for (const auto& pr : *list) std::fprintf(stderr, "danerelayd: %s\n", pr.c_str());
+    }
+    return a.empty() && b.empty();
+}
+
+// The log, opened before the drop (its directory may be root's), and then
+// the run user's, so that it can reopen it after a rotation.
+bool openLog(const Config& cfg, const Prepared& p) {
+    LogStyle style = cfg.logFormat == LogFormat::Json ? LogStyle::Json : LogStyle::Kv;
+    if (!logOpen(cfg.logFile, style)) {
+        std::fprintf(stderr, "danerelayd: %s: log_file: cannot open %s: %s\n", cfg.file.c_str(),
+                     cfg.logFile.c_str(), std::strerror(errno));
+        return false;
+    }
+    if (!p.runAs) return true;
+    if (auto st = giveLogFile(cfg.logFile, *p.runAs); !st) {
+        std::fprintf(stderr, "danerelayd: %s: log_file: %s\n", cfg.file.c_str(),
+                     st.error().message.c_str());
+        return false;
+    }
+    return true;
+}
+
+// A root start: the spool_dir made for the run user (a start with nothing
+// wrong so far only), then root given up for good. Nothing to do for a
+// start as that user.
+bool becomeRunUser(const Config& cfg, const Prepared& p, bool makeSpool) {
+    if (!p.runAs) return true;
+    if (makeSpool) {
+        if (auto st = prepareSpoolDir(cfg.spoolDir, *p.runAs); !st) {
+            std::fprintf(stderr, "danerelayd: %s: spool_dir: %s\n", cfg.file.c_str(),
+                         st.error().message.c_str());
+            return false;
+        }
+    }
+    if (auto st = dropPrivileges(*p.runAs); !st) {
+        std::fprintf(stderr, "danerelayd: %s: user: %s\n", cfg.file.c_str(),
+                     st.error().message.c_str());
+        return false;
+    }
+    return true;
+}
+
+void printCheck(const Config& cfg, const Prepared& p, const StartCheck& started) {
     std::printf("%s: configuration ok\nresolvers: %s from %s\n", cfg.file.c_str(),
                 resolversText(cfg.dns).c_str(), cfg.dns.resolversFrom.c_str());
+    std::printf("runs as: %s\n", p.runAs ? (p.runAs->name +
+                                            " (after binding as root; spool "
+                                            "and control socket checked as " +
+                                            p.runAs->name + ")")
+                                               .c_str()
+                                         : runningAs().c_str());
     for (const auto& n : cfg.dns.resolverNotes) std::printf("warning: %s\n", n.c_str());
     for (const auto& n : started.notes) std::printf("note: %s\n", n.c_str());
 }
@@ -408,21 +513,31 @@ int main(int argc, char** argv) {
     // More descriptors than the usual 1,024 for sessions, DNS and outbound
     // connections; the figure goes into the start line.
     p.maxOpenFiles = checkOnly ? 0 : raiseFileLimit();
-    // What the start would try: the listeners are bound now and kept.
-    StartCheck started = checkStart(cfg, !checkOnly);
+    bool spoolByRoot = resolveAccounts(cfg, p, problems);
+    // What the start would try as the user it was started as: the listeners
+    // are bound now and kept.
+    StartCheck started = checkAsStarted(cfg, !checkOnly, spoolByRoot);
     problems.insert(problems.end(), started.problems.begin(), started.problems.end());
-    if (!problems.empty()) {
-        for (const auto& pr : problems) std::fprintf(stderr, "danerelayd: %s\n", pr.c_str());
+    bool starting = !checkOnly && problems.empty();
+    if (starting && !openLog(cfg, p)) return 1;
+    // From here on never root: the rest is checked, and done, as the run
+    // user (checked even after a problem, so that all are reported at once).
+    if (!becomeRunUser(cfg, p, starting)) return 1;
+    StartCheck asUser;
+    checkAsRunUser(cfg, spoolByRoot, &asUser);
+    if (!reportProblems(problems, asUser.problems)) {
+        if (p.runAs && !asUser.problems.empty()) {
+            std::fprintf(stderr,
+                         "danerelayd: (checked as user %s, uid %u, which it runs as: "
+                         "give it what it needs, e.g. chown -R %s %s)\n",
+                         p.runAs->name.c_str(), static_cast<unsigned>(p.runAs->uid),
+                         p.runAs->name.c_str(), cfg.spoolDir.c_str());
+        }
         return 1;
     }
     if (checkOnly) {
-        printCheck(cfg, started);
+        printCheck(cfg, p, started);
         return 0;
-    }
-    if (!logOpen(cfg.logFile)) {
-        std::fprintf(stderr, "danerelayd: %s: log_file: cannot open %s: %s\n", configPath.c_str(),
-                     cfg.logFile.c_str(), std::strerror(errno));
-        return 1;
     }
     p.listeners = std::move(started.listeners);
     p.metricsListener = std::move(started.metrics);

@@ -15,5 +15,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev libsystemd-dev \
   gnutls-bin swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-jsonschema util-linux procps \
-  nsd unbound ldnsutils bind9-utils openssl dns-root-data \
+  nsd unbound ldnsutils bind9-utils openssl dns-root-data man-db groff-base \
   debhelper lintian adduser systemd >/dev/null

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,6 +31,36 @@ constexpr unsigned kReplyTimeout = 3600;  // an action may wait for deliveries i
 
 nlohmann::json errorReply(const std::string& message) {
     return {{"version", kControlProtocolVersion}, {"ok", false}, {"error", message}};
+}
+
+}  // namespace
+
+ControlAccess ControlRule::accessOf(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) const {
+    auto member = [&](gid_t g) {
+        return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+    };
+    if (uid == 0 || uid == selfUid) return ControlAccess::Full;
+    if (adminGid && member(*adminGid)) return ControlAccess::Full;
+    if (member(selfGid)) return ControlAccess::ReadOnly;
+    return ControlAccess::None;
+}
+
+namespace {
+
+// The peer's supplementary groups as the kernel saw them at connect
+// (SO_PEERGROUPS, Linux 4.13); empty if it cannot say.
+std::vector<gid_t> peerGroups(int fd) {
+    std::vector<gid_t> groups(64);
+    for (int tries = 0; tries < 4; ++tries) {
+        socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+            groups.resize(len / sizeof(gid_t));
+            return groups;
+        }
+        if (errno != ERANGE) break;
+        groups.resize(len / sizeof(gid_t) + 1);
+    }
+    return {};
 }
 
 }  // namespace
@@ -61,10 +92,15 @@ struct ControlServer::Conn {
     size_t written = 0;
     bool answered = false;
     std::string refusal;  // refused for its uid: the answer, once it has asked
+    ControlAccess access = ControlAccess::None;
 };
 
-ControlServer::ControlServer(event_base* base, std::string path, Handler handler)
-    : base_(base), dispatcher_(base), path_(std::move(path)), handler_(std::move(handler)) {}
+ControlServer::ControlServer(event_base* base, std::string path, Handler handler, ControlRule rule)
+    : base_(base),
+      dispatcher_(base),
+      path_(std::move(path)),
+      handler_(std::move(handler)),
+      rule_(rule) {}
 
 ControlServer::~ControlServer() {
     conns_.clear();
@@ -87,8 +123,8 @@ Status ControlServer::listen() {
     fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd_.valid())
         return Error::permanent("control_socket: socket: " + std::string(strerror(errno)));
-    // Mode 0600 from the start: no moment where others could connect.
-    mode_t old = ::umask(0177);
+    // Mode 0660 from the start: no moment where others could connect.
+    mode_t old = ::umask(0117);
     int rc = ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     int e = errno;
     ::umask(old);
@@ -116,16 +152,21 @@ void ControlServer::serve(UniqueFd fd) {
     ucred cred{};
     socklen_t len = sizeof cred;
     bool credOk = ::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    ControlAccess access =
+        credOk ? rule_.accessOf(cred.uid, cred.gid, peerGroups(fd.get())) : ControlAccess::None;
     auto c = std::make_shared<Conn>(base_, std::move(fd), this);
     conns_[c.get()] = c;
-    if (!credOk || !peerAllowed(cred.uid, ::geteuid())) {
-        logEvent("control-refused",
-                 {{"uid", std::to_string(cred.uid)}, {"reason", "not root or the daemon's user"}});
+    c->access = access;
+    if (access == ControlAccess::None) {
+        logEvent("control-refused", {{"uid", std::to_string(cred.uid)},
+                                     {"reason",
+                                      "not root, the daemon's user or group, "
+                                      "or control_group"}});
         // The refusal is the answer to its request: read that first, so
         // that closing with it unread does not reset the connection
         // before the client has read why.
         c->refusal = "permission denied: uid " + std::to_string(cred.uid) +
-                     " is neither root nor the daemon's user";
+                     " is neither root, the daemon's user, in its group, nor in control_group";
         c->readEv.addSeconds(kReadTimeout);
         return;
     }
@@ -172,7 +213,7 @@ void ControlServer::onRequest(Conn& c, const std::string& line) {
                                   std::to_string(kControlProtocolVersion) + ")"));
     }
     std::weak_ptr<Conn> weak = conns_[&c];
-    handler_(request, [this, weak](nlohmann::json reply) {
+    handler_(request, c.access, [this, weak](nlohmann::json reply) {
         if (auto conn = weak.lock()) send(*conn, reply);  // the client may have left
     });
 }

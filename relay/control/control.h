@@ -1,11 +1,13 @@
 // control.h — the daemon's control socket.
 //
 // A Unix stream socket (config "control_socket", default
-// <spool_dir>/control.sock), created mode 0600; every connection's peer
-// credentials are checked too (SO_PEERCRED): only root and the daemon's own
-// user are served; anyone else gets a JSON error line once its request is
-// read, then the close. One request per connection: a JSON object on one line
-// (at most 64 KiB, within 10 seconds); one JSON reply on one line, then the
+// <spool_dir>/control.sock), created mode 0660: the file system lets in the
+// daemon's user and group, and every connection's peer credentials decide
+// what it may ask (SO_PEERCRED, SO_PEERGROUPS): root, the daemon's user and
+// members of control_group get every verb (ControlAccess::Full); members of
+// the daemon's own group the read-only ones (ReadOnly: status); anyone else
+// gets a JSON error line once its request is read, then the close. One request per connection: a
+// JSON object on one line (at most 64 KiB, within 10 seconds); one JSON reply on one line, then the
 // daemon closes. At most 16 connections at once; more are refused. The
 // verbs themselves live in control_verbs.h; danectl's side of the socket is
 // control_client.h.
@@ -22,7 +24,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -38,16 +42,29 @@ namespace danerelay::relay {
 // The "version" every request and reply carries.
 constexpr int kControlProtocolVersion = 1;
 
+enum class ControlAccess { None, ReadOnly, Full };
+
+// Who may do what: the daemon's own uid and gid, and control_group's gid.
+struct ControlRule {
+    uid_t selfUid = 0;
+    gid_t selfGid = 0;
+    std::optional<gid_t> adminGid;
+    // The access of a peer with this uid, primary gid and supplementary groups.
+    ControlAccess accessOf(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) const;
+};
+
 // path as a Unix socket address; false if empty or too long for one.
 bool controlSocketAddress(const std::string& path, sockaddr_un* sa);
 
 class ControlServer {
   public:
     using Reply = std::function<void(nlohmann::json)>;
-    // Runs on the loop; calls reply exactly once, now or later.
-    using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
+    // Runs on the loop; calls reply exactly once, now or later. access is
+    // ReadOnly or Full (None never reaches it).
+    using Handler =
+        std::function<void(const nlohmann::json& request, ControlAccess access, Reply reply)>;
 
-    ControlServer(event_base* base, std::string path, Handler handler);
+    ControlServer(event_base* base, std::string path, Handler handler, ControlRule rule);
     ~ControlServer();  // closes and unlinks the socket
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
@@ -64,9 +81,6 @@ class ControlServer {
     // Connections open now (not yet finished).
     size_t connections() const { return conns_.size(); }
 
-    // Who may talk to the daemon: root, and the user it runs as.
-    static bool peerAllowed(uid_t peer, uid_t self) { return peer == 0 || peer == self; }
-
   private:
     struct Conn;
     void onAccept();
@@ -80,6 +94,7 @@ class ControlServer {
     Dispatcher dispatcher_;
     std::string path_;
     Handler handler_;
+    ControlRule rule_;
     UniqueFd fd_;
     std::unique_ptr<Event> acceptEv_;
     std::map<Conn*, std::shared_ptr<Conn>> conns_;

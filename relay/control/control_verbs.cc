@@ -79,7 +79,7 @@ void ControlVerbs::noteProbe(bool validating, const std::string& detail) {
     probeAt_ = clock_.wallSeconds();
 }
 
-void ControlVerbs::handle(const json& request, ControlServer::Reply reply) {
+void ControlVerbs::handle(const json& request, ControlServer::Reply reply, ControlAccess access) {
     auto verb = request.value("verb", json()).is_string() ? request["verb"].get<std::string>() : "";
     auto version = request.find("version");
     if (version == request.end() || !version->is_number_integer() ||
@@ -88,6 +88,13 @@ void ControlVerbs::handle(const json& request, ControlServer::Reply reply) {
                                        std::to_string(kControlProtocolVersion) + ")"));
     }
     if (verb == "status") return status(std::move(reply));
+    if (access != ControlAccess::Full && (verb == "queue" || verb == "reload")) {
+        logEvent("control-refused", {{"verb", verb}, {"reason", "read-only access"}});
+        return reply(failure(verb,
+                             "permission denied: the daemon's group may only read "
+                             "(status, queue list/summary/show); '" +
+                                 verb + "' needs root, the daemon's user or control_group"));
+    }
     if (verb == "queue") return queueAction(request, std::move(reply));
     if (verb == "reload") {
         return reload([this, reply](bool ok, const std::string& detail) {

@@ -38,7 +38,9 @@ class ControlVerbs {
     ControlVerbs(const Config& cfg, Scheduler& scheduler, queue::Spool& spool, WorkerPool& workers,
                  dns::Resolver& resolver, const Clock& clock = SystemClock::instance());
 
-    void handle(const nlohmann::json& request, ControlServer::Reply reply);
+    // access ReadOnly allows only status; queue actions and reload need Full.
+    void handle(const nlohmann::json& request, ControlServer::Reply reply,
+                ControlAccess access = ControlAccess::Full);
 
     // Re-read the policy directory on a worker and swap it in on the loop; a
     // broken policy keeps the one in force. done (optional) gets the outcome.

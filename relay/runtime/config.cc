@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -496,6 +497,32 @@ void readHostname(const Checker& c, const json& j, const std::string& k, Config&
     }
 }
 
+// user and control_group: an account name as useradd(8) allows one, so
+// that it can be looked up and logged as it is.
+std::string readAccountName(const Checker& c, const json& j, const std::string& k) {
+    std::string name = c.str(j, "", k, false);
+    if (!j.contains(k) || j[k].is_null()) return name;
+    bool ok = !name.empty() && name.size() <= 32 && name[0] != '-';
+    for (char ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' && ch != '.')
+            ok = false;
+    }
+    if (!ok) {
+        c.fail(k,
+               "must be an account name (1-32 letters, digits, '_', '-', '.'; not starting "
+               "with '-'): " +
+                   j[k].dump());
+    }
+    return name;
+}
+
+LogFormat readLogFormat(const Checker& c, const json& j, const std::string& k) {
+    std::string f = c.str(j, "", k, false);
+    if (f.empty() || f == "kv") return LogFormat::Kv;
+    if (f == "json") return LogFormat::Json;
+    c.fail(k, "must be \"kv\" or \"json\": " + j[k].dump());
+}
+
 void readListeners(const Checker& c, const json& j, const std::string& k, Config& cfg) {
     auto lit = j.find(k);
     if (lit == j.end() || !lit->is_array() || lit->empty()) c.fail(k, "must be a non-empty array");
@@ -627,6 +654,10 @@ Config loadConfig(const std::string& path, FileCheck files) {
         .on("log_file", pathKey(&cfg.logFile))
         .on("policy_dir", pathKey(&cfg.policyDir))
         .on("control_socket", pathKey(&cfg.controlSocket))
+        .on("user", [&](const std::string& k) { cfg.user = readAccountName(c, j, k); })
+        .on("control_group",
+            [&](const std::string& k) { cfg.controlGroup = readAccountName(c, j, k); })
+        .on("log_format", [&](const std::string& k) { cfg.logFormat = readLogFormat(c, j, k); })
         .read();
     if (cfg.dns.resolvers.empty()) resolversFromFile(c, cfg.dns, resolvConfSet);
     if (cfg.controlSocket.empty()) cfg.controlSocket = cfg.spoolDir + "/control.sock";

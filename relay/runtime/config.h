@@ -31,6 +31,9 @@ class ConfigError : public std::runtime_error {
 
 enum class ListenerTls { StartTls, Implicit };
 
+// log_format: "kv" (key=value after a timestamp) or "json" (one object per line).
+enum class LogFormat { Kv, Json };
+
 struct ListenerConfig {
     std::string host;  // numeric address
     uint16_t port = 0;
@@ -118,6 +121,15 @@ struct Config {
     unsigned commitBatch = 256;
     // metrics.listen: the Prometheus endpoint (GET /metrics); none if unset.
     std::optional<ListenerConfig> metricsListen;
+    // The account the daemon runs as once its listeners are bound and its
+    // log is open (relay/runtime/privileges.h); empty: the one it started as,
+    // which then must not be root.
+    std::string user;
+    // Members of this group may use every danectl verb; members of the
+    // daemon's own group only the read-only ones. Empty: none beyond root
+    // and the daemon's user.
+    std::string controlGroup;
+    LogFormat logFormat = LogFormat::Kv;
 };
 
 // Check: the files the configuration names (tls.certificate, tls.key,

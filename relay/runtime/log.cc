@@ -13,17 +13,65 @@ namespace danerelay::relay {
 namespace {
 std::mutex gMutex;
 FILE* gOut = nullptr;
+std::string gPath;
+LogStyle gStyle = LogStyle::Kv;
+
+FILE* openLogFile(const std::string& path) {
+    FILE* f = std::fopen(path.c_str(), "ae");
+    if (f) std::setvbuf(f, nullptr, _IOLBF, 0);
+    return f;
+}
+
+// A JSON string: UTF-8 as it is (quotes, backslashes and control
+// characters escaped); bytes that are not UTF-8 as the kv format writes them.
+void appendJsonString(std::string& out, std::string_view v) {
+    out += '"';
+    for (size_t i = 0; i < v.size();) {
+        auto c = static_cast<unsigned char>(v[i]);
+        auto seq = queue::utf8SequenceAt(v, i);
+        if (!seq.valid) {
+            for (size_t k = 0; k < seq.length; ++k) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\\\x%02x", static_cast<unsigned char>(v[i + k]));
+                out += buf;
+            }
+        } else if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out.append(v.substr(i, seq.length));
+        }
+        i += seq.length;
+    }
+    out += '"';
+}
+
 }  // namespace
 
-bool logOpen(const std::string& path) {
+bool logOpen(const std::string& path, LogStyle style) {
     std::lock_guard lock(gMutex);
+    gStyle = style;
+    gPath = path;
     if (path.empty()) {
         gOut = stderr;
         return true;
     }
-    FILE* f = std::fopen(path.c_str(), "a");
+    FILE* f = openLogFile(path);
     if (!f) return false;
-    std::setvbuf(f, nullptr, _IOLBF, 0);
+    gOut = f;
+    return true;
+}
+
+bool logReopen() {
+    std::lock_guard lock(gMutex);
+    if (gPath.empty()) return true;
+    FILE* f = openLogFile(gPath);
+    if (!f) return false;
+    if (gOut && gOut != stderr) std::fclose(gOut);
     gOut = f;
     return true;
 }
@@ -61,6 +109,34 @@ std::string formatLogValue(std::string_view v) {
     return out + "\"";
 }
 
+std::string formatLogLine(LogStyle style, std::string_view timestamp, std::string_view event,
+                          std::initializer_list<LogField> fields) {
+    std::string line;
+    if (style == LogStyle::Json) {
+        line = "{\"ts\":\"";
+        line += timestamp;
+        line += "\",\"event\":";
+        appendJsonString(line, event);
+        for (const auto& [k, v] : fields) {
+            line += ',';
+            appendJsonString(line, k);
+            line += ':';
+            appendJsonString(line, v);
+        }
+        return line + "}\n";
+    }
+    line = timestamp;
+    line += " event=";
+    line += event;
+    for (const auto& [k, v] : fields) {
+        line += ' ';
+        line += k;
+        line += '=';
+        line += formatLogValue(v);
+    }
+    return line + '\n';
+}
+
 void logEvent(std::string_view event, std::initializer_list<LogField> fields) {
     timeval tv{};
     gettimeofday(&tv, nullptr);
@@ -70,16 +146,12 @@ void logEvent(std::string_view event, std::initializer_list<LogField> fields) {
     std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900,
                   t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
                   static_cast<long>(tv.tv_usec));
-    std::string line = ts;
-    line += " event=";
-    line += event;
-    for (const auto& [k, v] : fields) {
-        line += ' ';
-        line += k;
-        line += '=';
-        line += formatLogValue(v);
+    LogStyle style;
+    {
+        std::lock_guard lock(gMutex);
+        style = gStyle;
     }
-    line += '\n';
+    std::string line = formatLogLine(style, ts, event, fields);
     std::lock_guard lock(gMutex);
     FILE* out = gOut ? gOut : stderr;
     std::fwrite(line.data(), 1, line.size(), out);

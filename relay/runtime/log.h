@@ -13,14 +13,27 @@
 
 namespace danerelay::relay {
 
+// How a line is written: Kv "TIMESTAMP event=NAME key=value ..." or Json
+// {"ts":"TIMESTAMP","event":"NAME","key":"value",...}, the same fields in the
+// same order. In JSON a value that is not UTF-8 is written as the kv line
+// would write it inside its quotes (\xHH for each such byte): lossless too.
+enum class LogStyle { Kv, Json };
+
 // Empty path: standard error. Returns false (and keeps stderr) if the file
 // cannot be opened.
-bool logOpen(const std::string& path);
+bool logOpen(const std::string& path, LogStyle style = LogStyle::Kv);
+
+// Opens the log file again by its name (after logrotate moved it) and
+// writes there from now on. On failure the old file stays in use, errno
+// says why, and false is returned. Standard error: nothing to do, true.
+bool logReopen();
 
 using LogField = std::pair<std::string_view, std::string_view>;
 void logEvent(std::string_view event, std::initializer_list<LogField> fields);
 
 // Exposed for tests.
 std::string formatLogValue(std::string_view v);
+std::string formatLogLine(LogStyle style, std::string_view timestamp, std::string_view event,
+                          std::initializer_list<LogField> fields);
 
 }  // namespace danerelay::relay

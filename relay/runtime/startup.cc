@@ -223,6 +223,22 @@ void checkControlSocket(const Config& cfg, Problems& p) {
     if (auto why = whyNotCreatable(path); !why.empty()) p.add("control_socket", why);
 }
 
+// A spool_dir that does not exist yet: can it be created (mkdir -p)?
+void checkSpoolCreatable(const std::string& dir, Problems& p) {
+    struct stat st {};
+    std::string a = nearestExisting(dir, &st);
+    if (!S_ISDIR(st.st_mode)) {
+        p.add("spool_dir", dir + ": cannot be created: " + a + " is a file, not a directory");
+    } else if (!writableDir(a)) {
+        p.add("spool_dir", dir + ": cannot be created in " + a + ": " + errnoText(errno));
+    }
+}
+
+bool spoolMissing(const std::string& dir) {
+    struct stat st {};
+    return ::stat(dir.c_str(), &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
 void checkSpool(const Config& cfg, Problems& p) {
     const std::string& dir = cfg.spoolDir;
     struct stat st {};
@@ -233,12 +249,7 @@ void checkSpool(const Config& cfg, Problems& p) {
             return;
         }
         // A start creates it with its parents (mkdir -p).
-        std::string a = nearestExisting(dir, &st);
-        if (!S_ISDIR(st.st_mode)) {
-            p.add("spool_dir", dir + ": cannot be created: " + a + " is a file, not a directory");
-        } else if (!writableDir(a)) {
-            p.add("spool_dir", dir + ": cannot be created in " + a + ": " + errnoText(errno));
-        }
+        checkSpoolCreatable(dir, p);
         return;
     }
     if (!S_ISDIR(st.st_mode)) {
@@ -277,14 +288,26 @@ Result<UniqueFd> bindListener(const ListenerConfig& l) {
 }
 
 StartCheck checkStart(const Config& cfg, bool forStart) {
+    StartCheck out = checkAsStarted(cfg, forStart, false);
+    checkAsRunUser(cfg, false, &out);
+    return out;
+}
+
+StartCheck checkAsStarted(const Config& cfg, bool forStart, bool spoolByRoot) {
     StartCheck out;
     Problems p(cfg, &out.problems);
     Problems notes(cfg, &out.notes);
     checkListeners(cfg, p, notes, forStart, &out);
     checkLogFile(cfg, p);
-    checkControlSocket(cfg, p);
-    checkSpool(cfg, p);
+    if (spoolByRoot && spoolMissing(cfg.spoolDir)) checkSpoolCreatable(cfg.spoolDir, p);
     return out;
+}
+
+void checkAsRunUser(const Config& cfg, bool spoolByRoot, StartCheck* out) {
+    Problems p(cfg, &out->problems);
+    checkControlSocket(cfg, p);
+    // A spool_dir root creates (a check, which did not) was checked before.
+    if (!(spoolByRoot && spoolMissing(cfg.spoolDir))) checkSpool(cfg, p);
 }
 
 uint64_t raiseFileLimit() {

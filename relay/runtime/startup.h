@@ -9,10 +9,14 @@
 // configuration file and the key ("etc/danerelay.json: listeners[1].address:
 // 127.0.0.1:25: port in use ..."); all are reported, not only the first.
 //
-// The order of a start (main.cc): load the configuration and the files it
-// names; raise RLIMIT_NOFILE; checkStart(); open the log; take the spool
-// lock; listen on the control socket; only then recover the spool and serve.
-// A start that fails before recovery leaves the spool as it found it.
+// The order of a start (danerelayd.cc): load the configuration and the files
+// it names; raise RLIMIT_NOFILE; the first part of the check, as the user it
+// was started as (root, to bind port 25): listeners, metrics, log file, and
+// a spool_dir root will create; open the log; create a missing spool_dir for
+// the run user; drop to `user` (relay/runtime/privileges.h); the second part,
+// as that user: control socket and spool; take the spool lock; listen on the
+// control socket; only then recover the spool and serve. A start that fails
+// before recovery leaves the spool as it found it.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +64,13 @@ Result<UniqueFd> bindListener(const ListenerConfig& l);
 //                   absent, creatable: its nearest existing ancestor is a
 //                   writable directory (not a file)
 StartCheck checkStart(const Config& cfg, bool forStart = true);
+
+// The two parts of checkStart(), for a start that changes user between
+// them. spoolByRoot: a missing spool_dir is to be created by root before
+// the drop (prepareSpoolDir), so the first part checks that root can, and
+// the second part, for a check that did not create it, does not complain.
+StartCheck checkAsStarted(const Config& cfg, bool forStart, bool spoolByRoot);
+void checkAsRunUser(const Config& cfg, bool spoolByRoot, StartCheck* out);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit (to /proc/sys/fs/nr_open
 // if the hard limit is unlimited). Returns the soft limit in force after,

@@ -46,6 +46,22 @@ def hash_password(password):
     return out.stdout.strip()
 
 
+# Started as root, the daemon must be told whom to become ("user"): the
+# tests give it nobody. Started as anyone else it runs as that user.
+RUN_USER = "nobody" if os.geteuid() == 0 else None
+
+
+def give_to_run_user(path):
+    """A directory tree the test made, handed to the daemon's user (a spool
+    seeded before a start); nothing to do when the tests do not run as root."""
+    if RUN_USER is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        shutil.chown(dirpath, RUN_USER)
+        for name in dirnames + filenames:
+            shutil.chown(os.path.join(dirpath, name), RUN_USER)
+
+
 class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 
@@ -71,6 +87,9 @@ class Relay:
             "relay_networks": list(relay_networks),
             "limits": {"command_timeout": 30, "session_timeout": 120, **(limits or {})},
         }
+        if RUN_USER:
+            cfg["user"] = RUN_USER
+            os.chmod(self.dir, 0o755)  # the daemon's user reaches its spool in here
         # Never the machine's own resolv.conf: without resolvers of its own a
         # test relay asks 127.0.0.1:53, named in a resolv.conf of its own.
         cfg["dns"] = self.with_resolvers(dns or {})

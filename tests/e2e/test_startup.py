@@ -80,6 +80,7 @@ class StartupTest(unittest.TestCase):
             f.write(b"\x00\x01 not a spool file \xff")
         with open(os.path.join(spool, "state", "0123456789ABCF"), "w") as f:
             f.write('{"orphan": true}')
+        h.give_to_run_user(spool)
         return spool
 
     def write_config(self, cfg):
@@ -215,7 +216,8 @@ class StartupTest(unittest.TestCase):
         if os.geteuid() != 0:
             self.skipTest("needs root to run the daemon as nobody")
         os.chmod(self.dir, 0o755)
-        spool = self.seed_spool()  # root's, mode 0700
+        spool = self.seed_spool()
+        shutil.chown(spool, "root")  # root's, mode 0700
         os.makedirs(os.path.join(self.dir, "logs"), mode=0o755)  # root's
         cfg = {"hostname": "relay.e2e.test", "spool_dir": "spool",
                "listeners": [{"address": f"127.0.0.1:{h.free_port()}"},

@@ -29,6 +29,9 @@ class Manager:
         self.path = os.path.join(directory, "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
+        # As systemd's /run/systemd/notify: writable by the daemon after it
+        # has dropped root.
+        os.chmod(self.path, 0o777)
         self.sock.settimeout(0.2)
         self.smtp_port = smtp_port
         self.messages = []  # (time, text)

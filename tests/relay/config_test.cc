@@ -107,6 +107,26 @@ TEST_F(ConfigTest, ShippedExampleLoads) {
     EXPECT_EQ(c.listeners.size(), 2u);
     EXPECT_FALSE(c.relayNetworks.empty());
     EXPECT_EQ(c.dns.validation, "local");
+    EXPECT_EQ(c.user, "danerelay");  // a root start drops to it
+    EXPECT_EQ(c.spoolDir, "/var/spool/danerelay");
+}
+
+TEST_F(ConfigTest, UserControlGroupAndLogFormat) {
+    const std::string base = R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}], )";
+    for (const char* bad : {R"("user": "")", R"("user": "-x")", R"("user": "a/b")",
+                            R"("user": "a b")", R"("user": 7)", R"("control_group": "x:y")"}) {
+        std::string e = errorOf(base + bad + "}");
+        bool named = e.find(": user: ") != std::string::npos ||
+                     e.find(": control_group: must be") != std::string::npos;
+        EXPECT_TRUE(named) << bad << " -> " << e;
+    }
+    auto c = loadConfig(
+        write(base + R"("user": "danerelay", "control_group": "adm", "log_format": "json"})"));
+    EXPECT_EQ(c.user, "danerelay");
+    EXPECT_EQ(c.controlGroup, "adm");
+    EXPECT_EQ(c.logFormat, LogFormat::Json);
+    EXPECT_NE(errorOf(base + R"("log_format": "xml"})").find("log_format: must be \"kv\" or"),
+              std::string::npos);
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {

@@ -3,6 +3,7 @@
 // the protocol version, malformed and oversized requests refused without
 // reaching the handler; a peer that is neither root nor the daemon's user
 // refused; controlRequest's answers when the daemon is not there.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,13 +33,49 @@ class ControlServerTest : public ::testing::Test {
     void SetUp() override {
         char tmpl[] = "/tmp/danerelay-control-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
-        server_ = std::make_unique<ControlServer>(base_.get(), dir_ + "/control.sock",
-                                                  [this](const json& request, auto reply) {
-                                                      ++handled_;
-                                                      reply({{"version", kControlProtocolVersion},
-                                                             {"ok", true},
-                                                             {"echo", request.value("verb", "")}});
-                                                  });
+        makeServer(ControlRule{::geteuid(), ::getegid(), std::nullopt});
+    }
+    void makeServer(ControlRule rule) {
+        server_.reset();
+        server_ = std::make_unique<ControlServer>(
+            base_.get(), dir_ + "/control.sock",
+            [this](const json& request, ControlAccess access, auto reply) {
+                ++handled_;
+                reply({{"version", kControlProtocolVersion},
+                       {"ok", true},
+                       {"echo", request.value("verb", "")},
+                       {"access", access == ControlAccess::Full ? "full" : "read-only"}});
+            },
+            rule);
+    }
+    // A status request from a child process running as uid/gid with these
+    // supplementary groups; its reply.
+    json requestAs(uid_t uid, gid_t gid, std::vector<gid_t> groups) {
+        // Let the other user reach it (the daemon's socket is 0660 in a private directory).
+        EXPECT_EQ(::chmod(dir_.c_str(), 0711), 0);
+        EXPECT_EQ(::chmod(server_->path().c_str(), 0666), 0);
+        int out[2];
+        EXPECT_EQ(::pipe(out), 0);
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(out[0]);
+            if (::setgroups(groups.size(), groups.data()) != 0 || ::setgid(gid) != 0 ||
+                ::setuid(uid) != 0)
+                ::_exit(3);
+            auto r = controlRequest(server_->path(), {{"version", 1}, {"verb", "status"}}, 10);
+            std::string text = r ? r->dump() : "ERROR " + r.error().message;
+            ssize_t w = ::write(out[1], text.data(), text.size());
+            ::_exit(w == static_cast<ssize_t>(text.size()) ? 0 : 4);
+        }
+        ::close(out[1]);
+        UniqueFd reader(out[0]);
+        int status = 0;
+        EXPECT_TRUE(pumpUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }));
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        std::string got(4096, '\0');
+        got.resize(
+            static_cast<size_t>(std::max<ssize_t>(0, ::read(reader.get(), got.data(), 4096))));
+        return json::parse(got, nullptr, false);
     }
     void TearDown() override {
         server_.reset();
@@ -89,7 +126,7 @@ TEST_F(ControlServerTest, AnswersOneRequestOnOneLineThenClosesAndForgetsTheConne
     EXPECT_EQ(server_->connections(), 1u);
     std::string got = exchange(fd.get(), R"({"version":1,"verb":"status"})"
                                          "\n");
-    EXPECT_EQ(got, R"({"echo":"status","ok":true,"version":1})"
+    EXPECT_EQ(got, R"({"access":"full","echo":"status","ok":true,"version":1})"
                    "\n");
     EXPECT_EQ(handled_, 1);
     EXPECT_EQ(server_->connections(), 0u);
@@ -132,8 +169,10 @@ TEST_F(ControlServerTest, ARequestLongerThan64KiBIsRefusedWithoutWaitingForItsEn
 // connection gone, and the connection is closed and destroyed, not kept.
 TEST_F(ControlServerTest, AnAnswerForAClientThatLeftClosesTheConnection) {
     ControlServer::Reply later;
-    ControlServer server(base_.get(), dir_ + "/other.sock",
-                         [&](const json&, ControlServer::Reply r) { later = std::move(r); });
+    ControlServer server(
+        base_.get(), dir_ + "/other.sock",
+        [&](const json&, ControlAccess, ControlServer::Reply r) { later = std::move(r); },
+        ControlRule{});
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     server.serve(UniqueFd(sv[0]));
@@ -149,45 +188,51 @@ TEST_F(ControlServerTest, AnAnswerForAClientThatLeftClosesTheConnection) {
     EXPECT_TRUE(pumpUntil([&] { return server.connections() == 0; }));
 }
 
-TEST(ControlPeer, OnlyRootAndTheDaemonsOwnUserAreServed) {
-    EXPECT_TRUE(ControlServer::peerAllowed(0, 1000));
-    EXPECT_TRUE(ControlServer::peerAllowed(1000, 1000));
-    EXPECT_FALSE(ControlServer::peerAllowed(1001, 1000));
-    EXPECT_FALSE(ControlServer::peerAllowed(65534, 0));
+TEST(ControlPeer, RootTheUserAndControlGroupMayDoAllTheDaemonsGroupMayRead) {
+    ControlRule rule{1000, 1000, std::nullopt};
+    EXPECT_EQ(rule.accessOf(0, 0, {}), ControlAccess::Full);
+    EXPECT_EQ(rule.accessOf(1000, 5, {}), ControlAccess::Full);
+    EXPECT_EQ(rule.accessOf(1001, 1000, {}), ControlAccess::ReadOnly);      // primary group
+    EXPECT_EQ(rule.accessOf(1001, 5, {7, 1000}), ControlAccess::ReadOnly);  // supplementary
+    EXPECT_EQ(rule.accessOf(1001, 5, {7}), ControlAccess::None);
+    EXPECT_EQ(rule.accessOf(65534, 65534, {}), ControlAccess::None);
+    rule.adminGid = 2000;
+    EXPECT_EQ(rule.accessOf(1001, 2000, {}), ControlAccess::Full);
+    EXPECT_EQ(rule.accessOf(1001, 5, {2000}), ControlAccess::Full);
+    EXPECT_EQ(rule.accessOf(1001, 5, {1000}), ControlAccess::ReadOnly);
+    EXPECT_EQ(rule.accessOf(1001, 5, {}), ControlAccess::None);
 }
 
 // Through listen() and a real connect from another user: the refusal comes
 // as the answer to its request, and the handler never runs.
 TEST_F(ControlServerTest, AnotherUserIsRefusedWithAnAnswerNotAReset) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    makeServer(ControlRule{0, 4242, std::nullopt});
     ASSERT_TRUE(server_->listen().ok());
-    // Let the other user reach it (the daemon's socket is 0600 in a private directory).
-    ASSERT_EQ(::chmod(dir_.c_str(), 0711), 0);
-    ASSERT_EQ(::chmod(server_->path().c_str(), 0666), 0);
-    int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        ::close(out[0]);
-        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
-        auto r = controlRequest(server_->path(), {{"version", 1}, {"verb", "status"}}, 10);
-        std::string text = r ? r->dump() : "ERROR " + r.error().message;
-        ssize_t w = ::write(out[1], text.data(), text.size());
-        ::_exit(w == static_cast<ssize_t>(text.size()) ? 0 : 4);
-    }
-    ::close(out[1]);
-    UniqueFd reader(out[0]);
-    int status = 0;
-    ASSERT_TRUE(pumpUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }));
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-    std::string got(4096, '\0');
-    got.resize(static_cast<size_t>(std::max<ssize_t>(0, ::read(reader.get(), got.data(), 4096))));
-    auto reply = json::parse(got, nullptr, false);
-    ASSERT_TRUE(reply.is_object()) << got;
+    auto reply = requestAs(65534, 65534, {});
+    ASSERT_TRUE(reply.is_object()) << reply;
     EXPECT_EQ(reply["ok"], false);
-    EXPECT_EQ(reply["error"], "permission denied: uid 65534 is neither root nor the daemon's user");
+    EXPECT_EQ(reply["error"],
+              "permission denied: uid 65534 is neither root, the daemon's user, in its group, "
+              "nor in control_group");
     EXPECT_EQ(handled_, 0);
+}
+
+// The kernel's word on the peer's groups decides: a member of the daemon's
+// group (primary or supplementary) may read; one in control_group may do all.
+TEST_F(ControlServerTest, GroupsComeFromThePeersCredentials) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    makeServer(ControlRule{0, 4242, gid_t{5151}});
+    ASSERT_TRUE(server_->listen().ok());
+    auto primary = requestAs(65534, 4242, {});
+    EXPECT_EQ(primary["access"], "read-only") << primary;
+    auto supplementary = requestAs(65534, 65534, {4242});
+    EXPECT_EQ(supplementary["access"], "read-only") << supplementary;
+    auto admin = requestAs(65534, 65534, {4242, 5151});
+    EXPECT_EQ(admin["access"], "full") << admin;
+    auto none = requestAs(65534, 65534, {6161});
+    EXPECT_EQ(none["ok"], false) << none;
+    EXPECT_EQ(handled_, 3);
 }
 
 // controlRequest in a thread against the listening server on this loop.
@@ -195,7 +240,7 @@ TEST_F(ControlServerTest, ClientAndServerAgreeOverTheListeningSocket) {
     ASSERT_TRUE(server_->listen().ok());
     struct stat st;
     ASSERT_EQ(::stat(server_->path().c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    EXPECT_EQ(st.st_mode & 0777, 0660u);
     auto reply = std::async(std::launch::async, [&] {
         return controlRequest(server_->path(), {{"version", 1}, {"verb", "hello"}}, 10);
     });

@@ -60,9 +60,10 @@ class ControlVerbsTest : public ::testing::Test {
         fs::remove_all(dir_);
     }
     // The verb's reply, running the loop until it comes (at most 10 s).
-    json ask(const json& request) {
+    json ask(const json& request, ControlAccess access = ControlAccess::Full) {
         std::optional<json> got;
-        verbs_->handle(request, [&](json r) { got = std::move(r); });
+        verbs_->handle(
+            request, [&](json r) { got = std::move(r); }, access);
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (!got && std::chrono::steady_clock::now() < deadline) {
             timeval slice{0, 20000};
@@ -154,6 +155,25 @@ TEST_F(ControlVerbsTest, RequestsItCannotServeAreRefusedWithTheProtocolVersion) 
     EXPECT_EQ(r["error"], "ids: a non-empty array of at most 10000 queue IDs");
     r = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}});
     EXPECT_EQ(r["error"], "give exactly one of: ids, filter, all");
+}
+
+// The daemon's group reads (status); changing the queue or the policy needs
+// root, the daemon's user or control_group, and the refusal changes nothing.
+TEST_F(ControlVerbsTest, ReadOnlyAccessMayAskStatusButNotAct) {
+    std::string id = commit(1000);
+    auto st = ask({{"version", 1}, {"verb", "status"}}, ControlAccess::ReadOnly);
+    EXPECT_EQ(st["ok"], true) << st;
+    auto hold = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}, {"ids", {id}}},
+                    ControlAccess::ReadOnly);
+    EXPECT_EQ(hold["ok"], false) << hold;
+    EXPECT_NE(hold["error"].get<std::string>().find("permission denied"), std::string::npos);
+    auto reload = ask({{"version", 1}, {"verb", "reload"}}, ControlAccess::ReadOnly);
+    EXPECT_EQ(reload["ok"], false) << reload;
+    auto stored = spool_->load(id);
+    ASSERT_TRUE(stored.ok());
+    for (const auto& r : stored->status) EXPECT_NE(r.state, queue::RcptState::Held);
+    auto held = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}, {"ids", {id}}});
+    EXPECT_EQ(held["ok"], true) << held;  // the same request with full access acts
 }
 
 }  // namespace
