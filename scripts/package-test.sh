@@ -143,8 +143,13 @@ check_spool_dir() {
 start_daemon() {
 	check_spool_dir
 	if grep -q '"user"[[:space:]]*:' "$conf"; then
-		say "starting /usr/sbin/danerelayd as root (the config names a user to drop to)"
-		/usr/sbin/danerelayd --config "$conf" >"$work/daemon.log" 2>&1 &
+		# Root as the unit makes it: only the unit's bounding set, no new
+		# privileges; the daemon must bind, drop and serve with that.
+		caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/danerelayd.service |
+			tr ' ' '\n' | sed -n 's/^CAP_/+/p' | tr '[:upper:]' '[:lower:]' | paste -sd, -)
+		say "starting /usr/sbin/danerelayd as root, bounding set -all,$caps (the config names a user)"
+		setpriv --bounding-set "-all,$caps" --no-new-privs -- \
+			/usr/sbin/danerelayd --config "$conf" >"$work/daemon.log" 2>&1 &
 	else
 		say "starting /usr/sbin/danerelayd as the danerelay user (the config names no user)"
 		setpriv --reuid=danerelay --regid=danerelay --clear-groups -- \
