@@ -2,9 +2,11 @@
 # Builds the Debian package from this tree and proves it on this machine:
 # lintian, install, `systemd-analyze verify` of the installed unit,
 # `danerelayd --check-config` on the installed config, the installed daemon
-# started from the installed files (as root when the config names a "user",
-# so the daemon drops to it; else as the danerelay user directly), answering
-# `danectl status`, running as uid danerelay, stopped by PID, then purged and
+# started from the installed files (as root with the unit's capability
+# bounding set when the config names a "user", so the daemon drops to it;
+# else as the danerelay user directly), answering `danectl status`, running
+# as uid danerelay, stopped by PID; the same with a log_file in
+# /var/log/danerelay, renamed and reopened on SIGUSR2; then purged and
 # checked gone. Runs as root on Debian 12 (CI's fresh machine); scripts/test.sh
 # calls it unless DANERELAY_SKIP_PACKAGE=1.
 #
@@ -141,6 +143,7 @@ check_spool_dir() {
 }
 
 start_daemon() {
+	cfg=$1
 	check_spool_dir
 	if grep -q '"user"[[:space:]]*:' "$conf"; then
 		# Root as the unit makes it: only the unit's bounding set, no new
@@ -149,11 +152,11 @@ start_daemon() {
 			tr ' ' '\n' | sed -n 's/^CAP_/+/p' | tr '[:upper:]' '[:lower:]' | paste -sd, -)
 		say "starting /usr/sbin/danerelayd as root, bounding set -all,$caps (the config names a user)"
 		setpriv --bounding-set "-all,$caps" --no-new-privs -- \
-			/usr/sbin/danerelayd --config "$conf" >"$work/daemon.log" 2>&1 &
+			/usr/sbin/danerelayd --config "$cfg" >"$work/daemon.log" 2>&1 &
 	else
 		say "starting /usr/sbin/danerelayd as the danerelay user (the config names no user)"
 		setpriv --reuid=danerelay --regid=danerelay --clear-groups -- \
-			/usr/sbin/danerelayd --config "$conf" >"$work/daemon.log" 2>&1 &
+			/usr/sbin/danerelayd --config "$cfg" >"$work/daemon.log" 2>&1 &
 	fi
 	pid=$!
 }
@@ -204,13 +207,46 @@ stop_daemon() {
 	say "stopped by SIGTERM, exit 0"
 }
 
+# log_file in /var/log/danerelay as /etc/logrotate.d/danerelay expects it:
+# the installed config plus log_file (relative paths made absolute), started
+# as before; the log is renamed and a fresh one made as logrotate's "create"
+# would, SIGUSR2 must make the daemon write to the new file.
+check_log_reopen() {
+	grep -q '"user"[[:space:]]*:' "$conf" || return 0
+	logcfg=$work/log-test.json
+	log=/var/log/danerelay/danerelay.log
+	python3 - "$conf" "$logcfg" "$log" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["log_file"] = sys.argv[3]
+c["tls"] = {k: "/etc/danerelay/" + v if not v.startswith("/") else v for k, v in c["tls"].items()}
+if not c.get("policy_dir", "/").startswith("/"):
+    c["policy_dir"] = "/etc/danerelay/" + c["policy_dir"]
+json.dump(c, open(sys.argv[2], "w"))
+PY
+	chmod 0711 "$work"
+	chmod 0644 "$logcfg"
+	start_daemon "$logcfg"
+	wait_status >/dev/null
+	[ -s "$log" ] || fail "$log is empty after the start"
+	mv "$log" "$log.1"
+	install -o danerelay -g adm -m 0640 /dev/null "$log"
+	kill -USR2 "$pid"
+	i=0
+	while [ ! -s "$log" ] && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+	[ -s "$log" ] || { cat "$work/daemon.log" >&2; fail "nothing written to a new $log after SIGUSR2"; }
+	stop_daemon
+	say "log_file $log: written after a root start, reopened on SIGUSR2 after a rename"
+}
+
 run_daemon() {
 	exec 9>/tmp/danerelay-e2e.lock
 	command -v flock >/dev/null && flock -w 900 9
-	start_daemon
+	start_daemon "$conf"
 	wait_status
 	check_uid
 	stop_daemon
+	check_log_reopen
 	exec 9>&-
 }
 
