@@ -18,7 +18,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates haproxy \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev libsystemd-dev \
   gnutls-bin swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-jsonschema util-linux procps \
-  nsd unbound ldnsutils bind9-utils openssl dns-root-data man-db groff-base >/dev/null
+  nsd unbound ldnsutils bind9-utils openssl dns-root-data man-db groff-base \
+  debhelper lintian adduser systemd >/dev/null
 # Only promtool is wanted from prometheus (the e2e metrics test and the
 # alert rules' check): its service, a Prometheus server on :9090, must not
 # start. policy-rc.d keeps invoke-rc.d from starting it at install; on a host

@@ -8,6 +8,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j"$jobs")
+# The Debian package: built, installed, run and purged (root on Debian only).
+[ "${DANERELAY_SKIP_PACKAGE:-0}" = 1 ] || [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ] || scripts/package-test.sh
 
 if [ "${1:-}" != "--no-sanitize" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDANERELAY_SANITIZE=ON >/dev/null
