@@ -22,32 +22,40 @@ FILE* openLogFile(const std::string& path) {
     return f;
 }
 
-// A JSON string: UTF-8 as it is (quotes, backslashes and control
-// characters escaped); bytes that are not UTF-8 as the kv format writes them.
-void appendJsonString(std::string& out, std::string_view v) {
+// v in double quotes, one walk for both formats: quotes and backslashes
+// escaped; control characters by controlFormat; bytes that are not UTF-8,
+// each by badByteFormat (the kv line's \\xHH, which JSON spells \\\\xHH),
+// so the line stays UTF-8 and nothing is lost.
+void appendQuoted(std::string& out, std::string_view v, const char* badByteFormat,
+                  const char* controlFormat) {
+    auto appendFormatted = [&out](const char* format, unsigned char c) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, format, c);
+        out += buf;
+    };
     out += '"';
     for (size_t i = 0; i < v.size();) {
         auto c = static_cast<unsigned char>(v[i]);
         auto seq = queue::utf8SequenceAt(v, i);
         if (!seq.valid) {
             for (size_t k = 0; k < seq.length; ++k) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\\\x%02x", static_cast<unsigned char>(v[i + k]));
-                out += buf;
+                appendFormatted(badByteFormat, static_cast<unsigned char>(v[i + k]));
             }
         } else if (c == '"' || c == '\\') {
             out += '\\';
             out += static_cast<char>(c);
         } else if (c < 0x20 || c == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
+            appendFormatted(controlFormat, c);
         } else {
             out.append(v.substr(i, seq.length));
         }
         i += seq.length;
     }
     out += '"';
+}
+
+void appendJsonString(std::string& out, std::string_view v) {
+    appendQuoted(out, v, "\\\\x%02x", "\\u%04x");
 }
 
 }  // namespace
@@ -82,31 +90,9 @@ std::string formatLogValue(std::string_view v) {
         if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
     }
     if (plain) return std::string(v);
-    std::string out = "\"";
-    for (size_t i = 0; i < v.size();) {
-        auto c = static_cast<unsigned char>(v[i]);
-        auto seq = queue::utf8SequenceAt(v, i);
-        if (!seq.valid) {
-            // Not UTF-8: every byte of it as \xHH, so the line stays UTF-8
-            // and nothing is lost.
-            for (size_t k = 0; k < seq.length; ++k) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(v[i + k]));
-                out += buf;
-            }
-        } else if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20 || c == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        } else {
-            out.append(v.substr(i, seq.length));
-        }
-        i += seq.length;
-    }
-    return out + "\"";
+    std::string out;
+    appendQuoted(out, v, "\\x%02x", "\\x%02x");
+    return out;
 }
 
 std::string formatLogLine(LogStyle style, std::string_view timestamp, std::string_view event,

@@ -446,12 +446,12 @@ class ProxyConfigTest : public ConfigTest {
 
 TEST_F(ProxyConfigTest, ProxyProtocolAndProxyFrom) {
     auto c = loadConfig(write(
-        listener(R"(, "proxy_protocol": "v2", "proxy_from": ["10.0.0.5/32", "2001:db8::/64"])")));
+        listener(R"(, "proxy_protocol": "v2", "proxy_from": ["127.0.0.5/32", "2001:db8::/64"])")));
     ASSERT_EQ(c.listeners.size(), 1u);
     EXPECT_EQ(c.listeners[0].proxy, ProxyProtocol::V2);
     ASSERT_EQ(c.listeners[0].proxyFrom.size(), 2u);
-    EXPECT_EQ(c.listeners[0].proxyFrom[0].toString(), "10.0.0.5/32");
-    c = loadConfig(write(listener(R"(, "proxy_protocol": "v1", "proxy_from": ["10.0.0.5/32"])")));
+    EXPECT_EQ(c.listeners[0].proxyFrom[0].toString(), "127.0.0.5/32");
+    c = loadConfig(write(listener(R"(, "proxy_protocol": "v1", "proxy_from": ["127.0.0.5/32"])")));
     EXPECT_EQ(c.listeners[0].proxy, ProxyProtocol::V1);
     c = loadConfig(write(listener("")));
     EXPECT_EQ(c.listeners[0].proxy, ProxyProtocol::None);  // absent: no PROXY header
@@ -462,19 +462,20 @@ TEST_F(ProxyConfigTest, ErrorsNameFileAndKey) {
         const char* extra;
         const char* want;
     } cases[] = {
-        {R"(, "proxy_protocol": "v3", "proxy_from": ["10.0.0.5/32"])",
+        {R"(, "proxy_protocol": "v3", "proxy_from": ["127.0.0.5/32"])",
          "listeners[0].proxy_protocol: must be \"v1\" or \"v2\""},
         {R"(, "proxy_protocol": "v2")", "listeners[0].proxy_from: must be a non-empty array"},
         {R"(, "proxy_protocol": "v2", "proxy_from": [])",
          "listeners[0].proxy_from: must be a non-empty array"},
-        {R"(, "proxy_protocol": "v2", "proxy_from": "10.0.0.5/32")",
+        {R"(, "proxy_protocol": "v2", "proxy_from": "127.0.0.5/32")",
          "listeners[0].proxy_from: must be a non-empty array"},
-        {R"(, "proxy_protocol": "v2", "proxy_from": ["10.0.0.5/33"])",
+        {R"(, "proxy_protocol": "v2", "proxy_from": ["127.0.0.5/33"])",
          "listeners[0].proxy_from[0]:"},
-        {R"(, "proxy_protocol": "v2", "proxy_from": ["10.0.0.5/32", 7])",
+        {R"(, "proxy_protocol": "v2", "proxy_from": ["127.0.0.5/32", 7])",
          "listeners[0].proxy_from[1]: must be a string"},
-        {R"(, "proxy_from": ["10.0.0.5/32"])", "listeners[0].proxy_from: needs \"proxy_protocol\""},
-        {R"(, "proxy_protocol": 2, "proxy_from": ["10.0.0.5/32"])",
+        {R"(, "proxy_from": ["127.0.0.5/32"])",
+         "listeners[0].proxy_from: needs \"proxy_protocol\""},
+        {R"(, "proxy_protocol": 2, "proxy_from": ["127.0.0.5/32"])",
          "listeners[0].proxy_protocol: must be a string"},
     };
     for (const auto& c : cases) {
