@@ -112,7 +112,7 @@ check_installed_files() {
 	dpkg-query -W -f='${Conffiles}\n' danerelay | grep -q " $conf " ||
 		fail "$conf is not a conffile"
 	getent passwd danerelay >/dev/null || fail "no danerelay user"
-	[ "$(stat -c '%U:%G %a' /var/spool/danerelay)" = "danerelay:danerelay 700" ] ||
+	[ "$(stat -c '%U:%G %a' /var/spool/danerelay)" = "danerelay:danerelay 750" ] ||
 		fail "/var/spool/danerelay is $(stat -c '%U:%G %a' /var/spool/danerelay)"
 	[ "$(stat -c '%U:%G %a' /etc/danerelay/tls/relay.key)" = "root:danerelay 640" ] ||
 		fail "relay.key is $(stat -c '%U:%G %a' /etc/danerelay/tls/relay.key)"
