@@ -65,9 +65,10 @@ constexpr unsigned kAuthWorkers = 1;
 constexpr unsigned kValidatorWorkers = 4;
 
 // What --help and a usage error print; docs/man/danerelayd.8.in documents the
-// same options (tests/man/check_help.py compares them).
-void usage() {
-    std::fprintf(stderr,
+// same options (tests/man/check_help.py compares them). --help prints to
+// stdout (so `danerelayd --help | less` works), a usage error to stderr.
+void usage(std::FILE* to) {
+    std::fprintf(to,
                  "usage: danerelayd --config FILE [--check-config]\n"
                  "       danerelayd --help\n"
                  "  --config FILE    configuration (JSON); see danerelay.json(5)\n"
@@ -389,6 +390,10 @@ int run(const Config& cfg, Prepared p) {
     // danectl drain/resume: the verbs reach the listeners through these.
     verbs.setDrainHooks({[&server] { return server.stopAccepting(); },
                          [&server] { return server.resumeAccepting(); }});
+    counted.registry.gaugeFn("danerelay_smtp_accepting",
+                             "1 while the SMTP listeners accept sessions, 0 while draining "
+                             "(danectl drain).",
+                             [&server] { return server.accepting() ? 1.0 : 0.0; });
     auto metricsServer = startMetrics(base.get(), counted, std::move(p.metricsListener), scheduler,
                                       resolver, **spool, workers);
     // systemd (Type=notify): ready once the listeners are bound and the spool
@@ -453,12 +458,13 @@ std::optional<int> parseArgs(int argc, char** argv, std::string* configPath, boo
         } else if (a == "--check-config") {
             *checkOnly = true;
         } else {
-            usage();
-            return a == "--help" || a == "-h" ? 0 : 2;
+            bool help = a == "--help" || a == "-h";
+            usage(help ? stdout : stderr);
+            return help ? 0 : 2;
         }
     }
     if (configPath->empty()) {
-        usage();
+        usage(stderr);
         return 2;
     }
     return std::nullopt;

@@ -130,6 +130,18 @@ class MetricsTest(unittest.TestCase):
 
         promtool_check(self, self.scrape()[2])
 
+    def test_draining_shows_as_not_accepting(self):
+        self.relay.start()
+
+        def accepting():
+            return parse(self.scrape()[2])["danerelay_smtp_accepting"]["samples"][0][2]
+        self.assertEqual(accepting(), 1)
+        for verb, want in (("drain", 0), ("resume", 1)):
+            r = subprocess.run([h.DANECTL, "--config", self.relay.config, verb],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertEqual(accepting(), want, verb)
+
     def test_inbound_refusals_and_sessions_are_counted_by_kind(self):
         self.relay.start()
         fams = parse(self.scrape()[2])

@@ -154,8 +154,8 @@ def check_danectl(danectl, page):
 
 def check_danerelayd(danerelayd, page):
     code, out, err = run([danerelayd, "--help"])
-    helped = set(OPTION.findall(out + err))
-    if code != 0 or not helped:
+    helped = set(OPTION.findall(out))  # help is asked for: stdout, not stderr
+    if code != 0 or not helped or err:
         sys.exit(f"danerelayd --help: exit {code}, output {(out + err)!r}")
     text = render(page)
     documented = set(OPTION.findall("\n".join(sections(text).get("OPTIONS", []))))
