@@ -34,6 +34,9 @@ void printQueueLine(const json& q) {
         std::printf(", %lld DAMAGED (see queue list)", q["damaged"].get<long long>());
     if (q.value("quarantined", 0) > 0)
         std::printf(", %lld QUARANTINED", q["quarantined"].get<long long>());
+    if (const auto& r = q.value("recovery", json()); r.is_object() && r["running"].get<bool>())
+        std::printf("; recovering the spool: %lld of %lld read", r["checked"].get<long long>(),
+                    r["listed"].get<long long>());
     std::printf("\n");
 }
 

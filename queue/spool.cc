@@ -528,40 +528,62 @@ std::vector<std::string> Spool::listIds() const {
     return listDir(dir_ + "/msg");
 }
 
-RecoveryReport Spool::recover() {
-    RecoveryReport report;
+RecoveryScan Spool::beginRecovery() {
+    RecoveryScan scan;
     for (const auto& name : listDir(dir_ + "/tmp")) {
-        if (::unlink((dir_ + "/tmp/" + name).c_str()) == 0) ++report.debrisRemoved;
+        if (::unlink((dir_ + "/tmp/" + name).c_str()) == 0) ++scan.debrisRemoved;
     }
-    auto ids = listIds();
-    for (const auto& name : ids) {
-        if (!isValidQueueId(name)) {
-            std::string reason = "file name is not a queue ID";
-            if (quarantine(name, reason)) report.quarantined.push_back({"msg/" + name, reason});
-            continue;
-        }
-        auto m = load(name);
-        Status checked = m ? verify(name) : Status(m.error());
-        if (!checked) {
-            const auto& e = checked.error();
-            switch (classifyLoadError(e)) {
-                case LoadFailure::NotFound:
-                    continue;
-                case LoadFailure::Transient:
-                    break;  // unreadable now, not damaged: the scheduler retries it
-                case LoadFailure::Damaged:
-                    if (quarantine(name, e.message)) {
-                        report.quarantined.push_back({"msg/" + name, e.message});
-                    }
-                    continue;
-            }
-        }
-        report.queued.push_back(name);
-    }
+    scan.ids = listIds();
     // State files whose message is gone were left by an interrupted remove().
     for (const auto& name : listDir(dir_ + "/state")) {
-        if (!std::binary_search(ids.begin(), ids.end(), name)) {
-            if (::unlink((dir_ + "/state/" + name).c_str()) == 0) ++report.debrisRemoved;
+        if (!std::binary_search(scan.ids.begin(), scan.ids.end(), name)) {
+            if (::unlink((dir_ + "/state/" + name).c_str()) == 0) ++scan.debrisRemoved;
+        }
+    }
+    return scan;
+}
+
+RecoveryCheck Spool::recoverOne(const std::string& id) {
+    using Verdict = RecoveryCheck::Verdict;
+    auto setAside = [&](const std::string& reason) -> RecoveryCheck {
+        if (auto st = quarantine(id, reason); !st) {
+            // Left in place: the delivery path tries again when it loads it.
+            return {Verdict::Unreadable, reason + "; cannot quarantine: " + st.error().message, {}};
+        }
+        return {Verdict::Quarantined, reason, {}};
+    };
+    if (!isValidQueueId(id)) return setAside("file name is not a queue ID");
+    auto m = load(id);
+    Status checked = m ? verify(id) : Status(m.error());
+    if (checked) return {Verdict::Queued, "", std::move(m->status)};
+    const auto& e = checked.error();
+    switch (classifyLoadError(e)) {
+        case LoadFailure::NotFound:
+            return {Verdict::Gone, "", {}};
+        case LoadFailure::Transient:
+            return {Verdict::Unreadable, e.message, {}};
+        case LoadFailure::Damaged:
+            break;
+    }
+    return setAside(e.message);
+}
+
+RecoveryReport Spool::recover() {
+    RecoveryReport report;
+    auto scan = beginRecovery();
+    report.debrisRemoved = scan.debrisRemoved;
+    for (const auto& id : scan.ids) {
+        auto c = recoverOne(id);
+        switch (c.verdict) {
+            case RecoveryCheck::Verdict::Queued:
+            case RecoveryCheck::Verdict::Unreadable:
+                report.queued.push_back(id);
+                break;
+            case RecoveryCheck::Verdict::Quarantined:
+                report.quarantined.push_back({"msg/" + id, c.reason});
+                break;
+            case RecoveryCheck::Verdict::Gone:
+                break;
         }
     }
     return report;

@@ -86,6 +86,27 @@ struct RecoveryReport {
     size_t debrisRemoved = 0;  // tmp/ leftovers and orphaned state files
 };
 
+// Recovery's first step: what msg/ lists (sorted, arrival order; names not
+// yet checked) and what was cleared.
+struct RecoveryScan {
+    std::vector<std::string> ids;
+    size_t debrisRemoved = 0;
+};
+
+// Recovery's verdict on one listed ID.
+struct RecoveryCheck {
+    enum class Verdict {
+        Queued,       // readable: status is its recipients' state
+        Unreadable,   // a transient error (or a quarantine that failed): the
+                      // scheduler retries it now; reason says why
+        Gone,         // removed meanwhile (delivered, or an operator's delete)
+        Quarantined,  // damaged, set aside in quarantine/: reason says why
+    };
+    Verdict verdict = Verdict::Gone;
+    std::string reason;
+    std::vector<RecipientStatus> status;
+};
+
 class Spool {
   public:
     enum class Mode {
@@ -115,8 +136,17 @@ class Spool {
     Status remove(const std::string& id, bool durable = false);
 
     // Start-up: clear tmp/, quarantine what is damaged (load() and verify()
-    // say LoadFailure::Damaged), list the rest.
+    // say LoadFailure::Damaged), list the rest. Both steps below at once.
     RecoveryReport recover();
+    // Recovery's first step, quick whatever the queue's size (directory
+    // listings, no message read): clear tmp/, drop state files whose message
+    // is gone, list msg/. Before any commit: a commit's tmp/ file would be
+    // taken for debris.
+    RecoveryScan beginRecovery();
+    // Recovery's second step for one listed ID, safe beside commits,
+    // deliveries and other checks (the daemon runs it on workers while it
+    // serves): read and verify the message; set it aside if it is damaged.
+    RecoveryCheck recoverOne(const std::string& id);
     // Set msg/ID and state/ID aside in quarantine/ with ID.why holding the
     // reason, fsync'd. The one way damage leaves the queue (recovery and the
     // daemon both use it); an error leaves the files where they were.

@@ -17,6 +17,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -95,25 +96,42 @@ struct Prepared {
 };
 
 // Take the spool: clear debris, quarantine damage (logged), list the queue.
-queue::RecoveryReport recoverSpool(const Config& cfg, queue::Spool& spool,
-                                   queue::QueueIdGenerator& ids) {
-    auto report = spool.recover();
-    for (const auto& q : report.quarantined) {
-        logEvent("quarantine", {{"file", cfg.spoolDir + "/" + q.file},
-                                {"reason", q.reason},
-                                {"moved_to", cfg.spoolDir + "/quarantine/"}});
+// Recovery's quick first step (tmp/ cleared, orphaned state dropped, msg/
+// listed), before the committer can write: the rest runs while the relay
+// serves (Scheduler::recover). New queue IDs follow the newest listed.
+queue::RecoveryScan beginRecovery(queue::Spool& spool, queue::QueueIdGenerator& ids) {
+    auto scan = spool.beginRecovery();
+    for (auto it = scan.ids.rbegin(); it != scan.ids.rend(); ++it) {
+        if (queue::isValidQueueId(*it)) {
+            ids.observe(*it);
+            break;
+        }
     }
-    if (!report.queued.empty()) ids.observe(report.queued.back());
+    return scan;
+}
+
+// Recovery's end, logged as it always was: what is queued, what was set aside.
+void logRecovered(const Config& cfg, const Scheduler::RecoveryProgress& r, size_t debris,
+                  std::chrono::steady_clock::time_point started) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - started)
+                  .count();
     logEvent("recovered", {{"spool", cfg.spoolDir},
-                           {"queued", std::to_string(report.queued.size())},
-                           {"quarantined", std::to_string(report.quarantined.size())},
-                           {"debris_removed", std::to_string(report.debrisRemoved)}});
-    return report;
+                           {"queued", std::to_string(r.queued)},
+                           {"quarantined", std::to_string(r.quarantined.size())},
+                           {"debris_removed", std::to_string(debris)},
+                           {"ms", std::to_string(ms)}});
 }
 
 // What `systemctl status` shows.
-std::string statusLine(size_t queued, bool validating) {
-    return std::to_string(queued) + " messages queued; DNSSEC " +
+std::string statusLine(const Scheduler& scheduler, bool validating) {
+    const auto& r = scheduler.recovery();
+    std::string queue = std::to_string(scheduler.queued()) + " messages queued";
+    if (r.running) {
+        queue += " (recovering the spool: " + std::to_string(r.checked) + " of " +
+                 std::to_string(r.listed) + " read)";
+    }
+    return queue + "; DNSSEC " +
            (validating ? "validating" : "NOT validating: DANE deliveries defer");
 }
 
@@ -139,7 +157,7 @@ class ProbeLoop {
             }
             verbs_.noteProbe(ok, detail);
             scheduler_.setReady();
-            notifier_.status(statusLine(scheduler_.queued(), ok));
+            notifier_.status(statusLine(scheduler_, ok));
             timer_.addSeconds(interval_);
         });
     }
@@ -335,6 +353,17 @@ std::unique_ptr<MetricsServer> startMetrics(event_base* base, DaemonMetrics& m, 
     return server;
 }
 
+// danectl drain/resume: the verbs reach the listeners through these, and
+// the metrics show which it is.
+void wireDrain(ControlVerbs& verbs, SmtpServer& server, metrics::Registry& registry) {
+    verbs.setDrainHooks({[&server] { return server.stopAccepting(); },
+                         [&server] { return server.resumeAccepting(); }});
+    registry.gaugeFn("danerelay_smtp_accepting",
+                     "1 while the SMTP listeners accept sessions, 0 while draining (danectl "
+                     "drain).",
+                     [&server] { return server.accepting() ? 1.0 : 0.0; });
+}
+
 int run(const Config& cfg, Prepared p) {
     auto spool = queue::Spool::open(cfg.spoolDir, queue::Spool::Mode::Writer);
     if (!spool) {
@@ -359,7 +388,8 @@ int run(const Config& cfg, Prepared p) {
         return 1;
     }
     queue::QueueIdGenerator ids;
-    auto report = recoverSpool(cfg, **spool, ids);
+    auto recoveryStarted = std::chrono::steady_clock::now();
+    auto scan = beginRecovery(**spool, ids);
 
     LoopPoster poster(base.get());
     WorkerPool workers(poster, kSpoolWorkers);
@@ -378,7 +408,6 @@ int run(const Config& cfg, Prepared p) {
     ControlVerbs verbs(cfg, scheduler, **spool, workers, resolver);
     verbs.setPolicy(p.policySet);
     verbsPtr = &verbs;
-    scheduler.load(report.queued);
 
     SmtpServer server(withMetrics(
         serverContext(cfg, p, base.get(), workers, authWorkers, committer, ids, scheduler),
@@ -387,23 +416,24 @@ int run(const Config& cfg, Prepared p) {
         std::fprintf(stderr, "danerelayd: %s\n", st.error().message.c_str());
         return 1;
     }
-    // danectl drain/resume: the verbs reach the listeners through these.
-    verbs.setDrainHooks({[&server] { return server.stopAccepting(); },
-                         [&server] { return server.resumeAccepting(); }});
-    counted.registry.gaugeFn("danerelay_smtp_accepting",
-                             "1 while the SMTP listeners accept sessions, 0 while draining "
-                             "(danectl drain).",
-                             [&server] { return server.accepting() ? 1.0 : 0.0; });
+    wireDrain(verbs, server, counted.registry);
     auto metricsServer = startMetrics(base.get(), counted, std::move(p.metricsListener), scheduler,
                                       resolver, **spool, workers);
-    // systemd (Type=notify): ready once the listeners are bound and the spool
-    // recovered; the watchdog pings from this loop.
+    // systemd (Type=notify): ready once the listeners are bound; the
+    // watchdog pings from this loop.
     ServiceNotifier notifier(base.get());
     ProbeLoop probe(base.get(), resolver, verbs, scheduler, notifier, cfg.dns.reprobeInterval);
     probe.run();
     Signals signals({base.get(), cfg, verbs, scheduler, server, committer, notifier});
     logStart(cfg, p);
-    notifier.ready(statusLine(scheduler.queued(), resolver.validating()));
+    // The queue is read while the relay already accepts new mail: ready now,
+    // and STATUS= says how far recovery is.
+    scheduler.recover(std::move(scan.ids), [&, debris = scan.debrisRemoved,
+                                            recoveryStarted](const Scheduler::RecoveryProgress& r) {
+        logRecovered(cfg, r, debris, recoveryStarted);
+        notifier.status(statusLine(scheduler, resolver.validating()));
+    });
+    notifier.ready(statusLine(scheduler, resolver.validating()));
     event_base_dispatch(base.get());
     validators.stop();
     authWorkers.stop();

@@ -79,6 +79,76 @@ void Scheduler::load(const std::vector<std::string>& ids) {
     kick();
 }
 
+struct Scheduler::Recovering {
+    std::vector<std::string> ids;
+    size_t next = 0;  // the first ID of the batch on the worker
+    struct Found {
+        std::string id;
+        queue::RecoveryCheck check;
+        int64_t due = 0;  // 0: nothing to deliver (all held or final), or not indexable
+    };
+    std::vector<Found> found;
+    std::function<void(const RecoveryProgress&)> done;
+};
+
+void Scheduler::recover(std::vector<std::string> ids,
+                        std::function<void(const RecoveryProgress&)> done) {
+    recovery_ = RecoveryProgress{ids.size(), 0, 0, {}, true};
+    auto r = std::make_shared<Recovering>();
+    r->ids = std::move(ids);
+    r->done = std::move(done);
+    recoverBatch(std::move(r));
+}
+
+void Scheduler::recoverBatch(std::shared_ptr<Recovering> r) {
+    using Verdict = queue::RecoveryCheck::Verdict;
+    if (r->next >= r->ids.size()) {
+        recovery_.running = false;
+        r->ids = {};
+        if (r->done) r->done(recovery_);
+        return;
+    }
+    size_t end = std::min(r->ids.size(), r->next + kRecoveryBatch);
+    workers_.run(
+        [this, r, end, now = clock_.wallSeconds()] {
+            r->found.clear();
+            for (size_t i = r->next; i < end; ++i) {
+                const auto& id = r->ids[i];
+                auto c = spool_.recoverOne(id);
+                int64_t due = 0;
+                if (c.verdict == Verdict::Queued) due = queue::dueOf(c.status, now);
+                if (c.verdict == Verdict::Unreadable) due = now;
+                if (!queue::isValidQueueId(id)) due = 0;  // only a quarantine failed on it
+                c.status.clear();
+                r->found.push_back({id, std::move(c), due});
+            }
+        },
+        [this, r, end] {
+            for (auto& f : r->found) {
+                ++recovery_.checked;
+                if (f.check.verdict == Verdict::Quarantined) {
+                    logEvent("quarantine", {{"file", spool_.dir() + "/msg/" + f.id},
+                                            {"reason", f.check.reason},
+                                            {"moved_to", spool_.dir() + "/quarantine/"}});
+                    recovery_.quarantined.push_back({"msg/" + f.id, f.check.reason});
+                    continue;
+                }
+                if (f.check.verdict == Verdict::Gone) continue;
+                ++recovery_.queued;
+                if (f.check.verdict == Verdict::Unreadable) {
+                    // Delivery tries it now, and retries or quarantines it.
+                    logEvent("recovery-unreadable", {{"qid", f.id}, {"reason", f.check.reason}});
+                }
+                // Indexed meanwhile (an operator's action, a delivery): that wins.
+                if (f.due != 0 && !entries_.contains(keyOf(f.id))) schedule(f.id, f.due);
+            }
+            r->found.clear();
+            r->next = end;
+            kick();
+            recoverBatch(r);
+        });
+}
+
 int64_t Scheduler::loadRetryDelay(unsigned failures) {
     int64_t d = kLoadRetryInitial;
     for (unsigned i = 1; i < failures && d < kLoadRetryMax; ++i) d *= 2;
@@ -139,6 +209,12 @@ std::vector<std::string> Scheduler::unindexed(const std::vector<std::string>& sp
 }
 
 void Scheduler::sweep(std::function<void(const SweepReport&)> done) {
+    if (recovery_.running) {
+        // Recovery indexes every message in msg/ itself; a sweep now would
+        // schedule messages it has not verified yet.
+        if (done) done(SweepReport{});
+        return;
+    }
     struct Found {
         std::string id;
         int64_t due = 0;         // 0: nothing to deliver

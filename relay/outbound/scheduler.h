@@ -72,6 +72,22 @@ class Scheduler : private DeliveryHost {
 
     // At start-up, before the loop runs: index the recovered messages.
     void load(const std::vector<std::string>& ids);
+    // Start-up recovery's second step, while the relay already serves: the
+    // IDs queue::Spool::beginRecovery() listed are checked on a worker
+    // (Spool::recoverOne: read, verify, quarantine the damaged) in batches of
+    // kRecoveryBatch, and each is indexed as soon as its batch is back (due
+    // from its state; an unreadable one now), so old mail starts leaving
+    // while the rest is read and new mail is never held up behind it. The
+    // sweep waits until it is done. done runs on the loop at the end.
+    struct RecoveryProgress {
+        size_t listed = 0, checked = 0, queued = 0;
+        std::vector<queue::RecoveryReport::Quarantined> quarantined;
+        bool running = false;
+    };
+    static constexpr size_t kRecoveryBatch = 512;
+    void recover(std::vector<std::string> ids,
+                 std::function<void(const RecoveryProgress&)> done = nullptr);
+    const RecoveryProgress& recovery() const { return recovery_; }
     // A newly accepted message: due now.
     void enqueue(const std::string& id) override;
     // Everything due now (SIGUSR1, like "postqueue -f"): deferred recipients
@@ -151,6 +167,8 @@ class Scheduler : private DeliveryHost {
     // the next action that waited for it.
     void adminFinished(const std::string& id, bool removed, int64_t nextDue, bool force) override;
     void runWaiting(Key k);
+    struct Recovering;
+    void recoverBatch(std::shared_ptr<Recovering> r);
     void schedule(const std::string& id, int64_t due);
     void kick();
     void pump();
@@ -189,6 +207,7 @@ class Scheduler : private DeliveryHost {
     Event timer_;
     Event sweepTimer_;
     Counters counters_;
+    RecoveryProgress recovery_;
     unsigned running_ = 0;
     bool ready_ = false;
     std::map<std::string, unsigned> domainInFlight_;

@@ -24,6 +24,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import relayharness as h  # noqa: E402
 
+SPOOL_FILL = os.path.join(h.BUILD, "tests", "spool_fill")
 DAMAGED_ID = "0123456789ABCD"
 NOT_LOCAL = "198.51.100.7"  # TEST-NET-2: on no interface of a test machine
 
@@ -199,6 +200,7 @@ class StartupTest(unittest.TestCase):
                              stderr=subprocess.DEVNULL)
         self.procs.append(p)
         self.wait_listening(p)
+        self.wait_logged("event=recovered")  # recovery runs while the relay serves
         after = snapshot(spool)
         self.assertNotIn("tmp/0123456789ABCE", after)
         self.assertNotIn("state/0123456789ABCF", after)
@@ -242,6 +244,58 @@ class StartupTest(unittest.TestCase):
         self.assertEqual(code, 1, out)
         self.assertEqual(snapshot(spool), before)
         self.assertFalse(os.path.exists(os.path.join(self.dir, "logs", "events.log")))
+
+    def wait_logged(self, text, seconds=60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in self.events_text():
+                return
+            time.sleep(0.05)
+        self.fail(f"{text} not logged within {seconds} s:\n" + self.events_text()[-3000:])
+
+    def test_a_large_queue_is_read_while_the_relay_already_serves(self):
+        """20,000 queued messages (written by the spool's own commit), one of
+        them damaged: the listener opens before recovery has read them (the
+        log says listen, then recovered); a message submitted at once is
+        accepted; recovery then indexes every message, quarantines the
+        damaged one, and danectl status shows it done."""
+        n = 20000
+        spool = os.path.join(self.dir, "spool")
+        shutil.rmtree(spool, ignore_errors=True)
+        fill = subprocess.run([SPOOL_FILL, spool, str(n), "2048", "queued@nowhere.test"],
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(fill.returncode, 0, fill.stderr)
+        ids = sorted(os.listdir(os.path.join(spool, "msg")))
+        self.assertEqual(len(ids), n)
+        with open(os.path.join(spool, "msg", ids[n // 2]), "r+b") as f:
+            f.seek(-3, os.SEEK_END)
+            f.write(b"X")  # the checksum no longer matches
+        h.give_to_run_user(spool)
+        cfg = json.loads(json.dumps(self.base))
+        cfg["delivery"] = {"enabled": False}
+        path = self.write_config(cfg)
+        p = subprocess.Popen([h.DANERELAYD, "--config", path], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        t0 = time.monotonic()
+        self.wait_listening(p)
+        listening = time.monotonic() - t0
+        out = self.relay.swaks("--to", "new@nowhere.test", "--from", "a@inside.test")
+        self.assertTrue(h.queued_id(out), out)
+        self.wait_logged("event=recovered", seconds=240)
+        log = self.events_text()
+        self.assertLess(log.index("event=listen"), log.index("event=recovered"))
+        recovered = next(ln for ln in log.splitlines() if "event=recovered" in ln)
+        self.assertIn(f" queued={n - 1}", recovered)
+        self.assertIn(" quarantined=1", recovered)
+        self.assertTrue(os.path.exists(os.path.join(spool, "quarantine", ids[n // 2])))
+        st = subprocess.run([h.DANECTL, "--config", path, "status", "--json"],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(st.returncode, 0, st.stderr)
+        q = json.loads(st.stdout)["queue"]
+        self.assertEqual(q["recovery"], {"running": False, "listed": n, "checked": n})
+        self.assertEqual(q["scheduled"], n - 1 + 1)  # the recovered and the new one
+        print(f"listening {listening:.2f} s after start; {recovered}", file=sys.stderr)
 
     def wait_listening(self, p):
         deadline = time.monotonic() + 15
