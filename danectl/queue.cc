@@ -174,6 +174,7 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
                   {"auth", e.authUser},
                   {"tls", e.tls},
                   {"envid", e.envid},
+                  {"requiretls", e.requireTls},
                   {"recipients", recipientsJson(*m)},
                   {"headers", headers}};
         if (body) j["content"] = *content;
@@ -186,6 +187,10 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
     std::printf("Client:   %s (HELO %s)%s%s\nTLS:      %s\n", e.clientAddress.c_str(),
                 e.heloName.c_str(), e.authUser.empty() ? "" : ", authenticated as ",
                 e.authUser.c_str(), e.tls.empty() ? "none" : e.tls.c_str());
+    if (e.requireTls)
+        std::printf(
+            "REQUIRETLS: yes (RFC 8689: relayed only over authenticated TLS to hosts "
+            "that offer REQUIRETLS)\n");
     for (size_t i = 0; i < e.recipients.size(); ++i) {
         const auto& st = m->status[i];
         std::printf("Recipient <%s>: %s, %d attempt%s", e.recipients[i].address.c_str(),

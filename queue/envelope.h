@@ -42,6 +42,9 @@ struct Envelope {
     DsnRet ret = DsnRet::Unspecified;
     bool smtputf8 = false;
     bool eightBitMime = false;
+    // RFC 8689 REQUIRETLS: relayed only over authenticated TLS (DANE or
+    // MTA-STS) to hosts that offer REQUIRETLS, or not at all.
+    bool requireTls = false;
     int64_t arrival = 0;  // Unix seconds
     std::string clientAddress;
     std::string heloName;

@@ -248,6 +248,11 @@ Refusal applyMailParam(const Param& prm, uint64_t maxMessageSize, MailParams* ou
         out->smtputf8 = true;
         return std::nullopt;
     }
+    if (k == "REQUIRETLS") {
+        if (!prm.value.empty()) return Reply{501, "5.5.4 Error: REQUIRETLS takes no value"};
+        out->requireTls = true;
+        return std::nullopt;
+    }
     if (k == "RET") return applyRet(prm.value, out);
     if (k == "ENVID") return applyEnvid(prm.value, out);
     // RFC 4954 5: accepted; we do not trust a client's claim about others.

@@ -77,7 +77,8 @@ class Parsed {
 // 552 5.3.4), BODY=7BIT|8BITMIME (6152), SMTPUTF8 (6531; also required for
 // an 8-bit address, 553 5.6.7), RET=FULL|HDRS and ENVID (3461; printable
 // US-ASCII once xtext-decoded, at most 100 octets), AUTH= (4954; accepted,
-// not trusted, dropped). Refused: any parameter without EHLO (555), a
+// not trusted, dropped), REQUIRETLS (8689; no value: the session refuses it
+// outside TLS, the parser does not know the session). Refused: any parameter without EHLO (555), a
 // keyword given twice (501), a bad value (501), any other keyword (555).
 // Keywords arrive upper-cased (parsePathArg); values are matched without
 // regard to case. The first refusal in parameter order is the one returned.
@@ -86,6 +87,7 @@ struct MailParams {
     bool smtputf8 = false;
     queue::DsnRet ret = queue::DsnRet::Unspecified;
     std::string envid;  // decoded from xtext; empty if not given
+    bool requireTls = false;
     bool operator==(const MailParams&) const = default;
 };
 constexpr size_t kMaxEnvid = 100;  // RFC 3461 4.4

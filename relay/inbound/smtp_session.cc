@@ -570,6 +570,7 @@ void SmtpSession::cmdEhlo(const Command& c, bool extended) {
     for (const char* ext : {"ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8"}) {
         lines.emplace_back(ext);
     }
+    if (tls_) lines.emplace_back("REQUIRETLS");  // RFC 8689 2: only over TLS
     replyMulti(250, lines);
 }
 
@@ -703,12 +704,16 @@ void SmtpSession::cmdMail(const Command& c) {
         if (params.refusal().code == 552) server_.metrics().refuse(InboundMetrics::Refusal::TooBig);
         return reply(params.refusal());
     }
+    // RFC 8689 4.1: the promise of TLS all the way starts with this hop.
+    if (params->requireTls && !tls_)
+        return reply(530, "5.7.10 REQUIRETLS needs a TLS session: STARTTLS first");
     env_ = queue::Envelope{};
     env_.sender = p.address;
     env_.envid = std::move(params->envid);
     env_.ret = params->ret;
     env_.smtputf8 = params->smtputf8;
     env_.eightBitMime = params->eightBitMime;
+    env_.requireTls = params->requireTls;
     inTransaction_ = true;
     reply(250, "2.1.0 Ok");
 }
@@ -827,7 +832,7 @@ void SmtpSession::commitMessage() {
     // session (the client may be gone, the session destroyed), and a message
     // on disk must reach the scheduler in every case.
     struct Facts {
-        std::string id, client, sender, nrcpt, size, tls, auth;
+        std::string id, client, sender, nrcpt, size, tls, auth, requireTls;
         std::shared_ptr<InboundMetrics> metrics;
         uint64_t bytes = 0;
     };
@@ -838,6 +843,7 @@ void SmtpSession::commitMessage() {
             std::to_string(m.content.size()),
             tlsDescription_.empty() ? "none" : tlsDescription_,
             authUser_,
+            env_.requireTls ? "yes" : "no",
             server_.metrics_,
             m.content.size()};
     startWaiting();
@@ -855,6 +861,7 @@ void SmtpSession::commitMessage() {
                                     {"size", f.size},
                                     {"tls", f.tls},
                                     {"auth", f.auth},
+                                    {"requiretls", f.requireTls},
                                     {"session", present ? "open" : "gone"}});
                 f.metrics->accepted.inc();
                 f.metrics->bytesAccepted.inc(f.bytes);

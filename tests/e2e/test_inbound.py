@@ -239,6 +239,41 @@ class InboundTest(unittest.TestCase):
         self.assertIn("250-AUTH PLAIN LOGIN", lines)
         return t
 
+    def test_requiretls_only_over_tls_and_kept_with_the_message(self):
+        """RFC 8689: REQUIRETLS is offered only over TLS, refused in plaintext
+        (530 5.7.10: it would already be broken on this hop), and stored with
+        the message (danectl queue show says so)."""
+        c = self.relay.connect()
+        c.reply()
+        code, lines = c.command("EHLO client.test")
+        self.assertFalse(any("REQUIRETLS" in l for l in lines), lines)
+        code, lines = c.command(f"MAIL FROM:<{SENDER}> REQUIRETLS")
+        self.assertEqual(code, 530, lines)
+        self.assertIn("5.7.10", lines[0])
+        c.command("QUIT")
+        c.close()
+        t = self.auth_session()
+        code, lines = t.command("EHLO client.test")
+        self.assertIn("REQUIRETLS", [l[4:] for l in lines])
+        self.assertEqual(t.command(f"MAIL FROM:<{SENDER}> REQUIRETLS")[0], 250)
+        self.assertEqual(t.command("RCPT TO:<bob@example.com>")[0], 250)
+        self.assertEqual(t.command("DATA")[0], 354)
+        code, lines = t.command("Subject: requiretls\r\n\r\nsecret\r\n.")
+        self.assertEqual(code, 250, lines)
+        qid = h.queued_id(lines[-1])
+        t.command("QUIT")
+        out = subprocess.run([h.DANECTL, "--spool", self.relay.spool, "queue", "show", qid,
+                              "--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIs(json.loads(out.stdout)["requiretls"], True)
+        text = subprocess.run([h.DANECTL, "--spool", self.relay.spool, "queue", "show", qid],
+                              capture_output=True, text=True, timeout=60).stdout
+        self.assertIn("REQUIRETLS: yes", text)
+        self.assertIn(f"qid={qid}", self.relay.read_log())
+        accept = next(ln for ln in self.relay.read_log().splitlines()
+                      if f"qid={qid}" in ln and "event=accept" in ln)
+        self.assertIn("requiretls=yes", accept)
+
     def test_overlong_sasl_line_ends_the_exchange(self):
         # Issue 13: the line after an over-long SASL response was taken as
         # the next SASL response, not as the command it is.

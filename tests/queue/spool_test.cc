@@ -80,6 +80,21 @@ TEST_F(SpoolTest, CommitThenLoadRoundTrips) {
     EXPECT_EQ(count("tmp"), 0u);
 }
 
+// REQUIRETLS (RFC 8689) is part of the envelope on disk: a message that
+// asked for it must never be relayed as if it had not, after any restart.
+TEST_F(SpoolTest, RequireTlsSurvivesTheSpool) {
+    auto spool = open();
+    auto m = message(ids_.next());
+    m.envelope.requireTls = true;
+    ASSERT_TRUE(spool->commitOne(m).ok());
+    auto loaded = spool->load(m.id);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    EXPECT_TRUE(loaded->envelope.requireTls);
+    auto plain = message(ids_.next());
+    ASSERT_TRUE(spool->commitOne(plain).ok());
+    EXPECT_FALSE(spool->load(plain.id)->envelope.requireTls);
+}
+
 TEST_F(SpoolTest, GroupCommitStoresEveryMessageOfTheBatch) {
     auto spool = open();
     std::vector<NewMessage> msgs;

@@ -139,6 +139,7 @@ TEST_F(SpoolUtf8Test, EnvelopeWithInvalidBytesCommitsAndLoads) {
     auto loaded = spool_->load(m.id);
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
     EXPECT_EQ(loaded->envelope.envid, kFffd);
+    EXPECT_FALSE(loaded->envelope.requireTls);  // written before REQUIRETLS: absent is false
     EXPECT_EQ(loaded->envelope.recipients[0].address, "b\xc3\xb6" + kFffd + "@example.com");
     EXPECT_TRUE(spool_->loadContent(m.id).ok());  // the checksum still holds
     EXPECT_EQ(spool_->recover().quarantined.size(), 0u);

@@ -257,6 +257,18 @@ TEST(MailParams, SmtpUtf8) {
               "501 5.5.4 Error: BODY must be 7BIT or 8BITMIME");
 }
 
+// RFC 8689: a flag without a value; whether the session is over TLS is the
+// session's to check (SmtpSession refuses it in plaintext with 530 5.7.10).
+TEST(MailParams, RequireTls) {
+    auto m = mail("FROM:<a@b.example> REQUIRETLS");
+    ASSERT_TRUE(m);
+    EXPECT_TRUE(m->requireTls);
+    EXPECT_FALSE(mail("FROM:<a@b.example>")->requireTls);
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> REQUIRETLS=YES")),
+              "501 5.5.4 Error: REQUIRETLS takes no value");
+    EXPECT_EQ(refusal(mail("FROM:<a@b.example> REQUIRETLS REQUIRETLS")).substr(0, 3), "501");
+}
+
 TEST(MailParams, Ret) {
     auto m = mail("FROM:<a@b.example> RET=full");
     ASSERT_TRUE(m);
