@@ -108,7 +108,9 @@ std::string buildFailureDsn(const std::string& hostname, const queue::StoredMess
     out += crlf;
 
     out += "--" + boundary + crlf;
-    if (env.ret == queue::DsnRet::Headers) {
+    // RFC 8689 5: the content of a REQUIRETLS message never travels in a
+    // DSN that is not itself REQUIRETLS: headers only.
+    if (env.ret == queue::DsnRet::Headers || env.requireTls) {
         out += "Content-Description: Undelivered Message Headers" + crlf;
         out += "Content-Type: text/rfc822-headers" + crlf + crlf;
         auto end = content.find("\r\n\r\n");

@@ -48,6 +48,8 @@ struct ClientResult {
         PinMismatch,            // the policy's tls_pins: none matched
         TlsVersionTooLow,       // the policy's min_tls_version
         Refused,                // we refused the message for this server (5.6.7, 5.3.4, 5.6.0)
+        RequireTls,             // a REQUIRETLS message (RFC 8689) and this server does not
+                                // meet it (not DANE-authenticated, or no REQUIRETLS offered)
     };
     // Which authentication of the peer the session ran (pass or fail).
     enum class PeerCheck { None, Dane, Pkix };

@@ -454,6 +454,7 @@ void SmtpClient::afterEhlo(const std::string& lines, bool secondTime) {
     smtputf8_ = ext.smtputf8;
     eightBitMime_ = ext.eightBitMime;
     size_ = ext.size;
+    requireTls_ = ext.requireTls;
     sizeLimit_ = ext.sizeLimit;
     if (secondTime || tls_) return afterTlsEhlo();
     if (req_.mode == TlsMode::None) return sendEnvelope();
@@ -560,6 +561,7 @@ std::string SmtpClient::mailFromLine() const {
         if (size_) l += " SIZE=" + std::to_string(req_.content->size());
         if (env.eightBitMime && eightBitMime_) l += " BODY=8BITMIME";
         if (env.smtputf8 && smtputf8_) l += " SMTPUTF8";
+        if (env.requireTls) l += " REQUIRETLS";  // sendEnvelope() checked the server offers it
         if (dsn_) {
             if (env.ret == queue::DsnRet::Full) l += " RET=FULL";
             if (env.ret == queue::DsnRet::Headers) l += " RET=HDRS";
@@ -594,6 +596,19 @@ std::string SmtpClient::rcptLine(size_t i) const {
 
 void SmtpClient::sendEnvelope() {
     const auto& env = req_.envelope;
+    // RFC 8689 4.2.1: a REQUIRETLS message goes only to a server whose TLS
+    // was authenticated by DANE (MTA-STS later) and that offers REQUIRETLS;
+    // checked before a byte of it is sent, on a reused connection too.
+    if (env.requireTls) {
+        if (result_.tls.empty() || !result_.peerVerified ||
+            result_.peerCheck != ClientResult::PeerCheck::Dane) {
+            return fail(F::RequireTls,
+                        "REQUIRETLS: TLS to this server is not authenticated by DANE (" +
+                            std::string(result_.tls.empty() ? "no TLS" : "TLS not verified") + ")");
+        }
+        if (!requireTls_)
+            return fail(F::RequireTls, "REQUIRETLS: the server does not offer REQUIRETLS");
+    }
     if (env.smtputf8 && !smtputf8_) {
         bool needs = has8bit(env.sender);
         for (size_t i : req_.rcptIndexes) needs = needs || has8bit(env.recipients[i].address);
@@ -701,7 +716,8 @@ void SmtpClient::fail(ClientResult::Failure kind, const std::string& error, int 
     result_.stage = stageOf(state_);
     // Our refusal of the message comes as the envelope is about to go out:
     // it is part of the transaction.
-    if (kind == F::Refused) result_.stage = std::max(result_.stage, ClientResult::Stage::Mail);
+    if (kind == F::Refused || kind == F::RequireTls)
+        result_.stage = std::max(result_.stage, ClientResult::Stage::Mail);
     result_.failure = kind;
     result_.replyCode = replyCode;
     result_.error = error;

@@ -154,7 +154,7 @@ class SmtpClient : public std::enable_shared_from_this<SmtpClient> {
     ReplyAssembler replies_;
     // what the server advertised (after the last EHLO)
     bool esmtp_ = false, pipelining_ = false, starttls_ = false, dsn_ = false, smtputf8_ = false,
-         eightBitMime_ = false, size_ = false;
+         eightBitMime_ = false, size_ = false, requireTls_ = false;
     uint64_t sizeLimit_ = 0;
     size_t nextRcpt_ = 0;  // replies to RCPT received so far
     size_t rcptAccepted_ = 0;

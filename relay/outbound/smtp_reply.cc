@@ -140,6 +140,7 @@ EhloExtensions parseEhlo(std::string_view allLines) {
         if (kw == "DSN") e.dsn = true;
         if (kw == "SMTPUTF8") e.smtputf8 = true;
         if (kw == "8BITMIME") e.eightBitMime = true;
+        if (kw == "REQUIRETLS") e.requireTls = true;
         if (kw == "SIZE") {
             e.size = true;
             std::string_view v = l.size() > 5 ? l.substr(5) : std::string_view();

@@ -74,7 +74,7 @@ EnhancedStatus splitEnhancedStatus(int replyCode, std::string_view text);
 // only if it is all digits and fits (0: none given).
 struct EhloExtensions {
     bool pipelining = false, starttls = false, dsn = false, smtputf8 = false, eightBitMime = false,
-         size = false;
+         size = false, requireTls = false;
     uint64_t sizeLimit = 0;
 };
 EhloExtensions parseEhlo(std::string_view allLines);

@@ -114,7 +114,9 @@ AttemptJudgement judgeFailed(TlsMode required, const ClientResult& r, size_t rec
     j.nextHost = true;
     j.reason = r.error;
     if (inTransaction) j.reason += notBounced(required);
-    if (authenticationFailed(r)) {
+    if (r.failure == ClientResult::Failure::RequireTls) {
+        j.status = "4.7.30";  // RFC 8689 5.7.30, waiting: another host or a later try may meet it
+    } else if (authenticationFailed(r)) {
         j.status = "4.7.5";  // the TLS requirement failed
     } else if (r.permanent()) {
         j.status = softened(statusOf(550, r.error, "5.0.0"));
@@ -169,8 +171,16 @@ Settled settle(const RcptOutcome& o, int attempts, int64_t arrival, int64_t now,
     if (o.state == RcptState::Deferred) {
         if (now - arrival >= static_cast<int64_t>(d.maxQueueLifetime)) {
             s.state = RcptState::Bounced;
-            s.lastError = "5.4.7 delivery time expired; last error: " + o.status + " " + o.text;
-            s.dsnStatus = "5.4.7";
+            // RFC 8689 5: a REQUIRETLS message no host could take bounces
+            // as such (5.7.30), not as a plain timeout.
+            bool requireTls = o.status == "4.7.30";
+            std::string status = requireTls ? "5.7.30" : "5.4.7";
+            s.dsnStatus = status;
+            s.lastError = status +
+                          (requireTls ? " REQUIRETLS support required: delivery time expired; "
+                                        "last error: "
+                                      : " delivery time expired; last error: ") +
+                          o.status + " " + o.text;
             s.dsnText = s.lastError;
         } else {
             s.nextAttempt = now + backoff(d, attempts);
@@ -238,6 +248,8 @@ const char* toString(ClientResult::Failure f) {
             return "tls-version-too-low";
         case F::Refused:
             return "refused";
+        case F::RequireTls:
+            return "requiretls";
     }
     return "?";
 }

@@ -30,6 +30,10 @@
 //     RCPT, DATA, "."), or our own 5.6.7 /   requirement (tlsRequirementMet),
 //     5.3.4 / 5.6.0                          else next host with the code made
 //                                            4.x.x and "(not bounced: ...)"
+//     a REQUIRETLS message (RFC 8689) and → next host, 4.7.30; nothing of the
+//       the server is not DANE-verified      message was sent. At the queue
+//       or does not offer REQUIRETLS         lifetime it bounces 5.7.30, and
+//                                            its DSN carries headers only
 //     per recipient: 2xx                  → Delivered
 //                    5xx, requirement met → Bounced
 //                    anything else        → Deferred (4.x.x; no reply at all:

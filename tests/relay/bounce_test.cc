@@ -234,6 +234,22 @@ TEST(Bounce, RetHeadersReturnsTheHeaderOnlyAndRetFullTheWholeMessage) {
     EXPECT_TRUE(has(p[2], "Content-Type: message/rfc822\r\n\r\n" + kContent));
 }
 
+// RFC 8689 5: the DSN of a REQUIRETLS message is not itself REQUIRETLS, so
+// it never carries the content, whatever RET asked for.
+TEST(Bounce, ARequireTlsMessageReturnsItsHeadersOnly) {
+    auto m = message();
+    m.envelope.requireTls = true;
+    m.envelope.ret = queue::DsnRet::Full;
+    auto dsn = buildFailureDsn("relay.example", m, kContent, {{0, "5.7.30", "not offered", ""}},
+                               1700000100);
+    expectClean(dsn);
+    auto p = parts(dsn, "0123456789ABCDEF/relay.example");
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_TRUE(has(p[2], "Content-Type: text/rfc822-headers\r\n"));
+    EXPECT_TRUE(has(p[2], "Subject: hello\r\n"));
+    EXPECT_FALSE(has(dsn, "body\r\n"));
+}
+
 TEST(Bounce, EnvidAndOrcptAreReportedWhenGiven) {
     auto m = message();
     m.envelope.envid = "QQ314159";

@@ -475,6 +475,24 @@ TEST(SmtpClientStages, OurOwnRefusalsAreInTheTransaction) {
     EXPECT_EQ(utf8.error.substr(0, 6), "5.6.7 ");
 }
 
+// RFC 8689: a REQUIRETLS message to a plaintext server that even offers
+// REQUIRETLS: refused by us before MAIL FROM; the server reads QUIT, never
+// the envelope.
+TEST(SmtpClientStages, ARequireTlsMessageNeverGoesOutWithoutDane) {
+    std::string after;
+    auto r = session(
+        [&after](FakeMx& s) {
+            greetAndEhlo(s, "250-fake.test\r\n250 REQUIRETLS\r\n");
+            after = s.line();
+        },
+        [](ClientRequest& q) { q.envelope.requireTls = true; });
+    EXPECT_EQ(r.failure, F::RequireTls);
+    EXPECT_EQ(r.stage, S::Mail);
+    EXPECT_FALSE(r.permanent());
+    EXPECT_NE(r.error.find("not authenticated by DANE"), std::string::npos) << r.error;
+    EXPECT_EQ(after, "QUIT\r\n");
+}
+
 TEST(SmtpClientStages, TheServerHangingUp) {
     auto r = session([](FakeMx& s) {
         greetAndEhlo(s);

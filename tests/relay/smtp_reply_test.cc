@@ -154,6 +154,9 @@ TEST(SmtpReply, EhloKeywords) {
     EXPECT_TRUE(e.size);
     EXPECT_EQ(e.sizeLimit, 0u);
     EXPECT_EQ(parseEhlo("x\nSIZE -1\n").sizeLimit, 0u);
+    EXPECT_TRUE(parseEhlo("x\nrequiretls\n").requireTls);
+    EXPECT_FALSE(
+        parseEhlo("REQUIRETLS\nSIZE 1\n").requireTls);  // the greeting line names the server
     EXPECT_EQ(parseEhlo("x\nSIZE\n").sizeLimit, 0u);
     EXPECT_FALSE(parseEhlo("x\nSTARTTLSX\n").starttls);
 }

@@ -196,6 +196,32 @@ TEST(Trouble, SettleDefersWithBackoffThenExpires547) {
     EXPECT_EQ(s.dsnText, s.lastError);
 }
 
+// RFC 8689: a REQUIRETLS message and a server that does not meet it (not
+// DANE-verified, or no REQUIRETLS offered): nothing was sent, so never a
+// bounce there and then: the next host, 4.7.30; at the queue lifetime the
+// bounce says 5.7.30, not a plain 5.4.7 timeout.
+TEST(Trouble, RequireTlsNotMetWaitsThenBounces5730) {
+    for (auto r : {ended(F::RequireTls, S::Mail, "REQUIRETLS: the server does not offer it"),
+                   withDane(ended(F::RequireTls, S::Mail, "REQUIRETLS: not offered"))}) {
+        EXPECT_FALSE(r.permanent());
+        auto j = judgeAttempt(TlsMode::Dane, r, 2);
+        EXPECT_TRUE(j.nextHost);
+        EXPECT_EQ(j.status, "4.7.30");
+        EXPECT_TRUE(j.rcpts.empty());
+        EXPECT_EQ(j.reason, r.error);
+    }
+    DeliveryConfig d;
+    d.maxQueueLifetime = 100;
+    RcptOutcome o{RcptState::Deferred, "4.7.30", "REQUIRETLS: not offered", "mx.example"};
+    EXPECT_EQ(settle(o, 1, 1000, 1050, d).state, RcptState::Deferred);
+    auto s = settle(o, 5, 1000, 1100, d);
+    EXPECT_EQ(s.state, RcptState::Bounced);
+    EXPECT_EQ(s.dsnStatus, "5.7.30");
+    EXPECT_EQ(s.lastError,
+              "5.7.30 REQUIRETLS support required: delivery time expired; last error: 4.7.30 "
+              "REQUIRETLS: not offered");
+}
+
 TEST(Trouble, SettleBouncesAndDelivers) {
     DeliveryConfig d;
     RcptOutcome b{RcptState::Bounced, "5.1.1", "550 5.1.1 unknown", "mx"};

@@ -10,6 +10,7 @@ it reads and, after STARTTLS, the SNI name the client sent.
 replies: {"EHLO": "550 no", "MAIL": ..., "RCPT": ..., "DATA": ..., ".": ...}
 override the defaults (a multi-line reply is a list of lines). cert: a lab
 PKI entry {"key", "chain"} to offer STARTTLS with; without it, no STARTTLS.
+tls_extensions: EHLO keywords offered only after STARTTLS (["REQUIRETLS"]).
 Threads only; stop() closes the listener and every connection.
 """
 import socket
@@ -19,12 +20,13 @@ import threading
 
 class SmtpStub:
     def __init__(self, address, port=25, greeting="220 stub.test ESMTP", replies=None, cert=None,
-                 name="stub.test"):
+                 name="stub.test", tls_extensions=()):
         self.address, self.port = address, port
         self.greeting = greeting
         self.replies = replies or {}
         self.cert = cert
         self.name = name
+        self.tls_extensions = list(tls_extensions)
         self.commands = []  # (connection number, line)
         self.sni = []  # server names sent by clients (None: no SNI)
         self.connections = 0
@@ -108,6 +110,8 @@ class SmtpStub:
                     ext = ["250-" + self.name, "250-PIPELINING"]
                     if self.cert and not tls:
                         ext.append("250-STARTTLS")
+                    if tls:
+                        ext += ["250-" + e for e in self.tls_extensions]
                     ext.append("250 8BITMIME")
                     self._reply(f, verb, ext if verb == "EHLO" else "250 " + self.name)
                 elif verb == "STARTTLS" and self.cert and not tls:
