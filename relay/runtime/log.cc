@@ -1,7 +1,11 @@
 #include "relay/runtime/log.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -16,9 +20,37 @@ FILE* gOut = nullptr;
 std::string gPath;
 LogStyle gStyle = LogStyle::Kv;
 
+// Root opens the log before the drop, in a directory the run user may own
+// (the package's /var/log/danerelay): a symlink or hard link planted there
+// would otherwise have root append to, and giveLogFile() hand over, any
+// file on the system (/etc/passwd). So the last component is never
+// followed, a FIFO cannot block the start, and only a regular file with
+// one link is taken; errno says why not (ELOOP: a symlink, EMLINK: more
+// than one link, EINVAL: not a regular file).
 FILE* openLogFile(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "ae");
-    if (f) std::setvbuf(f, nullptr, _IOLBF, 0);
+    int fd = ::open(path.c_str(),
+                    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+                    0666);
+    if (fd < 0) return nullptr;
+    struct stat st {};
+    int why = 0;
+    if (::fstat(fd, &st) != 0) {
+        why = errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        why = EINVAL;
+    } else if (st.st_nlink != 1) {
+        why = EMLINK;
+    } else if (int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+        why = errno;
+    }
+    FILE* f = why ? nullptr : ::fdopen(fd, "a");
+    if (!f) {
+        if (!why) why = errno;
+        ::close(fd);
+        errno = why;
+        return nullptr;
+    }
+    std::setvbuf(f, nullptr, _IOLBF, 0);
     return f;
 }
 
@@ -72,6 +104,12 @@ bool logOpen(const std::string& path, LogStyle style) {
     if (!f) return false;
     gOut = f;
     return true;
+}
+
+int logFileDescriptor() {
+    std::lock_guard lock(gMutex);
+    if (!gOut || gOut == stderr) return -1;
+    return ::fileno(gOut);
 }
 
 bool logReopen() {

@@ -20,12 +20,18 @@ namespace danerelay::relay {
 enum class LogStyle { Kv, Json };
 
 // Empty path: standard error. Returns false (and keeps stderr) if the file
-// cannot be opened.
+// cannot be opened. The file is opened for appending, created if missing;
+// its last component is never followed if it is a symlink, and only a
+// regular file with a single link is taken (root opens it, in a directory
+// the run user may own): otherwise false, errno ELOOP, EINVAL or EMLINK.
 bool logOpen(const std::string& path, LogStyle style = LogStyle::Kv);
 
-// Opens the log file again by its name (after logrotate moved it) and
-// writes there from now on. On failure the old file stays in use, errno
-// says why, and false is returned. Standard error: nothing to do, true.
+// The open log file's descriptor (for giveLogFile), -1 for standard error.
+int logFileDescriptor();
+
+// Opens the log file again by its name (after logrotate moved it), by the
+// same rules as logOpen(), and writes there from now on. On failure the old file stays in use,
+// errno says why, and false is returned. Standard error: nothing to do, true.
 bool logReopen();
 
 using LogField = std::pair<std::string_view, std::string_view>;
