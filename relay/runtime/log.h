@@ -1,9 +1,11 @@
 // log.h — structured log lines: one line per event, "key=value" fields after
-// an ISO 8601 UTC timestamp and the event name. Values with spaces, quotes or
-// control characters are quoted and escaped, so a hostile HELO or address can
-// never forge a second log line. Bytes that are not UTF-8 are written as \xHH
-// inside a quoted value, so every line is valid UTF-8 and nothing is lost
-// (JSON output replaces them with U+FFFD instead: queue/utf8.h). Thread-safe.
+// an ISO 8601 UTC timestamp and the event name. Values with spaces, quotes,
+// control characters (C0, DEL and C1, which terminals obey as ESC sequences),
+// the line separators U+2028/U+2029 or bidi overrides and isolates are quoted
+// and escaped, so a hostile HELO or address can never forge a second log
+// line, nor drive the terminal of whoever tails the log, nor show reversed.
+// Bytes that are not UTF-8 are written as \xHH inside a quoted value, so
+// every line is valid UTF-8 and nothing is lost. Thread-safe.
 #pragma once
 
 #include <initializer_list>
