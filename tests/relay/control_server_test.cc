@@ -224,6 +224,18 @@ TEST_F(ControlServerTest, ARequestLongerThan64KiBIsRefusedWithoutWaitingForItsEn
     EXPECT_EQ(handled_, 0);
 }
 
+// A frame built to crash a recursive parser or destructor: 32,000 nested
+// arrays inside the 64 KiB request. Parsed, answered, and gone.
+TEST_F(ControlServerTest, DeeplyNestedRequestIsAnsweredNotACrash) {
+    std::string deep = R"({"version":1,"verb":"status","x":)" + std::string(32000, '[') +
+                       std::string(32000, ']') + "}\n";
+    ASSERT_LT(deep.size(), 64u * 1024);
+    auto fd = connectPair();
+    auto reply = json::parse(exchange(fd.get(), deep), nullptr, false);
+    EXPECT_EQ(reply["ok"], true) << reply;
+    EXPECT_EQ(handled_, 1);
+}
+
 // The client leaves while its request is in hand: the late answer finds the
 // connection gone, and the connection is closed and destroyed, not kept.
 TEST_F(ControlServerTest, AnAnswerForAClientThatLeftClosesTheConnection) {
