@@ -17,6 +17,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -531,12 +532,17 @@ bool reportProblems(const std::vector<std::string>& a, const std::vector<std::st
 bool openLog(const Config& cfg, const Prepared& p) {
     LogStyle style = cfg.logFormat == LogFormat::Json ? LogStyle::Json : LogStyle::Kv;
     if (!logOpen(cfg.logFile, style)) {
+        int e = errno;
         std::fprintf(stderr, "danerelayd: %s: log_file: cannot open %s: %s\n", cfg.file.c_str(),
-                     cfg.logFile.c_str(), std::strerror(errno));
+                     cfg.logFile.c_str(),
+                     e == ELOOP    ? "it is a symbolic link (not followed as root)"
+                     : e == EMLINK ? "it has more than one hard link"
+                     : e == EINVAL ? "not a regular file"
+                                   : std::strerror(e));
         return false;
     }
     if (!p.runAs) return true;
-    if (auto st = giveLogFile(cfg.logFile, *p.runAs); !st) {
+    if (auto st = giveLogFile(logFileDescriptor(), cfg.logFile, *p.runAs); !st) {
         std::fprintf(stderr, "danerelayd: %s: log_file: %s\n", cfg.file.c_str(),
                      st.error().message.c_str());
         return false;

@@ -18,8 +18,13 @@ namespace {
 
 // A request is one line of at most this many bytes (the error reply says "64 KiB").
 constexpr size_t kMaxRequest = 64 * 1024;
-// Connections served at once; one more is told "busy" and closed.
+// Connections served at once for root, the daemon's user and control_group;
+// one more is told "busy" and closed.
 constexpr size_t kMaxConnections = 16;
+// Everyone else (the daemon's group, read-only, and refused peers) shares
+// slots of its own, so that holding connections open cannot keep an
+// administrator out.
+constexpr size_t kMaxLimitedConnections = 8;
 // listen(2) backlog: connections the kernel holds until the loop accepts them.
 constexpr int kListenBacklog = 16;
 // Accepted per wake-up of the listening socket, so a flood cannot hold the loop.
@@ -157,6 +162,14 @@ void ControlServer::serve(UniqueFd fd) {
     auto c = std::make_shared<Conn>(base_, std::move(fd), this);
     conns_[c.get()] = c;
     c->access = access;
+    bool full = access == ControlAccess::Full;
+    auto sameClass = static_cast<size_t>(std::count_if(conns_.begin(), conns_.end(), [&](auto& e) {
+        return (e.second->access == ControlAccess::Full) == full;
+    }));
+    if (sameClass > (full ? kMaxConnections : kMaxLimitedConnections)) {
+        send(*c, errorReply("busy: too many control connections; try again"));
+        return;
+    }
     if (access == ControlAccess::None) {
         logEvent("control-refused", {{"uid", std::to_string(cred.uid)},
                                      {"reason",
@@ -168,10 +181,6 @@ void ControlServer::serve(UniqueFd fd) {
         c->refusal = "permission denied: uid " + std::to_string(cred.uid) +
                      " is neither root, the daemon's user, in its group, nor in control_group";
         c->readEv.addSeconds(kReadTimeout);
-        return;
-    }
-    if (conns_.size() > kMaxConnections) {
-        send(*c, errorReply("busy: too many control connections; try again"));
         return;
     }
     c->readEv.addSeconds(kReadTimeout);

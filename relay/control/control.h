@@ -8,7 +8,9 @@
 // the daemon's own group the read-only ones (ReadOnly: status); anyone else
 // gets a JSON error line once its request is read, then the close. One request per connection: a
 // JSON object on one line (at most 64 KiB, within 10 seconds); one JSON reply on one line, then the
-// daemon closes. At most 16 connections at once; more are refused. The
+// daemon closes. At most 16 connections at once for Full peers, and 8 more
+// shared by everyone else (read-only and refused peers), so that those
+// cannot keep an administrator out; beyond, "busy" and the close. The
 // verbs themselves live in control_verbs.h; danectl's side of the socket is
 // control_client.h.
 //

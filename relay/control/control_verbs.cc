@@ -89,8 +89,10 @@ void ControlVerbs::handle(const json& request, ControlServer::Reply reply, Contr
     }
     if (verb == "status") return status(std::move(reply));
     bool changes = verb == "queue" || verb == "reload" || verb == "drain" || verb == "resume";
-    if (access != ControlAccess::Full && changes) {
-        logEvent("control-refused", {{"verb", verb}, {"reason", "read-only access"}});
+    // Read-only access is status and nothing else: a verb added later is
+    // refused to it until it is listed here, not let through by default.
+    if (access != ControlAccess::Full) {
+        if (changes) logEvent("control-refused", {{"verb", verb}, {"reason", "read-only access"}});
         return reply(failure(verb,
                              "permission denied: the daemon's group may only read "
                              "(status, queue list/summary/show); '" +
@@ -172,7 +174,12 @@ struct ControlVerbs::QueueCounts {
 };
 
 void ControlVerbs::status(ControlServer::Reply reply) {
-    // Counting by state reads every state file: on a worker, not the loop.
+    // Counting by state reads every state file: on a worker, not the loop,
+    // and one census at a time, which every request that comes meanwhile
+    // shares: read-only peers asking over and over cannot keep the spool
+    // workers (delivery's state writes wait for them) re-reading the queue.
+    statusWaiting_.push_back(std::move(reply));
+    if (statusWaiting_.size() > 1) return;  // the census under way answers it
     auto counts = std::make_shared<QueueCounts>();
     workers_.run(
         [this, counts] {
@@ -189,7 +196,12 @@ void ControlVerbs::status(ControlServer::Reply reply) {
             }
             counts->quarantined = spool_.quarantinedCount();
         },
-        [this, counts, reply] { reply(statusJson(*counts)); });
+        [this, counts] {
+            auto waiting = std::move(statusWaiting_);
+            statusWaiting_.clear();
+            json answer = statusJson(*counts);
+            for (auto& r : waiting) r(answer);
+        });
 }
 
 json ControlVerbs::statusJson(const QueueCounts& counts) const {

@@ -48,7 +48,8 @@ class ControlVerbs {
                  dns::Resolver& resolver, const Clock& clock = SystemClock::instance());
 
     // access ReadOnly allows only status; queue actions, reload, drain and
-    // resume need Full.
+    // resume need Full. Status requests that come while a spool census is
+    // under way share it (one scan at a time, however many ask).
     void handle(const nlohmann::json& request, ControlServer::Reply reply,
                 ControlAccess access = ControlAccess::Full);
 
@@ -89,6 +90,8 @@ class ControlVerbs {
     int64_t probeAt_ = 0;
     DrainHooks drainHooks_;
     int64_t drainingSince_ = 0;  // 0: accepting
+    // Status replies waiting for the spool census under way (empty: none is).
+    std::vector<ControlServer::Reply> statusWaiting_;
 };
 
 }  // namespace danerelay::relay

@@ -1,7 +1,12 @@
 #include "relay/runtime/log.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -16,19 +21,72 @@ FILE* gOut = nullptr;
 std::string gPath;
 LogStyle gStyle = LogStyle::Kv;
 
+// Root opens the log before the drop, in a directory the run user may own
+// (the package's /var/log/danerelay): a symlink or hard link planted there
+// would otherwise have root append to, and giveLogFile() hand over, any
+// file on the system (/etc/passwd). So the last component is never
+// followed, a FIFO cannot block the start, and only a regular file with
+// one link is taken; errno says why not (ELOOP: a symlink, EMLINK: more
+// than one link, EINVAL: not a regular file).
 FILE* openLogFile(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "ae");
-    if (f) std::setvbuf(f, nullptr, _IOLBF, 0);
+    int fd = ::open(path.c_str(),
+                    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+                    0666);
+    if (fd < 0) return nullptr;
+    struct stat st {};
+    int why = 0;
+    if (::fstat(fd, &st) != 0) {
+        why = errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        why = EINVAL;
+    } else if (st.st_nlink != 1) {
+        why = EMLINK;
+    } else if (int fl = ::fcntl(fd, F_GETFL); fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+        why = errno;
+    }
+    FILE* f = why ? nullptr : ::fdopen(fd, "a");
+    if (!f) {
+        if (!why) why = errno;
+        ::close(fd);
+        errno = why;
+        return nullptr;
+    }
+    std::setvbuf(f, nullptr, _IOLBF, 0);
     return f;
 }
 
+// A valid sequence's code point.
+uint32_t codePoint(std::string_view seq) {
+    auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(seq[k])); };
+    switch (seq.size()) {
+        case 1:
+            return b(0);
+        case 2:
+            return (b(0) & 0x1f) << 6 | (b(1) & 0x3f);
+        case 3:
+            return (b(0) & 0x0f) << 12 | (b(1) & 0x3f) << 6 | (b(2) & 0x3f);
+        default:
+            return (b(0) & 0x07) << 18 | (b(1) & 0x3f) << 12 | (b(2) & 0x3f) << 6 | (b(3) & 0x3f);
+    }
+}
+
+// Characters that are valid UTF-8 but must not reach a log reader raw: C0
+// and C1 controls (a terminal takes U+009B as CSI, U+009D as OSC, as it does
+// ESC [ and ESC ]), DEL, the line and paragraph separators U+2028 and U+2029
+// (line breaks to Python's splitlines(), as U+0085 is), and the bidi
+// embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069),
+// which make a line show other than what it says.
+bool mustEscape(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 // v in double quotes, one walk for both formats: quotes and backslashes
-// escaped; control characters by controlFormat; bytes that are not UTF-8,
-// each by badByteFormat (the kv line's \\xHH, which JSON spells \\\\xHH),
-// so the line stays UTF-8 and nothing is lost.
-void appendQuoted(std::string& out, std::string_view v, const char* badByteFormat,
-                  const char* controlFormat) {
-    auto appendFormatted = [&out](const char* format, unsigned char c) {
+// escaped; a character mustEscape() names, in JSON as \uXXXX, in kv as
+// its bytes \xHH; bytes that are not UTF-8, each as the kv line's \xHH
+// (which JSON spells \\xHH), so the line stays UTF-8 and nothing is lost.
+void appendQuoted(std::string& out, std::string_view v, bool json) {
+    auto appendFormatted = [&out](const char* format, unsigned c) {
         char buf[8];
         std::snprintf(buf, sizeof buf, format, c);
         out += buf;
@@ -37,17 +95,20 @@ void appendQuoted(std::string& out, std::string_view v, const char* badByteForma
     for (size_t i = 0; i < v.size();) {
         auto c = static_cast<unsigned char>(v[i]);
         auto seq = queue::utf8SequenceAt(v, i);
+        std::string_view bytes = v.substr(i, seq.length);
         if (!seq.valid) {
-            for (size_t k = 0; k < seq.length; ++k) {
-                appendFormatted(badByteFormat, static_cast<unsigned char>(v[i + k]));
-            }
+            for (unsigned char b : bytes) appendFormatted(json ? "\\\\x%02x" : "\\x%02x", b);
         } else if (c == '"' || c == '\\') {
             out += '\\';
             out += static_cast<char>(c);
-        } else if (c < 0x20 || c == 0x7f) {
-            appendFormatted(controlFormat, c);
+        } else if (uint32_t cp = codePoint(bytes); mustEscape(cp)) {
+            if (json) {
+                appendFormatted("\\u%04x", cp);
+            } else {
+                for (unsigned char b : bytes) appendFormatted("\\x%02x", b);
+            }
         } else {
-            out.append(v.substr(i, seq.length));
+            out.append(bytes);
         }
         i += seq.length;
     }
@@ -55,7 +116,7 @@ void appendQuoted(std::string& out, std::string_view v, const char* badByteForma
 }
 
 void appendJsonString(std::string& out, std::string_view v) {
-    appendQuoted(out, v, "\\\\x%02x", "\\u%04x");
+    appendQuoted(out, v, true);
 }
 
 }  // namespace
@@ -74,6 +135,12 @@ bool logOpen(const std::string& path, LogStyle style) {
     return true;
 }
 
+int logFileDescriptor() {
+    std::lock_guard lock(gMutex);
+    if (!gOut || gOut == stderr) return -1;
+    return ::fileno(gOut);
+}
+
 bool logReopen() {
     std::lock_guard lock(gMutex);
     if (gPath.empty()) return true;
@@ -85,13 +152,19 @@ bool logReopen() {
 }
 
 std::string formatLogValue(std::string_view v) {
-    bool plain = !v.empty() && queue::isValidUtf8(v);
-    for (unsigned char c : v) {
-        if (c <= 0x20 || c == '"' || c == '\\' || c == 0x7f || c == '=') plain = false;
+    bool plain = !v.empty();
+    for (size_t i = 0; plain && i < v.size();) {
+        auto c = static_cast<unsigned char>(v[i]);
+        auto seq = queue::utf8SequenceAt(v, i);
+        if (!seq.valid || c <= 0x20 || c == '"' || c == '\\' || c == '=' ||
+            mustEscape(codePoint(v.substr(i, seq.length)))) {
+            plain = false;
+        }
+        i += seq.length;
     }
     if (plain) return std::string(v);
     std::string out;
-    appendQuoted(out, v, "\\x%02x", "\\x%02x");
+    appendQuoted(out, v, false);
     return out;
 }
 

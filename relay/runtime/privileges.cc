@@ -1,5 +1,6 @@
 #include "relay/runtime/privileges.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -116,16 +117,24 @@ Status prepareSpoolDir(const std::string& dir, const RunAs& runAs) {
     if (::mkdir(dir.c_str(), 0750) != 0) {
         return Error::permanent("mkdir " + dir + ": " + errnoText(errno));
     }
-    if (::chown(dir.c_str(), runAs.uid, runAs.gid) != 0) {
+    // Not following a symlink: had someone who may write the parent put
+    // one in the directory's place since mkdir, its target stays root's.
+    if (::fchownat(AT_FDCWD, dir.c_str(), runAs.uid, runAs.gid, AT_SYMLINK_NOFOLLOW) != 0) {
         return Error::permanent("chown " + dir + " to " + runAs.name + ": " + errnoText(errno));
     }
     return okStatus();
 }
 
-Status giveLogFile(const std::string& path, const RunAs& runAs) {
+Status giveLogFile(int fd, const std::string& path, const RunAs& runAs) {
+    // The descriptor logOpen() checked, never the name again: between the
+    // two the run user could have put anything there.
     struct stat st {};
-    if (path.empty() || ::stat(path.c_str(), &st) != 0 || st.st_uid != 0) return okStatus();
-    if (::chown(path.c_str(), runAs.uid, runAs.gid) != 0) {
+    if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_uid != 0) return okStatus();
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        return Error::permanent(path + ": not a regular file with one link; not handed to " +
+                                runAs.name);
+    }
+    if (::fchown(fd, runAs.uid, runAs.gid) != 0) {
         return Error::permanent("chown " + path + " to " + runAs.name + ": " + errnoText(errno));
     }
     return okStatus();

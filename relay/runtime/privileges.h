@@ -41,9 +41,12 @@ Result<std::optional<gid_t>> resolveControlGroup(const Config& cfg);
 // write it, the check after the drop says so.
 Status prepareSpoolDir(const std::string& dir, const RunAs& runAs);
 
-// The log file, opened by root before the drop, is handed to the run user
-// if it was root's, so that the reopen after a rotation (SIGUSR2) works.
-Status giveLogFile(const std::string& path, const RunAs& runAs);
+// The log file, opened by root before the drop (fd, as logOpen() opened
+// it: a regular file with one link, no symlink followed), is handed to the
+// run user if it was root's, so that the reopen after a rotation (SIGUSR2)
+// works. Only the descriptor is changed, never the path: the run user may
+// own the directory and swap the name for a link to another root file.
+Status giveLogFile(int fd, const std::string& path, const RunAs& runAs);
 
 // Becomes runAs for good and verifies it: the real, effective and saved
 // uid and gid are runAs's, no supplementary group is left, and going back

@@ -182,9 +182,21 @@ void checkListeners(const Config& cfg, Problems& p, Problems& notes, bool forSta
 void checkLogFile(const Config& cfg, Problems& p) {
     if (cfg.logFile.empty()) return;  // standard error
     struct stat st {};
-    if (::stat(cfg.logFile.c_str(), &st) == 0) {
+    // lstat: the log is opened without following a symlink and only as a
+    // regular file with one link (relay/runtime/log.h), so say so here.
+    if (::lstat(cfg.logFile.c_str(), &st) == 0) {
         if (S_ISDIR(st.st_mode)) {
             p.add("log_file", cfg.logFile + ": is a directory, not a file");
+        } else if (S_ISLNK(st.st_mode)) {
+            p.add("log_file", cfg.logFile +
+                                  ": is a symbolic link, which the daemon does not follow (it "
+                                  "opens the log as root, where its user may own the "
+                                  "directory); name the file itself");
+        } else if (!S_ISREG(st.st_mode)) {
+            p.add("log_file", cfg.logFile + ": is not a regular file");
+        } else if (st.st_nlink != 1) {
+            p.add("log_file", cfg.logFile + ": has " + std::to_string(st.st_nlink) +
+                                  " hard links; the daemon takes only a file with one");
         } else if (::faccessat(AT_FDCWD, cfg.logFile.c_str(), W_OK, AT_EACCESS) != 0) {
             p.add("log_file", cfg.logFile + ": cannot write: " + errnoText(errno));
         }

@@ -56,7 +56,8 @@ Result<UniqueFd> bindListener(const ListenerConfig& l);
 //                   the daemon that holds those ports runs, as with
 //                   `postfix check`
 //   log_file        its directory exists; the file (or, new, its directory)
-//                   is writable and the file is not a directory
+//                   is writable, and the file is a regular file with one
+//                   link, not a symlink (root opens it: relay/runtime/log.h)
 //   control_socket  its directory exists and is writable; the path, if
 //                   present, is a socket (a stale one is replaced later)
 //   spool_dir       a writable directory with directories tmp/ msg/ state/

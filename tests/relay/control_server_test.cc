@@ -3,6 +3,7 @@
 // the protocol version, malformed and oversized requests refused without
 // reaching the handler; a peer that is neither root nor the daemon's user
 // refused; controlRequest's answers when the daemon is not there.
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "relay/control/control.h"
 #include "relay/control/control_client.h"
@@ -115,6 +117,63 @@ class ControlServerTest : public ::testing::Test {
         return got;
     }
 
+    // A peer of gid `gid` (uid nobody, the daemon being root with group
+    // 4242) holds 40 idle connections; then root asks, and must be served.
+    void holdConnectionsThenAskAsRoot(gid_t gid) {
+        makeServer(ControlRule{0, 4242, std::nullopt});
+        ASSERT_TRUE(server_->listen().ok());
+        ASSERT_EQ(::chmod(dir_.c_str(), 0711), 0);
+        ASSERT_EQ(::chmod(server_->path().c_str(), 0666), 0);
+        int ready[2], release[2];
+        ASSERT_EQ(::pipe(ready), 0);
+        ASSERT_EQ(::pipe(release), 0);
+        constexpr int kHeld = 40;
+        pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            ::alarm(60);
+            ::close(ready[0]);
+            ::close(release[1]);
+            if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(65534) != 0)
+                ::_exit(3);
+            sockaddr_un sa;
+            controlSocketAddress(server_->path(), &sa);
+            std::vector<int> held;
+            for (int i = 0; i < kHeld; ++i) {
+                int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+                if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) ::_exit(4);
+                held.push_back(fd);  // and never a byte of a request
+            }
+            char c = 'r';
+            if (::write(ready[1], &c, 1) != 1) ::_exit(5);
+            [[maybe_unused]] auto n = ::read(release[0], &c, 1);  // until the parent is done
+            ::_exit(0);
+        }
+        ::close(ready[1]);
+        ::close(release[0]);
+        UniqueFd readyR(ready[0]), releaseW(release[1]);
+        ASSERT_EQ(::fcntl(readyR.get(), F_SETFL, O_NONBLOCK), 0);
+        char c;
+        ASSERT_TRUE(pumpUntil([&] { return ::read(readyR.get(), &c, 1) == 1; }));
+        // Let the server take all it will from the backlog.
+        auto settle = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+        pumpUntil([&] { return std::chrono::steady_clock::now() > settle; });
+        EXPECT_LE(server_->connections(), 8u) << "read-only peers hold more than their share";
+        auto reply = std::async(std::launch::async, [&] {
+            return controlRequest(server_->path(), {{"version", 1}, {"verb", "drain"}}, 10);
+        });
+        ASSERT_TRUE(pumpUntil(
+            [&] { return reply.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }));
+        auto r = reply.get();
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        EXPECT_EQ((*r)["ok"], true) << *r;  // not "busy: too many control connections"
+        EXPECT_EQ((*r)["access"], "full") << *r;
+        releaseW.reset();
+        int status = 0;
+        EXPECT_TRUE(pumpUntil([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }));
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    }
+
     EventBasePtr base_{event_base_new()};
     std::string dir_;
     std::unique_ptr<ControlServer> server_;
@@ -163,6 +222,18 @@ TEST_F(ControlServerTest, ARequestLongerThan64KiBIsRefusedWithoutWaitingForItsEn
     std::string got = exchange(fd.get(), std::string(64 * 1024 + 1, ' '));  // no newline yet
     EXPECT_EQ(json::parse(got)["error"], "request longer than 64 KiB");
     EXPECT_EQ(handled_, 0);
+}
+
+// A frame built to crash a recursive parser or destructor: 32,000 nested
+// arrays inside the 64 KiB request. Parsed, answered, and gone.
+TEST_F(ControlServerTest, DeeplyNestedRequestIsAnsweredNotACrash) {
+    std::string deep = R"({"version":1,"verb":"status","x":)" + std::string(32000, '[') +
+                       std::string(32000, ']') + "}\n";
+    ASSERT_LT(deep.size(), 64u * 1024);
+    auto fd = connectPair();
+    auto reply = json::parse(exchange(fd.get(), deep), nullptr, false);
+    EXPECT_EQ(reply["ok"], true) << reply;
+    EXPECT_EQ(handled_, 1);
 }
 
 // The client leaves while its request is in hand: the late answer finds the
@@ -233,6 +304,22 @@ TEST_F(ControlServerTest, GroupsComeFromThePeersCredentials) {
     auto none = requestAs(65534, 65534, {6161});
     EXPECT_EQ(none["ok"], false) << none;
     EXPECT_EQ(handled_, 3);
+}
+
+// The attack: a member of the daemon's group (read-only: status) opens
+// every connection the server takes and sends nothing, again every 10 s;
+// root's danectl (drain, flush, hold during an incident) is then told
+// "busy". Those who may only read share a few slots of their own.
+TEST_F(ControlServerTest, ReadOnlyPeersHoldingConnectionsCannotLockOutTheAdmin) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    holdConnectionsThenAskAsRoot(4242);  // the daemon's group: read-only
+}
+
+// Refused peers (reaching the socket through a setgid directory or an ACL)
+// are capped the same way, not held without limit for 10 s each.
+TEST_F(ControlServerTest, RefusedPeersHoldingConnectionsAreCappedToo) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another user";
+    holdConnectionsThenAskAsRoot(6161);  // no access at all
 }
 
 // controlRequest in a thread against the listening server on this loop.

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <optional>
+#include <vector>
 
 #include "queue/queue_id.h"
 #include "relay/control/control_verbs.h"
@@ -169,11 +171,59 @@ TEST_F(ControlVerbsTest, ReadOnlyAccessMayAskStatusButNotAct) {
     EXPECT_NE(hold["error"].get<std::string>().find("permission denied"), std::string::npos);
     auto reload = ask({{"version", 1}, {"verb", "reload"}}, ControlAccess::ReadOnly);
     EXPECT_EQ(reload["ok"], false) << reload;
+    // Anything but status, known or not, is refused to read-only access
+    // (deny by default: a verb added later is not read-only by omission).
+    for (const char* verb : {"drain", "resume", "flush", "shutdown", ""}) {
+        auto r = ask({{"version", 1}, {"verb", verb}}, ControlAccess::ReadOnly);
+        EXPECT_EQ(r["ok"], false) << r;
+        EXPECT_NE(r["error"].get<std::string>().find("permission denied"), std::string::npos)
+            << verb << ": " << r;
+    }
     auto stored = spool_->load(id);
     ASSERT_TRUE(stored.ok());
     for (const auto& r : stored->status) EXPECT_NE(r.state, queue::RcptState::Held);
     auto held = ask({{"version", 1}, {"verb", "queue"}, {"action", "hold"}, {"ids", {id}}});
     EXPECT_EQ(held["ok"], true) << held;  // the same request with full access acts
+}
+
+// The attack: read-only peers ask status over and over, each reply a census
+// of the whole spool on the spool workers that delivery's state writes wait
+// for. Requests that come while a census is under way share it: one scan,
+// however many ask, and every one of them is answered.
+TEST_F(ControlVerbsTest, StatusRequestsShareOneSpoolCensus) {
+    commit(1000);
+    std::promise<void> gate;
+    auto opened = gate.get_future().share();
+    std::promise<void> running;
+    workers_->run(
+        [opened, &running] {
+            running.set_value();
+            opened.wait();
+        },
+        [] {});  // the one worker, held
+    running.get_future().wait();
+    std::vector<json> replies;
+    for (int i = 0; i < 8; ++i) {
+        verbs_->handle(
+            {{"version", 1}, {"verb", "status"}}, [&](json r) { replies.push_back(std::move(r)); },
+            ControlAccess::ReadOnly);
+    }
+    EXPECT_EQ(workers_->queued(), 1u) << "each status request queued a census of its own";
+    gate.set_value();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (replies.size() < 8 && std::chrono::steady_clock::now() < deadline) {
+        timeval slice{0, 20000};
+        event_base_loopexit(base_.get(), &slice);
+        event_base_dispatch(base_.get());
+    }
+    ASSERT_EQ(replies.size(), 8u);
+    for (const auto& r : replies) {
+        EXPECT_EQ(r["ok"], true) << r;
+        EXPECT_EQ(r["queue"]["messages"], 1) << r;
+    }
+    // A request after the census ended starts a new one (fresh numbers).
+    commit(2000);
+    EXPECT_EQ(ask({{"version", 1}, {"verb", "status"}})["queue"]["messages"], 2);
 }
 
 // drain and resume reach the server through the hooks danerelayd sets;

@@ -50,6 +50,32 @@ TEST(LogFormat, HostileBytesStayInsideOneJsonString) {
     EXPECT_EQ(json::parse(bad)["name"], "a\\xff\\xfe");
 }
 
+// Log injection past the ASCII escapes: a HELO (or address, or reply) with
+// C1 controls (U+009B is CSI: "\xc2\x9b" "2J" clears the screen of whoever
+// tails the log; U+009D starts an OSC, which can set a terminal's clipboard),
+// U+0085, U+2028 and U+2029 (line breaks to Python's splitlines() and to
+// JavaScript before ES2019: a forged second line) or bidi overrides (U+202E
+// shows the rest of a line reversed). None may appear raw in either format;
+// each stays lossless (kv: the bytes as \xHH; JSON: \uXXXX).
+TEST(LogFormat, C1ControlsLineSeparatorsAndBidiOverridesAreEscaped) {
+    const std::string csi = "\xc2\x9b", osc = "\xc2\x9d", nel = "\xc2\x85", ls = "\xe2\x80\xa8",
+                      ps = "\xe2\x80\xa9", rlo = "\xe2\x80\xae", lri = "\xe2\x81\xa6";
+    std::string evil = "mx" + csi + "2J" + osc + "52;c;cm0gLXJmIH4K" + "\xc2\x9c" + nel + ls +
+                       std::string(kTs) + " event=delivered" + ps + rlo + "gpj.exe" + lri + "x";
+    std::string kv = formatLogLine(LogStyle::Kv, kTs, "helo", {{"name", evil}});
+    std::string js = formatLogLine(LogStyle::Json, kTs, "helo", {{"name", evil}});
+    for (const auto& raw : {csi, osc, nel, ls, ps, rlo, lri}) {
+        EXPECT_EQ(kv.find(raw), std::string::npos) << kv;
+        EXPECT_EQ(js.find(raw), std::string::npos) << js;
+    }
+    EXPECT_NE(kv.find(R"(name="mx\xc2\x9b2J\xc2\x9d52;c;)"), std::string::npos) << kv;
+    EXPECT_EQ(json::parse(js)["name"], evil);  // \u009b and the rest: lossless
+    EXPECT_NE(js.find(R"(\u2028)"), std::string::npos) << js;
+    // Ordinary non-ASCII text stays as it is, unquoted.
+    EXPECT_EQ(formatLogValue("müller@bücher.example"), "müller@bücher.example");
+    EXPECT_EQ(formatLogValue("a" + ls), "\"a\\xe2\\x80\\xa8\"");
+}
+
 TEST(LogReopen, FollowsARotationAndKeepsTheOldFileOnFailure) {
     char tmpl[] = "/tmp/danerelay-log-XXXXXX";
     std::string dir = ::mkdtemp(tmpl);

@@ -6,11 +6,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "relay/runtime/config.h"
+#include "relay/runtime/log.h"
 #include "relay/runtime/privileges.h"
 
 namespace danerelay::relay {
@@ -112,6 +119,116 @@ TEST(PrepareSpoolDir, MakesAMissingSpoolForTheUserAndLeavesAnExistingOne) {
     ASSERT_EQ(::stat(existing.c_str(), &st), 0);
     EXPECT_EQ(st.st_uid, 0u);  // not taken over: the check after the drop reports it
     std::filesystem::remove_all(dir);
+}
+
+// The attack on a root start by the run user (a compromised daemon): it owns
+// the log directory (the package's /var/log/danerelay, danerelay:adm 2750)
+// and puts at log_file a symlink, or a hard link, to a file of root's. The
+// next start as root must neither append its log to that file nor give it
+// to the run user (chown /etc/passwd to danerelay is root for danerelay).
+class LogFileAttack : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+        passwd* pw = ::getpwnam("nobody");
+        ASSERT_NE(pw, nullptr);
+        runAs_ = RunAs{"nobody", pw->pw_uid, pw->pw_gid};
+        char tmpl[] = "/tmp/danerelay-logattack-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        // root's file outside the log directory: stands for /etc/passwd
+        ASSERT_EQ(::mkdir((dir_ + "/etc").c_str(), 0755), 0);
+        secret_ = dir_ + "/etc/passwd";
+        std::ofstream(secret_) << "root:x:0:0:root:/root:/bin/sh\n";
+        ASSERT_EQ(::chmod(secret_.c_str(), 0644), 0);
+        // the log directory, the run user's
+        logDir_ = dir_ + "/log";
+        ASSERT_EQ(::mkdir(logDir_.c_str(), 0750), 0);
+        ASSERT_EQ(::chown(logDir_.c_str(), runAs_.uid, runAs_.gid), 0);
+        logPath_ = logDir_ + "/danerelay.log";
+    }
+    void TearDown() override {
+        logOpen("");  // standard error again for the other tests
+        if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    }
+    // What a root start does with the log (danerelayd.cc openLog).
+    bool rootStartOpensAndGivesTheLog() {
+        if (!logOpen(logPath_, LogStyle::Kv)) return false;
+        logEvent("start", {{"user", "nobody (dropped from root)"}});
+        return giveLogFile(logFileDescriptor(), logPath_, runAs_).ok();
+    }
+    void expectSecretUntouched() {
+        struct stat st {};
+        ASSERT_EQ(::stat(secret_.c_str(), &st), 0);
+        EXPECT_EQ(st.st_uid, 0u) << "the root file was handed to the run user";
+        EXPECT_EQ(st.st_gid, 0u);
+        std::ifstream in(secret_);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        EXPECT_EQ(ss.str(), "root:x:0:0:root:/root:/bin/sh\n") << "root appended its log to it";
+    }
+    RunAs runAs_;
+    std::string dir_, secret_, logDir_, logPath_;
+};
+
+TEST_F(LogFileAttack, SymlinkPlantedByTheRunUserIsNotFollowed) {
+    ASSERT_EQ(::symlink(secret_.c_str(), logPath_.c_str()), 0);
+    ASSERT_EQ(::lchown(logPath_.c_str(), runAs_.uid, runAs_.gid), 0);
+    errno = 0;
+    EXPECT_FALSE(rootStartOpensAndGivesTheLog());
+    EXPECT_EQ(errno, ELOOP);
+    EXPECT_EQ(logFileDescriptor(), -1);  // standard error kept
+    expectSecretUntouched();
+}
+
+TEST_F(LogFileAttack, HardLinkToARootFileIsRefused) {
+    // (fs.protected_hardlinks stops an unprivileged link(2) to a file it
+    // does not own; the daemon must not depend on that sysctl.)
+    ASSERT_EQ(::link(secret_.c_str(), logPath_.c_str()), 0);
+    errno = 0;
+    EXPECT_FALSE(rootStartOpensAndGivesTheLog());
+    EXPECT_EQ(errno, EMLINK);
+    expectSecretUntouched();
+}
+
+TEST_F(LogFileAttack, NameSwappedAfterTheOpenIsNotChowned) {
+    // Between the open and the hand-over the run user renames the real log
+    // and puts a symlink in its place: only the descriptor opened is given.
+    ASSERT_TRUE(logOpen(logPath_, LogStyle::Kv));
+    ASSERT_EQ(::rename(logPath_.c_str(), (logPath_ + ".moved").c_str()), 0);
+    ASSERT_EQ(::symlink(secret_.c_str(), logPath_.c_str()), 0);
+    ASSERT_TRUE(giveLogFile(logFileDescriptor(), logPath_, runAs_).ok());
+    expectSecretUntouched();
+    struct stat st {};
+    ASSERT_EQ(::stat((logPath_ + ".moved").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, runAs_.uid);  // the file actually opened was handed over
+}
+
+TEST_F(LogFileAttack, FifoDoesNotHangTheStart) {
+    ASSERT_EQ(::mkfifo(logPath_.c_str(), 0600), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) ::_exit(logOpen(logPath_, LogStyle::Kv) ? 1 : 0);
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 100 && got == 0; ++i) {
+        got = ::waitpid(pid, &status, WNOHANG);
+        if (got == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (got == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        FAIL() << "logOpen blocked on a FIFO at log_file";
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a FIFO was taken as the log";
+}
+
+TEST_F(LogFileAttack, AnOrdinaryLogIsStillOpenedAndHandedOver) {
+    ASSERT_TRUE(rootStartOpensAndGivesTheLog());
+    struct stat st {};
+    ASSERT_EQ(::stat(logPath_.c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, runAs_.uid);
+    EXPECT_EQ(st.st_gid, runAs_.gid);
+    EXPECT_GT(st.st_size, 0);
 }
 
 }  // namespace

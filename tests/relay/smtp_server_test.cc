@@ -305,6 +305,50 @@ TEST_F(ProxyListenerTest, GarbageHeaderClosesSilently) {
     EXPECT_EQ(transcript(c), "");
 }
 
+// Slowloris before the header: a peer in proxy_from that trickles a valid
+// header one byte at a time (each piece NeedMore) does not move the deadline
+// on: min(10 s, command_timeout) from accept for the whole header, then the
+// close with nothing sent and the slot given back.
+TEST_F(ProxyListenerTest, TrickledHeaderIsCutOffAtItsDeadline) {
+    cfg_.limits.commandTimeout = 1;
+    startServer();
+    UniqueFd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons(port_);
+    ::connect(c.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    const std::string header = "PROXY TCP4 127.0.0.9 127.0.0.1 5555 25\r\n";
+    auto start = std::chrono::steady_clock::now();
+    auto next = start;
+    size_t sent = 0;
+    bool seen = false, closed = false;
+    std::string got;
+    while (std::chrono::steady_clock::now() - start < std::chrono::seconds(4)) {
+        if (sent < header.size() && std::chrono::steady_clock::now() >= next) {
+            if (::send(c.get(), header.data() + sent, 1, MSG_NOSIGNAL) == 1) ++sent;
+            next += std::chrono::milliseconds(100);
+        }
+        event_base_loop(base_.get(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        seen = seen || server_->sessionCount() == 1;
+        char buf[256];
+        ssize_t n = ::recv(c.get(), buf, sizeof buf, 0);
+        if (n > 0) got.append(buf, static_cast<size_t>(n));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            closed = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_TRUE(seen);
+    EXPECT_TRUE(closed) << "still open after 4 s with " << sent << " header bytes";
+    EXPECT_LT(sent, header.size()) << "the whole header got through the trickle";
+    EXPECT_LT(took, std::chrono::milliseconds(2500));
+    EXPECT_EQ(got, "");
+    EXPECT_EQ(server_->sessionCount(), 0u);
+}
+
 // Without a Dispatcher in the context the server makes its own.
 TEST(SmtpServerDispatcher, OwnWhenNoneIsGiven) {
     EventBasePtr base(event_base_new());

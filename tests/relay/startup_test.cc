@@ -198,6 +198,26 @@ TEST_F(StartupTest, LogFileDirectoryMustExist) {
                              "/file is a file, not a directory (in " + cfg_.logFile + ")");
 }
 
+// The attack on the log (a symlink or hard link to a root file planted by
+// the run user, who owns /var/log/danerelay) is refused at the open; the
+// check says why beforehand.
+TEST_F(StartupTest, LogFileThatIsALinkOrNotAFileIsNamed) {
+    std::ofstream(dir_ + "/target") << "x";
+    cfg_.logFile = dir_ + "/symlinked.log";
+    ASSERT_EQ(::symlink((dir_ + "/target").c_str(), cfg_.logFile.c_str()), 0);
+    EXPECT_EQ(problem(), cfg_.file + ": log_file: " + cfg_.logFile +
+                             ": is a symbolic link, which the daemon does not follow (it opens "
+                             "the log as root, where its user may own the directory); name the "
+                             "file itself");
+    cfg_.logFile = dir_ + "/hardlinked.log";
+    ASSERT_EQ(::link((dir_ + "/target").c_str(), cfg_.logFile.c_str()), 0);
+    EXPECT_EQ(problem(), cfg_.file + ": log_file: " + cfg_.logFile +
+                             ": has 2 hard links; the daemon takes only a file with one");
+    cfg_.logFile = dir_ + "/fifo.log";
+    ASSERT_EQ(::mkfifo(cfg_.logFile.c_str(), 0600), 0);
+    EXPECT_EQ(problem(), cfg_.file + ": log_file: " + cfg_.logFile + ": is not a regular file");
+}
+
 TEST_F(StartupTest, ControlSocketDirectoryMustExistAndThePathBeASocket) {
     cfg_.controlSocket = dir_ + "/run/danerelay.sock";
     EXPECT_EQ(problem(), cfg_.file + ": control_socket: directory " + dir_ + "/run does not exist");
