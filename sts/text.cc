@@ -10,6 +10,14 @@ bool isExtensionName(std::string_view s) {
     return true;
 }
 
+bool isPolicyId(std::string_view s) {
+    if (s.empty() || s.size() > 32) return false;
+    for (char c : s) {
+        if (!isAlnum(c)) return false;
+    }
+    return true;
+}
+
 bool isDomainName(std::string_view s) {
     if (s.empty() || s.size() > 253) return false;
     size_t start = 0;

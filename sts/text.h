@@ -25,6 +25,9 @@ inline bool isWsp(char c) {
 // (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
 bool isExtensionName(std::string_view s);
 
+// An MTA-STS policy id (RFC 8461 3.1): 1*32(ALPHA / DIGIT).
+bool isPolicyId(std::string_view s);
+
 // A host name as RFC 5321's Domain: labels of letters, digits and inner
 // hyphens, 1..63 octets each, 253 at most in all, no empty label. One
 // trailing dot is NOT part of this syntax (callers strip it where allowed).

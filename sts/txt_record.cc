@@ -68,13 +68,8 @@ Result<std::string> parseTxtRecord(std::string_view domain, std::string_view r) 
         std::string_view name = r.substr(i, eq - i), value = r.substr(eq + 1, end - eq - 1);
         if (name == "id") {
             if (sawId) return bad(domain, "more than one id field");
-            if (value.empty() || value.size() > kMaxIdLength) {
+            if (!isPolicyId(value)) {
                 return bad(domain, "id must be 1 to 32 letters and digits: " + quoted(value));
-            }
-            for (char c : value) {
-                if (!isAlnum(c)) {
-                    return bad(domain, "id must be 1 to 32 letters and digits: " + quoted(value));
-                }
             }
             sawId = true;
             id = std::string(value);
