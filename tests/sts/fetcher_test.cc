@@ -63,8 +63,8 @@ class HttpsServer {
         }
         ::close(fds[0]);
         std::istringstream in(line);
-        in >> port_ >> ca_;
-        return port_ > 0 && !ca_.empty();
+        in >> port_ >> ca_ >> expiredPort_;
+        return port_ > 0 && !ca_.empty() && expiredPort_ > 0;
     }
     void stop() {
         if (pid_ > 0) {
@@ -76,11 +76,12 @@ class HttpsServer {
         dir_.clear();
     }
     uint16_t port() const { return static_cast<uint16_t>(port_); }
+    uint16_t expiredPort() const { return static_cast<uint16_t>(expiredPort_); }
     const std::string& ca() const { return ca_; }
 
   private:
     pid_t pid_ = -1;
-    int port_ = 0;
+    int port_ = 0, expiredPort_ = 0;
     std::string ca_, dir_;
 };
 
@@ -196,8 +197,13 @@ TEST_F(StsFetcher, CertificateMustNameTheHostAndChainToTheTrustStore) {
     auto wrong = fetch("wrongname.example");
     ASSERT_FALSE(wrong.ok()) << errorOf(wrong);
     EXPECT_NE(wrong.error().message.find("mta-sts.wrongname.example"), std::string::npos);
-    // Without the lab's CA (the system store): refused.
+    // An expired certificate, otherwise right: refused.
     auto o = options();
+    o.port = server->expiredPort();
+    auto expired = fetch("expired.example", o);
+    EXPECT_NE(errorOf(expired).find("certificate"), std::string::npos) << errorOf(expired);
+    // Without the lab's CA (the system store): refused.
+    o = options();
     o.caFile.clear();
     EXPECT_NE(errorOf(fetch("good.example", o)).find("MTA-STS policy fetch https://"),
               std::string::npos);
@@ -205,6 +211,13 @@ TEST_F(StsFetcher, CertificateMustNameTheHostAndChainToTheTrustStore) {
     o.caFile = "/nonexistent/ca.pem";
     EXPECT_NE(errorOf(fetch("good.example", o)).find("MTA-STS policy fetch https://"),
               std::string::npos);
+}
+
+TEST_F(StsFetcher, ATruncatedBodyIsRefused) {
+    // A policy cut short could lose lines; never taken for the whole.
+    auto r = fetch("short.example");
+    EXPECT_FALSE(r.ok());
+    EXPECT_NE(errorOf(r).find("mta-sts.short.example"), std::string::npos);
 }
 
 TEST_F(StsFetcher, ProxyFromTheEnvironmentIsIgnored) {

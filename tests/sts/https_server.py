@@ -4,8 +4,9 @@
 Usage: https_server.py DIR
 Makes the lab's PKI in DIR (tests/e2e/lab/pki.py: root CA, intermediate,
 one leaf for several mta-sts.* names), listens on 127.0.0.1 on a free port,
-prints "PORT CAFILE" on one line once it accepts connections, and serves
-until killed (the test stops it by PID). What it answers depends on the
+prints "PORT CAFILE EXPIRED_PORT" on one line once it accepts connections,
+and serves until killed (the test stops it by PID). EXPIRED_PORT serves the
+same answers with an expired certificate for mta-sts.expired.example. What it answers depends on the
 Host header's name, mta-sts.NAME:
 
   good.example      200 text/plain, a valid policy
@@ -17,19 +18,22 @@ Host header's name, mta-sts.NAME:
   notype.example    200 without Content-Type
   missing.example   404
   slow.example      waits 5 s before answering
+  short.example     200 text/plain, Content-Length 200 but 68 bytes, then closes
   wrongname.example (not in the certificate: the TLS handshake fails the name check)
 """
 import http.server
 import os
 import ssl
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e", "lab"))
 from pki import Pki  # noqa: E402
 
 POLICY = b"version: STSv1\r\nmode: enforce\r\nmx: mx.good.example\r\nmax_age: 86400\r\n"
-NAMES = ["good", "charset", "redirect", "big", "stream", "html", "notype", "missing", "slow"]
+NAMES = ["good", "charset", "redirect", "big", "stream", "html", "notype", "missing", "slow",
+         "short"]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -72,22 +76,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, b"<html>" + POLICY, "text/html")
         if name == "notype":
             return self.send(200, POLICY, None)
+        if name == "short":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "200")
+            self.end_headers()
+            self.wfile.write(POLICY)
+            self.close_connection = True
+            return None
         if name == "slow":
             time.sleep(5)
             return self.send(200, POLICY)
         return self.send(404, b"not found\n")
 
 
-def main():
-    pki = Pki(sys.argv[1])
-    leaf = pki.leaf("mta-sts", [f"mta-sts.{n}.example" for n in NAMES])
+def serve(leaf):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(leaf["chain"], leaf["key"])
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    print(server.server_address[1], pki.ca["crt"], flush=True)
-    server.serve_forever()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def main():
+    pki = Pki(sys.argv[1])
+    port = serve(pki.leaf("mta-sts", [f"mta-sts.{n}.example" for n in NAMES]))
+    expired = serve(pki.leaf("expired", ["mta-sts.expired.example"], expired=True))
+    print(port, pki.ca["crt"], expired, flush=True)
+    threading.Event().wait()
 
 
 if __name__ == "__main__":
