@@ -24,9 +24,10 @@
 // is read as sent), HTTP/1.1 only.
 //
 // The body is handed back unparsed: sts/cache.h's makeEntry() parses it.
-// Do not destroy a Fetcher from inside one of its callbacks (use the
-// Dispatcher's deferredDelete); destroying it cancels every transfer
-// without calling their callbacks.
+// Callbacks run from the Dispatcher's queue, outside any Fetcher or libcurl
+// frame, so a callback may start another fetch, cancel one, or destroy the
+// Fetcher. Destroying it cancels every transfer without calling their
+// callbacks (one already posted still runs: it holds nothing of the Fetcher).
 #pragma once
 
 #include <chrono>

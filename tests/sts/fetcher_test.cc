@@ -300,6 +300,30 @@ TEST_F(StsFetcher, CancelledFetchNeverCallsBack) {
     EXPECT_FALSE(called);
 }
 
+TEST_F(StsFetcher, ACallbackMayFetchAgainOrDestroyTheFetcher) {
+    EventBasePtr base(event_base_new());
+    Dispatcher d(base.get());
+    auto f = std::make_unique<Fetcher>(d, options());
+    int calls = 0;
+    bool secondOk = false;
+    f->fetch({"html.example", {"127.0.0.1"}}, [&](Result<std::string> first) {
+        ++calls;
+        EXPECT_FALSE(first.ok());
+        f->fetch({"good.example", {"127.0.0.1"}}, [&](Result<std::string> second) {
+            ++calls;
+            secondOk = second.ok();
+            f.reset();  // from inside its own callback
+            event_base_loopbreak(base.get());
+        });
+    });
+    Event guard(base.get(), -1, 0, [&](short) { event_base_loopbreak(base.get()); });
+    guard.addSeconds(20);
+    event_base_dispatch(base.get());
+    EXPECT_EQ(calls, 2);
+    EXPECT_TRUE(secondOk);
+    EXPECT_EQ(f, nullptr);
+}
+
 TEST(StsFetcherText, ContentTypeAndUrl) {
     EXPECT_TRUE(isTextPlain("text/plain"));
     EXPECT_TRUE(isTextPlain("TEXT/PLAIN"));
