@@ -1,6 +1,6 @@
 #!/bin/sh
 # Coverage-guided fuzzing with libFuzzer (clang), for developers:
-#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|proxy|dns|dns_diff [SECONDS]
+#   tests/fuzz/run-libfuzzer.sh smtp|smtp_reply|proxy|dns|dns_diff|sts_policy [SECONDS]
 # CI only replays the corpora (CTest fuzz.*).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,8 @@ case "$target" in
           -o "$out/fuzz" ;;
   dns_diff) clang++ $flags -DDANERELAY_SOURCE_DIR="\"$PWD\"" tests/fuzz/dns_diff_fuzz.cc \
           $dns_sources -o "$out/fuzz" ;;
+  sts_policy) clang++ $flags tests/fuzz/sts_policy_fuzz.cc sts/text.cc sts/txt_record.cc \
+          sts/policy_text.cc sts/cache.cc -o "$out/fuzz" ;;
   *) echo "unknown target $target" >&2; exit 2 ;;
 esac
 "$out/fuzz" -max_total_time="${2:-60}" -max_len=4096 "$out/corpus"
