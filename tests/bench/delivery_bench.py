@@ -30,7 +30,7 @@ RSS, danerelay's DNS queries per message (from its metrics endpoint).
 
 Usage: tests/bench/delivery_bench.py [--messages N] [--sessions C] [--size BYTES]
          [--concurrency K] [--latency-messages M] [--resolver-mode] [--no-postfix]
-         [--destinations LIST] [--sink-only]
+         [--destinations LIST] [--sink-only] [--perf FILE]
 Runs under flock /tmp/danerelay-e2e.lock (README). Loopback only; every server
 is stopped by its PID.
 """
@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -127,7 +128,24 @@ class PostfixRelay:
 
 
 def saturate(relay, sink, args, domains):
-    """N messages as fast as the relay takes them; the figures of one run."""
+    """N messages as fast as the relay takes them; the figures of one run.
+    With --perf FILE, danerelay's saturation runs are recorded by perf."""
+    perf = None
+    if args.perf and isinstance(relay, DaneRelay):
+        out = f"{args.perf}.{domains}" if domains > 1 else args.perf
+        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", out, "-p",
+                                 str(relay.pid())], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(1)
+    try:
+        return _saturate(relay, sink, args, domains)
+    finally:
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
+
+
+def _saturate(relay, sink, args, domains):
     s0 = sink.stats()
     base = s0["messages"]
     m0 = relay.metrics()
@@ -230,6 +248,9 @@ def main():
     p.add_argument("--sink-only", action="store_true", help="the sink's capacity, nothing else")
     p.add_argument("--destinations", default="1",
                    help="comma-separated counts of distinct recipient domains, e.g. 1,100,10000")
+    p.add_argument("--perf", metavar="FILE",
+                   help="perf record -g danerelay's saturation runs into FILE (FILE.N for N "
+                        "destinations); then: perf report -i FILE --no-children")
     p.add_argument("--timeout", type=int, default=600, help="seconds to wait for deliveries")
     args = p.parse_args()
     domains_list = [int(x) for x in args.destinations.split(",")]
