@@ -64,13 +64,20 @@ class Sink:
                 time.sleep(0.01)
         return {"messages": 0, "last_receipt": 0, "domains": {}}
 
-    def wait_for(self, count, timeout=600):
-        """The stats once `count` messages have arrived, or at the deadline."""
+    def wait_for(self, count, timeout=600, stall=20):
+        """The stats once `count` messages have arrived, at the deadline, or
+        when none has arrived for `stall` seconds (messages deferred by the
+        relay would wait for its retry)."""
         deadline = time.monotonic() + timeout
         st = self.stats()
+        seen, since = st["messages"], time.monotonic()
         while st["messages"] < count and time.monotonic() < deadline:
             time.sleep(0.05)
             st = self.stats()
+            if st["messages"] != seen:
+                seen, since = st["messages"], time.monotonic()
+            elif time.monotonic() - since > stall:
+                break
         return st
 
     def receipts(self):
