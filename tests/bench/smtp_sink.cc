@@ -151,7 +151,7 @@ class Session {
     TlsPtr tls_;
     State state_ = State::Command;
     std::string in_, out_;
-    size_t inPos_ = 0, outPos_ = 0;
+    size_t inPos_ = 0, outPos_ = 0, tlsRetry_ = 0;
     bool mail_ = false, midLine_ = false, inHeaders_ = false, tooBig_ = false;
     bool quit_ = false;
     std::vector<std::string> domains_;
@@ -467,11 +467,15 @@ bool Session::flush() {
         size_t len = out_.size() - outPos_;
         ssize_t n;
         if (tls_ && state_ != State::StartTls) {
+            // After GNUTLS_E_AGAIN the same call again (GnuTLS holds the record).
+            if (tlsRetry_ > 0) len = tlsRetry_;
             n = gnutls_record_send(tls_.get(), p, len);
             if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                tlsRetry_ = len;
                 event_add(wev_.get(), nullptr);
                 return true;
             }
+            tlsRetry_ = 0;
             if (n < 0) return false;
         } else {
             n = ::send(fd_, p, len, MSG_NOSIGNAL);
