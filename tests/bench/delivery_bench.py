@@ -263,6 +263,10 @@ def main():
     p.add_argument("--timeout", type=int, default=600, help="seconds to wait for deliveries")
     args = p.parse_args()
     domains_list = [int(x) for x in args.destinations.split(",")]
+    for tool in ("smtp_sink", "sink_drive"):
+        if not os.access(os.path.join(b.build_dir(), "tests", tool), os.X_OK):
+            sys.exit(f"{tool} is not built: cmake --build build --target smtp_sink sink_drive "
+                     "(or set DANERELAY_BUILD)")
     if args.tmpdir:
         os.chmod(args.tmpdir, 0o755)  # the relays' users reach their spools in here
         tempfile.tempdir = args.tmpdir
