@@ -56,7 +56,8 @@ import relayharness as h  # noqa: E402
 
 
 class DaneRelay:
-    def __init__(self, args, lab, validation):
+    def __init__(self, args, lab, validation, metrics=True):
+        """metrics: with metrics.listen (DNS query counts); False for none."""
         self.name = f"danerelay ({validation} validation)"
         self.relay = h.Relay(relay_networks=["127.0.0.0/8"],
                              limits={"max_sessions": 1000, "max_sessions_per_client": 1000},
@@ -65,7 +66,10 @@ class DaneRelay:
         with open(self.relay.config) as f:
             cfg = json.load(f)
         cfg["delivery"] = {"max_concurrent": args.concurrency}
-        cfg["metrics"] = {"listen": f"127.0.0.1:{self.metrics_port}"}
+        if metrics:
+            cfg["metrics"] = {"listen": f"127.0.0.1:{self.metrics_port}"}
+        else:
+            self.metrics_port = None
         with open(self.relay.config, "w") as f:
             json.dump(cfg, f)
         self.port = self.relay.port
@@ -83,6 +87,8 @@ class DaneRelay:
 
     def metrics(self):
         """{metric name without labels: summed value} from /metrics."""
+        if self.metrics_port is None:
+            return {}
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=10) as r:
             text = r.read().decode()
