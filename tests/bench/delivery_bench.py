@@ -140,7 +140,8 @@ def saturate(relay, sink, args, domains):
     perf = None
     if args.perf and isinstance(relay, DaneRelay):
         out = f"{args.perf}.{domains}" if domains > 1 else args.perf
-        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", out, "-p",
+        graph = ["--call-graph", "dwarf,16384", "-F", "199"] if args.perf_dwarf else ["-g"]
+        perf = subprocess.Popen(["perf", "record", "-F", "499", *graph, "-o", out, "-p",
                                  str(relay.pid())], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(1)
@@ -262,6 +263,9 @@ def main():
     p.add_argument("--perf", metavar="FILE",
                    help="perf record -g danerelay's saturation runs into FILE (FILE.N for N "
                         "destinations); then: perf report -i FILE --no-children")
+    p.add_argument("--perf-dwarf", action="store_true",
+                   help="with --perf: DWARF call graphs (through libraries built without frame "
+                        "pointers), sampled at 199 Hz")
     p.add_argument("--tmpdir", metavar="DIR",
                    help="make the relays' spools (and every other directory of the run) under "
                         "DIR, e.g. a mount of the file system to measure on (default: $TMPDIR "
