@@ -3,7 +3,7 @@
 throughput (issue 16: less than 2%).
 
 The delivery benchmark's workload (tests/bench/delivery_bench.py: N messages
-to the DANE-secure secure.test, delivered to a lab Postfix, local DNSSEC
+to the DANE-secure secure.test, delivered to the benchmark sink, local DNSSEC
 validation) runs twice in the same lab: without metrics.listen, then with it
 and a scraper fetching /metrics every second, as Prometheus would (more
 often than its usual 15 s). Each run is one sample: on a shared machine,
@@ -14,7 +14,6 @@ Run it under the e2e lock (flock /tmp/danerelay-e2e.lock). Loopback only;
 every server is stopped by its PID.
 """
 import argparse
-import json
 import os
 import sys
 import threading
@@ -26,9 +25,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e", "lab"))
 import delivery_bench as db  # noqa: E402
+import benchlib as b  # noqa: E402
 import dnslab  # noqa: E402
-import mtalab  # noqa: E402
-import relayharness as h  # noqa: E402
 
 
 def scraper(port, stop, counts):
@@ -41,28 +39,16 @@ def scraper(port, stop, counts):
             counts["errors"] += 1
 
 
-def run(args, mtas, lab, with_metrics):
-    relay = h.Relay(relay_networks=["127.0.0.0/8"],
-                    limits={"max_sessions": 1000, "max_sessions_per_client": 1000},
-                    dns=lab.relay_dns("local"))
-    port = h.free_port()
-    with open(relay.config) as f:
-        cfg = json.load(f)
-    cfg["delivery"] = {"max_concurrent": args.concurrency}
-    if with_metrics:
-        cfg["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    with open(relay.config, "w") as f:
-        json.dump(cfg, f)
+def run(args, sink, lab, with_metrics):
+    relay = db.DaneRelay(args, lab, "local", metrics=with_metrics)
     stop, counts = threading.Event(), {"scrapes": 0, "errors": 0}
-    t = threading.Thread(target=scraper, args=(port, stop, counts)) if with_metrics else None
+    t = (threading.Thread(target=scraper, args=(relay.metrics_port, stop, counts))
+         if with_metrics else None)
     try:
         relay.start()
-        time.sleep(1)  # the DNSSEC probe
-        base = db.held(mtas)
         if t:
             t.start()
-        got, elapsed = db.run_load(relay.port, args.messages, args.sessions, args.size, mtas, base)
-        return got, elapsed, counts
+        return db.saturate(relay, sink, args, 1), counts
     finally:
         stop.set()
         if t:
@@ -77,23 +63,26 @@ def main():
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--concurrency", type=int, default=20, help="outbound connections at once")
     args = p.parse_args()
+    args.perf, args.timeout = None, 600
     lab = dnslab.DnsLab().build().start()
-    mtas = mtalab.ReceivingMtas(lab, {"mx1.secure.test": True, "mx2.secure.test": True})
+    sink = b.Sink([dnslab.HOSTS["mx1.secure.test"], dnslab.HOSTS["mx2.secure.test"]],
+                  lab.certs["mx1.secure.test"], "mx1.secure.test", receipts=False)
     try:
-        mtas.start()
+        sink.start()
         rates = {}
         for with_metrics in (False, True):
-            got, el, counts = run(args, mtas, lab, with_metrics)
-            rates[with_metrics] = got / el
+            r, counts = run(args, sink, lab, with_metrics)
+            rates[with_metrics] = r["rate"]
             extra = (f" ({counts['scrapes']} scrapes, {counts['errors']} failed)"
                      if with_metrics else "")
-            print(f"danerelay, metrics {'on ' if with_metrics else 'off'}: {got} delivered in "
-                  f"{el:.1f} s = {got / el:7.1f} msg/s{extra}", flush=True)
+            print(f"danerelay, metrics {'on ' if with_metrics else 'off'}: {r['got']} delivered "
+                  f"in {r['elapsed']:.1f} s = {r['rate']:7.1f} msg/s, relay CPU "
+                  f"{r['cpu_ms']:.2f} ms/msg{extra}", flush=True)
         diff = (rates[False] - rates[True]) / rates[False] * 100
         print(f"throughput with metrics: {diff:+.1f}% slower than without "
               "(negative: faster; one sample each)", flush=True)
     finally:
-        mtas.cleanup()
+        sink.cleanup()
         lab.cleanup()
 
 

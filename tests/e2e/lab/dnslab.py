@@ -64,7 +64,11 @@ def _run(*args, **kw):
 
 
 class DnsLab:
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, dest_wildcard=False):
+        """dest_wildcard: also serve dest.test (benchmarks), where any name
+        dN.dest.test is a DANE-secure destination of its own through a
+        signed wildcard (see _dest_zone)."""
+        self.dest_wildcard = dest_wildcard
         self.dir = directory or tempfile.mkdtemp(prefix="danerelay-dnslab-")
         os.chmod(self.dir, 0o755)
         self.zones_dir = os.path.join(self.dir, "zones")
@@ -236,10 +240,14 @@ class DnsLab:
         secure_zone("notlsa.test.", [
             "@ IN MX 10 mx", *self._host_records("mx.notlsa.test", "notlsa.test"),
         ])
+        if self.dest_wildcard:
+            self._dest_zone(secure_zone)
         self.child_zones = ["notlsa.test.", "secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
                             "expired.test.", "dsmismatch.test.", "nullmx.test.", "nomx.test.",
                             "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test.",
                             "optout.test.", "child.optout.test."]
+        if self.dest_wildcard:
+            self.child_zones.append("dest.test.")
         # The TLD: delegations, DS for the secure children, a lame delegation.
         # lame.test: delegated to an address where no server listens (SERVFAIL)
         records = ["ns IN A " + NSD, "lame IN NS ns.lame", "ns.lame IN A " + LAME_NS]
@@ -255,6 +263,20 @@ class DnsLab:
         self._write_configs()
         return self
 
+    def _dest_zone(self, secure_zone):
+        """dest.test, signed (NSEC): every dN.dest.test has no MX (a NODATA
+        proved through the wildcard), so it is its own MX host (RFC 5321
+        5.1), with an address and a TLSA RRset at _25._tcp.dN.dest.test, all
+        synthesised from *.dest.test: each domain costs its own MX, A, AAAA
+        and TLSA lookups and validations, nothing shared but the zone's keys.
+        The address is mx1.secure.test's and the TLSA 3 1 1 is its
+        certificate's, so whatever listens for mx1 receives for all of them."""
+        mx1 = self.certs["mx1.secure.test"]["crt"]
+        secure_zone("dest.test.", [
+            f"* IN A {HOSTS['mx1.secure.test']}",
+            f"* IN TLSA {Pki.tlsa(mx1, 3, 1, 1)}",
+        ])
+
     # ------------------------------------------------------------ servers
 
     def _write_configs(self):
@@ -262,9 +284,13 @@ class DnsLab:
         zones = "".join(
             f"zone:\n\tname: \"{z}\"\n\tzonefile: \"{os.path.join(self.zones_dir, z.rstrip('.'))}.signed\"\n"
             for z in ["test."] + self.child_zones)
+        # NSD's response rate limiting puts every answer synthesised from one
+        # wildcard in one bucket (200 a second by default): thousands of
+        # dN.dest.test names would be dropped into SERVFAILs. Off for it.
+        rrl = "\trrl-ratelimit: 0\n\trrl-whitelist-ratelimit: 0\n" if self.dest_wildcard else ""
         with open(os.path.join(d, "nsd.conf"), "w") as f:
             f.write(f"""server:
-\tip-address: {NSD}
+{rrl}\tip-address: {NSD}
 \tport: 53
 \tusername: ""
 \tchroot: ""
