@@ -529,6 +529,10 @@ class RestartTest(unittest.TestCase):
                 f.write("half")
             relay.start()
             self.assertEqual({m["id"] for m in relay.queue()["messages"]}, ids)
+            # The relay listens first and reads its queue after (event=recovered).
+            deadline = time.monotonic() + 30
+            while "event=recovered" not in relay.read_log() and time.monotonic() < deadline:
+                time.sleep(0.05)
             self.assertIn("event=recovered", relay.read_log())
             self.assertIn("queued=5", relay.read_log())
             # our debris, and possibly a state file the scheduler was writing when killed

@@ -133,6 +133,9 @@ class SpoolSafetyTest(tc.CtlCase):
         env.relay.stop()
         drop(env.relay, bad, bad_data, flip=True)
         self.restart(env, queue_sweep_interval=2)
+        # The relay listens first and reads its queue after (event=recovered).
+        self.assertTrue(wait_until(lambda: self.log_has(env, "event=recovered"), timeout=30),
+                        env.relay.read_log()[-3000:])
         qdir = os.path.join(env.relay.spool, "quarantine")
         self.assertTrue(os.path.exists(os.path.join(qdir, bad + ".why")),
                         env.relay.read_log()[-3000:])
