@@ -148,11 +148,18 @@ class HostileBytesTest(td.LabCase):
         self.assertNotIn("terminate called", self.e.relay.read_log())
 
     def assert_restarts_cleanly(self):
+        before = self.e.relay.read_log().count("event=recovered")
         self.e.relay.stop()
         self.e.relay.start()
-        time.sleep(0.5)
+        # The relay listens first and reads its queue after (event=recovered).
+        deadline = time.monotonic() + 30
+        while (self.e.relay.read_log().count("event=recovered") <= before
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         self.assert_alive()
-        self.assertIn("quarantined=0", self.e.relay.read_log())
+        recovered = [l for l in self.e.relay.read_log().splitlines() if "event=recovered" in l]
+        self.assertEqual(len(recovered), before + 1, self.e.relay.read_log()[-3000:])
+        self.assertIn("quarantined=0", recovered[-1])
         self.assertNotIn("quarantined=1", self.e.relay.read_log())
 
     def test_invalid_utf8_replies_leave_the_message_queued_and_readable(self):
