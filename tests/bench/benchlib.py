@@ -13,6 +13,8 @@ import tempfile
 import threading
 import time
 
+import relayharness as h  # tests/e2e, on the path of every bench that uses this
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,13 +93,7 @@ class Sink:
         return out
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        h.stop_process(self.proc)
         self.proc = None
 
     def cleanup(self):

@@ -51,6 +51,17 @@ def hash_password(password):
 RUN_USER = "nobody" if os.geteuid() == 0 else None
 
 
+def stop_process(proc):
+    """SIGTERM to the process by its PID, SIGKILL if it has not gone in 10 s."""
+    if proc and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 def give_to_run_user(path):
     """A directory tree the test made, handed to the daemon's user (a spool
     seeded before a start); nothing to do when the tests do not run as root."""
@@ -154,13 +165,7 @@ class Relay:
         raise RuntimeError("danerelayd did not listen within 15 s")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         if self.proc:
             self.logfile.close()
         self.proc = None

@@ -138,13 +138,7 @@ class HaProxy:
             return f.read()
 
     def cleanup(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        h.stop_process(self.proc)
         if self.proc:
             self.logfile.close()
         shutil.rmtree(self.dir, ignore_errors=True)
