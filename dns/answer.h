@@ -28,11 +28,15 @@ constexpr uint16_t kTypeNs = 2;
 constexpr uint16_t kTypeCname = 5;
 constexpr uint16_t kTypeSoa = 6;
 constexpr uint16_t kTypeMx = 15;
+constexpr uint16_t kTypeTxt = 16;
 constexpr uint16_t kTypeAaaa = 28;
 constexpr uint16_t kTypeTlsa = 52;
 
 constexpr size_t kMaxCnameChain = 8;
 constexpr size_t kMaxRecords = 64;
+// A TXT record's character-strings joined (RFC 8461 3.1, RFC 7208 3.3) are
+// at most what 64 KiB of RDATA holds; longer ones are not kept.
+constexpr size_t kMaxTxtBytes = 65535;
 
 struct MxRecord {
     uint16_t preference = 0;
@@ -63,6 +67,9 @@ struct Answer {
     std::vector<MxRecord> mx;
     std::vector<std::string> addresses;  // A / AAAA, textual
     std::vector<TlsaRecord> tlsa;
+    // TXT: each record's character-strings joined, bytes as they came (no
+    // decoding: a reader such as sts/txt_record checks them itself).
+    std::vector<std::string> txt;
     std::string detail;  // human-readable: why Error/Bogus/..., which server
     bool fromCache = false;
 };

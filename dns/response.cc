@@ -57,6 +57,11 @@ bool wellFormed(const ldns_rr* rr) {
             return fields == 1 && ldns_rdf_get_type(ldns_rr_rdf(rr, 0)) == LDNS_RDF_TYPE_AAAA;
         case LDNS_RR_TYPE_SOA:
             return fields == 7;
+        case LDNS_RR_TYPE_TXT:
+            for (size_t i = 0; i < fields; ++i) {
+                if (ldns_rdf_get_type(ldns_rr_rdf(rr, i)) != LDNS_RDF_TYPE_STR) return false;
+            }
+            return fields >= 1;
         default:
             return true;
     }
@@ -283,6 +288,19 @@ void addRecord(Answer& a, uint16_t qtype, const ldns_rr* rr) {
             if (text) a.addresses.emplace_back(text.get());
             break;
         }
+        case kTypeTxt: {
+            // Each character-string is a length octet and that many octets.
+            std::string text;
+            for (size_t i = 0; i < ldns_rr_rd_count(rr); ++i) {
+                const ldns_rdf* s = ldns_rr_rdf(rr, i);
+                const uint8_t* d = ldns_rdf_data(s);
+                size_t n = ldns_rdf_size(s);
+                if (n == 0 || d[0] + 1u != n) return;  // not one character-string: dropped
+                text.append(reinterpret_cast<const char*>(d) + 1, n - 1);
+            }
+            if (text.size() <= kMaxTxtBytes) a.txt.push_back(std::move(text));
+            break;
+        }
         case kTypeTlsa: {
             TlsaRecord t;
             t.usage = ldns_rdf2native_int8(ldns_rr_rdf(rr, 0));
@@ -362,6 +380,7 @@ Answer answerFrom(const Response& r, Security security) {
     if (a.mx.size() > kMaxRecords) a.mx.resize(kMaxRecords);
     if (a.addresses.size() > kMaxRecords) a.addresses.resize(kMaxRecords);
     if (a.tlsa.size() > kMaxRecords) a.tlsa.resize(kMaxRecords);
+    if (a.txt.size() > kMaxRecords) a.txt.resize(kMaxRecords);
     return a;
 }
 

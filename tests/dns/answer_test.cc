@@ -133,6 +133,27 @@ TEST(Answer, MalformedBytesAreAnErrorNotACrash) {
     EXPECT_EQ(parseResponse(junk.data(), 3, "example.org", kTypeMx, true).outcome, Outcome::Error);
 }
 
+// TXT (for MTA-STS's _mta-sts record): each record's character-strings
+// joined, bytes kept as they came, NUL and 8-bit included (the reader in
+// sts/ judges them), with the answer's security like any other type.
+TEST(Answer, TxtStringsAreJoinedPerRecord) {
+    Reply r;
+    r.qname = "_mta-sts.example.org.";
+    r.qtype = kTypeTxt;
+    r.ad = true;
+    r.answer = {"_mta-sts.example.org. 300 IN TXT \"v=STSv1; \" \"id=20261203\"",
+                "_mta-sts.example.org. 300 IN TXT \"v=spf1 -all\"",
+                "_mta-sts.example.org. 300 IN TXT \"a\\000b\\255\""};
+    auto a = parse(r, "_mta-sts.example.org", kTypeTxt);
+    EXPECT_EQ(a.outcome, Outcome::Data);
+    EXPECT_EQ(a.security, Security::Secure);
+    ASSERT_EQ(a.txt.size(), 3u);
+    EXPECT_EQ(a.txt[0], "v=STSv1; id=20261203");
+    EXPECT_EQ(a.txt[1], "v=spf1 -all");
+    EXPECT_EQ(a.txt[2], std::string("a\0b\xff", 4));
+    EXPECT_TRUE(a.mx.empty());
+}
+
 TEST(Tlsa, ClassificationPerRfc7672) {
     Reply r;
     r.qname = "_25._tcp.mx.example.org.";
