@@ -132,10 +132,12 @@ class SpoolSafetyTest(tc.CtlCase):
         bad, bad_data = self.donor.message("carol@secure.test")
         env.relay.stop()
         drop(env.relay, bad, bad_data, flip=True)
+        starts = len(self.log_has(env, "event=recovered"))
         self.restart(env, queue_sweep_interval=2)
-        # The relay listens first and reads its queue after (event=recovered).
-        self.assertTrue(wait_until(lambda: self.log_has(env, "event=recovered"), timeout=30),
-                        env.relay.read_log()[-3000:])
+        # The relay listens first and reads its queue after: this start's
+        # event=recovered, not the first start's.
+        self.assertTrue(wait_until(lambda: len(self.log_has(env, "event=recovered")) > starts,
+                                   timeout=30), env.relay.read_log()[-3000:])
         qdir = os.path.join(env.relay.spool, "quarantine")
         self.assertTrue(os.path.exists(os.path.join(qdir, bad + ".why")),
                         env.relay.read_log()[-3000:])
