@@ -11,6 +11,7 @@
 #include "relay/outbound/delivery.h"
 #include "relay/outbound/destination.h"
 #include "relay/runtime/config.h"
+#include "sts/txt_record.h"
 
 namespace danerelay::danectl {
 
@@ -32,8 +33,26 @@ struct ProbeFindings {
     bool validating = false;
     std::string detail;
     relay::DestinationInfo info;
+    // MTA-STS (RFC 8461): the _mta-sts TXT record, shown; delivery does not
+    // act on it yet (sts/ is not wired into plan()).
+    sts::TxtLookup sts;
+    dns::Security stsSecurity = dns::Security::Indeterminate;
     bool done = false;
 };
+
+// The _mta-sts.DOMAIN TXT record, read as sts/ reads it.
+sts::TxtLookup stsRecord(const std::string& domain, const dns::Answer& a) {
+    if (a.outcome == dns::Outcome::NxDomain || a.outcome == dns::Outcome::NoData)
+        return sts::selectTxtRecord(domain, {});
+    if (a.outcome != dns::Outcome::Data || a.security == dns::Security::Bogus) {
+        sts::TxtLookup l;
+        l.status = sts::TxtStatus::LookupFailed;
+        l.error = "_mta-sts." + domain + ": " + dns::toString(a.outcome) + ", " +
+                  dns::toString(a.security) + (a.detail.empty() ? "" : ": " + a.detail);
+        return l;
+    }
+    return sts::selectTxtRecord(domain, a.txt);
+}
 
 bool loadSetup(const std::string& configPath, const ProbeOptions& o, ProbeSetup* setup) {
     if (!o.resolvers.empty()) {
@@ -97,8 +116,12 @@ ProbeFindings resolve(const dns::ResolverOptions& options, const std::string& do
         found.detail = detail;
         auto got = [&](const relay::DestinationInfo& d) {
             found.info = d;
-            found.done = true;
-            event_base_loopbreak(base.get());
+            resolver.lookup("_mta-sts." + domain, dns::kTypeTxt, [&](const dns::Answer& a) {
+                found.sts = stsRecord(domain, a);
+                found.stsSecurity = a.security;
+                found.done = true;
+                event_base_loopbreak(base.get());
+            });
         };
         const auto& hop = pol.effective.nextHop;
         if (hop) {
@@ -123,6 +146,11 @@ void printJsonReport(const ProbeSetup& setup, const std::string& servers,
                    {"level", policy::toString(pol.effective.level)},
                    {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
                    {"warnings", pol.warnings}};
+    j["mta_sts"] = {{"record", sts::toString(found.sts.status)},
+                    {"id", found.sts.id},
+                    {"error", found.sts.error},
+                    {"dnssec", dns::toString(found.stsSecurity)},
+                    {"enforced", false}};
     printJson(j);
 }
 
@@ -138,6 +166,11 @@ void printTextReport(const ProbeSetup& setup, const std::string& servers,
                 pol.effective.destination.c_str(),
                 pol.effective.file.empty() ? "" : (" (" + pol.effective.where() + ")").c_str());
     for (const auto& w : pol.warnings) std::printf("  warning: %s\n", w.c_str());
+    std::printf("mta-sts: _mta-sts.%s TXT: %s%s%s (dnssec %s); not enforced by this version\n",
+                found.info.domain.c_str(), sts::toString(found.sts.status),
+                found.sts.id.empty() ? "" : (", id " + found.sts.id).c_str(),
+                found.sts.error.empty() ? "" : (": " + found.sts.error).c_str(),
+                dns::toString(found.stsSecurity));
     std::fputs(relay::toText(relay::plan(found.info, found.validating, false, pol.effective.level,
                                          setup.self))
                    .c_str(),

@@ -203,6 +203,11 @@ class QueueActionsTest(CtlCase):
                                timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
             assert_shape(json.loads(r.stdout), shape)
+            if shape == "probe":
+                # The lab publishes no _mta-sts record: proven absent (NSEC).
+                sts = json.loads(r.stdout)["mta_sts"]
+                self.assertEqual((sts["record"], sts["dnssec"], sts["enforced"]),
+                                 ("absent", "secure", False), sts)
         r = subprocess.run([h.DANECTL, "passwd", "--json"], input="secret\n",
                            capture_output=True, text=True, timeout=60)
         assert_shape(json.loads(r.stdout), "passwd")
