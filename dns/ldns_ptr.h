@@ -8,7 +8,6 @@
 //   List           ldns_rr_list_deep_free: the list and the records in it
 //   RefList        ldns_rr_list_free: the list only; its records belong to
 //                  someone else (a view on another list's records)
-//   SharedList     a List that several cache entries share
 //   ResolverPtr    ldns_resolver_deep_free (its name servers too)
 //   KeyList        ldns_key_list_free (tests: the signing keys)
 //   Buffer         ldns_buffer_free
@@ -59,7 +58,6 @@ using Rr = std::unique_ptr<ldns_rr, LdnsFree>;
 using Rdf = std::unique_ptr<ldns_rdf, LdnsFree>;
 using List = std::unique_ptr<ldns_rr_list, LdnsFree>;
 using RefList = std::unique_ptr<ldns_rr_list, LdnsListOnlyFree>;
-using SharedList = std::shared_ptr<ldns_rr_list>;
 using ResolverPtr = std::unique_ptr<ldns_resolver, LdnsFree>;
 using KeyList = std::unique_ptr<ldns_key_list, LdnsFree>;
 using CBuffer = std::unique_ptr<char, CFree>;
@@ -71,10 +69,6 @@ inline List newList() {
 }
 inline RefList newRefList() {
     return RefList(ldns_rr_list_new());
-}
-// A deep copy of `l`, shared (nullptr stays empty).
-inline SharedList shareCopy(const ldns_rr_list* l) {
-    return SharedList(ldns_rr_list_clone(l), LdnsFree());
 }
 
 // The text ldns malloc'd (ldns_rdf2str and friends), or `fallback` for null.
