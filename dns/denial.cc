@@ -308,7 +308,7 @@ std::string closestEncloser(const std::string& name, const ldns_rr* cover) {
 }
 
 Denial proveDenial(const std::vector<RrSet>& sets, bool nxdomain, const std::string& name,
-                   uint16_t type, const std::string& zone, const ldns_rr_list* keys,
+                   uint16_t type, const std::string& zone, const ZoneKeys& keys,
                    const ValidatorLimits& limits, int64_t now) {
     Denial d;
     d.ttl = limits.maxRecordTtl;
@@ -337,7 +337,7 @@ Denial proveDenial(const std::vector<RrSet>& sets, bool nxdomain, const std::str
 
 WildcardProof proveWildcardExpansion(const std::vector<RrSet>& authority, const std::string& owner,
                                      size_t sigLabels, const std::string& zone,
-                                     const ldns_rr_list* keys, const ValidatorLimits& limits,
+                                     const ZoneKeys& keys, const ValidatorLimits& limits,
                                      int64_t now) {
     auto ownerLabels = labelsOf(owner);
     std::string encloser = joinLast(ownerLabels, sigLabels);

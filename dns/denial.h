@@ -38,7 +38,7 @@ struct Denial {
 };
 
 Denial proveDenial(const std::vector<RrSet>& sets, bool nxdomain, const std::string& name,
-                   uint16_t type, const std::string& zone, const ldns_rr_list* keys,
+                   uint16_t type, const std::string& zone, const ZoneKeys& keys,
                    const ValidatorLimits& limits, int64_t now);
 
 struct WildcardProof {
@@ -51,7 +51,7 @@ struct WildcardProof {
 // labels (from the RRSIG that verified).
 WildcardProof proveWildcardExpansion(const std::vector<RrSet>& authority, const std::string& owner,
                                      size_t sigLabels, const std::string& zone,
-                                     const ldns_rr_list* keys, const ValidatorLimits& limits,
+                                     const ZoneKeys& keys, const ValidatorLimits& limits,
                                      int64_t now);
 
 // Is there a zone cut or DNAME at the NSEC's owner, above `name`?

@@ -114,21 +114,177 @@ BogusReason reasonOf(ldns_status st) {
 }
 
 // The zone keys of `keys` that may have made `sig`: its key tag and
-// algorithm, at most `max` of them. A view: the records stay keys's.
-RefList candidateKeys(const ldns_rr* sig, const ldns_rr_list* keys, unsigned max) {
+// algorithm, at most `max` of them, by index.
+std::vector<size_t> candidateKeys(const ldns_rr* sig, const ZoneKeys& keys, unsigned max) {
     uint16_t tag = ldns_rdf2native_int16(ldns_rr_rrsig_keytag(sig));
     uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
-    // ldns's list type wants mutable records; it only reads them.
-    RefList out = newRefList();
-    for (size_t k = 0; k < ldns_rr_list_rr_count(keys) && ldns_rr_list_rr_count(out.get()) < max;
-         ++k) {
-        ldns_rr* key = ldns_rr_list_rr(keys, k);
+    std::vector<size_t> out;
+    for (size_t k = 0; k < keys.size() && out.size() < max; ++k) {
+        const ldns_rr* key = ldns_rr_list_rr(keys.rrs(), k);
         if (ldns_rr_rd_count(key) == 4 && ldns_calc_keytag(key) == tag &&
             ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key)) == alg &&
             (ldns_rdf2native_int16(ldns_rr_dnskey_flags(key)) & LDNS_KEY_ZONE_KEY))
-            ldns_rr_list_push_rr(out.get(), key);
+            out.push_back(k);
     }
     return out;
+}
+
+std::atomic<uint64_t> conversions{0};
+
+// The DNSKEY's public key as OpenSSL's, converted by the same ldns calls
+// ldns_verify_rrsig_buffers_raw makes for each algorithm; null if it
+// cannot be.
+PKey convertKey(const ldns_rr* key) {
+    conversions.fetch_add(1, std::memory_order_relaxed);
+    if (ldns_rr_rd_count(key) != 4 || !ldns_rr_rdf(key, 2) || !ldns_rr_rdf(key, 3)) return nullptr;
+    uint8_t alg = ldns_rdf2native_int8(ldns_rr_dnskey_algorithm(key));
+    const ldns_rdf* data = ldns_rr_rdf(key, 3);
+    const unsigned char* d = ldns_rdf_data(data);
+    size_t n = ldns_rdf_size(data);
+    switch (alg) {
+        case LDNS_RSASHA1:
+        case LDNS_RSASHA1_NSEC3:
+        case LDNS_RSASHA256:
+        case LDNS_RSASHA512: {
+            // ldns hands RSA keys over as OpenSSL's legacy RSA type, as its
+            // own verification does.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+            RSA* rsa = ldns_key_buf2rsa_raw(d, n);
+            if (!rsa) return nullptr;
+            PKey k(EVP_PKEY_new());
+            if (!k || EVP_PKEY_assign_RSA(k.get(), rsa) != 1) {
+                RSA_free(rsa);
+                return nullptr;
+            }
+#pragma GCC diagnostic pop
+            return k;
+        }
+        case LDNS_ECDSAP256SHA256:
+        case LDNS_ECDSAP384SHA384:
+            return PKey(ldns_ecdsa2pkey_raw(d, n, alg));
+        case LDNS_ED25519:
+            return PKey(ldns_ed255192pkey_raw(d, n));
+        case LDNS_ED448:
+            return PKey(ldns_ed4482pkey_raw(d, n));
+        default:
+            return nullptr;
+    }
+}
+
+// The digest an algorithm's signatures are made over (null: EdDSA signs
+// the data itself).
+const EVP_MD* digestOf(uint8_t alg) {
+    switch (alg) {
+        case LDNS_RSASHA1:
+        case LDNS_RSASHA1_NSEC3:
+            return EVP_sha1();
+        case LDNS_RSASHA256:
+        case LDNS_ECDSAP256SHA256:
+            return EVP_sha256();
+        case LDNS_ECDSAP384SHA384:
+            return EVP_sha384();
+        case LDNS_RSASHA512:
+            return EVP_sha512();
+        default:
+            return nullptr;
+    }
+}
+
+// The RRset as it was signed: a copy with the RRSIG's original TTL, the
+// wildcard owner "*.<last labels>" where the RRSIG's labels are fewer than
+// the owner's (RFC 4035 5.3.2), every record in canonical form, sorted
+// into canonical order (ldns_rrset_use_signature_ttl and
+// ldns_rr_list_sort, as ldns_verify_rrsig_keylist_time does).
+List asSigned(const ldns_rr_list* rrset, const ldns_rr* sig) {
+    List clone(ldns_rr_list_clone(rrset));
+    if (!clone) return nullptr;
+    uint32_t origTtl = ldns_rdf2native_int32(ldns_rr_rrsig_origttl(sig));
+    uint8_t labels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(sig));
+    for (size_t i = 0; i < ldns_rr_list_rr_count(clone.get()); ++i) {
+        ldns_rr* rr = ldns_rr_list_rr(clone.get(), i);
+        if (labels < ldns_dname_label_count(ldns_rr_owner(rr))) {
+            Rdf chopped(ldns_rdf_clone(ldns_rr_owner(rr)));
+            while (chopped && labels < ldns_dname_label_count(chopped.get()))
+                chopped = Rdf(ldns_dname_left_chop(chopped.get()));
+            Rdf wildcard(ldns_dname_new_frm_str("*"));
+            if (!chopped || !wildcard ||
+                ldns_dname_cat(wildcard.get(), chopped.get()) != LDNS_STATUS_OK)
+                return nullptr;
+            ldns_rdf_deep_free(ldns_rr_owner(rr));
+            ldns_rr_set_owner(rr, wildcard.release());
+        }
+        ldns_rr_set_ttl(rr, origTtl);
+        ldns_rr2canonical(rr);
+    }
+    ldns_rr_list_sort(clone.get());
+    return clone;
+}
+
+// The signature and the data it signs (RFC 4034 3.1.8.1): the RRSIG's RDATA
+// without the signature, then the RRset as signed; as ldns's
+// ldns_prepare_for_verify makes them. ECDSA signatures are re-encoded as
+// DER, which OpenSSL wants.
+ldns_status signedData(const ldns_rr_list* rrset, const ldns_rr* sig, ldns_buffer* rawsig,
+                       ldns_buffer* data) {
+    if (ldns_rr_rd_count(sig) != 9 || !ldns_rr_rdf(sig, 8))
+        return LDNS_STATUS_MISSING_RDATA_FIELDS_RRSIG;
+    if (ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(sig)) !=
+        ldns_rr_get_type(ldns_rr_list_rr(rrset, 0)))
+        return LDNS_STATUS_CRYPTO_TYPE_COVERED_ERR;
+    uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+    if (!supportedAlgorithm(alg)) return LDNS_STATUS_CRYPTO_UNKNOWN_ALGO;
+    if (alg == LDNS_ECDSAP256SHA256 || alg == LDNS_ECDSAP384SHA384) {
+        if (ldns_convert_ecdsa_rrsig_rdf2asn1(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK)
+            return LDNS_STATUS_MEM_ERR;
+    } else if (ldns_rdf2buffer_wire(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK) {
+        return LDNS_STATUS_MEM_ERR;
+    }
+    List signedSet = asSigned(rrset, sig);
+    if (!signedSet) return LDNS_STATUS_MEM_ERR;
+    if (ldns_rrsig2buffer_wire(data, sig) != LDNS_STATUS_OK ||
+        ldns_rr_list2buffer_wire(data, signedSet.get()) != LDNS_STATUS_OK)
+        return LDNS_STATUS_MEM_ERR;
+    return LDNS_STATUS_OK;
+}
+
+// The RRSIG's validity period at `now`, in serial-number arithmetic
+// (RFC 4034 3.1.5) exactly as ldns_rrsig_check_timestamps does it.
+ldns_status checkTimes(const ldns_rr* sig, int64_t now) {
+    uint32_t inception = ldns_rdf2native_int32(ldns_rr_rrsig_inception(sig));
+    uint32_t expiration = ldns_rdf2native_int32(ldns_rr_rrsig_expiration(sig));
+    uint32_t at = static_cast<uint32_t>(now);
+    auto before = [](uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; };
+    if (before(expiration, inception)) return LDNS_STATUS_CRYPTO_EXPIRATION_BEFORE_INCEPTION;
+    if (before(at, inception)) return LDNS_STATUS_CRYPTO_SIG_NOT_INCEPTED;
+    if (before(expiration, at)) return LDNS_STATUS_CRYPTO_SIG_EXPIRED;
+    return LDNS_STATUS_OK;
+}
+
+// One RRSIG over the RRset against the candidate keys: the signature
+// first, then (only if some key made it) its validity period, as
+// ldns_verify_rrsig_keylist_time orders them. Not OK: the first key's
+// failure.
+ldns_status verifySig(const ldns_rr_list* rrset, const ldns_rr* sig, const ZoneKeys& keys,
+                      const std::vector<size_t>& candidates, int64_t now) {
+    if (candidates.empty()) return LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY;
+    Buffer rawsig(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+    Buffer data(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+    if (!rawsig || !data) return LDNS_STATUS_MEM_ERR;
+    if (ldns_status st = signedData(rrset, sig, rawsig.get(), data.get()); st != LDNS_STATUS_OK)
+        return st;
+    const EVP_MD* md = digestOf(ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig)));
+    ldns_status result = LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY;
+    for (size_t k : candidates) {
+        EVP_PKEY* pkey = keys.publicKey(k);
+        ldns_status st = pkey ? ldns_verify_rrsig_evp_raw(ldns_buffer_begin(rawsig.get()),
+                                                          ldns_buffer_position(rawsig.get()),
+                                                          data.get(), pkey, md)
+                              : LDNS_STATUS_CRYPTO_BOGUS;
+        if (st == LDNS_STATUS_OK) return checkTimes(sig, now);
+        if (result == LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY) result = st;
+    }
+    return result;
 }
 
 }  // namespace
@@ -150,7 +306,47 @@ bool strictlyCovers(const ldns_rr* rr, const ldns_rdf* name) {
     return ownerVsName < 0 || nameVsNext < 0;
 }
 
-Why verifyRrset(const RrSet& set, const std::string& zone, const ldns_rr_list* keys,
+ZoneKeys::ZoneKeys(List rrs) : rrs_(rrs ? std::move(rrs) : newList()) {
+    keys_.resize(size());
+    done_.resize(size());
+}
+
+EVP_PKEY* ZoneKeys::publicKey(size_t i) const {
+    std::lock_guard lock(mu_);
+    if (i >= keys_.size()) return nullptr;
+    if (!done_[i]) {
+        keys_[i] = convertKey(ldns_rr_list_rr(rrs_.get(), i));
+        done_[i] = 1;
+    }
+    return keys_[i].get();
+}
+
+SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted) {
+    auto keys = std::make_shared<ZoneKeys>(List(l ? ldns_rr_list_clone(l) : nullptr));
+    if (converted) {
+        std::lock_guard lock(converted->mu_);  // keys is not shared yet
+        for (size_t i = 0; i < keys->size(); ++i) {
+            const ldns_rr* mine = ldns_rr_list_rr(keys->rrs(), i);
+            for (size_t j = 0; j < converted->size(); ++j) {
+                EVP_PKEY* k = converted->keys_[j].get();
+                if (!k || ldns_rr_compare(mine, ldns_rr_list_rr(converted->rrs(), j)) != 0)
+                    continue;
+                if (EVP_PKEY_up_ref(k) == 1) {
+                    keys->keys_[i] = PKey(k);
+                    keys->done_[i] = 1;
+                }
+                break;
+            }
+        }
+    }
+    return keys;
+}
+
+uint64_t dnskeyConversions() {
+    return conversions.load(std::memory_order_relaxed);
+}
+
+Why verifyRrset(const RrSet& set, const std::string& zone, const ZoneKeys& keys,
                 const ValidatorLimits& limits, int64_t now, const ldns_rr** good) {
     size_t n = ldns_rr_list_rr_count(set.sigs.get());
     if (n == 0) return {BogusReason::NoRrsig, "no RRSIG"};
@@ -169,11 +365,8 @@ Why verifyRrset(const RrSet& set, const std::string& zone, const ldns_rr_list* k
             continue;
         }
         ++tried;
-        RefList candidates = candidateKeys(sig, keys, limits.maxKeysPerSignature);
-        ldns_status st = ldns_rr_list_rr_count(candidates.get()) == 0
-                             ? LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY
-                             : ldns_verify_rrsig_keylist_time(set.rrs.get(), sig, candidates.get(),
-                                                              static_cast<time_t>(now), nullptr);
+        ldns_status st = verifySig(set.rrs.get(), sig, keys,
+                                   candidateKeys(sig, keys, limits.maxKeysPerSignature), now);
         if (st == LDNS_STATUS_OK) {
             if (good) *good = sig;
             return {};

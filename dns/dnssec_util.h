@@ -8,10 +8,23 @@
 // RRSIGs tried, each against at most limits.maxKeysPerSignature zone keys of
 // its key tag and algorithm, at the injected validation time. A failure is a
 // Why: the BogusReason it amounts to and the text that is logged.
+//
+// The zone keys are a ZoneKeys: the DNSKEY records and, beside each, its
+// public key as OpenSSL's EVP_PKEY, converted the first time a signature
+// needs it and kept (and freed) with the records, so a key cached in the
+// key chain is converted once however many signatures it checks. The
+// signed data is built as ldns_verify_rrsig_keylist_time builds it (type
+// covered, the RRSIG's original TTL and wildcard owner, canonical form and
+// order, the RRSIG's RDATA without its signature) and checked with ldns's
+// ldns_verify_rrsig_evp_raw; only the algorithms supportedAlgorithm() names
+// are verified (RSAMD5, DSA and GOST RRSIGs fail as unsupported).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -61,9 +74,42 @@ bool bitmapHas(const ldns_rdf* bitmap, uint16_t t);
 // the hashed owner name (base32 label + zone).
 bool strictlyCovers(const ldns_rr* rr, const ldns_rdf* name);
 
+// A zone's DNSKEY records with each one's public key converted at most
+// once. Thread-safe: the records never change; a key's conversion happens
+// under the mutex, and the EVP_PKEY, once made, is only read (OpenSSL
+// allows one key in several verifications at once).
+class ZoneKeys;
+using SharedKeys = std::shared_ptr<const ZoneKeys>;
+
+class ZoneKeys {
+  public:
+    explicit ZoneKeys(List rrs);
+    ZoneKeys(const ZoneKeys&) = delete;
+    ZoneKeys& operator=(const ZoneKeys&) = delete;
+
+    const ldns_rr_list* rrs() const { return rrs_.get(); }
+    size_t size() const { return ldns_rr_list_rr_count(rrs_.get()); }
+    // The public key of record i, converted at the first call and kept;
+    // null (also kept) if it cannot be: an algorithm supportedAlgorithm()
+    // does not name, or key data OpenSSL refuses. Valid while *this lives.
+    EVP_PKEY* publicKey(size_t i) const;
+
+  private:
+    friend SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted);
+    List rrs_;
+    mutable std::mutex mu_;
+    mutable std::vector<PKey> keys_;     // beside rrs_, by index
+    mutable std::vector<uint8_t> done_;  // conversion tried (keys_[i] may be null)
+};
+
+// A deep copy of `l` as zone keys. With `converted`: the keys it has
+// already converted for records identical to ours (ldns_rr_compare) come
+// along, so the key that signed the DNSKEY set is not converted again.
+SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted = nullptr);
+
 // An RRset signed by `zone` with `keys`: the first RRSIG that verifies at
 // `now`. Empty: verified, and *good (if asked) is the RRSIG that did it.
-Why verifyRrset(const RrSet& set, const std::string& zone, const ldns_rr_list* keys,
+Why verifyRrset(const RrSet& set, const std::string& zone, const ZoneKeys& keys,
                 const ValidatorLimits& limits, int64_t now, const ldns_rr** good = nullptr);
 
 }  // namespace danerelay::dns

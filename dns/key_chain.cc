@@ -125,16 +125,17 @@ Link KeyChain::anchorLink(ValidationCtx& ctx) {
             zone,
             bogus(BogusReason::NoValidDnskey, "no DNSKEY of " + zone + " matches the trust anchor"),
             0, ctx.now);
-    if (auto why = verifyRrset(*keys, zone, trusted.get(), limits_, ctx.now); !why.empty())
+    ZoneKeys anchored(std::move(trusted));
+    if (auto why = verifyRrset(*keys, zone, anchored, limits_, ctx.now); !why.empty())
         return remember(zone, bogus(keySetReason(why), "DNSKEY set of " + zone + ": " + why.text),
                         0, ctx.now);
-    return remember(zone, {Link::SecureZone, shareCopy(keys->rrs.get()), ""},
+    return remember(zone, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &anchored), ""},
                     minTtl(keys->rrs.get(), limits_.maxRecordTtl), ctx.now);
 }
 
 // One step down from a secure zone: is `name` a secure delegation (then
 // its authenticated keys), an unsigned one, or no zone cut at all?
-Link KeyChain::step(const std::string& name, const std::string& zone, const ldns_rr_list* zoneKeys,
+Link KeyChain::step(const std::string& name, const std::string& zone, const ZoneKeys& zoneKeys,
                     ValidationCtx& ctx) {
     if (auto c = cached(name, ctx.now)) return *c;
     auto p = fetchChecked(fetch_, limits_, name, LDNS_RR_TYPE_DS, ctx);
@@ -158,7 +159,7 @@ Link KeyChain::step(const std::string& name, const std::string& zone, const ldns
 
 // No DS at name: the signed denial says what name is.
 Link KeyChain::stepWithoutDs(const std::string& name, const std::string& zone,
-                             const ldns_rr_list* zoneKeys, const Pkt& p, ValidationCtx& ctx) {
+                             const ZoneKeys& zoneKeys, const Pkt& p, ValidationCtx& ctx) {
     Denial d = proveDenial(rrsetsOf(ldns_pkt_authority(p.get()), nullptr),
                            ldns_pkt_get_rcode(p.get()) == LDNS_RCODE_NXDOMAIN, name,
                            LDNS_RR_TYPE_DS, zone, zoneKeys, limits_, ctx.now);
@@ -196,20 +197,22 @@ Link KeyChain::stepToKeys(const std::string& name, const std::string& zone, cons
                         bogus(BogusReason::DsMismatch,
                               "DS mismatch: no DNSKEY of " + name + " matches its DS in " + zone),
                         0, ctx.now);
-    if (auto why = verifyRrset(*keys, name, matching.get(), limits_, ctx.now); !why.empty())
+    ZoneKeys dsKeys(std::move(matching));
+    if (auto why = verifyRrset(*keys, name, dsKeys, limits_, ctx.now); !why.empty())
         return remember(name,
                         bogus(keySetReason(why),
                               "DNSKEY set of " + name + " not signed by its DS key: " + why.text),
                         0, ctx.now);
     uint32_t ttl = std::min(minTtl(keys->rrs.get(), limits_.maxRecordTtl),
                             minTtl(ds.rrs.get(), limits_.maxRecordTtl));
-    return remember(name, {Link::SecureZone, shareCopy(keys->rrs.get()), ""}, ttl, ctx.now);
+    return remember(name, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &dsKeys), ""}, ttl,
+                    ctx.now);
 }
 
 // The walk one label further down, at `name`; *done when it ends here.
 KeyChain::Walk KeyChain::stepDown(Walk w, const std::string& name, const std::string& target,
                                   bool targetIsZone, ValidationCtx& ctx, bool* done) {
-    Link l = step(name, w.zone, w.keys.get(), ctx);
+    Link l = step(name, w.zone, *w.keys, ctx);
     *done = true;
     switch (l.kind) {
         case Link::SecureZone:

@@ -30,7 +30,7 @@ class KeyChain {
     struct Link {
         enum Kind { SecureZone, NotCut, Insecure, Bogus, Indeterminate, NoName };
         Kind kind = Indeterminate;
-        SharedList keys;  // SecureZone: the zone's authenticated DNSKEYs
+        SharedKeys keys;  // SecureZone: the zone's authenticated DNSKEYs (converted once)
         std::string reason;
         BogusReason bogus = BogusReason::None;  // Bogus: which check failed
         int64_t expires = 0;
@@ -39,7 +39,7 @@ class KeyChain {
     struct Walk {
         Link::Kind kind;  // SecureZone (zone/keys below), Insecure, Bogus, Indeterminate
         std::string zone;
-        SharedList keys;
+        SharedKeys keys;
         std::string reason;
         BogusReason bogus = BogusReason::None;
     };
@@ -63,10 +63,10 @@ class KeyChain {
     Link remember(const std::string& name, Link l, uint32_t ttl, int64_t now);
     Link anchorLink(ValidationCtx& ctx);
     List trustedAnchorKeys(const RrSet& keys) const;
-    Link step(const std::string& name, const std::string& zone, const ldns_rr_list* zoneKeys,
+    Link step(const std::string& name, const std::string& zone, const ZoneKeys& zoneKeys,
               ValidationCtx& ctx);
-    Link stepWithoutDs(const std::string& name, const std::string& zone,
-                       const ldns_rr_list* zoneKeys, const Pkt& p, ValidationCtx& ctx);
+    Link stepWithoutDs(const std::string& name, const std::string& zone, const ZoneKeys& zoneKeys,
+                       const Pkt& p, ValidationCtx& ctx);
     Link stepToKeys(const std::string& name, const std::string& zone, const RrSet& ds,
                     const List& usable, ValidationCtx& ctx);
     Walk stepDown(Walk w, const std::string& name, const std::string& target, bool targetIsZone,

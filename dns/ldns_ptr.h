@@ -8,9 +8,10 @@
 //   List           ldns_rr_list_deep_free: the list and the records in it
 //   RefList        ldns_rr_list_free: the list only; its records belong to
 //                  someone else (a view on another list's records)
-//   SharedList     a List that several cache entries share
 //   ResolverPtr    ldns_resolver_deep_free (its name servers too)
 //   KeyList        ldns_key_list_free (tests: the signing keys)
+//   Buffer         ldns_buffer_free
+//   PKey           EVP_PKEY_free: a DNSKEY's public key as OpenSSL's
 //   CBuffer        free(): text and wire buffers ldns hands back malloc'd
 //                  (ldns_rdf2str, ldns_rr_type2str, ldns_pkt2wire)
 //
@@ -31,6 +32,7 @@
 // After the standard headers: ldns's macros (bool, false) confuse libstdc++,
 // so every standard header dns/ uses is included above, before ldns.
 #include <ldns/ldns.h>
+#include <openssl/evp.h>
 
 namespace danerelay::dns {
 
@@ -41,6 +43,8 @@ struct LdnsFree {
     void operator()(ldns_rr_list* l) const { ldns_rr_list_deep_free(l); }
     void operator()(ldns_resolver* r) const { ldns_resolver_deep_free(r); }
     void operator()(ldns_key_list* k) const { ldns_key_list_free(k); }
+    void operator()(ldns_buffer* b) const { ldns_buffer_free(b); }
+    void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
 struct LdnsListOnlyFree {
     void operator()(ldns_rr_list* l) const { ldns_rr_list_free(l); }
@@ -54,20 +58,17 @@ using Rr = std::unique_ptr<ldns_rr, LdnsFree>;
 using Rdf = std::unique_ptr<ldns_rdf, LdnsFree>;
 using List = std::unique_ptr<ldns_rr_list, LdnsFree>;
 using RefList = std::unique_ptr<ldns_rr_list, LdnsListOnlyFree>;
-using SharedList = std::shared_ptr<ldns_rr_list>;
 using ResolverPtr = std::unique_ptr<ldns_resolver, LdnsFree>;
 using KeyList = std::unique_ptr<ldns_key_list, LdnsFree>;
 using CBuffer = std::unique_ptr<char, CFree>;
+using Buffer = std::unique_ptr<ldns_buffer, LdnsFree>;
+using PKey = std::unique_ptr<EVP_PKEY, LdnsFree>;
 
 inline List newList() {
     return List(ldns_rr_list_new());
 }
 inline RefList newRefList() {
     return RefList(ldns_rr_list_new());
-}
-// A deep copy of `l`, shared (nullptr stays empty).
-inline SharedList shareCopy(const ldns_rr_list* l) {
-    return SharedList(ldns_rr_list_clone(l), LdnsFree());
 }
 
 // The text ldns malloc'd (ldns_rdf2str and friends), or `fallback` for null.

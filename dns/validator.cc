@@ -96,7 +96,7 @@ class Check {
     std::optional<Verdict> rrset(const RrSet& set);
     std::optional<Verdict> unsignedRrset(const RrSet& set, const std::string& what);
     std::optional<Verdict> wildcard(const RrSet& set, const ldns_rr* good, const std::string& zone,
-                                    const ldns_rr_list* keys, const std::string& what);
+                                    const ZoneKeys& keys, const std::string& what);
     Verdict denial();
     std::string denialSigner() const;
     Verdict finish(Verdict v) const;
@@ -145,17 +145,17 @@ std::optional<Verdict> Check::rrset(const RrSet& set) {
     }
     if (w.kind != Link::SecureZone) return verdictOf(w);
     const ldns_rr* good = nullptr;
-    if (auto why = verifyRrset(set, zone, w.keys.get(), limits_, ctx_.now, &good); !why.empty())
+    if (auto why = verifyRrset(set, zone, *w.keys, limits_, ctx_.now, &good); !why.empty())
         return bogus(why.kind, what + ": " + why.text);
     signer_ = zone;
-    return wildcard(set, good, zone, w.keys.get(), what);
+    return wildcard(set, good, zone, *w.keys, what);
 }
 
 // A wildcard expansion (by the labels of the RRSIG that verified, not of
 // any other one beside it): the name itself must be proven absent, with no
 // closer match (RFC 4035 5.3.4, RFC 5155 8.8).
 std::optional<Verdict> Check::wildcard(const RrSet& set, const ldns_rr* good,
-                                       const std::string& zone, const ldns_rr_list* keys,
+                                       const std::string& zone, const ZoneKeys& keys,
                                        const std::string& what) {
     auto ownerLabels = labelsOf(set.owner);
     size_t sigLabels = ldns_rdf2native_int8(ldns_rr_rrsig_labels(good));
@@ -212,7 +212,7 @@ Verdict Check::denial() {
     if (w.kind == Link::Insecure) return {Security::Insecure, BogusReason::None, w.reason};
     if (w.kind != Link::SecureZone) return verdictOf(w);
     Denial d = proveDenial(r_.authority, r_.outcome == Outcome::NxDomain, current, r_.qtype, zone,
-                           w.keys.get(), limits_, ctx_.now);
+                           *w.keys, limits_, ctx_.now);
     if (!d.ok) return bogus(d.kind, "denial of " + current + " " + qtype + ": " + d.why);
     if (d.insecure || anyInsecure_)
         return {Security::Insecure, BogusReason::None, d.insecure ? d.why : insecureWhy_};

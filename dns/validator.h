@@ -138,6 +138,11 @@ class Validator {
     std::unique_ptr<Impl> impl_;
 };
 
+// DNSKEY records converted to public keys so far, by every Validator of the
+// process (each key once while its zone's keys are cached): for tests and
+// benchmarks.
+uint64_t dnskeyConversions();
+
 // A blocking query for the validator's key fetches (on a worker thread):
 // UDP with EDNS0 1232, DO and CD, TCP when truncated; `attempts` tries in
 // all, each (host, port) in turn.

@@ -23,12 +23,13 @@ class TestZone {
   public:
     static constexpr int64_t kNow = 1800000000;  // validate at this time
 
-    explicit TestZone(std::string apex = "t.") : apex_(std::move(apex)) {
-        key_ = ldns_key_new_frm_algorithm(LDNS_SIGN_ECDSAP256SHA256, 256);
-        ldns_key_set_pubkey_owner(key_, ldns_dname_new_frm_str(apex_.c_str()));
-        ldns_key_set_flags(key_, 257);
-        ldns_key_set_inception(key_, static_cast<uint32_t>(kNow - 3600));
-        ldns_key_set_expiration(key_, static_cast<uint32_t>(kNow + 86400));
+    // The zone's one key (KSK and ZSK at once) of `algorithm`, `bits` long
+    // where the algorithm has a choice.
+    explicit TestZone(std::string apex = "t.",
+                      ldns_signing_algorithm algorithm = LDNS_SIGN_ECDSAP256SHA256,
+                      uint16_t bits = 256)
+        : apex_(std::move(apex)), algorithm_(algorithm), bits_(bits) {
+        key_ = newKey();
         dnskey_ = ldns_key2rr(key_);
         ldns_rr_set_ttl(dnskey_, 3600);
         ldns_key_set_keytag(key_, ldns_calc_keytag(dnskey_));
@@ -60,6 +61,39 @@ class TestZone {
             out.push_back(moved(ldns_rr_list_rr(sigs.get(), i), expandTo));
         return out;
     }
+
+    // As sign(), with the RRSIG valid from `inception` to `expiration`
+    // (the zone's other signatures keep theirs).
+    std::vector<std::string> signValid(const std::vector<std::string>& lines, int64_t inception,
+                                       int64_t expiration) const {
+        ldns_key_set_inception(key_, static_cast<uint32_t>(inception));
+        ldns_key_set_expiration(key_, static_cast<uint32_t>(expiration));
+        auto out = sign(lines);
+        ldns_key_set_inception(key_, static_cast<uint32_t>(kNow - 3600));
+        ldns_key_set_expiration(key_, static_cast<uint32_t>(kNow + 86400));
+        return out;
+    }
+
+    // The records signed by another key of the same algorithm that claims
+    // this zone's key tag: an RRSIG with the right signer, algorithm and key
+    // tag that this zone's DNSKEY did not make. Empty if no key was made.
+    std::vector<std::string> signWithImpostor(const std::vector<std::string>& lines) const {
+        ldns_key* impostor = newKey();
+        if (!impostor) return {};
+        ldns_key_set_keytag(impostor, ldns_calc_keytag(dnskey_));
+        KeyList keys(ldns_key_list_new());
+        ldns_key_list_push_key(keys.get(), impostor);  // freed with the list
+        List set = newList();
+        for (const auto& l : lines) ldns_rr_list_push_rr(set.get(), parse(l));
+        List sigs(ldns_sign_public(set.get(), keys.get()));
+        std::vector<std::string> out;
+        for (size_t i = 0; i < ldns_rr_list_rr_count(set.get()); ++i)
+            out.push_back(text(ldns_rr_list_rr(set.get(), i)));
+        for (size_t i = 0; sigs && i < ldns_rr_list_rr_count(sigs.get()); ++i)
+            out.push_back(text(ldns_rr_list_rr(sigs.get(), i)));
+        return out;
+    }
+    uint16_t keyTag() const { return ldns_calc_keytag(dnskey_); }
 
     // The NSEC3 hash label of name (algorithm 1, no iterations, no salt).
     static std::string hash(const std::string& name) {
@@ -124,6 +158,15 @@ class TestZone {
     }
 
   private:
+    ldns_key* newKey() const {
+        ldns_key* k = ldns_key_new_frm_algorithm(algorithm_, bits_);
+        if (!k) return nullptr;
+        ldns_key_set_pubkey_owner(k, ldns_dname_new_frm_str(apex_.c_str()));
+        ldns_key_set_flags(k, 257);
+        ldns_key_set_inception(k, static_cast<uint32_t>(kNow - 3600));
+        ldns_key_set_expiration(k, static_cast<uint32_t>(kNow + 86400));
+        return k;
+    }
     static std::string text(const ldns_rr* rr) {
         std::string out = takeString(ldns_rr2str(rr));
         while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
@@ -139,6 +182,8 @@ class TestZone {
     }
 
     std::string apex_;
+    ldns_signing_algorithm algorithm_;
+    uint16_t bits_;
     ldns_key* key_ = nullptr;
     ldns_key_list* keys_ = nullptr;
     ldns_rr* dnskey_ = nullptr;
