@@ -333,6 +333,36 @@ TEST_F(SchedulerSpoolTest, RecoveryInTheBackgroundIndexesEverythingAndServesMean
     EXPECT_EQ(s.queued(), ids.size() - 1 + 1 + 1);  // + deferred + fresh
 }
 
+// Attack on an operator's flush (SIGUSR1, danectl flush) right after a
+// restart, while recovery still reads the queue: it forced only what was
+// indexed so far, and the sweep it asks for is skipped while recovering, so
+// a deferred message in a later batch kept its retry time (the flush was
+// acknowledged, half the queue ignored). Now recovery remembers the flush
+// and indexes what it finds afterwards as due at once.
+TEST_F(SchedulerSpoolTest, AFlushDuringRecoveryReachesMessagesNotYetRecovered) {
+    cfg_.delivery.enabled = false;  // keep everything in the index
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < Scheduler::kRecoveryBatch + 5; ++i) ids.push_back(commit());
+    std::string deferred = commit(queue::RcptState::Deferred);  // in the second batch
+    std::string held = commit(queue::RcptState::Held);
+    auto scan = spool_->beginRecovery();
+    auto& s = scheduler();
+    std::optional<Scheduler::RecoveryProgress> done;
+    s.recover(scan.ids, [&](const Scheduler::RecoveryProgress& r) { done = r; });
+    s.flush();
+    ASSERT_TRUE(runUntil([&] { return done.has_value(); }));
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    EXPECT_NE(s.dueTime(deferred), 0);
+    EXPECT_LE(s.dueTime(deferred), now) << "the flush did not reach it: retry still ahead";
+    EXPECT_EQ(s.dueTime(held), 0);  // a flush never releases a held message
+    // A flush is one request: recovery after this one keeps due times.
+    std::string later = commit(queue::RcptState::Deferred);
+    std::optional<Scheduler::RecoveryProgress> again;
+    s.recover({later}, [&](const Scheduler::RecoveryProgress& r) { again = r; });
+    ASSERT_TRUE(runUntil([&] { return again.has_value(); }));
+    EXPECT_GT(s.dueTime(later), now + 50);
+}
+
 // The first step is directory listings only: a state file whose message is
 // gone (an interrupted remove) is debris; nothing in msg/ is read or moved.
 TEST_F(SchedulerSpoolTest, BeginRecoveryListsAndClearsButReadsNoMessage) {
