@@ -333,7 +333,7 @@ TEST_F(SchedulerSpoolTest, RecoveryInTheBackgroundIndexesEverythingAndServesMean
     EXPECT_EQ(s.queued(), ids.size() - 1 + 1 + 1);  // + deferred + fresh
 }
 
-// Attack on an operator's flush (SIGUSR1, danectl flush) right after a
+// Attack on an operator's flush (SIGUSR1, "postqueue -f") right after a
 // restart, while recovery still reads the queue: it forced only what was
 // indexed so far, and the sweep it asks for is skipped while recovering, so
 // a deferred message in a later batch kept its retry time (the flush was
