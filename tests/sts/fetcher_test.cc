@@ -363,7 +363,9 @@ TEST_F(StsFetcher, APinnedAddressIsNotReusedForLaterFetches) {
     ASSERT_EQ(got.size(), 3u);
     EXPECT_TRUE(got[0].ok()) << errorOf(got[0]);
     EXPECT_FALSE(got[1].ok()) << "pinned to 127.0.0.2, fetched from 127.0.0.1";
+    EXPECT_NE(errorOf(got[1]).find("connect"), std::string::npos) << errorOf(got[1]);
     EXPECT_FALSE(got[2].ok()) << "not pinned, fetched from 127.0.0.1";
+    EXPECT_NE(errorOf(got[2]).find("resolve"), std::string::npos) << errorOf(got[2]);
 }
 
 TEST_F(StsFetcher, ACallbackMayFetchAgainOrDestroyTheFetcher) {
