@@ -19,6 +19,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/clock.h"
@@ -127,6 +128,12 @@ class SchedulerSpoolTest : public ::testing::Test {
             EXPECT_TRUE(spool_->writeStatus(m.id, st).ok());
         }
         return m.id;
+    }
+    static std::string readFile(const std::string& path) {
+        std::ifstream f(path, std::ios::binary);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        return ss.str();
     }
     void flipLastContentByte(const std::string& id) {
         std::fstream f(dir_ + "/spool/msg/" + id, std::ios::in | std::ios::out | std::ios::binary);
@@ -378,6 +385,30 @@ TEST_F(SchedulerSpoolTest, BeginRecoveryListsAndClearsButReadsNoMessage) {
     auto c = spool_->recoverOne(b);
     EXPECT_EQ(c.verdict, queue::RecoveryCheck::Verdict::Quarantined);
     EXPECT_EQ(spool_->recoverOne(b).verdict, queue::RecoveryCheck::Verdict::Gone);
+}
+
+// Attack (kill -9 at the wrong moment): quarantine() moves msg/ID, then
+// state/ID, then writes ID.why. Killed after the first rename, it left
+// state/ID behind, which the next start took for debris of a remove() and
+// deleted: the quarantined message lost the record of which recipients had
+// it (and, without a .why, was not even counted). Now the state follows the
+// message into quarantine/ and a .why says what happened.
+TEST_F(SchedulerSpoolTest, AQuarantineCutOffByACrashKeepsItsStateFile) {
+    std::string id = commit(queue::RcptState::Deferred);
+    std::string state = readFile(dir_ + "/spool/state/" + id);
+    ASSERT_FALSE(state.empty());
+    fs::rename(dir_ + "/spool/msg/" + id, dir_ + "/spool/quarantine/" + id);  // the cut
+    auto scan = spool_->beginRecovery();
+    EXPECT_TRUE(scan.ids.empty());
+    EXPECT_EQ(scan.debrisRemoved, 0u);
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/state/" + id));
+    EXPECT_EQ(readFile(dir_ + "/spool/quarantine/" + id + ".state"), state);
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + id + ".why"));
+    EXPECT_EQ(spool_->quarantinedCount(), 1u);
+    // An orphan of an interrupted remove() is still debris.
+    std::ofstream(dir_ + "/spool/state/00000000000001") << "{}";
+    EXPECT_EQ(spool_->beginRecovery().debrisRemoved, 1u);
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/state/00000000000001"));
 }
 
 // A DNS server on loopback that never answers, and counts the queries: each
