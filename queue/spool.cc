@@ -534,11 +534,28 @@ RecoveryScan Spool::beginRecovery() {
         if (::unlink((dir_ + "/tmp/" + name).c_str()) == 0) ++scan.debrisRemoved;
     }
     scan.ids = listIds();
-    // State files whose message is gone were left by an interrupted remove().
+    // State files whose message is gone were left by an interrupted remove(),
+    // or by a quarantine() cut off between its two renames: that one goes
+    // where the message went (damage is never deleted), with a .why if the
+    // cut came before it was written.
+    const std::string q = dir_ + "/quarantine/";
     for (const auto& name : listDir(dir_ + "/state")) {
-        if (!std::binary_search(scan.ids.begin(), scan.ids.end(), name)) {
-            if (::unlink((dir_ + "/state/" + name).c_str()) == 0) ++scan.debrisRemoved;
+        if (std::binary_search(scan.ids.begin(), scan.ids.end(), name)) continue;
+        std::string path = dir_ + "/state/" + name;
+        struct stat st;
+        if (::lstat((q + name).c_str(), &st) == 0 &&
+            ::renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, (q + name + ".state").c_str(),
+                        RENAME_NOREPLACE) == 0) {
+            UniqueFd why(::open((q + name + ".why").c_str(),
+                                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                                kSpoolFileMode));
+            if (why.valid()) {
+                writeAll(why.get(), "quarantine interrupted (the state file was left behind)\n");
+                ::fsync(why.get());
+            }
+            continue;
         }
+        if (::unlink(path.c_str()) == 0) ++scan.debrisRemoved;
     }
     return scan;
 }

@@ -140,7 +140,8 @@ class Spool {
     RecoveryReport recover();
     // Recovery's first step, quick whatever the queue's size (directory
     // listings, no message read): clear tmp/, drop state files whose message
-    // is gone, list msg/. Before any commit: a commit's tmp/ file would be
+    // is gone (one whose message is in quarantine/, left by an interrupted
+    // quarantine(), joins it there), list msg/. Before any commit: a commit's tmp/ file would be
     // taken for debris.
     RecoveryScan beginRecovery();
     // Recovery's second step for one listed ID, safe beside commits,

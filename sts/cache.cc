@@ -72,11 +72,21 @@ Status mkdirIfMissing(const std::string& d) {
 }
 
 // Reads at most `max` bytes; a longer file is an error. ENOENT: nullopt.
-Result<std::optional<std::string>> readSmallFile(int dirFd, const std::string& name, size_t max) {
-    UniqueFd fd(::openat(dirFd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+// Only a regular file is read (*notRegular says if it was something else):
+// O_NONBLOCK, so that a FIFO planted under the name cannot hang the open.
+Result<std::optional<std::string>> readSmallFile(int dirFd, const std::string& name, size_t max,
+                                                 bool* notRegular) {
+    *notRegular = false;
+    UniqueFd fd(::openat(dirFd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (!fd.valid()) {
         if (errno == ENOENT) return std::optional<std::string>();
         return Error::temporary(sysError("open " + name, errno));
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return Error::temporary(sysError("stat " + name, errno));
+    if (!S_ISREG(st.st_mode)) {
+        *notRegular = true;
+        return std::optional<std::string>();
     }
     std::string out;
     char buf[8192];
@@ -276,9 +286,14 @@ Result<PolicyCache::Loaded> PolicyCache::load(std::string_view domain) const {
     if (!isCacheName(name)) {
         return Error::permanent("MTA-STS cache: not a policy domain: " + sts::quoted(domain));
     }
-    auto text = readSmallFile(dirFd_.get(), name, kMaxFileBytes);
+    bool notRegular = false;
+    auto text = readSmallFile(dirFd_.get(), name, kMaxFileBytes, &notRegular);
     if (!text) return text.error();
     Loaded out;
+    if (notRegular) {
+        out.damaged = setAside(name, "MTA-STS cache file for " + name + ": not a regular file");
+        return out;
+    }
     if (!*text) return out;
     if ((*text)->size() > kMaxFileBytes) {
         out.damaged = setAside(name, "MTA-STS cache file for " + name + ": larger than " +

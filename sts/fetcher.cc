@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <set>
 
 #include "common/version.h"
 #include "sts/text.h"
@@ -90,6 +91,7 @@ Fetcher::~Fetcher() {
     // onSocket(REMOVE); the events go with the map afterwards.
     for (auto& [id, t] : transfers_) curl_multi_remove_handle(multi_.get(), t->easy.get());
     transfers_.clear();
+    posted_->clear();  // finished ones whose callbacks are posted: withdrawn too
     multi_.reset();
     timer_.del();
     sockets_.clear();
@@ -149,8 +151,16 @@ void Fetcher::finishDone() {
 }
 
 void Fetcher::fail(Callback cb, std::string error) {
-    dispatcher_.post([cb = std::move(cb), error = std::move(error)]() mutable {
-        cb(Error::temporary(std::move(error)));
+    callBack(nextId_++, std::move(cb), Error::temporary(std::move(error)));
+}
+
+void Fetcher::callBack(uint64_t id, Callback cb, Result<std::string> r) {
+    // Posted, not run yet: cancel(id) or the destructor may still withdraw
+    // it (the set outlives the Fetcher; the closure holds nothing else of it).
+    posted_->insert(id);
+    dispatcher_.post([posted = posted_, id, cb = std::move(cb), r = std::move(r)]() mutable {
+        if (posted->erase(id) == 0) return;
+        cb(std::move(r));
     });
 }
 
@@ -177,14 +187,14 @@ void Fetcher::complete(Transfer& t, int code) {
     }
     Callback cb = std::move(t.cb);
     std::string body = std::move(t.body);
+    uint64_t id = t.id;
     curl_multi_remove_handle(multi_.get(), e);
     transfers_.erase(t.id);  // t is gone from here on
     if (!error.empty()) {
-        fail(std::move(cb), where + error);
+        callBack(id, std::move(cb), Error::temporary(where + error));
         return;
     }
-    dispatcher_.post(
-        [cb = std::move(cb), body = std::move(body)]() mutable { cb(std::move(body)); });
+    callBack(id, std::move(cb), std::move(body));
 }
 
 namespace {
@@ -210,6 +220,10 @@ bool configure(CURL* e, const FetchOptions& o) {
     set(curl_easy_setopt(e, CURLOPT_PROXY, ""));  // and never $https_proxy
     set(curl_easy_setopt(e, CURLOPT_NOPROXY, "*"));
     set(curl_easy_setopt(e, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_IGNORED)));
+    // Each fetch on a connection of its own, to the addresses it was given:
+    // never one pooled by an earlier fetch (pinned elsewhere, or resolved).
+    set(curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L));
+    set(curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L));
     set(curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L));
     set(curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L));
     set(curl_easy_setopt(e, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2)));
@@ -249,7 +263,14 @@ uint64_t Fetcher::fetch(const FetchRequest& req, Callback cb) {
         fail(std::move(cb), "MTA-STS policy fetch " + url + ": libcurl could not be set up");
         return 0;
     }
-    if (!req.addresses.empty()) {
+    // The multi handle's DNS cache is shared by its transfers and keeps a
+    // CURLOPT_RESOLVE entry for ever: an unpinned fetch first drops any that
+    // an earlier pinned fetch of the same host left (a pinned one replaces it).
+    if (req.addresses.empty()) {
+        t->resolve.reset(
+            curl_slist_append(nullptr, ("-" + host + ":" + std::to_string(options_.port)).c_str()));
+        curl_easy_setopt(t->easy.get(), CURLOPT_RESOLVE, t->resolve.get());
+    } else {
         std::string entry = host + ":" + std::to_string(options_.port) + ":";
         for (size_t i = 0; i < req.addresses.size(); ++i) {
             bool v6 = false;
@@ -280,6 +301,7 @@ uint64_t Fetcher::fetch(const FetchRequest& req, Callback cb) {
 }
 
 void Fetcher::cancel(uint64_t id) {
+    posted_->erase(id);  // finished, its callback posted: withdrawn
     auto it = transfers_.find(id);
     if (it == transfers_.end()) return;
     curl_multi_remove_handle(multi_.get(), it->second->easy.get());

@@ -9,7 +9,9 @@
 // learns about sockets and timeouts through CURLMOPT_SOCKETFUNCTION and
 // CURLMOPT_TIMERFUNCTION; the loop does the waiting. Name resolution is
 // libcurl's (threaded) unless the caller pins addresses (FetchRequest::
-// addresses, e.g. from dns/), which then are the only ones tried.
+// addresses, e.g. from dns/), which then are the only ones tried. Every
+// fetch has a connection of its own, and a pin is not kept for later
+// fetches (libcurl's shared DNS cache would keep it for ever).
 //
 // What it refuses (each one an error of kind Temporary, so a caller defers
 // and keeps any cached policy): anything but https (CURLOPT_PROTOCOLS_STR),
@@ -27,7 +29,8 @@
 // Callbacks run from the Dispatcher's queue, outside any Fetcher or libcurl
 // frame, so a callback may start another fetch, cancel one, or destroy the
 // Fetcher. Destroying it cancels every transfer without calling their
-// callbacks (one already posted still runs: it holds nothing of the Fetcher).
+// callbacks, as does cancel(id): also one that has finished and whose
+// callback is posted but has not run yet.
 #pragma once
 
 #include <chrono>
@@ -35,6 +38,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,6 +101,7 @@ class Fetcher {
     void finishDone();
     void complete(Transfer& t, int curlCode);
     void fail(Callback cb, std::string error);
+    void callBack(uint64_t id, Callback cb, Result<std::string> r);
 
     Dispatcher& dispatcher_;
     FetchOptions options_;
@@ -105,6 +110,9 @@ class Fetcher {
     std::map<int, std::unique_ptr<Event>> sockets_;
     std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;
     uint64_t nextId_ = 1;
+    // Finished transfers whose callbacks are posted but have not run:
+    // cancel() and the destructor take them out, and then they never run.
+    std::shared_ptr<std::set<uint64_t>> posted_ = std::make_shared<std::set<uint64_t>>();
 };
 
 }  // namespace danerelay::sts

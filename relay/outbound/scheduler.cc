@@ -99,6 +99,7 @@ struct Scheduler::Recovering {
 void Scheduler::recover(std::vector<std::string> ids,
                         std::function<void(const RecoveryProgress&)> done) {
     recovery_ = RecoveryProgress{ids.size(), 0, 0, {}, true};
+    flushDuringRecovery_ = false;
     auto r = std::make_shared<Recovering>();
     r->ids = std::move(ids);
     r->done = std::move(done);
@@ -109,6 +110,7 @@ void Scheduler::recoverBatch(std::shared_ptr<Recovering> r) {
     using Verdict = queue::RecoveryCheck::Verdict;
     if (r->next >= r->ids.size()) {
         recovery_.running = false;
+        flushDuringRecovery_ = false;
         r->ids = {};
         if (r->done) r->done(recovery_);
         return;
@@ -145,7 +147,15 @@ void Scheduler::recoverBatch(std::shared_ptr<Recovering> r) {
                     logEvent("recovery-unreadable", {{"qid", f.id}, {"reason", f.check.reason}});
                 }
                 // Indexed meanwhile (an operator's action, a delivery): that wins.
-                if (f.due != 0 && !entries_.contains(keyOf(f.id))) schedule(f.id, f.due);
+                if (f.due != 0 && !entries_.contains(keyOf(f.id))) {
+                    // A flush asked for while recovering covers it too.
+                    if (!flushDuringRecovery_) {
+                        schedule(f.id, f.due);
+                    } else {
+                        schedule(f.id, std::min(f.due, clock_.wallSeconds()));
+                        entries_[keyOf(f.id)].force = true;
+                    }
+                }
             }
             r->found.clear();
             r->next = end;
@@ -300,6 +310,9 @@ void Scheduler::flush() {
         schedule(idOf(k), 0);
         entries_[k].force = true;
     }
+    // What recovery has not read yet is indexed due now (the sweep below is
+    // skipped while it runs).
+    if (recovery_.running) flushDuringRecovery_ = true;
     kick();
     sweep();
 }

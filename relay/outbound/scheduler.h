@@ -208,6 +208,7 @@ class Scheduler : private DeliveryHost {
     Event sweepTimer_;
     Counters counters_;
     RecoveryProgress recovery_;
+    bool flushDuringRecovery_ = false;  // flush() while recovering: what it finds is due now
     unsigned running_ = 0;
     bool ready_ = false;
     std::map<std::string, unsigned> domainInFlight_;

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/clock.h"
@@ -127,6 +128,12 @@ class SchedulerSpoolTest : public ::testing::Test {
             EXPECT_TRUE(spool_->writeStatus(m.id, st).ok());
         }
         return m.id;
+    }
+    static std::string readFile(const std::string& path) {
+        std::ifstream f(path, std::ios::binary);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        return ss.str();
     }
     void flipLastContentByte(const std::string& id) {
         std::fstream f(dir_ + "/spool/msg/" + id, std::ios::in | std::ios::out | std::ios::binary);
@@ -333,6 +340,36 @@ TEST_F(SchedulerSpoolTest, RecoveryInTheBackgroundIndexesEverythingAndServesMean
     EXPECT_EQ(s.queued(), ids.size() - 1 + 1 + 1);  // + deferred + fresh
 }
 
+// Attack on an operator's flush (SIGUSR1, "postqueue -f") right after a
+// restart, while recovery still reads the queue: it forced only what was
+// indexed so far, and the sweep it asks for is skipped while recovering, so
+// a deferred message in a later batch kept its retry time (the flush was
+// acknowledged, half the queue ignored). Now recovery remembers the flush
+// and indexes what it finds afterwards as due at once.
+TEST_F(SchedulerSpoolTest, AFlushDuringRecoveryReachesMessagesNotYetRecovered) {
+    cfg_.delivery.enabled = false;  // keep everything in the index
+    std::vector<std::string> ids;
+    for (size_t i = 0; i < Scheduler::kRecoveryBatch + 5; ++i) ids.push_back(commit());
+    std::string deferred = commit(queue::RcptState::Deferred);  // in the second batch
+    std::string held = commit(queue::RcptState::Held);
+    auto scan = spool_->beginRecovery();
+    auto& s = scheduler();
+    std::optional<Scheduler::RecoveryProgress> done;
+    s.recover(scan.ids, [&](const Scheduler::RecoveryProgress& r) { done = r; });
+    s.flush();
+    ASSERT_TRUE(runUntil([&] { return done.has_value(); }));
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
+    EXPECT_NE(s.dueTime(deferred), 0);
+    EXPECT_LE(s.dueTime(deferred), now) << "the flush did not reach it: retry still ahead";
+    EXPECT_EQ(s.dueTime(held), 0);  // a flush never releases a held message
+    // A flush is one request: recovery after this one keeps due times.
+    std::string later = commit(queue::RcptState::Deferred);
+    std::optional<Scheduler::RecoveryProgress> again;
+    s.recover({later}, [&](const Scheduler::RecoveryProgress& r) { again = r; });
+    ASSERT_TRUE(runUntil([&] { return again.has_value(); }));
+    EXPECT_GT(s.dueTime(later), now + 50);
+}
+
 // The first step is directory listings only: a state file whose message is
 // gone (an interrupted remove) is debris; nothing in msg/ is read or moved.
 TEST_F(SchedulerSpoolTest, BeginRecoveryListsAndClearsButReadsNoMessage) {
@@ -348,6 +385,30 @@ TEST_F(SchedulerSpoolTest, BeginRecoveryListsAndClearsButReadsNoMessage) {
     auto c = spool_->recoverOne(b);
     EXPECT_EQ(c.verdict, queue::RecoveryCheck::Verdict::Quarantined);
     EXPECT_EQ(spool_->recoverOne(b).verdict, queue::RecoveryCheck::Verdict::Gone);
+}
+
+// Attack (kill -9 at the wrong moment): quarantine() moves msg/ID, then
+// state/ID, then writes ID.why. Killed after the first rename, it left
+// state/ID behind, which the next start took for debris of a remove() and
+// deleted: the quarantined message lost the record of which recipients had
+// it (and, without a .why, was not even counted). Now the state follows the
+// message into quarantine/ and a .why says what happened.
+TEST_F(SchedulerSpoolTest, AQuarantineCutOffByACrashKeepsItsStateFile) {
+    std::string id = commit(queue::RcptState::Deferred);
+    std::string state = readFile(dir_ + "/spool/state/" + id);
+    ASSERT_FALSE(state.empty());
+    fs::rename(dir_ + "/spool/msg/" + id, dir_ + "/spool/quarantine/" + id);  // the cut
+    auto scan = spool_->beginRecovery();
+    EXPECT_TRUE(scan.ids.empty());
+    EXPECT_EQ(scan.debrisRemoved, 0u);
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/state/" + id));
+    EXPECT_EQ(readFile(dir_ + "/spool/quarantine/" + id + ".state"), state);
+    EXPECT_TRUE(fs::exists(dir_ + "/spool/quarantine/" + id + ".why"));
+    EXPECT_EQ(spool_->quarantinedCount(), 1u);
+    // An orphan of an interrupted remove() is still debris.
+    std::ofstream(dir_ + "/spool/state/00000000000001") << "{}";
+    EXPECT_EQ(spool_->beginRecovery().debrisRemoved, 1u);
+    EXPECT_FALSE(fs::exists(dir_ + "/spool/state/00000000000001"));
 }
 
 // A DNS server on loopback that never answers, and counts the queries: each

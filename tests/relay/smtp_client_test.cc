@@ -493,6 +493,73 @@ TEST(SmtpClientStages, ARequireTlsMessageNeverGoesOutWithoutDane) {
     EXPECT_EQ(after, "QUIT\r\n");
 }
 
+// Attacker's review of REQUIRETLS (not a bug): the other ways a session
+// can reach MAIL FROM without authenticated TLS. A server that refuses EHLO
+// (HELO fallback), one that refuses STARTTLS where TLS is optional, and one
+// that offers REQUIRETLS in plaintext: each gets QUIT, never MAIL FROM.
+TEST(SmtpClientStages, ARequireTlsMessageTakesNoPlaintextFallback) {
+    struct Case {
+        const char* name;
+        std::function<void(FakeMx&)> upTo;
+    };
+    const std::vector<Case> cases = {
+        {"HELO fallback",
+         [](FakeMx& s) {
+             s.say("220 fake.test ESMTP\r\n");
+             s.line();
+             s.say("502 5.5.1 no EHLO here\r\n");
+             s.line();
+             s.say("250 fake.test\r\n");
+         }},
+        {"STARTTLS refused",
+         [](FakeMx& s) {
+             greetAndEhlo(s, "250-fake.test\r\n250-STARTTLS\r\n250 REQUIRETLS\r\n");
+             s.line();
+             s.say("454 4.7.0 TLS not available\r\n");
+         }},
+        {"no STARTTLS", [](FakeMx& s) { greetAndEhlo(s, "250-fake.test\r\n250 REQUIRETLS\r\n"); }},
+    };
+    for (const auto& c : cases) {
+        std::string after;
+        auto r = session(
+            [&](FakeMx& s) {
+                c.upTo(s);
+                after = s.line();
+            },
+            [](ClientRequest& q) {
+                q.mode = TlsMode::Opportunistic;
+                q.envelope.requireTls = true;
+            });
+        EXPECT_EQ(r.failure, F::RequireTls) << c.name << ": " << r.error;
+        EXPECT_EQ(after, "QUIT\r\n") << c.name;
+    }
+}
+
+// ... and a parked plaintext connection is not taken for one either: refused
+// before a byte is written on it.
+TEST(SmtpClientReuse, AParkedPlaintextConnectionCarriesNoRequireTlsMessage) {
+    EventBasePtr base{event_base_new()};
+    Dispatcher d(base.get());
+    ConnectionCache cache(30, 4);
+    FakeMx mx([](FakeMx& s) {
+        s.upToData();
+        s.readBody();
+        s.say("250 2.0.0 queued\r\n");
+    });
+    auto first = runOnce(d, cache, plainRequest(mx.port(), 4096));
+    ASSERT_TRUE(first);
+    ASSERT_EQ(cache.size(), 1u);
+    auto req = plainRequest(mx.port(), 100);
+    req.envelope.requireTls = true;
+    std::optional<ClientResult> out;
+    SmtpClient::run(
+        d, nullptr, std::move(req), [&](const ClientResult& r) { out = r; }, &cache);
+    ASSERT_TRUE(out);  // refused at once, on the reused connection
+    EXPECT_TRUE(out->reusedConnection);
+    EXPECT_EQ(out->failure, F::RequireTls);
+    mx.release();
+}
+
 TEST(SmtpClientStages, TheServerHangingUp) {
     auto r = session([](FakeMx& s) {
         greetAndEhlo(s);

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -298,6 +299,73 @@ TEST_F(StsFetcher, CancelledFetchNeverCallsBack) {
     guard.addMillis(300);
     event_base_dispatch(base.get());
     EXPECT_FALSE(called);
+}
+
+// Attack on the cancel() promise: the transfer has finished and its callback
+// is posted, but has not run yet, when the owner cancels (its own deadline
+// fired in the same loop pass) or destroys the Fetcher. Before the fix the
+// callback still ran, into an owner that had let go of it.
+TEST_F(StsFetcher, CancelAfterCompletionBeforeTheCallbackRunsNeverCallsBack) {
+    EventBasePtr base(event_base_new());
+    Dispatcher d(base.get());
+    for (bool destroy : {false, true}) {
+        bool called = false;
+        auto f = std::make_unique<Fetcher>(d, options());
+        auto id =
+            f->fetch({"good.example", {"127.0.0.1"}}, [&](Result<std::string>) { called = true; });
+        ASSERT_NE(id, 0u);
+        // One pass at a time until the transfer is done; the Dispatcher runs
+        // what was posted only after the next poll.
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (f->inFlight() > 0 && !called && std::chrono::steady_clock::now() < deadline) {
+            event_base_loop(base.get(), EVLOOP_ONCE);
+        }
+        ASSERT_EQ(f->inFlight(), 0u);
+        ASSERT_FALSE(called) << "the posted callback ran in the pass that finished the transfer";
+        if (destroy) {
+            f.reset();
+        } else {
+            f->cancel(id);
+        }
+        Event guard(base.get(), -1, 0, [&](short) { event_base_loopbreak(base.get()); });
+        guard.addMillis(300);
+        event_base_dispatch(base.get());
+        EXPECT_FALSE(called) << (destroy ? "destroyed" : "cancelled") << " after completion";
+    }
+}
+
+// Attack on address pinning: "the addresses given are the only ones tried".
+// A fetch pinned to 127.0.0.1 left its address in the multi handle's DNS
+// cache (CURLOPT_RESOLVE entries never expire) and its connection in the
+// pool, so a later fetch for the same host pinned elsewhere (127.0.0.2,
+// where nothing listens) or not pinned at all (mta-sts.good.example does
+// not resolve here) went to 127.0.0.1 all the same: one poisoned answer
+// would have outlived its TTL for the Fetcher's lifetime.
+TEST_F(StsFetcher, APinnedAddressIsNotReusedForLaterFetches) {
+    EventBasePtr base(event_base_new());
+    Dispatcher d(base.get());
+    Fetcher f(d, options());
+    std::vector<Result<std::string>> got;
+    std::function<void(size_t)> next;
+    const std::vector<FetchRequest> reqs = {
+        {"good.example", {"127.0.0.1"}}, {"good.example", {"127.0.0.2"}}, {"good.example", {}}};
+    next = [&](size_t i) {
+        if (i == reqs.size()) return (void)event_base_loopbreak(base.get());
+        f.fetch(reqs[i], [&, i](Result<std::string> r) {
+            got.push_back(std::move(r));
+            next(i + 1);
+        });
+    };
+    next(0);
+    Event guard(base.get(), -1, 0, [&](short) { event_base_loopbreak(base.get()); });
+    guard.addSeconds(30);
+    event_base_dispatch(base.get());
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_TRUE(got[0].ok()) << errorOf(got[0]);
+    EXPECT_FALSE(got[1].ok()) << "pinned to 127.0.0.2, fetched from 127.0.0.1";
+    EXPECT_NE(errorOf(got[1]).find("connect"), std::string::npos) << errorOf(got[1]);
+    EXPECT_FALSE(got[2].ok()) << "not pinned, fetched from 127.0.0.1";
+    EXPECT_NE(errorOf(got[2]).find("resolve"), std::string::npos) << errorOf(got[2]);
 }
 
 TEST_F(StsFetcher, ACallbackMayFetchAgainOrDestroyTheFetcher) {
