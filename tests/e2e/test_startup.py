@@ -60,13 +60,7 @@ class StartupTest(unittest.TestCase):
 
     def tearDown(self):
         for p in self.procs:
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
+            h.stop_process(p)
         self.relay.cleanup()
 
     def seed_spool(self):
