@@ -70,7 +70,10 @@ class Scheduler : private DeliveryHost {
               const Clock& clock = SystemClock::instance());
     ~Scheduler();
 
-    // At start-up, before the loop runs: index the recovered messages.
+    // Index these messages now, from their state files, without verifying
+    // them (a damaged one is found when a delivery loads it). For tests and
+    // tools that place messages themselves; the daemon's start uses
+    // recover(), which verifies first.
     void load(const std::vector<std::string>& ids);
     // Start-up recovery's second step, while the relay already serves: the
     // IDs queue::Spool::beginRecovery() listed are checked on a worker

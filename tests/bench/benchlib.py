@@ -151,7 +151,7 @@ def cpu_seconds(root):
     return total / CLK_TCK
 
 
-def _status_kib(pid, key):
+def status_kib(pid, key):
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -193,7 +193,7 @@ class PeakRss:
     def sample(self):
         procs = tree(self.root)
         self.procs = max(self.procs, len(procs))
-        self.hwm_kib = max([self.hwm_kib] + [_status_kib(p, "VmHWM") for p in procs])
+        self.hwm_kib = max([self.hwm_kib] + [status_kib(p, "VmHWM") for p in procs])
         self.pss_kib = max(self.pss_kib, sum(_pss_kib(p) for p in procs))
 
     def stop(self):

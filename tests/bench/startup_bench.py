@@ -22,8 +22,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e", "lab"))
+import benchlib as b  # noqa: E402
 import dnslab  # noqa: E402
 import mtalab  # noqa: E402
 import relayharness as h  # noqa: E402
@@ -47,14 +49,6 @@ def greets(port):
             return ok
     except OSError:
         return False
-
-
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 def one(n, size, lab, mtas):
@@ -84,7 +78,7 @@ def one(n, size, lab, mtas):
                 if first is None and held(mtas) > base:
                     first = now
                 time.sleep(0.01)
-            rss = peak_rss_kib(proc.pid)
+            rss = b.status_kib(proc.pid, "VmHWM")
         finally:
             os.kill(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
