@@ -10,7 +10,7 @@ mkdir -p "$out/corpus"
 cp tests/fuzz/corpus/"$target"/* "$out/corpus/"
 flags="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DDANERELAY_LIBFUZZER -I."
 # The sources each target needs, by folder (docs/DESIGN.md has the tree).
-dns_sources="dns/*.cc common/event.cc common/dispatcher.cc -lldns -levent"
+dns_sources="dns/*.cc common/event.cc common/dispatcher.cc -lldns -lcrypto -levent"
 case "$target" in
   smtp) clang++ $flags tests/fuzz/smtp_fuzz.cc relay/inbound/smtp_parser.cc relay/inbound/auth.cc \
           relay/runtime/base64.cc queue/utf8.cc queue/envelope.cc -lcrypt -o "$out/fuzz" ;;
