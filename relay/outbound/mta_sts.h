@@ -80,9 +80,7 @@ class MtaSts {
     Domain& domain(const std::string& name);
     void load(const std::string& name, std::function<void()> then);
     void decide(const std::string& name, const sts::TxtLookup& txt, Callback done);
-    void startFetch(const std::string& name, const std::string& id, sts::FetchReason why);
-    void fetchAt(const std::string& name, const std::string& id,
-                 std::vector<std::string> addresses);
+    void startFetch(const std::string& name, const std::string& id);
     void fetched(const std::string& name, const std::string& id, Result<std::string> body);
     void store(const std::string& name, sts::CacheEntry e);
     void trim();
@@ -102,5 +100,12 @@ class MtaSts {
 // The TXT answer at _mta-sts.DOMAIN as sts/ reads it (a failed, bogus or
 // indeterminate lookup is LookupFailed). Shared with danectl probe.
 sts::TxtLookup stsRecord(const std::string& domain, const dns::Answer& a);
+
+// The policy body of DOMAIN: mta-sts.DOMAIN's A and AAAA from `resolver`
+// (answers that are bogus or indeterminate are not used), then the fetch
+// pinned to those addresses. done runs on the loop unless `alive` has
+// expired (or holds false) by then. Shared with danectl probe.
+void fetchPolicyBody(dns::Resolver& resolver, sts::Fetcher& fetcher, const std::string& domain,
+                     std::weak_ptr<bool> alive, std::function<void(Result<std::string>)> done);
 
 }  // namespace danerelay::relay
