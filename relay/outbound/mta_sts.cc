@@ -170,7 +170,10 @@ void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback
         return;
     }
     std::string why;
-    if (r.heldBack) {
+    const sts::FetchHistory& now = d.entry ? d.entry->history : d.history;
+    if (r.fetchNow() && now.failures > 0) {
+        why = "policy fetch failed: " + now.lastError;  // it failed at once (no address)
+    } else if (r.heldBack) {
         why = "policy fetch failed " + std::to_string(history.failures) +
               " time(s), next try after " + timeText(r.retryAt) + ": " + history.lastError;
     } else if (txt.status == sts::TxtStatus::Found) {
