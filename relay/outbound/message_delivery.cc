@@ -362,8 +362,7 @@ void MessageDelivery::reportSts(const HostAttempt& a, const HostPlan& h, const C
                             {"mx", h.name},
                             {"mode", "testing"},
                             {"result", "would defer under enforce: " + would}});
-    s_.metrics->tlsResult(h.stsWould.empty() ? "sts-webpki-invalid" : "validation-failure",
-                          destinationLabel(a.policy.file.empty() ? "" : a.policy.destination));
+    s_.metrics->stsTestingWouldFail.inc();
 }
 
 void MessageDelivery::logAttempt(size_t i, const AttemptLog& w, const std::string& reply,

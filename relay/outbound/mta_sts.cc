@@ -252,12 +252,14 @@ void MtaSts::fetched(const std::string& name, const std::string& id, Result<std:
                                  {"mode", sts::toString(e->policy.mode)},
                                  {"max_age", std::to_string(e->policy.maxAge)},
                                  {"mx", mxText(e->policy)}});
+        if (metrics_) metrics_->stsFetchOk.inc();
         d.entry = std::move(*e);
         d.history = {};
         store(name, *d.entry);
     } else {
         failure = e.error().message;
         logEvent("sts-fetch-failed", {{"domain", name}, {"error", failure}});
+        if (metrics_) metrics_->stsFetchFailed.inc();
         if (d.entry) {
             d.entry->history = sts::recordFailure(d.entry->history, failure, dispatcher_.clock());
             store(name, *d.entry);

@@ -38,6 +38,7 @@
 #include "relay/outbound/delivery.h"
 #include "relay/runtime/config.h"
 #include "relay/runtime/event_loop.h"
+#include "relay/runtime/metrics_handles.h"
 #include "sts/cache.h"
 #include "sts/fetcher.h"
 
@@ -59,6 +60,9 @@ class MtaSts {
     // done runs later on the loop, never from inside lookup().
     void lookup(const std::string& domain, Callback done);
 
+    // Where fetches are counted (the Scheduler's; may change, never null
+    // once set).
+    void setMetrics(OutboundMetrics* m) { metrics_ = m; }
     size_t domains() const { return domains_.size(); }
     size_t fetchesInFlight() const { return fetcher_.inFlight(); }
     const std::string& trustStore() const { return cfg_.trustStore; }
@@ -93,6 +97,7 @@ class MtaSts {
     std::shared_ptr<sts::PolicyCache> cache_;  // shared with worker tasks
     sts::Fetcher fetcher_;
     std::map<std::string, Domain> domains_;
+    OutboundMetrics* metrics_ = nullptr;
     // Worker and resolver callbacks check it: none runs after the end.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
