@@ -170,6 +170,13 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                   policy::Level level = policy::Level::Dane, const OwnAddresses& self = {},
                   const StsView* sts = nullptr);
 
+// True if DANE covers host h of d (see above: TLSA under a secure MX and
+// address, usable or not, or a failed TLSA lookup): MTA-STS never applies.
+bool daneCovers(const DestinationInfo& d, const HostInfo& h);
+// True if some host of d is not DANE's: only then is the destination's
+// MTA-STS policy worth looking up (a DANE destination needs no TXT query).
+bool needsSts(const DestinationInfo& d);
+
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);
 

@@ -131,30 +131,17 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
     policyText_[domain] =
         std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
     destinationLabel_[domain] = destinationLabel(eff.file.empty() ? "" : eff.destination);
-    // The MX lookup and the MTA-STS lookup run side by side; the plan waits
-    // for both (a first contact waits for the policy fetch).
-    struct Join {
-        std::optional<DestinationInfo> info;
-        std::optional<StsView> sts;
-        bool stsWanted = false;
-    };
-    auto join = std::make_shared<Join>();
-    join->stsWanted = s_.mtaSts && eff.mtaSts && !eff.nextHop && eff.level != policy::Level::None &&
-                      eff.level != policy::Level::May;
-    auto ready = [self, domain, idx, pol, join] {
-        if (!join->info || (join->stsWanted && !join->sts)) return;
-        self->onPlan(domain, idx, pol, *join->info, join->sts ? &*join->sts : nullptr);
-    };
-    auto onInfo = [join, ready](const DestinationInfo& info) {
-        join->info = info;
-        ready();
-    };
-    if (join->stsWanted) {
-        s_.mtaSts->lookup(domain, [join, ready](const StsView& v) {
-            join->sts = v;
-            ready();
+    // MTA-STS is looked up after the MX lookup, and only where some host is
+    // not DANE's (DANE decides where it applies: a DANE destination costs no
+    // TXT query). A first contact waits for the policy fetch.
+    bool stsWanted = s_.mtaSts && eff.mtaSts && !eff.nextHop && eff.level != policy::Level::None &&
+                     eff.level != policy::Level::May;
+    auto onInfo = [self, domain, idx, pol, stsWanted](const DestinationInfo& info) {
+        if (!stsWanted || !needsSts(info)) return self->onPlan(domain, idx, pol, info, nullptr);
+        self->s_.mtaSts->lookup(domain, [self, domain, idx, pol, info](const StsView& v) {
+            self->onPlan(domain, idx, pol, info, &v);
         });
-    }
+    };
     if (eff.nextHop) {
         DestinationLookup::runNextHop(s_.resolver, domain, eff.nextHop->host, eff.nextHop->literal,
                                       eff.nextHop->port, onInfo);

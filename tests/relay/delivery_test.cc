@@ -874,3 +874,18 @@ TEST(PlanSts, LoweringsAndNextHopsLeaveMtaStsOut) {
     EXPECT_EQ(v.hosts[0].mode, TlsMode::Verify);
     EXPECT_EQ(v.hosts[0].referenceNames, std::vector<std::string>{"mx.example.org"});
 }
+
+TEST(PlanSts, ADaneDestinationNeedsNoMtaStsLookup) {
+    auto dane =
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable),
+                                host("mx2.example.org", 20, Security::Secure, TlsaStatus::Failed)});
+    EXPECT_FALSE(needsSts(dane));  // every host DANE's: no TXT query
+    auto mixed = dane;
+    mixed.hosts.push_back(
+        host("mx3.example.org", 30, Security::Secure, TlsaStatus::SecurelyAbsent));
+    EXPECT_TRUE(needsSts(mixed));
+    // An insecure MX RRset: DANE covers nothing, whatever TLSA says.
+    EXPECT_TRUE(needsSts(dest(Security::Insecure,
+                              {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)})));
+    EXPECT_FALSE(needsSts(dest(Security::Insecure, {})));  // no host: nothing to apply it to
+}
