@@ -66,7 +66,7 @@ Result<std::shared_ptr<ClientCredentials>> ClientCredentials::create() {
 Result<std::unique_ptr<Session>> Session::client(int fd, std::shared_ptr<ClientCredentials> creds,
                                                  const std::string& sni) {
     gnutls_certificate_credentials_t c = creds->get();
-    auto s = make(fd, GNUTLS_CLIENT, c, std::move(creds));
+    auto s = make(fd, GNUTLS_CLIENT | GNUTLS_KEY_SHARE_TOP, c, std::move(creds));
     if (!s) return s.error();
     if (!sni.empty()) {
         int rc = gnutls_server_name_set((*s)->get(), GNUTLS_NAME_DNS, sni.data(), sni.size());
