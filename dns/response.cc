@@ -278,6 +278,7 @@ std::shared_ptr<Response> readResponse(const uint8_t* wire, size_t len, const st
     r->pkt.reset(raw);
     if (st != LDNS_STATUS_OK || !raw) return failed(r, Outcome::Error, "malformed response");
     if (auto why = questionProblem(*r); !why.empty()) return failed(r, Outcome::Error, why);
+    r->forUs = true;
     const ldns_pkt* p = r->pkt.get();
     r->ad = ldns_pkt_ad(p);
     if (auto problem = answerProblem(*r)) return failed(r, problem->first, problem->second);
