@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 using namespace danerelay;
 using namespace danerelay::sts;
@@ -279,6 +280,14 @@ TEST_F(StsCacheDir, StoreRefusesTextThatDoesNotParse) {
     EXPECT_FALSE(c.store(e).ok());
 }
 
+// The file's text with one field's value replaced by `value` (JSON text).
+std::string setField(const std::string& fileText, const std::string& key,
+                     const std::string& value) {
+    auto j = nlohmann::json::parse(fileText);
+    j[key] = nlohmann::json::parse(value);
+    return j.dump(1);
+}
+
 TEST_F(StsCacheDir, DamagedFilesAreSetAsideAndReported) {
     ManualClock clock;
     auto c = open();
@@ -294,6 +303,13 @@ TEST_F(StsCacheDir, DamagedFilesAreSetAsideAndReported) {
         {"not JSON", std::string("\0\xff\xfe", 3)},
         {"type must be string", "{\"format\": 1, \"domain\": 5}"},
         {"format", "{\"format\": 2}"},
+        // Numbers no integer holds, as floats: refused, never converted
+        // (undefined behaviour before; UBSan stops the test then).
+        {"format", "{\"format\": 8.88889e+78}"},
+        {"format", "{\"format\": 1.0}"},
+        {"out of range", setField(good, "fetched_at", "1.70003e+43")},
+        {"out of range", setField(good, "failures", "1e300")},
+        {"out of range", setField(good, "last_failure_at", "18446744073709551615")},
         {"larger than", std::string(300000, ' ')},
         {"not JSON", ""},
     };
