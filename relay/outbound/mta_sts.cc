@@ -77,17 +77,17 @@ MtaSts::~MtaSts() {
 }
 
 MtaSts::Domain& MtaSts::domain(const std::string& name) {
-    if (domains_.size() >= kMaxDomains && !domains_.count(name)) trim();
+    if (domains_.size() >= maxDomains_ && !domains_.count(name)) trim();
     return domains_[name];
 }
 
-// Idle domains leave memory (their files stay): none loading, fetching,
-// storing or waited for.
+// Idle domains leave memory (their files stay): none loading, looking up
+// its TXT record, fetching, storing or waited for.
 void MtaSts::trim() {
-    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= kMaxDomains / 2;) {
+    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= maxDomains_ / 2;) {
         const Domain& d = it->second;
-        bool idle = d.loaded && !d.loading && !d.fetching && !d.storing && d.waiters.empty() &&
-                    d.afterLoad.empty();
+        bool idle = d.loaded && !d.loading && d.lookups == 0 && !d.fetching && !d.storing &&
+                    d.waiters.empty() && d.afterLoad.empty();
         it = idle ? domains_.erase(it) : std::next(it);
     }
 }
@@ -104,9 +104,11 @@ void MtaSts::lookup(const std::string& domainIn, Callback done) {
     std::weak_ptr<bool> alive = alive_;
     load(name, [this, alive, name, done] {
         if (alive.expired() || !*alive.lock()) return;
+        ++domain(name).lookups;  // kept in memory until decide()
         resolver_.lookup("_mta-sts." + name, dns::kTypeTxt,
                          [this, alive, name, done](const dns::Answer& a) {
                              if (alive.expired() || !*alive.lock()) return;
+                             --domain(name).lookups;
                              decide(name, stsRecord(name, a), done);
                          });
     });
