@@ -121,6 +121,7 @@ void MtaSts::load(const std::string& name, std::function<void()> then) {
     d.afterLoad.push_back(std::move(then));
     if (d.loading) return;
     d.loading = true;
+    d.loadError.clear();
     auto got = std::make_shared<Result<sts::PolicyCache::Loaded>>(Error::internal("not read"));
     auto cache = cache_;
     std::weak_ptr<bool> alive = alive_;
@@ -138,6 +139,12 @@ void MtaSts::load(const std::string& name, std::function<void()> then) {
                 if ((*got)->entry) dom.entry = std::move((*got)->entry);
             } else {
                 logEvent("sts-cache-error", {{"domain", name}, {"error", got->error().message}});
+                // A name that cannot have a cache file (permanent) has
+                // nothing cached; an I/O error may hide a cached policy.
+                if (got->error().kind != ErrorKind::Permanent && !dom.entry) {
+                    dom.loaded = false;
+                    dom.loadError = got->error().message;
+                }
             }
             auto waiting = std::move(dom.afterLoad);
             dom.afterLoad.clear();
@@ -159,6 +166,16 @@ StsView MtaSts::viewOf(const Domain& d, const std::string& noPolicyWhy) const {
 
 void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback done) {
     Domain& d = domain(name);
+    if (!d.loaded) {
+        // The cache file could not be read: whether a policy is cached is
+        // not known, so no fetch and no "no policy" (the next lookup reads
+        // the file again).
+        StsView v;
+        v.unknown = true;
+        v.why = "MTA-STS cache unreadable: " +
+                (d.loadError.empty() ? std::string("not read") : d.loadError);
+        return dispatcher_.post([done, v] { done(v); });
+    }
     const sts::CacheEntry* cached = d.entry ? &*d.entry : nullptr;
     const sts::FetchHistory& history = cached ? cached->history : d.history;
     auto r = sts::decideRefresh(cached, txt, history, dispatcher_.clock());

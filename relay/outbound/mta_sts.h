@@ -76,6 +76,9 @@ class MtaSts {
         // entry must stay in memory for them, or decide() would find a
         // fresh one without its cached policy.
         int lookups = 0;
+        // The cache file could not be read (I/O): not loaded, read again by
+        // the next lookup; lookups until then answer "unknown".
+        std::string loadError;
         std::vector<std::function<void()>> afterLoad;
         std::optional<sts::CacheEntry> entry;
         sts::FetchHistory history;  // nothing cached: failures kept here

@@ -831,6 +831,31 @@ TEST(PlanSts, TestingDeliversAsBeforeAndSaysWhatEnforceWouldRefuse) {
     EXPECT_STREQ(plan(d, true, false, policy::Level::Dane, {}, &none).hosts[0].sts, "none");
 }
 
+// A policy that cannot be known (its cache file unreadable) may be an
+// enforce policy: the hosts DANE does not cover wait, DANE's are used.
+TEST(PlanSts, AnUnknownPolicySkipsTheHostsDaneDoesNotCover) {
+    StsView unknown;
+    unknown.unknown = true;
+    unknown.why = "MTA-STS cache unreadable: open: I/O error";
+    auto d = dest(Security::Insecure,
+                  {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
+    auto p = plan(d, true, false, policy::Level::Dane, {}, &unknown);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("cannot be known"), std::string::npos) << p.reason;
+    auto mixed =
+        plan(dest(Security::Secure,
+                  {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable),
+                   host("mx2.example.org", 20, Security::Secure, TlsaStatus::SecurelyAbsent)}),
+             true, false, policy::Level::Dane, {}, &unknown);
+    EXPECT_EQ(mixed.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(hostNamed(mixed, "mx.example.org").mode, TlsMode::Dane);
+    EXPECT_TRUE(hostNamed(mixed, "mx2.example.org").skip);
+    // The operator's lowering still lowers.
+    EXPECT_EQ(plan(d, true, false, policy::Level::May, {}, &unknown).action,
+              DeliveryPlan::Action::Deliver);
+}
+
 TEST(PlanSts, LevelStsRequiresAPolicyWhereDaneDoesNotApply) {
     auto insecure = dest(Security::Insecure,
                          {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});

@@ -198,6 +198,42 @@ TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
     EXPECT_LE((*m)->domains(), 9u);
 }
 
+// A cache file that cannot be read for a passing reason (I/O: here a
+// symbolic link, which is never followed) may hide a cached enforce
+// policy: the lookup says "unknown" (delivery waits) instead of "no
+// policy", and the next lookup reads the file again.
+TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
+    cacheEnforce("victim.example");
+    const std::string file = dir_ + "/sts/victim.example";
+    ASSERT_EQ(::rename(file.c_str(), (dir_ + "/kept").c_str()), 0);
+    ASSERT_EQ(::symlink((dir_ + "/kept").c_str(), file.c_str()), 0);
+    FakeDns server({{"_mta-sts.victim.example. TXT",
+                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id2\""}}},
+                   {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    cfg.fetchTimeout = 1;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+
+    std::optional<StsView> first;
+    (*m)->lookup("victim.example", [&](const StsView& v) { first = v; });
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return first.has_value(); }));
+    EXPECT_FALSE(first->policy.has_value());
+    EXPECT_TRUE(first->unknown) << first->why;
+    EXPECT_EQ((*m)->fetchesInFlight(), 0u);  // nothing fetched over it
+
+    // The file readable again: the next lookup finds the policy.
+    ASSERT_EQ(::unlink(file.c_str()), 0);
+    ASSERT_EQ(::rename((dir_ + "/kept").c_str(), file.c_str()), 0);
+    std::optional<StsView> second;
+    (*m)->lookup("victim.example", [&](const StsView& v) { second = v; });
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return second.has_value(); }));
+    ASSERT_TRUE(second->policy.has_value()) << second->why;
+    EXPECT_EQ(second->policy->mode, sts::Mode::Enforce);
+    EXPECT_FALSE(second->unknown);
+}
+
 // The table stays bounded when every lookup finishes.
 TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
     FakeDns server({}, {});
