@@ -86,8 +86,10 @@ MtaSts::Domain& MtaSts::domain(const std::string& name) {
 void MtaSts::trim() {
     for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= maxDomains_ / 2;) {
         const Domain& d = it->second;
-        bool idle = d.loaded && !d.loading && d.lookups == 0 && !d.fetching && !d.storing &&
-                    d.waiters.empty() && d.afterLoad.empty();
+        // (One whose file could not be read is dropped too: it is read
+        // again anyway.)
+        bool idle = (d.loaded || !d.loadError.empty()) && !d.loading && d.lookups == 0 &&
+                    !d.fetching && !d.storing && d.waiters.empty() && d.afterLoad.empty();
         it = idle ? domains_.erase(it) : std::next(it);
     }
 }

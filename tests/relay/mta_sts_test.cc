@@ -253,5 +253,28 @@ TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
     EXPECT_LE((*m)->domains(), 10u);
 }
 
+// ... also when every cache file is unreadable (a failing disk): such an
+// entry is read again at the next lookup, so it may leave memory.
+TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
+    ASSERT_TRUE(sts::PolicyCache::open(dir_ + "/sts"));
+    FakeDns server({}, {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    (*m)->setMaxDomains(10);
+    int done = 0;
+    for (int i = 0; i < 40; ++i) {
+        std::string name = "d" + std::to_string(i) + ".example";
+        ASSERT_EQ(::symlink("/nonexistent", (dir_ + "/sts/" + name).c_str()), 0);
+        (*m)->lookup(name, [&](const StsView& v) {
+            EXPECT_TRUE(v.unknown) << v.why;
+            ++done;
+        });
+        ASSERT_TRUE(runUntil(base_.get(), [&] { return done == i + 1; }));
+    }
+    EXPECT_LE((*m)->domains(), 10u);
+}
+
 }  // namespace
 }  // namespace danerelay::relay
