@@ -276,5 +276,59 @@ TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
     EXPECT_LE((*m)->domains(), 10u);
 }
 
+// Recipient domains a hostile client may choose: every lookup answers
+// (no delivery left waiting), none with a policy, nothing written outside
+// the cache directory; case and a trailing dot name the same domain.
+TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
+    cacheEnforce("victim.example");
+    FakeDns server({{"_mta-sts.victim.example. TXT",
+                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id1\""}}},
+                   {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    cfg.fetchTimeout = 1;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    const std::vector<std::string> odd = {std::string(300, 'a') + ".example",
+                                          std::string(70, 'b') + ".example",
+                                          "[127.0.0.1]",
+                                          "[IPv6:::1]",
+                                          "localhost",
+                                          "a..b",
+                                          "../../victim.example",
+                                          "..",
+                                          ".",
+                                          "",
+                                          "victim.example/../x.example",
+                                          "damaged.x",
+                                          ".tmp-victim.example"};
+    int done = 0;
+    for (const auto& name : odd) {
+        (*m)->lookup(name, [&, name](const StsView& v) {
+            EXPECT_FALSE(v.policy.has_value()) << name;
+            ++done;
+        });
+    }
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return done == static_cast<int>(odd.size()); }));
+    for (const auto& name : {"VICTIM.Example.", "victim.example"}) {
+        std::optional<StsView> v;
+        (*m)->lookup(name, [&](const StsView& got) { v = got; });
+        ASSERT_TRUE(runUntil(base_.get(), [&] { return v.has_value(); }));
+        ASSERT_TRUE(v->policy.has_value()) << name << ": " << v->why;
+        EXPECT_EQ(v->policy->mode, sts::Mode::Enforce);
+    }
+    // Only the victim's file (and damaged/) in the cache; nothing beside it.
+    std::set<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/sts")) {
+        files.insert(e.path().filename().string());
+    }
+    EXPECT_EQ(files, (std::set<std::string>{"damaged", "victim.example"}));
+    std::set<std::string> top;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+        top.insert(e.path().filename().string());
+    }
+    EXPECT_EQ(top, std::set<std::string>{"sts"});
+}
+
 }  // namespace
 }  // namespace danerelay::relay
