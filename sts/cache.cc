@@ -322,6 +322,36 @@ Result<PolicyCache::Loaded> PolicyCache::load(std::string_view domain) const {
     return out;
 }
 
+Result<PolicyCache::Loaded> PolicyCache::peek(const std::string& dir, std::string_view domain) {
+    std::string name = normalizeName(domain);
+    if (!isCacheName(name)) {
+        return Error::permanent("MTA-STS cache: not a policy domain: " + sts::quoted(domain));
+    }
+    Loaded out;
+    UniqueFd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dirFd.valid()) {
+        if (errno == ENOENT) return out;
+        return Error::temporary(sysError("open " + dir, errno));
+    }
+    bool notRegular = false;
+    auto text = readSmallFile(dirFd.get(), name, kMaxFileBytes, &notRegular);
+    if (!text) return text.error();
+    if (notRegular) {
+        out.damaged = "MTA-STS cache file for " + name + ": not a regular file";
+    } else if (*text && (*text)->size() > kMaxFileBytes) {
+        out.damaged = "MTA-STS cache file for " + name + ": larger than " +
+                      std::to_string(kMaxFileBytes) + " bytes";
+    } else if (*text) {
+        auto e = parseEntry(name, **text);
+        if (e) {
+            out.entry = std::move(*e);
+        } else {
+            out.damaged = e.error().message;
+        }
+    }
+    return out;
+}
+
 Status PolicyCache::store(const CacheEntry& e) {
     if (!isCacheName(e.domain)) {
         return Error::permanent("MTA-STS cache: not a policy domain: " + sts::quoted(e.domain));

@@ -245,6 +245,13 @@ static void applySts(const DestinationInfo& d, policy::Level level, const StsVie
     for (size_t i = 0; i < hosts.size(); ++i) {
         auto& hp = hosts[i];
         if (daneCovered[i] || hp.skip || hp.mode != TlsMode::Opportunistic) continue;
+        if (sts && sts->unknown && d.nextHop.empty()) {
+            hp.skip = true;
+            hp.status = kAuthFailure;
+            hp.why =
+                "the MTA-STS policy of " + d.domain + " cannot be known now (" + sts->why + ")";
+            continue;
+        }
         if (required && !enforce) {
             hp.skip = true;
             hp.status = kAuthFailure;

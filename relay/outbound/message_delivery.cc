@@ -283,18 +283,7 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
     // secure MX RRset, else the next-hop domain).
     req.verifyName = h.referenceNames.empty() ? h.name : h.referenceNames.front();
     req.mode = requiredMode(h.mode, pe);
-    // MTA-STS: PKIX for the MX name against mta_sts.trust_store; in
-    // testing, the same check reported only (when the MX name matched).
-    const std::string stsTrust = s_.mtaSts ? s_.mtaSts->trustStore() : "";
-    if (std::string_view(h.sts) == "enforced" && h.mode == TlsMode::Verify) {
-        req.stsEnforced = true;
-        req.trustStore = stsTrust;
-        req.verifyName = h.name;
-    } else if (std::string_view(h.sts) == "testing" && h.stsWould.empty() &&
-               req.mode != TlsMode::Verify) {
-        req.stsTestName = h.name;
-        if (req.mode != TlsMode::Dane) req.trustStore = stsTrust;
-    }
+    applyStsToRequest(req, h, pe, s_.mtaSts ? s_.mtaSts->trustStore() : "");
     req.tlsa = h.tlsa;
     req.sni = h.sni;
     req.referenceNames = h.referenceNames;
@@ -305,6 +294,20 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
     req.timeouts = {s_.cfg.delivery.connectTimeout, s_.cfg.delivery.commandTimeout,
                     s_.cfg.delivery.commandTimeout, s_.cfg.delivery.dataTimeout};
     return req;
+}
+
+void applyStsToRequest(ClientRequest& req, const HostPlan& h, const policy::Entry& pe,
+                       const std::string& stsTrustStore) {
+    if (std::string_view(h.sts) == "enforced" && h.mode == TlsMode::Verify) {
+        req.stsEnforced = true;
+        // The operator's CA for this destination, if named, stays the only one.
+        req.trustStore = pe.trustStore.empty() ? stsTrustStore : pe.trustStore;
+        req.verifyName = h.name;
+    } else if (std::string_view(h.sts) == "testing" && h.stsWould.empty() &&
+               req.mode != TlsMode::Verify) {
+        req.stsTestName = h.name;
+        if (req.mode != TlsMode::Dane && pe.trustStore.empty()) req.trustStore = stsTrustStore;
+    }
 }
 
 // What the session means is decided by judgeAttempt() (trouble.h), never

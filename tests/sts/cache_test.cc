@@ -377,3 +377,37 @@ TEST_F(StsCacheDir, AFifoAsACacheFileNeitherHangsNorIsRead) {
 }
 
 }  // namespace
+
+// peek(): what danectl probe shows, read only. The same name rules as
+// load() (case and a trailing dot are one domain; hostile names are never
+// paths), the same refusals (no symlink, no FIFO, bounded), and nothing
+// written: a damaged file stays where it is, a missing directory is not
+// created.
+TEST_F(StsCacheDir, PeekReadsLikeLoadAndWritesNothing) {
+    EXPECT_FALSE(PolicyCache::peek(dir_, "example.com").ok() &&
+                 PolicyCache::peek(dir_, "example.com")->entry);
+    EXPECT_FALSE(fs::exists(dir_));
+    ManualClock clock;
+    auto c = open();
+    ASSERT_TRUE(c.store(entry(clock)).ok());
+    auto l = PolicyCache::peek(dir_, "EXAMPLE.com.");
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    ASSERT_TRUE(l->entry);
+    EXPECT_EQ(l->entry->policy.mode, Mode::Enforce);
+    for (auto bad : {"../etc", "a/b.example", "", "..", "damaged", ".tmp-example.com"}) {
+        EXPECT_FALSE(PolicyCache::peek(dir_, bad).ok()) << bad;
+    }
+    write("example.org", "{not json");
+    auto d = PolicyCache::peek(dir_, "example.org");
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->entry);
+    EXPECT_FALSE(d->damaged.empty());
+    EXPECT_EQ(read(dir_ + "/example.org"), "{not json");  // not set aside
+    ASSERT_EQ(::mkfifo((dir_ + "/example.net").c_str(), 0640), 0);
+    auto f = PolicyCache::peek(dir_, "example.net");  // O_NONBLOCK: never waits
+    ASSERT_TRUE(f.ok());
+    EXPECT_FALSE(f->entry);
+    EXPECT_FALSE(f->damaged.empty());
+    EXPECT_TRUE(fs::is_fifo(dir_ + "/example.net"));
+    EXPECT_EQ(c.damagedCount(), 0u);
+}
