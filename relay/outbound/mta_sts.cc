@@ -77,19 +77,38 @@ MtaSts::~MtaSts() {
 }
 
 MtaSts::Domain& MtaSts::domain(const std::string& name) {
-    if (domains_.size() >= maxDomains_ && !domains_.count(name)) trim();
+    if ((domains_.size() >= maxDomains_ || entryBytes_ > kMaxEntryBytes) && !domains_.count(name))
+        trim();
     return domains_[name];
+}
+
+// What an entry holds in memory, roughly: its body and its patterns.
+static size_t bytesOf(const std::optional<sts::CacheEntry>& e) {
+    if (!e) return 0;
+    size_t n = e->text.size() + e->id.size();  // (not the history: it changes in place)
+    for (const auto& m : e->policy.mx) n += m.size();
+    return n;
+}
+
+void MtaSts::setEntry(Domain& d, std::optional<sts::CacheEntry> e) {
+    entryBytes_ -= bytesOf(d.entry);
+    d.entry = std::move(e);
+    entryBytes_ += bytesOf(d.entry);
 }
 
 // Idle domains leave memory (their files stay): none loading, looking up
 // its TXT record, fetching, storing or waited for.
 void MtaSts::trim() {
-    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= maxDomains_ / 2;) {
+    auto over = [this] {
+        return domains_.size() >= maxDomains_ / 2 || entryBytes_ > kMaxEntryBytes / 2;
+    };
+    for (auto it = domains_.begin(); it != domains_.end() && over();) {
         const Domain& d = it->second;
         // (One whose file could not be read is dropped too: it is read
         // again anyway.)
         bool idle = (d.loaded || !d.loadError.empty()) && !d.loading && d.lookups == 0 &&
                     !d.fetching && !d.storing && d.waiters.empty() && d.afterLoad.empty();
+        if (idle) entryBytes_ -= bytesOf(d.entry);
         it = idle ? domains_.erase(it) : std::next(it);
     }
 }
@@ -138,7 +157,7 @@ void MtaSts::load(const std::string& name, std::function<void()> then) {
                 if (!(*got)->damaged.empty()) {
                     logEvent("sts-cache-damaged", {{"domain", name}, {"detail", (*got)->damaged}});
                 }
-                if ((*got)->entry) dom.entry = std::move((*got)->entry);
+                if ((*got)->entry) setEntry(dom, std::move((*got)->entry));
             } else {
                 logEvent("sts-cache-error", {{"domain", name}, {"error", got->error().message}});
                 // A name that cannot have a cache file (permanent) has
@@ -274,7 +293,7 @@ void MtaSts::fetched(const std::string& name, const std::string& id, Result<std:
                                  {"max_age", std::to_string(e->policy.maxAge)},
                                  {"mx", mxText(e->policy)}});
         if (metrics_) metrics_->stsFetchOk.inc();
-        d.entry = std::move(*e);
+        setEntry(d, std::move(*e));
         d.history = {};
         store(name, *d.entry);
     } else {

@@ -22,7 +22,7 @@
 // fetch or DNS say (sts/cache.h). Logs: sts-fetched, sts-fetch-failed,
 // sts-cache-damaged.
 //
-// The in-memory table is bounded (kMaxDomains): idle domains are dropped
+// The in-memory table is bounded (kMaxDomains, kMaxEntryBytes): idle domains are dropped
 // from memory first; their files stay and are read again when needed.
 #pragma once
 
@@ -48,6 +48,9 @@ class MtaSts {
   public:
     using Callback = std::function<void(const StsView&)>;
     static constexpr size_t kMaxDomains = 20000;
+    // Policy bodies held in memory: a 64 KiB policy per domain would make
+    // kMaxDomains alone 1.3 GB; past this, idle domains leave memory too.
+    static constexpr size_t kMaxEntryBytes = 32 * 1024 * 1024;
 
     // cacheDir: created if missing (0750). Fails if it cannot be opened.
     static Result<std::unique_ptr<MtaSts>> open(Dispatcher& d, WorkerPool& workers,
@@ -97,6 +100,7 @@ class MtaSts {
     void fetched(const std::string& name, const std::string& id, Result<std::string> body);
     void store(const std::string& name, sts::CacheEntry e);
     void trim();
+    void setEntry(Domain& d, std::optional<sts::CacheEntry> e);
     StsView viewOf(const Domain& d, const std::string& noPolicyWhy) const;
 
     Dispatcher& dispatcher_;
@@ -107,6 +111,7 @@ class MtaSts {
     sts::Fetcher fetcher_;
     std::map<std::string, Domain> domains_;
     size_t maxDomains_ = kMaxDomains;
+    size_t entryBytes_ = 0;  // bytesOf() every entry in domains_
     OutboundMetrics* metrics_ = nullptr;
     // Worker and resolver callbacks check it: none runs after the end.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
