@@ -12,6 +12,15 @@ namespace danerelay::relay {
 using queue::domainOf;
 using queue::RcptState;
 
+const char* planSts(const DeliveryPlan& p) {
+    const char* out = "none";
+    for (const auto& h : p.hosts) {
+        if (std::string_view(h.sts) == "enforced") return "enforced";
+        if (std::string_view(h.sts) == "testing") out = "testing";
+    }
+    return out;
+}
+
 std::string attemptReply(std::string_view reply) {
     return std::string(queue::utf8Prefix(reply, kMaxAttemptReply));
 }
@@ -190,7 +199,9 @@ void MessageDelivery::onPlan(const std::string& domain, const std::vector<size_t
         s_.metrics->tlsResult("dnssec-invalid", destinationLabel_[domain]);
     }
     if (p.action != DeliveryPlan::Action::Deliver) {
-        for (size_t i : idx) record(i, {stateOfPlan(p), p.status, p.reason, ""}, {});
+        AttemptLog where;
+        where.sts = planSts(p);  // a deferral MTA-STS caused says so
+        for (size_t i : idx) record(i, {stateOfPlan(p), p.status, p.reason, ""}, where);
         return domainDone(domain);
     }
     auto attempt = std::make_shared<HostAttempt>();
@@ -243,6 +254,7 @@ void MessageDelivery::tryNext(std::shared_ptr<HostAttempt> a) {
     if (a->host >= hosts.size() || a->tries >= s_.cfg.delivery.maxHostsPerAttempt * 2) {
         AttemptLog where;
         where.modes = a->lastModes;
+        where.sts = planSts(a->plan);
         for (size_t i : a->rcpts) {
             record(i, {RcptState::Deferred, a->lastStatus, a->lastError, ""}, where);
         }

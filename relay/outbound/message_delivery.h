@@ -109,6 +109,11 @@ struct AttemptLog {
     const char* event = "delivery";
 };
 
+// The destination's MTA-STS for a line that names no host (a plan that
+// deferred, no host left): "enforced" if any host was under an enforce
+// policy, else "testing" if any was under a testing one, else "none".
+const char* planSts(const DeliveryPlan& p);
+
 // The reply an attempt record keeps (queue::AttemptRecord::reply): at most
 // kMaxAttemptReply bytes, cut between characters, never inside one
 // (queue::utf8Prefix).
