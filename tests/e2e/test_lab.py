@@ -105,7 +105,8 @@ class StsLabTest(unittest.TestCase):
         name = "mta-sts." + domain
         out = subprocess.run(
             ["curl", "-sS", "--max-time", "20", "--cacert", self.lab.ca_file, "--proto", "=https",
-             "--resolve", f"{name}:{self.port}:{dnslab.STS_WEB}", "-w", "\n%{http_code} %{content_type}",
+             "--resolve", f"{name}:{self.port}:{dnslab.STS_WEB}",
+             "-w", "\n%{http_code} %{content_type}",
              *extra, f"https://{name}:{self.port}/.well-known/mta-sts.txt"],
             capture_output=True, timeout=60)
         body, _, tail = out.stdout.rpartition(b"\n")

@@ -7,13 +7,16 @@ Addresses (loopback only):
   127.53.0.1:53  NSD, authoritative for test. and every lab zone
   127.53.0.2:53  Unbound, validating, trust anchor = the lab's test. key
   127.53.0.3:53  Unbound, not validating ("iterator" only)
+  127.0.4.1      mta-sts.* of the sts-*.test domains (lab/stsweb.py serves
+                 their policies; the tests start it), MX hosts 127.0.5.x
 
 The zones (see ZONES below) cover: secure (NSEC and NSEC3), insecure (no DS),
 bogus (bad RRSIG, expired RRSIGs, DS that does not match), null MX, no MX
 (address only), CNAME'd MX hosts (secure and partly insecure), TLSA records of
 every usage, selector and matching type, a bogus TLSA RRset, and a lame
-delegation (its server, 127.53.0.9, a thread here, REFUSES: SERVFAIL). Every
-server is started and stopped by its PID.
+delegation (its server, 127.53.0.9, a thread here, REFUSES: SERVFAIL), and
+the MTA-STS domains (STS below: policies in each mode, broken ones, DANE and
+MTA-STS together). Every server is started and stopped by its PID.
 
 By hand:  python3 tests/e2e/lab/dnslab.py   (builds, starts, waits for Enter)
 """
