@@ -31,6 +31,8 @@ const char* toString(Level l) {
             return "dane-only";
         case Level::Verify:
             return "verify";
+        case Level::Sts:
+            return "sts";
     }
     return "?";
 }
@@ -49,6 +51,8 @@ int strictness(Level l) {
             return 3;
         case Level::Verify:
             return 3;
+        case Level::Sts:
+            return 3;  // DANE where published, else a valid MTA-STS policy, required
     }
     return 0;
 }
@@ -203,19 +207,18 @@ struct EntryErrors {
 // Every key known, and of the right JSON type.
 Status checkEntryKeys(const json& ej, const EntryErrors& err) {
     static const char* known[] = {
-        "level",        "next_hop", "reason",   "expires",         "mode",
-        "implicit_tls", "auth",     "tls_pins", "min_tls_version", "trust_store"};
+        "level", "next_hop", "reason",          "expires",     "mode",   "implicit_tls",
+        "auth",  "tls_pins", "min_tls_version", "trust_store", "mta_sts"};
     for (const auto& [k, v] : ej.items()) {
         if (std::find(std::begin(known), std::end(known), k) == std::end(known)) {
             return err.key(k, "unknown key '" + k + "'");
         }
-        bool ok = k == "implicit_tls" ? v.is_boolean()
-                  : k == "tls_pins"   ? v.is_array()
-                                      : v.is_string();
+        bool flag = k == "implicit_tls" || k == "mta_sts";
+        bool ok = flag ? v.is_boolean() : k == "tls_pins" ? v.is_array() : v.is_string();
         if (!ok) {
-            const char* want = k == "implicit_tls" ? "true or false"
-                               : k == "tls_pins"   ? "an array of strings"
-                                                   : "a string";
+            const char* want = flag              ? "true or false"
+                               : k == "tls_pins" ? "an array of strings"
+                                                 : "a string";
             return err.key(k, "'" + k + "' must be " + want);
         }
     }
@@ -228,7 +231,7 @@ Status readRouting(const json& ej, const EntryErrors& err, Entry& e) {
         std::string s = l->get<std::string>();
         bool ok = false;
         for (Level lv : {Level::None, Level::May, Level::Encrypt, Level::Dane, Level::DaneOnly,
-                         Level::Verify}) {
+                         Level::Verify, Level::Sts}) {
             if (s == toString(lv)) {
                 e.level = lv;
                 ok = true;
@@ -236,7 +239,8 @@ Status readRouting(const json& ej, const EntryErrors& err, Entry& e) {
         }
         if (!ok) {
             return err.key(
-                "level", "level '" + s + "' is not none, may, encrypt, dane, dane-only or verify");
+                "level",
+                "level '" + s + "' is not none, may, encrypt, dane, dane-only, verify or sts");
         }
     }
     if (auto n = ej.find("next_hop"); n != ej.end()) {
@@ -246,6 +250,7 @@ Status readRouting(const json& ej, const EntryErrors& err, Entry& e) {
     }
     if (auto r = ej.find("reason"); r != ej.end()) e.reason = r->get<std::string>();
     if (auto x = ej.find("implicit_tls"); x != ej.end()) e.implicitTls = x->get<bool>();
+    if (auto x = ej.find("mta_sts"); x != ej.end()) e.mtaSts = x->get<bool>();
     if (auto x = ej.find("auth"); x != ej.end()) e.authFile = x->get<std::string>();
     if (auto x = ej.find("trust_store"); x != ej.end()) e.trustStore = x->get<std::string>();
     return okStatus();
@@ -304,6 +309,9 @@ Status checkEntryRules(const Entry& e, const EntryErrors& err) {
     if (e.implicitTls && !e.nextHop) {
         return err.key("implicit_tls", "implicit_tls needs a next_hop");
     }
+    if (!e.mtaSts && e.level == Level::Sts) {
+        return err.key("mta_sts", "level sts needs MTA-STS; \"mta_sts\": false contradicts it");
+    }
     return okStatus();
 }
 
@@ -311,6 +319,11 @@ Status checkLowering(const Entry& e, const EntryErrors& err) {
     if (lowers(e.level) && e.reason.empty()) {
         return err("'" + err.dest + "': level " + toString(e.level) +
                    " lowers security below dane and needs a \"reason\"");
+    }
+    if (!e.mtaSts && e.reason.empty()) {
+        return err.key("mta_sts", "'" + err.dest +
+                                      "': \"mta_sts\": false ignores the domain's MTA-STS "
+                                      "policy and needs a \"reason\"");
     }
     if (e.reportOnly && strictness(e.level) <= strictness(Level::Dane) &&
         e.level != Level::Encrypt) {

@@ -6,6 +6,8 @@
 //   level        "none" | "may" | "encrypt" | "dane" (the default) | "dane-only"
 //                | "verify" (PKIX: a certificate chain to the trust store and a
 //                name match, for destinations without DANE)
+//                | "sts" (DANE where published; elsewhere a valid MTA-STS policy
+//                is required and applied as enforce, RFC 8461)
 //   next_hop     "host:port" or "[ip]:port": replaces the MX lookup; DANE
 //                still applies to that host when its TLSA is published
 //   implicit_tls true: TLS from the first byte (an upstream on a 465-style port)
@@ -14,6 +16,8 @@
 //                and the leaf key must be one of them
 //   min_tls_version "TLS1.2" | "TLS1.3"
 //   trust_store  PEM CA file for "verify" (default: the system's CAs)
+//   mta_sts      false: ignore the destination's MTA-STS policy (a lowering:
+//                needs a reason); default true
 //   reason       required when the entry lowers security below "dane"
 //   expires      ISO 8601 instant ("2026-12-01T00:00:00Z"); after it the
 //                entry no longer applies and a warning is logged
@@ -36,7 +40,7 @@
 
 namespace danerelay::policy {
 
-enum class Level { None, May, Encrypt, Dane, DaneOnly, Verify };
+enum class Level { None, May, Encrypt, Dane, DaneOnly, Verify, Sts };
 const char* toString(Level l);
 // Higher is stricter. Dane is the baseline a site gets without any entry.
 int strictness(Level l);
@@ -52,6 +56,7 @@ struct Entry {
     Level level = Level::Dane;
     std::optional<NextHop> nextHop;
     bool implicitTls = false;
+    bool mtaSts = true;  // false: the destination's MTA-STS policy is ignored
     std::string authFile;
     std::string authUser, authPassword;         // read from authFile by loadDir()
     std::vector<std::vector<uint8_t>> tlsPins;  // SHA-256 of SPKI, 32 octets each

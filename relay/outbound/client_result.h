@@ -66,6 +66,11 @@ struct ClientResult {
     std::string error;  // failed: what went wrong, e.g. "connect: Connection refused"
     std::string tls;    // "TLS1.3/AES-256-GCM", empty without TLS
     std::string dane;   // for the log: "matched 3 1 1 ab…", "pkix-verified N", an RFC 8460 name
+    // MTA-STS testing (ClientRequest::stsTestName): on a new connection,
+    // what enforce would have said of the peer's certificate: empty if it
+    // would have passed (or nothing was checked), else why not.
+    std::string stsWould;
+    bool stsChecked = false;
     struct Rcpt {
         int code = 0;
         std::string reply;

@@ -209,8 +209,70 @@ static bool isIpLiteral(const std::string& s) {
     return inet_pton(AF_INET, s.c_str(), &buf) == 1 || inet_pton(AF_INET6, s.c_str(), &buf) == 1;
 }
 
+// "a, b, c" of the policy's mx patterns, for reasons (bounded by dsnText later).
+static std::string patternList(const sts::Policy& p) {
+    std::string out;
+    for (const auto& m : p.mx) out += (out.empty() ? "" : ", ") + m;
+    return out.empty() ? "none" : out;
+}
+
+// MTA-STS on the hosts DANE does not cover (see delivery.h). daneCovered:
+// by index in hosts.
+static void applySts(const DestinationInfo& d, policy::Level level, const StsView* sts,
+                     std::vector<HostPlan>& hosts, const std::vector<bool>& daneCovered) {
+    using policy::Level;
+    if (level == Level::None || level == Level::May) return;  // the operator's lowering
+    const sts::Policy* pol = sts && sts->policy ? &*sts->policy : nullptr;
+    bool required = level == Level::Sts;
+    bool enforce =
+        pol && (pol->mode == sts::Mode::Enforce || (required && pol->mode == sts::Mode::Testing));
+    bool testing = pol && !enforce && pol->mode == sts::Mode::Testing;
+    if (!d.nextHop.empty()) {
+        enforce = testing = false;  // an operator's route: its own policy decides
+        pol = nullptr;
+    }
+    for (size_t i = 0; i < hosts.size(); ++i) {
+        auto& hp = hosts[i];
+        if (daneCovered[i] || hp.skip || hp.mode != TlsMode::Opportunistic) continue;
+        if (required && !enforce) {
+            hp.skip = true;
+            hp.status = kAuthFailure;
+            std::string why =
+                !pol ? (sts && !sts->why.empty() ? sts->why : "no MTA-STS policy")
+                     : std::string("its MTA-STS policy is in mode ") + sts::toString(pol->mode);
+            hp.why = "policy sts: no DANE and no usable MTA-STS policy for " + d.domain + " (" +
+                     why + ")";
+            continue;
+        }
+        if (!enforce && !testing) continue;
+        bool matches = pol->matchesMx(hp.name);
+        std::string mismatch = "not an MX host of the MTA-STS policy of " + d.domain +
+                               " (mx: " + patternList(*pol) + ")";
+        if (testing) {
+            hp.sts = "testing";
+            if (!matches) hp.stsWould = mismatch;
+            continue;
+        }
+        hp.sts = "enforced";
+        if (!matches) {
+            hp.skip = true;
+            hp.status = kAuthFailure;
+            hp.why = mismatch + ", mode " + sts::toString(pol->mode);
+            continue;
+        }
+        // RFC 8461 4.2: PKIX for the name of the MX host connected to,
+        // which the policy (fetched over authenticated HTTPS) vouches for.
+        hp.mode = TlsMode::Verify;
+        hp.referenceNames = {hp.name};
+        hp.sni = hp.name;
+        hp.why = std::string("MTA-STS ") + sts::toString(pol->mode) + " policy of " + d.domain +
+                 ": TLS required, certificate checked against CAs for " + hp.name + " (" + hp.why +
+                 ")";
+    }
+}
+
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
-                  policy::Level level, const OwnAddresses& self) {
+                  policy::Level level, const OwnAddresses& self, const StsView* sts) {
     using A = DeliveryPlan::Action;
     using policy::Level;
     const bool lowered = level == Level::May || level == Level::None;
@@ -241,7 +303,8 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
 
     DeliveryPlan p;
     p.action = A::Deliver;
-    std::vector<bool> ownHost;  // by index in p.hosts, before the sort below
+    std::vector<bool> ownHost;      // by index in p.hosts, before the sort below
+    std::vector<bool> daneCovered;  // the same: TLSA published or its lookup failed
     for (const auto& h : d.hosts) {
         HostPlan hp;
         hp.preference = h.preference;
@@ -323,6 +386,11 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
             }
         }
         hp.why += dropped;
+        daneCovered.push_back(addressesOk && mx.security == Security::Secure &&
+                              h.addressSecurity() == Security::Secure &&
+                              (h.tlsaStatus == TlsaStatus::Usable ||
+                               h.tlsaStatus == TlsaStatus::NoneUsable ||
+                               h.tlsaStatus == TlsaStatus::Failed));
         ownHost.push_back(addressesOk && d.nextHop.empty() &&
                           std::any_of(hp.addresses.begin(), hp.addresses.end(),
                                       [&](const auto& ip) { return self.reaches(ip); }));
@@ -332,6 +400,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
         if (hp.sni.empty()) hp.sni = isIpLiteral(h.name) ? d.domain : h.name;
         p.hosts.push_back(std::move(hp));
     }
+    applySts(d, level, sts, p.hosts, daneCovered);
     // The destination's policy, applied host by host.
     for (auto& hp : p.hosts) {
         bool addressFailed = hp.addresses.empty();
@@ -368,7 +437,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                 }
                 break;
             case Level::Verify:
-                if (!hp.skip && hp.mode != TlsMode::Dane) {
+                if (!hp.skip && hp.mode != TlsMode::Dane && hp.mode != TlsMode::Verify) {
                     hp.mode = TlsMode::Verify;
                     // The name the certificate must carry: the MX host name
                     // only when a DNSSEC-secure MX RRset vouches for it;
@@ -385,6 +454,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
                 }
                 break;
             case Level::Dane:
+            case Level::Sts:  // applySts()
                 break;
         }
     }
@@ -460,8 +530,10 @@ nlohmann::json toJson(const DeliveryPlan& p) {
                          {"tls", h.skip ? "skip" : toString(h.mode)},
                          {"sni", h.sni},
                          {"reference_names", h.referenceNames},
-                         {"why", h.why}});
+                         {"why", h.why},
+                         {"mta_sts", h.sts}});
         if (!h.status.empty()) hosts.back()["status"] = h.status;
+        if (!h.stsWould.empty()) hosts.back()["mta_sts_would"] = h.stsWould;
     }
     return {{"action", toString(p.action)},
             {"status", p.status},
@@ -477,7 +549,10 @@ std::string toText(const DeliveryPlan& p) {
     out += "\n";
     for (const auto& h : p.hosts) {
         out += "  " + std::to_string(h.preference) + " " + h.name + ": " +
-               (h.skip ? std::string("skip") : toString(h.mode)) + " — " + h.why + "\n";
+               (h.skip ? std::string("skip") : toString(h.mode)) + " — " + h.why +
+               (std::string_view(h.sts) == "none" ? "" : std::string(" [mta-sts ") + h.sts + "]") +
+               (h.stsWould.empty() ? "" : " (MTA-STS enforce would refuse: " + h.stsWould + ")") +
+               "\n";
     }
     for (const auto& n : p.notes) out += "  note: " + n + "\n";
     return out;

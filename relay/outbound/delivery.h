@@ -35,6 +35,26 @@
 //   SNI is always sent: TLSA base domain (DANE), the verify name, else the
 //   MX host name.
 //
+// MTA-STS (RFC 8461), for the hosts DANE does not cover. DANE covers a host
+// when it has TLSA records under a secure MX and address (mode dane, or
+// mandatory for TLSA with none usable) or its TLSA lookup failed (skipped):
+// such a host is DANE's alone, and MTA-STS never touches it, so a DANE
+// failure is never rescued by a valid MTA-STS policy (RFC 8461 2). The
+// other hosts, the ones DANE would send to opportunistically:
+//   live policy, mode enforce                  → a host matching none of the
+//                                                policy's mx patterns is
+//                                                skipped (4.7.5); a matching
+//                                                host gets PKIX for its own
+//                                                MX name (TLS required, SNI =
+//                                                that name), sts=enforced
+//   live policy, mode testing                  → delivered as before; what
+//                                                enforce would have refused
+//                                                is reported (sts=testing)
+//   mode none, no policy, a next_hop, policy   → as before (sts=none)
+//     none/may, or "mta_sts": false
+//   policy level sts: no live policy (or mode  → the host is skipped (4.7.5);
+//     none)                                      testing is applied as enforce
+//
 // A skipped host's status (HostPlan::status) follows RFC 3463 and Postfix:
 // 4.7.5 for a DNSSEC or DANE authentication failure (a bogus answer, data
 // whose DNSSEC status is indeterminate, policy dane-only without usable
@@ -54,12 +74,14 @@
 // the next host is tried under its own plan, and in the end the message waits.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "policy/policy.h"
 #include "queue/envelope.h"
 #include "relay/outbound/destination.h"
+#include "sts/policy_text.h"
 #include "tls/dane.h"
 
 namespace danerelay::relay {
@@ -84,6 +106,18 @@ struct HostPlan {
     bool skip = false;
     std::string why;     // the reason for mode or skip, for logs and probe
     std::string status;  // skip: 4.7.5, 4.4.3 or 5.4.6 (see above)
+    // MTA-STS for this host: "enforced" (mode Verify for name under the
+    // policy), "testing" or "none"; stsWould: in testing, what enforce
+    // would have refused at plan time (empty: the certificate decides,
+    // checked on the connection and reported).
+    const char* sts = "none";
+    std::string stsWould;
+};
+
+// What MTA-STS says about a destination (relay/outbound/mta_sts.h finds it).
+struct StsView {
+    std::optional<sts::Policy> policy;  // live (cached or just fetched); empty: none
+    std::string why;                    // none: why; else where it came from
 };
 
 struct DeliveryPlan {
@@ -130,8 +164,11 @@ OwnAddresses ownAddresses(const std::vector<ListenerConfig>& listeners, uint16_t
 // reasoned exception) delivers opportunistically even where TLSA failed or
 // does not match; "none" sends without TLS.
 // self: our own listeners (the loop check, skipped for a policy next_hop).
+// sts: the destination's MTA-STS policy as found (null: not looked up, as
+// with "mta_sts": false).
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
-                  policy::Level level = policy::Level::Dane, const OwnAddresses& self = {});
+                  policy::Level level = policy::Level::Dane, const OwnAddresses& self = {},
+                  const StsView* sts = nullptr);
 
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);

@@ -130,9 +130,30 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
     policyText_[domain] =
         std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
     destinationLabel_[domain] = destinationLabel(eff.file.empty() ? "" : eff.destination);
-    auto onInfo = [self, domain, idx, pol](const DestinationInfo& info) {
-        self->onPlan(domain, idx, pol, info);
+    // The MX lookup and the MTA-STS lookup run side by side; the plan waits
+    // for both (a first contact waits for the policy fetch).
+    struct Join {
+        std::optional<DestinationInfo> info;
+        std::optional<StsView> sts;
+        bool stsWanted = false;
     };
+    auto join = std::make_shared<Join>();
+    join->stsWanted = s_.mtaSts && eff.mtaSts && !eff.nextHop && eff.level != policy::Level::None &&
+                      eff.level != policy::Level::May;
+    auto ready = [self, domain, idx, pol, join] {
+        if (!join->info || (join->stsWanted && !join->sts)) return;
+        self->onPlan(domain, idx, pol, *join->info, join->sts ? &*join->sts : nullptr);
+    };
+    auto onInfo = [join, ready](const DestinationInfo& info) {
+        join->info = info;
+        ready();
+    };
+    if (join->stsWanted) {
+        s_.mtaSts->lookup(domain, [join, ready](const StsView& v) {
+            join->sts = v;
+            ready();
+        });
+    }
     if (eff.nextHop) {
         DestinationLookup::runNextHop(s_.resolver, domain, eff.nextHop->host, eff.nextHop->literal,
                                       eff.nextHop->port, onInfo);
@@ -142,12 +163,13 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
 }
 
 void MessageDelivery::onPlan(const std::string& domain, const std::vector<size_t>& idx,
-                             const policy::Decision& pol, const DestinationInfo& info) {
+                             const policy::Decision& pol, const DestinationInfo& info,
+                             const StsView* sts) {
     DeliveryPlan p = plan(info, s_.resolver.validating(), true, pol.effective.level,
-                          ownAddresses(s_.cfg.listeners, s_.cfg.delivery.port));
+                          ownAddresses(s_.cfg.listeners, s_.cfg.delivery.port), sts);
     for (const auto& n : p.notes)
         logEvent("addresses-dropped", {{"qid", id_}, {"domain", domain}, {"detail", n}});
-    if (pol.reported) report(domain, info, *pol.reported, p);
+    if (pol.reported) report(domain, info, *pol.reported, p, sts);
     if (info.mx.security == dns::Security::Bogus) {
         s_.metrics->tlsResult("dnssec-invalid", destinationLabel_[domain]);
     }
@@ -167,9 +189,11 @@ void MessageDelivery::onPlan(const std::string& domain, const std::vector<size_t
 // A report-only entry: what it would have done, logged; delivery follows
 // the effective policy.
 void MessageDelivery::report(const std::string& domain, const DestinationInfo& info,
-                             const policy::Entry& e, const DeliveryPlan& effective) {
-    DeliveryPlan strict = plan(info, s_.resolver.validating(), false, e.level,
-                               ownAddresses(s_.cfg.listeners, s_.cfg.delivery.port));
+                             const policy::Entry& e, const DeliveryPlan& effective,
+                             const StsView* sts) {
+    DeliveryPlan strict =
+        plan(info, s_.resolver.validating(), false, e.level,
+             ownAddresses(s_.cfg.listeners, s_.cfg.delivery.port), e.mtaSts ? sts : nullptr);
     std::string would;
     if (strict.action != DeliveryPlan::Action::Deliver) {
         would = std::string("would ") + toString(strict.action) + ": " + strict.status + " " +
@@ -215,6 +239,7 @@ void MessageDelivery::tryNext(std::shared_ptr<HostAttempt> a) {
     AttemptLog where;
     where.mx = h.name;
     where.ip = req.address;
+    where.sts = h.sts;
     where.modes = {toString(h.mode), toString(req.mode)};
     TlsMode required = req.mode;
     SmtpClient::run(
@@ -242,6 +267,18 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
     // secure MX RRset, else the next-hop domain).
     req.verifyName = h.referenceNames.empty() ? h.name : h.referenceNames.front();
     req.mode = requiredMode(h.mode, pe);
+    // MTA-STS: PKIX for the MX name against mta_sts.trust_store; in
+    // testing, the same check reported only (when the MX name matched).
+    const std::string stsTrust = s_.mtaSts ? s_.mtaSts->trustStore() : "";
+    if (std::string_view(h.sts) == "enforced" && h.mode == TlsMode::Verify) {
+        req.stsEnforced = true;
+        req.trustStore = stsTrust;
+        req.verifyName = h.name;
+    } else if (std::string_view(h.sts) == "testing" && h.stsWould.empty() &&
+               req.mode != TlsMode::Verify) {
+        req.stsTestName = h.name;
+        if (req.mode != TlsMode::Dane) req.trustStore = stsTrust;
+    }
     req.tlsa = h.tlsa;
     req.sni = h.sni;
     req.referenceNames = h.referenceNames;
@@ -260,6 +297,8 @@ void MessageDelivery::onSession(std::shared_ptr<HostAttempt> a, const ClientResu
                                 const AttemptLog& where, TlsMode required) {
     AttemptJudgement j = judgeAttempt(required, r, a->rcpts.size());
     countSession(*a, r, required);
+    const HostPlan& hp = a->plan.hosts[a->host];
+    if (std::string_view(hp.sts) == "testing") reportSts(*a, hp, &r);
     AttemptLog log = where;
     log.tls = r.tls;
     log.dane = r.dane;
@@ -269,7 +308,10 @@ void MessageDelivery::onSession(std::shared_ptr<HostAttempt> a, const ClientResu
         // host's own plan. Never a plaintext or unauthenticated retry of
         // this one, and never a bounce.
         for (size_t i : a->rcpts) logAttempt(i, log, j.reason, "retry-next-host");
-        a->lastError = where.mx + "[" + where.ip + "]: " + j.reason;
+        a->lastError = where.mx + "[" + where.ip + "]: " + j.reason +
+                       (std::string_view(hp.sts) == "enforced"
+                            ? " (MTA-STS policy of " + a->domain + ", mode enforce)"
+                            : "");
         a->lastStatus = j.status;
         a->lastModes = where.modes;
         return tryNext(a);
@@ -280,6 +322,19 @@ void MessageDelivery::onSession(std::shared_ptr<HostAttempt> a, const ClientResu
         record(a->rcpts[k], {jr.state, std::move(jr.status), std::move(jr.text), where.mx}, log);
     }
     domainDone(a->domain);
+}
+
+void MessageDelivery::reportSts(const HostAttempt& a, const HostPlan& h, const ClientResult* r) {
+    std::string would = h.stsWould;
+    if (would.empty() && r && r->stsChecked) would = r->stsWould;
+    if (would.empty()) return;
+    logEvent("sts-report", {{"qid", id_},
+                            {"domain", a.domain},
+                            {"mx", h.name},
+                            {"mode", "testing"},
+                            {"result", "would defer under enforce: " + would}});
+    s_.metrics->tlsResult(h.stsWould.empty() ? "sts-webpki-invalid" : "validation-failure",
+                          destinationLabel(a.policy.file.empty() ? "" : a.policy.destination));
 }
 
 void MessageDelivery::logAttempt(size_t i, const AttemptLog& w, const std::string& reply,
@@ -295,6 +350,7 @@ void MessageDelivery::logAttempt(size_t i, const AttemptLog& w, const std::strin
                        {"tls_required", w.modes.required},
                        {"tls", tls},
                        {"dane", dane},
+                       {"sts", w.sts},
                        {"conn", w.conn},
                        {"policy", policyText_[domainOf(msg_.envelope.recipients[i].address)]},
                        {"reply", reply},

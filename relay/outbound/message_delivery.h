@@ -31,6 +31,7 @@
 #include "queue/spool.h"
 #include "relay/outbound/bounce.h"
 #include "relay/outbound/connection_cache.h"
+#include "relay/outbound/mta_sts.h"
 #include "relay/outbound/smtp_client.h"
 #include "relay/outbound/trouble.h"
 #include "relay/runtime/committer.h"
@@ -52,6 +53,7 @@ struct DeliveryServices {
     std::shared_ptr<tls::ClientCredentials> clientCreds;
     ConnectionCache& connections;
     OutboundMetrics* metrics = nullptr;  // set by the Scheduler; never null during a delivery
+    MtaSts* mtaSts = nullptr;            // null: MTA-STS off (mta_sts.enabled false)
 };
 
 // The Scheduler as a delivery sees it.
@@ -91,6 +93,7 @@ struct TlsModes {
 // Where and how one recipient's try went, for its log line and history.
 struct AttemptLog {
     std::string mx = "-", ip = "-", tls, dane;
+    const char* sts = "none";  // MTA-STS for the host: enforced, testing, none
     TlsModes modes;
     const char* conn = "-";
     const char* event = "delivery";
@@ -117,9 +120,12 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     void bounceAll();
     void deliverDomain(const std::string& domain, const std::vector<size_t>& idx);
     void onPlan(const std::string& domain, const std::vector<size_t>& idx,
-                const policy::Decision& pol, const DestinationInfo& info);
+                const policy::Decision& pol, const DestinationInfo& info, const StsView* sts);
     void report(const std::string& domain, const DestinationInfo& info, const policy::Entry& e,
-                const DeliveryPlan& effective);
+                const DeliveryPlan& effective, const StsView* sts);
+    // MTA-STS testing: what enforce would have refused on this host, logged
+    // (event sts-report) and counted; delivery goes on.
+    void reportSts(const HostAttempt& a, const HostPlan& h, const ClientResult* r);
     void tryNext(std::shared_ptr<HostAttempt> a);
     ClientRequest request(HostAttempt& a, const HostPlan& h);  // takes the next address
     void onSession(std::shared_ptr<HostAttempt> a, const ClientResult& r, const AttemptLog& where,

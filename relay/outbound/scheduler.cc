@@ -55,6 +55,17 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
           sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
       }) {
     sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
+    if (cfg.mtaSts.enabled) {
+        // The policy cache beside the queue (SPOOL/sts/): it is state that
+        // must survive restarts, as the queue does.
+        auto m = MtaSts::open(dispatcher_, workers, resolver, cfg.mtaSts, cfg.spoolDir + "/sts");
+        if (m) {
+            mtaSts_ = std::move(*m);
+            services_.mtaSts = mtaSts_.get();
+        } else {
+            logEvent("sts-disabled", {{"error", m.error().message}});
+        }
+    }
 }
 
 Scheduler::~Scheduler() = default;

@@ -200,6 +200,7 @@ class Scheduler : private DeliveryHost {
     Dispatcher dispatcher_;  // deferred deletion of SMTP clients; the clock
     ConnectionCache connections_;
     std::shared_ptr<OutboundMetrics> metrics_ = unscrapedMetrics<OutboundMetrics>();
+    std::unique_ptr<MtaSts> mtaSts_;  // null: mta_sts.enabled false, or its cache failed to open
     DeliveryServices services_;
     std::shared_ptr<const policy::PolicySet> policy_;
     static Key keyOf(const std::string& id);

@@ -99,6 +99,7 @@ std::string SmtpClient::cacheKey(const ClientRequest& req) {
     field(std::to_string(req.minTlsVersion));
     field(req.trustStore);
     field(req.verifyName);
+    field(std::to_string(req.stsEnforced));
     std::vector<std::string> pins;
     for (const auto& p : req.tlsPins) pins.emplace_back(p.begin(), p.end());
     set(std::move(pins));
@@ -496,6 +497,14 @@ bool SmtpClient::checkPeer() {
             return false;
         }
         result_.dane = "pkix-verified " + req_.verifyName;
+    } else if (!req_.stsTestName.empty()) {
+        // MTA-STS testing: what enforce would have said, reported only.
+        std::string why;
+        result_.stsChecked = true;
+        if (!tls::verifyPkix(chain, req_.trustStore, req_.stsTestName,
+                             static_cast<std::time_t>(dispatcher_.now()), &why)) {
+            result_.stsWould = "certificate not valid for " + req_.stsTestName + ": " + why;
+        }
     }
     if (!req_.tlsPins.empty()) {
         auto pin = chain.empty() ? std::vector<uint8_t>{} : tls::spkiSha256(chain[0]);
@@ -596,15 +605,27 @@ std::string SmtpClient::rcptLine(size_t i) const {
 
 void SmtpClient::sendEnvelope() {
     const auto& env = req_.envelope;
+    if (!reused_ && !req_.stsTestName.empty() && result_.tls.empty()) {
+        result_.stsChecked = true;  // MTA-STS testing: enforce would have wanted TLS
+        result_.stsWould = "no TLS (STARTTLS not offered or refused)";
+    }
     // RFC 8689 4.2.1: a REQUIRETLS message goes only to a server whose TLS
-    // was authenticated by DANE (MTA-STS later) and that offers REQUIRETLS;
-    // checked before a byte of it is sent, on a reused connection too.
+    // was authenticated by DANE or under an MTA-STS enforce policy (PKIX for
+    // the MX name the policy lists) and that offers REQUIRETLS; checked
+    // before a byte of it is sent, on a reused connection too (whose cache
+    // key holds the mode and stsEnforced).
     if (env.requireTls) {
-        if (result_.tls.empty() || !result_.peerVerified ||
-            result_.peerCheck != ClientResult::PeerCheck::Dane) {
-            return fail(F::RequireTls,
-                        "REQUIRETLS: TLS to this server is not authenticated by DANE (" +
-                            std::string(result_.tls.empty() ? "no TLS" : "TLS not verified") + ")");
+        bool authenticated =
+            result_.peerCheck == ClientResult::PeerCheck::Dane ||
+            (result_.peerCheck == ClientResult::PeerCheck::Pkix && req_.stsEnforced);
+        if (result_.tls.empty() || !result_.peerVerified || !authenticated) {
+            return fail(
+                F::RequireTls,
+                "REQUIRETLS: TLS to this server is not authenticated by DANE or MTA-STS (" +
+                    std::string(result_.tls.empty()     ? "no TLS"
+                                : !result_.peerVerified ? "TLS not verified"
+                                                        : "PKIX without an MTA-STS policy") +
+                    ")");
         }
         if (!requireTls_)
             return fail(F::RequireTls, "REQUIRETLS: the server does not offer REQUIRETLS");

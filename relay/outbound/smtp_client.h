@@ -64,6 +64,11 @@ struct ClientRequest {
     int minTlsVersion = 0;                      // 12 or 13; 0: TLS 1.2 (the floor)
     std::string trustStore;                     // Verify mode: CA file ("" = system)
     std::string verifyName;                     // Verify mode: the name to match
+    // MTA-STS (RFC 8461): Verify mode under an enforce policy (which also
+    // meets REQUIRETLS, RFC 8689 4.2.1); stsTestName, under a testing
+    // policy: the name PKIX is checked for and reported, never enforced.
+    bool stsEnforced = false;
+    std::string stsTestName;
 };
 
 class SmtpClient;

@@ -495,6 +495,19 @@ void readDelivery(const Checker& c, const json& d, DeliveryConfig& D) {
         .read();
 }
 
+void readMtaSts(const Checker& c, const json& m, const std::string& path, MtaStsConfig& M) {
+    Section(c, m, "mta_sts")
+        .flag("enabled", &M.enabled)
+        .on("trust_store",
+            [&](const std::string& k) {
+                std::string v = c.str(m, "mta_sts", k, false);
+                M.trustStore = v.empty() ? "" : resolvePath(path, v);
+            })
+        .number("port", &M.port, 1, 65535)
+        .number("fetch_timeout", &M.fetchTimeout, 1, 600)
+        .read();
+}
+
 // metrics.listen: where Prometheus scrapes (off unless set); not one of the
 // SMTP listeners' addresses.
 void readMetrics(const Checker& c, const json& m, Config& cfg) {
@@ -627,6 +640,8 @@ void checkFiles(const Checker& c, const Config& cfg) {
     if (!cfg.credentialsFile.empty())
         checkReadable(c, "auth.credentials", cfg.credentialsFile, false);
     if (!cfg.policyDir.empty()) checkReadable(c, "policy_dir", cfg.policyDir, true);
+    if (!cfg.mtaSts.trustStore.empty())
+        checkReadable(c, "mta_sts.trust_store", cfg.mtaSts.trustStore, false);
 }
 
 std::string readConfigFile(const std::string& path) {
@@ -681,6 +696,7 @@ Config loadConfig(const std::string& path, FileCheck files) {
         .on("dns", inSection([&](const json& s) { resolvConfSet = readDns(c, s, path, cfg.dns); }))
         .on("delivery", inSection([&](const json& s) { readDelivery(c, s, cfg.delivery); }))
         .on("metrics", inSection([&](const json& s) { readMetrics(c, s, cfg); }))
+        .on("mta_sts", inSection([&](const json& s) { readMtaSts(c, s, path, cfg.mtaSts); }))
         .on("log_file", pathKey(&cfg.logFile))
         .on("policy_dir", pathKey(&cfg.policyDir))
         .on("control_socket", pathKey(&cfg.controlSocket))

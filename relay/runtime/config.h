@@ -109,6 +109,17 @@ struct DeliveryConfig {
         2;  // seconds an idle connection waits for the next message; 0: off
 };
 
+// mta_sts: MTA-STS (RFC 8461) for destinations without DANE
+// (relay/outbound/mta_sts.h). The policy cache lives in SPOOL/sts/.
+struct MtaStsConfig {
+    bool enabled = true;
+    // PEM CA file for the policy fetch and for MX certificates under a
+    // policy; empty: the system's trust store.
+    std::string trustStore;
+    uint16_t port = 443;         // HTTPS port of mta-sts.DOMAIN (443; a lab may use another)
+    unsigned fetchTimeout = 60;  // seconds for one fetch (RFC 8461 3.3 suggests a minute)
+};
+
 struct Config {
     std::string file;
     std::string hostname;
@@ -121,6 +132,7 @@ struct Config {
     Limits limits;
     DnsConfig dns;
     DeliveryConfig delivery;
+    MtaStsConfig mtaSts;
     std::string policyDir;  // empty: built-in policy (dane) for every destination
     std::string logFile;    // empty: standard error
     // danectl's way in: a Unix socket, mode 0600 (default: <spool_dir>/control.sock).

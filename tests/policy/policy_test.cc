@@ -162,3 +162,29 @@ TEST(Policy, Iso8601) {
 }
 
 }  // namespace
+
+TEST(Policy, MtaStsLevelAndOptOut) {
+    auto p = load(R"({"policies": {
+        "strict.example": {"level": "sts"},
+        "legacy.example": {"mta_sts": false, "reason": "their policy lists a retired MX"}
+    }})");
+    ASSERT_TRUE(p);
+    auto strict = p->lookup("strict.example", kNow).effective;
+    EXPECT_EQ(strict.level, Level::Sts);
+    EXPECT_TRUE(strict.mtaSts);
+    EXPECT_GT(strictness(Level::Sts), strictness(Level::Dane));
+    auto legacy = p->lookup("legacy.example", kNow).effective;
+    EXPECT_FALSE(legacy.mtaSts);
+    EXPECT_EQ(legacy.level, Level::Dane);
+    EXPECT_TRUE(p->lookup("other.example", kNow).effective.mtaSts);  // the default honours it
+    // Ignoring a domain's MTA-STS policy is a lowering: a reason, always.
+    auto noReason = errorOf(R"({"policies": {"a.example": {"mta_sts": false}}})");
+    EXPECT_NE(noReason.find("needs a \"reason\""), std::string::npos) << noReason;
+    EXPECT_NE(noReason.find("p.json:1:"), std::string::npos) << noReason;
+    EXPECT_NE(errorOf(R"({"policies": {"a.example": {"mta_sts": "no"}}})").find("true or false"),
+              std::string::npos);
+    EXPECT_NE(errorOf(R"({"policies": {"a.example": {"level": "sts", "mta_sts": false,
+                          "reason": "x"}}})")
+                  .find("contradicts"),
+              std::string::npos);
+}

@@ -129,6 +129,28 @@ TEST_F(ConfigTest, UserControlGroupAndLogFormat) {
               std::string::npos);
 }
 
+TEST_F(ConfigTest, MtaSts) {
+    const std::string base = R"({"spool_dir": "s", "listeners": [{"address": "127.0.0.1:2525"}], )";
+    auto d = loadConfig(write(kMinimal));
+    EXPECT_TRUE(d.mtaSts.enabled);  // on by default, with the system's CAs
+    EXPECT_EQ(d.mtaSts.trustStore, "");
+    EXPECT_EQ(d.mtaSts.port, 443);
+    EXPECT_EQ(d.mtaSts.fetchTimeout, 60u);
+    std::ofstream(dir_ + "/ca.pem") << "-----BEGIN CERTIFICATE-----\n";
+    auto c = loadConfig(write(base + R"("mta_sts": {"enabled": false, "trust_store": "ca.pem",
+                                        "port": 8443, "fetch_timeout": 5}})"));
+    EXPECT_FALSE(c.mtaSts.enabled);
+    EXPECT_EQ(c.mtaSts.trustStore, dir_ + "/ca.pem");  // relative to the config file
+    EXPECT_EQ(c.mtaSts.port, 8443);
+    EXPECT_EQ(c.mtaSts.fetchTimeout, 5u);
+    EXPECT_NE(
+        errorOf(base + R"("mta_sts": {"trust_store": "missing.pem"}})").find("mta_sts.trust_store"),
+        std::string::npos);
+    EXPECT_NE(errorOf(base + R"("mta_sts": {"fetch_timeout": 0}})").find("mta_sts.fetch_timeout"),
+              std::string::npos);
+    EXPECT_NE(errorOf(base + R"("mta_sts": {"enable": true}})").find("enable"), std::string::npos);
+}
+
 TEST_F(ConfigTest, SyntaxErrorNamesLineAndColumn) {
     auto e = errorOf("{\n  \"spool_dir\": \"x\",\n  \"listeners\": [,]\n}");
     EXPECT_NE(e.find("danerelay.json:3:"), std::string::npos) << e;

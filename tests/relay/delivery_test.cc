@@ -714,3 +714,163 @@ TEST(PlanLoops, APolicyNextHopNamingUsIsObeyedAndUnverifiedAddressesDoNotCount) 
 }
 
 }  // namespace
+
+// ------------------------------------------------ MTA-STS (RFC 8461) in plan()
+
+namespace {
+
+StsView stsPolicy(sts::Mode mode, std::vector<std::string> mx) {
+    StsView v;
+    v.policy = sts::Policy{};
+    v.policy->mode = mode;
+    v.policy->maxAge = 86400;
+    v.policy->mx = std::move(mx);
+    v.why = "test policy";
+    return v;
+}
+
+const HostPlan& hostNamed(const DeliveryPlan& p, const std::string& name) {
+    for (const auto& h : p.hosts)
+        if (h.name == name) return h;
+    throw std::runtime_error("no host " + name);
+}
+
+}  // namespace
+
+TEST(PlanSts, EnforceUsesOnlyMatchingHostsWithPkixForTheirOwnName) {
+    auto d = dest(Security::Insecure,
+                  {host("mx1.example.org", 10, Security::Insecure, TlsaStatus::Insecure),
+                   host("evil.attacker.test", 5, Security::Insecure, TlsaStatus::Insecure),
+                   host("a.b.example.org", 20, Security::Insecure, TlsaStatus::Insecure)});
+    auto sts = stsPolicy(sts::Mode::Enforce, {"*.example.org"});
+    auto p = plan(d, true, false, policy::Level::Dane, {}, &sts);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
+    const auto& good = hostNamed(p, "mx1.example.org");
+    EXPECT_FALSE(good.skip);
+    EXPECT_EQ(good.mode, TlsMode::Verify);
+    EXPECT_EQ(good.referenceNames, std::vector<std::string>{"mx1.example.org"});
+    EXPECT_EQ(good.sni, "mx1.example.org");
+    EXPECT_STREQ(good.sts, "enforced");
+    // An MX the attacker put in the (unsigned) MX RRset is never used...
+    const auto& evil = hostNamed(p, "evil.attacker.test");
+    EXPECT_TRUE(evil.skip);
+    EXPECT_EQ(evil.status, "4.7.5");
+    EXPECT_NE(evil.why.find("MTA-STS"), std::string::npos) << evil.why;
+    // ... nor one two labels under the wildcard (RFC 8461 4.1).
+    EXPECT_TRUE(hostNamed(p, "a.b.example.org").skip);
+}
+
+TEST(PlanSts, EnforceWithNoMatchingHostDefers475NamingThePolicy) {
+    auto d = dest(Security::Insecure,
+                  {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
+    auto sts = stsPolicy(sts::Mode::Enforce, {"mx.elsewhere.test"});
+    auto p = plan(d, true, false, policy::Level::Dane, {}, &sts);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("MTA-STS policy of example.org"), std::string::npos) << p.reason;
+    EXPECT_NE(p.reason.find("mx.elsewhere.test"), std::string::npos) << p.reason;
+}
+
+TEST(PlanSts, DaneDecidesWhereItAppliesAndIsNeverRescued) {
+    // DANE host, policy not listing it: DANE decides, MTA-STS stays out.
+    auto sts = stsPolicy(sts::Mode::Enforce, {"*.elsewhere.test"});
+    auto p = plan(
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
+        true, false, policy::Level::Dane, {}, &sts);
+    ASSERT_EQ(p.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(p.hosts[0].mode, TlsMode::Dane);
+    EXPECT_STREQ(p.hosts[0].sts, "none");
+    // TLSA lookup failed (bogus): skipped, and a policy listing the host
+    // does not bring it back (RFC 8461 2).
+    auto ok = stsPolicy(sts::Mode::Enforce, {"mx.example.org"});
+    auto q = plan(
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Failed)}),
+        true, false, policy::Level::Dane, {}, &ok);
+    EXPECT_EQ(q.action, DeliveryPlan::Action::Defer);
+    EXPECT_TRUE(q.hosts[0].skip);
+    EXPECT_STREQ(q.hosts[0].sts, "none");
+    // TLSA present but none usable: DANE's mandatory TLS, not MTA-STS's PKIX.
+    auto r = plan(dest(Security::Secure,
+                       {host("mx.example.org", 10, Security::Secure, TlsaStatus::NoneUsable)}),
+                  true, false, policy::Level::Dane, {}, &sts);
+    EXPECT_EQ(r.hosts[0].mode, TlsMode::Mandatory);
+    EXPECT_FALSE(r.hosts[0].skip);
+    // A host without TLSA in the same DANE domain: MTA-STS applies to it.
+    auto mixed =
+        plan(dest(Security::Secure,
+                  {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable),
+                   host("mx2.example.org", 20, Security::Secure, TlsaStatus::SecurelyAbsent)}),
+             true, false, policy::Level::Dane, {}, &sts);
+    EXPECT_EQ(hostNamed(mixed, "mx.example.org").mode, TlsMode::Dane);
+    EXPECT_TRUE(hostNamed(mixed, "mx2.example.org").skip);
+}
+
+TEST(PlanSts, TestingDeliversAsBeforeAndSaysWhatEnforceWouldRefuse) {
+    auto d = dest(Security::Insecure,
+                  {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure),
+                   host("mx.other.test", 20, Security::Insecure, TlsaStatus::Insecure)});
+    auto sts = stsPolicy(sts::Mode::Testing, {"mx.example.org"});
+    auto p = plan(d, true, false, policy::Level::Dane, {}, &sts);
+    const auto& listed = hostNamed(p, "mx.example.org");
+    const auto& other = hostNamed(p, "mx.other.test");
+    EXPECT_EQ(listed.mode, TlsMode::Opportunistic);
+    EXPECT_EQ(other.mode, TlsMode::Opportunistic);
+    EXPECT_FALSE(other.skip);
+    EXPECT_STREQ(listed.sts, "testing");
+    EXPECT_TRUE(listed.stsWould.empty());  // its certificate decides, on the connection
+    EXPECT_NE(other.stsWould.find("not an MX host"), std::string::npos);
+    // mode none, or no policy at all: nothing changes.
+    StsView nothing;
+    const StsView* nothingPtr = &nothing;
+    for (const StsView* v : {static_cast<const StsView*>(nullptr), nothingPtr}) {
+        auto q = plan(d, true, false, policy::Level::Dane, {}, v);
+        EXPECT_EQ(q.hosts[0].mode, TlsMode::Opportunistic);
+        EXPECT_STREQ(q.hosts[0].sts, "none");
+    }
+    auto none = stsPolicy(sts::Mode::None, {});
+    EXPECT_STREQ(plan(d, true, false, policy::Level::Dane, {}, &none).hosts[0].sts, "none");
+}
+
+TEST(PlanSts, LevelStsRequiresAPolicyWhereDaneDoesNotApply) {
+    auto insecure = dest(Security::Insecure,
+                         {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
+    StsView none;
+    none.why = "_mta-sts.example.org TXT: absent";
+    auto p = plan(insecure, true, false, policy::Level::Sts, {}, &none);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("policy sts"), std::string::npos) << p.reason;
+    EXPECT_NE(p.reason.find("absent"), std::string::npos) << p.reason;
+    // testing is applied as enforce under level sts
+    auto testing = stsPolicy(sts::Mode::Testing, {"mx.example.org"});
+    auto q = plan(insecure, true, false, policy::Level::Sts, {}, &testing);
+    EXPECT_EQ(q.hosts[0].mode, TlsMode::Verify);
+    EXPECT_STREQ(q.hosts[0].sts, "enforced");
+    // DANE is enough: no policy needed.
+    auto r = plan(
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)}),
+        true, false, policy::Level::Sts, {}, &none);
+    EXPECT_EQ(r.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(r.hosts[0].mode, TlsMode::Dane);
+}
+
+TEST(PlanSts, LoweringsAndNextHopsLeaveMtaStsOut) {
+    auto d = dest(Security::Insecure,
+                  {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
+    auto sts = stsPolicy(sts::Mode::Enforce, {"mx.elsewhere.test"});
+    for (auto level : {policy::Level::May, policy::Level::None}) {
+        auto p = plan(d, true, false, level, {}, &sts);
+        EXPECT_EQ(p.action, DeliveryPlan::Action::Deliver) << policy::toString(level);
+        EXPECT_STREQ(p.hosts[0].sts, "none");
+    }
+    auto hop = d;
+    hop.nextHop = "mx.example.org:25";
+    EXPECT_EQ(plan(hop, true, false, policy::Level::Dane, {}, &sts).action,
+              DeliveryPlan::Action::Deliver);
+    // encrypt keeps the enforce policy's PKIX (stricter), verify too.
+    auto ok = stsPolicy(sts::Mode::Enforce, {"mx.example.org"});
+    EXPECT_EQ(plan(d, true, false, policy::Level::Encrypt, {}, &ok).hosts[0].mode, TlsMode::Verify);
+    auto v = plan(d, true, false, policy::Level::Verify, {}, &ok);
+    EXPECT_EQ(v.hosts[0].mode, TlsMode::Verify);
+    EXPECT_EQ(v.hosts[0].referenceNames, std::vector<std::string>{"mx.example.org"});
+}

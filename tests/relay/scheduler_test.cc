@@ -501,8 +501,10 @@ TEST_F(SchedulerSpoolTest, OutboundConnectionsAreLimitedInAllAndPerMessage) {
     EXPECT_EQ(s.connectionsPeak(), 5u);  // reached, never passed
     EXPECT_EQ(s.connectionsInUse(), 0u);
     EXPECT_GE(dns.total(), 36u);  // every domain was asked for
-    // Queries open at once, seen at the server (the timeout is 400 ms).
-    EXPECT_LE(dns.peak(std::chrono::milliseconds(200)), 5u);
+    // Queries open at once, seen at the server (the timeout is 400 ms): a
+    // slot's MX lookup and its _mta-sts TXT lookup run side by side, so two
+    // per slot, never more.
+    EXPECT_LE(dns.peak(std::chrono::milliseconds(200)), 10u);
 }
 
 // ------------------------------------------- time from a ManualClock

@@ -1,0 +1,298 @@
+#include "relay/outbound/mta_sts.h"
+
+#include <algorithm>
+
+#include "relay/runtime/log.h"
+
+namespace danerelay::relay {
+
+namespace {
+
+std::string lowerAscii(std::string s) {
+    for (auto& c : s) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return s;
+}
+
+std::string timeText(int64_t t) {
+    char buf[32];
+    std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string mxText(const sts::Policy& p) {
+    std::string out;
+    for (const auto& m : p.mx) out += (out.empty() ? "" : ",") + m;
+    return out;
+}
+
+}  // namespace
+
+sts::TxtLookup stsRecord(const std::string& domain, const dns::Answer& a) {
+    if (a.security != dns::Security::Bogus && a.security != dns::Security::Indeterminate &&
+        (a.outcome == dns::Outcome::NxDomain || a.outcome == dns::Outcome::NoData)) {
+        return sts::selectTxtRecord(domain, {});
+    }
+    if (a.outcome != dns::Outcome::Data || a.security == dns::Security::Bogus ||
+        a.security == dns::Security::Indeterminate) {
+        sts::TxtLookup l;
+        l.status = sts::TxtStatus::LookupFailed;
+        l.error = "_mta-sts." + domain + " TXT: " + dns::toString(a.outcome) + ", " +
+                  dns::toString(a.security) + (a.detail.empty() ? "" : ": " + a.detail);
+        return l;
+    }
+    return sts::selectTxtRecord(domain, a.txt);
+}
+
+Result<std::unique_ptr<MtaSts>> MtaSts::open(Dispatcher& d, WorkerPool& workers,
+                                             dns::Resolver& resolver, const MtaStsConfig& cfg,
+                                             const std::string& cacheDir) {
+    auto cache = sts::PolicyCache::open(cacheDir);
+    if (!cache) return cache.error();
+    return std::unique_ptr<MtaSts>(new MtaSts(d, workers, resolver, cfg, std::move(*cache)));
+}
+
+MtaSts::MtaSts(Dispatcher& d, WorkerPool& workers, dns::Resolver& resolver, const MtaStsConfig& cfg,
+               sts::PolicyCache cache)
+    : dispatcher_(d),
+      workers_(workers),
+      resolver_(resolver),
+      cfg_(cfg),
+      cache_(std::make_shared<sts::PolicyCache>(std::move(cache))),
+      fetcher_(d, [&cfg] {
+          sts::FetchOptions o;
+          o.caFile = cfg.trustStore;
+          o.port = cfg.port;
+          o.totalTimeout = std::chrono::seconds(cfg.fetchTimeout);
+          o.connectTimeout = std::min(o.connectTimeout, o.totalTimeout);
+          return o;
+      }()) {}
+
+MtaSts::~MtaSts() {
+    *alive_ = false;
+}
+
+MtaSts::Domain& MtaSts::domain(const std::string& name) {
+    if (domains_.size() >= kMaxDomains && !domains_.count(name)) trim();
+    return domains_[name];
+}
+
+// Idle domains leave memory (their files stay): none loading, fetching,
+// storing or waited for.
+void MtaSts::trim() {
+    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= kMaxDomains / 2;) {
+        const Domain& d = it->second;
+        bool idle = d.loaded && !d.loading && !d.fetching && !d.storing && d.waiters.empty() &&
+                    d.afterLoad.empty();
+        it = idle ? domains_.erase(it) : std::next(it);
+    }
+}
+
+void MtaSts::lookup(const std::string& domainIn, Callback done) {
+    std::string name = lowerAscii(domainIn);
+    if (!name.empty() && name.back() == '.') name.pop_back();
+    // An address literal or a name without a dot has no policy domain.
+    if (name.empty() || name.front() == '[' || name.find('.') == std::string::npos) {
+        StsView v;
+        v.why = "not a domain that can publish MTA-STS";
+        return dispatcher_.post([done, v] { done(v); });
+    }
+    std::weak_ptr<bool> alive = alive_;
+    load(name, [this, alive, name, done] {
+        if (alive.expired() || !*alive.lock()) return;
+        resolver_.lookup("_mta-sts." + name, dns::kTypeTxt,
+                         [this, alive, name, done](const dns::Answer& a) {
+                             if (alive.expired() || !*alive.lock()) return;
+                             decide(name, stsRecord(name, a), done);
+                         });
+    });
+}
+
+// The domain's cache file, read once (on a worker); then `then` on the loop.
+void MtaSts::load(const std::string& name, std::function<void()> then) {
+    Domain& d = domain(name);
+    if (d.loaded) return then();
+    d.afterLoad.push_back(std::move(then));
+    if (d.loading) return;
+    d.loading = true;
+    auto got = std::make_shared<Result<sts::PolicyCache::Loaded>>(Error::internal("not read"));
+    auto cache = cache_;
+    std::weak_ptr<bool> alive = alive_;
+    workers_.run(
+        [cache, name, got] { *got = cache->load(name); },
+        [this, alive, name, got] {
+            if (alive.expired() || !*alive.lock()) return;
+            Domain& dom = domain(name);
+            dom.loading = false;
+            dom.loaded = true;
+            if (*got) {
+                if (!(*got)->damaged.empty()) {
+                    logEvent("sts-cache-damaged", {{"domain", name}, {"detail", (*got)->damaged}});
+                }
+                if ((*got)->entry) dom.entry = std::move((*got)->entry);
+            } else {
+                logEvent("sts-cache-error", {{"domain", name}, {"error", got->error().message}});
+            }
+            auto waiting = std::move(dom.afterLoad);
+            dom.afterLoad.clear();
+            for (auto& w : waiting) w();
+        });
+}
+
+StsView MtaSts::viewOf(const Domain& d, const std::string& noPolicyWhy) const {
+    StsView v;
+    if (d.entry && d.entry->liveAt(dispatcher_.now())) {
+        v.policy = d.entry->policy;
+        v.why = "policy id " + d.entry->id + " fetched " + timeText(d.entry->fetchedAt) +
+                ", valid until " + timeText(d.entry->expiresAt());
+    } else {
+        v.why = noPolicyWhy;
+    }
+    return v;
+}
+
+void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback done) {
+    Domain& d = domain(name);
+    const sts::CacheEntry* cached = d.entry ? &*d.entry : nullptr;
+    const sts::FetchHistory& history = cached ? cached->history : d.history;
+    auto r = sts::decideRefresh(cached, txt, history, dispatcher_.clock());
+    if (r.fetchNow()) startFetch(name, r.fetchId, r.fetch);
+    if (r.apply) {
+        StsView v = viewOf(d, "");
+        return dispatcher_.post([done, v] { done(v); });
+    }
+    if (d.fetching) {
+        d.waiters.push_back(std::move(done));  // first contact waits for the policy
+        return;
+    }
+    std::string why;
+    if (r.heldBack) {
+        why = "policy fetch failed " + std::to_string(history.failures) +
+              " time(s), next try after " + timeText(r.retryAt) + ": " + history.lastError;
+    } else if (txt.status == sts::TxtStatus::Found) {
+        why = "no policy";
+    } else {
+        why = std::string("_mta-sts.") + name + " TXT: " + sts::toString(txt.status) +
+              (txt.error.empty() ? "" : " (" + txt.error + ")");
+    }
+    StsView v = viewOf(d, why);
+    dispatcher_.post([done, v] { done(v); });
+}
+
+void MtaSts::startFetch(const std::string& name, const std::string& id, sts::FetchReason why) {
+    Domain& d = domain(name);
+    if (d.fetching) return;
+    d.fetching = true;
+    (void)why;
+    // The policy host's addresses, from our own resolver.
+    struct Gather {
+        std::vector<std::string> addresses;
+        std::string errors;
+        int pending = 2;
+    };
+    auto g = std::make_shared<Gather>();
+    std::weak_ptr<bool> alive = alive_;
+    const std::string host = "mta-sts." + name;
+    for (uint16_t type : {dns::kTypeA, dns::kTypeAaaa}) {
+        resolver_.lookup(host, type, [this, alive, g, name, id, host, type](const dns::Answer& a) {
+            if (alive.expired() || !*alive.lock()) return;
+            bool usable = a.outcome == dns::Outcome::Data && a.security != dns::Security::Bogus &&
+                          a.security != dns::Security::Indeterminate;
+            if (usable) {
+                g->addresses.insert(g->addresses.end(), a.addresses.begin(), a.addresses.end());
+            } else if (a.outcome != dns::Outcome::NoData || a.security == dns::Security::Bogus) {
+                g->errors += std::string(g->errors.empty() ? "" : "; ") +
+                             (type == dns::kTypeA ? "A: " : "AAAA: ") + dns::toString(a.outcome) +
+                             ", " + dns::toString(a.security);
+            }
+            if (--g->pending > 0) return;
+            if (g->addresses.empty()) {
+                return fetched(name, id,
+                               Error::temporary(host + " has no usable address" +
+                                                (g->errors.empty() ? "" : " (" + g->errors + ")")));
+            }
+            fetchAt(name, id, std::move(g->addresses));
+        });
+    }
+}
+
+void MtaSts::fetchAt(const std::string& name, const std::string& id,
+                     std::vector<std::string> addresses) {
+    std::weak_ptr<bool> alive = alive_;
+    fetcher_.fetch({name, std::move(addresses)}, [this, alive, name, id](Result<std::string> body) {
+        if (alive.expired() || !*alive.lock()) return;
+        fetched(name, id, std::move(body));
+    });
+}
+
+void MtaSts::fetched(const std::string& name, const std::string& id, Result<std::string> body) {
+    Domain& d = domain(name);
+    d.fetching = false;
+    Result<sts::CacheEntry> e = Error::internal("no body");
+    if (body) {
+        e = id.empty() ? Result<sts::CacheEntry>(Error::permanent("MTA-STS: no policy id for " +
+                                                                  name + " (no TXT record)"))
+                       : sts::makeEntry(name, id, std::move(*body), dispatcher_.clock());
+    } else {
+        e = body.error();
+    }
+    std::string failure;
+    if (e) {
+        logEvent("sts-fetched", {{"domain", name},
+                                 {"id", e->id},
+                                 {"mode", sts::toString(e->policy.mode)},
+                                 {"max_age", std::to_string(e->policy.maxAge)},
+                                 {"mx", mxText(e->policy)}});
+        d.entry = std::move(*e);
+        d.history = {};
+        store(name, *d.entry);
+    } else {
+        failure = e.error().message;
+        logEvent("sts-fetch-failed", {{"domain", name}, {"error", failure}});
+        if (d.entry) {
+            d.entry->history = sts::recordFailure(d.entry->history, failure, dispatcher_.clock());
+            store(name, *d.entry);
+        } else {
+            d.history = sts::recordFailure(d.history, failure, dispatcher_.clock());
+        }
+    }
+    StsView v = viewOf(d, "policy fetch failed: " + failure);
+    auto waiters = std::move(d.waiters);
+    d.waiters.clear();
+    for (auto& w : waiters) w(v);
+}
+
+// One write per domain at a time; the newest entry wins.
+void MtaSts::store(const std::string& name, sts::CacheEntry e) {
+    Domain& d = domain(name);
+    if (d.storing) {
+        d.pendingStore = std::move(e);
+        return;
+    }
+    d.storing = true;
+    auto cache = cache_;
+    auto entry = std::make_shared<sts::CacheEntry>(std::move(e));
+    auto status = std::make_shared<Status>(okStatus());
+    std::weak_ptr<bool> alive = alive_;
+    workers_.run(
+        [cache, entry, status] { *status = cache->store(*entry); },
+        [this, alive, name, status] {
+            if (alive.expired() || !*alive.lock()) return;
+            if (!*status) {
+                logEvent("sts-cache-error", {{"domain", name}, {"error", status->error().message}});
+            }
+            Domain& dom = domain(name);
+            dom.storing = false;
+            if (dom.pendingStore) {
+                auto next = std::move(*dom.pendingStore);
+                dom.pendingStore.reset();
+                store(name, std::move(next));
+            }
+        });
+}
+
+}  // namespace danerelay::relay
