@@ -43,8 +43,10 @@ tearDownModule = td.tearDownModule
 
 # The policy servers' port: 443 as root (the tests' normal case), else any.
 PORT = 443 if os.geteuid() == 0 else h.free_port(STS_WEB)
-BROKEN = ("sts-syntax.test", "sts-ctype.test", "sts-expired.test", "sts-wrongname.test",
-          "sts-redirect.test", "sts-big.test")
+# each broken site, and a word its fetch error must name (why it is broken)
+BROKEN = {"sts-syntax.test": "sometimes", "sts-ctype.test": "text/html",
+          "sts-expired.test": "certificate", "sts-wrongname.test": "mta-sts.elsewhere.test",
+          "sts-redirect.test": "302", "sts-big.test": "65536"}
 
 
 class StsCase(td.LabCase):
@@ -103,11 +105,15 @@ class StsCase(td.LabCase):
         return error
 
     def assert_lines_say(self, env, rcpt, sts):
+        """Every event=delivery line of rcpt names the mechanism: the
+        attempts at a host, and the deferral lines without one (mx=-): the
+        policy that decided is the destination's, as tls_policy= is."""
         lines = env.log_lines(rcpt)
         self.assertTrue(lines, self.log(env))
         for line in lines:
-            self.assertIn(f" sts={sts}", line)
-            self.assertIn(" dane=", line)
+            what = "deferral line (mx=-)" if " mx=- " in line else "attempt line"
+            self.assertIn(f" sts={sts}", line, f"{what}; all:\n" + "\n".join(lines))
+            self.assertRegex(line, r' dane=(?:"[^"]*"|\S+) sts=')
 
 
 class EnforceTest(StsCase):
@@ -164,6 +170,26 @@ class EnforceTest(StsCase):
         self.assertEqual(self.mails(mx), [], mx.commands)
         self.assertEqual(mx.messages, 0)
         self.assert_lines_say(env, "d@sts-badcert.test", "enforced")
+
+    def test_a_failing_matching_mx_gives_way_to_the_next_matching_one(self):
+        # Both MX hosts in the policy. The preferred mx2 presents a valid lab
+        # certificate for mx.sts-enforce.test: a name the policy lists, but
+        # not the host connected to. Refused; the next matching MX delivers.
+        both = "\r\n".join(["version: STSv1", "mode: enforce", "mx: mx.sts-enforce.test",
+                             "mx: mx2.sts-enforce.test", "max_age: 86400", ""])
+        self.web(**{"sts-enforce.test": {"body": both}})
+        mx2 = self.stub("mx2.sts-enforce.test", cert_of="mx.sts-enforce.test")
+        mx = self.stub("mx.sts-enforce.test")
+        env = self.sts_env()
+        qid = env.submit("r@sts-enforce.test")
+        line = self.delivered_line(env, qid, "r@sts-enforce.test")
+        self.assertIn("mx=mx.sts-enforce.test", line)
+        self.assertIn(" sts=enforced", line)
+        self.assertEqual(mx.messages, 1)
+        self.assertGreaterEqual(mx2.connections, 1)  # tried first (MX 5), refused
+        self.assertEqual(self.mails(mx2), [], mx2.commands)
+        tried = [l for l in env.log_lines("r@sts-enforce.test") if "mx=mx2.sts-enforce.test" in l]
+        self.assertTrue(tried and "outcome=retry-next-host" in tried[0], tried)
 
     def test_a_stripped_starttls_defers(self):
         self.web()
@@ -239,6 +265,7 @@ class NoPolicyTest(StsCase):
                          if "event=sts-fetch-failed" in l and want.search(l)]
                 self.assertTrue(fails, self.log(env))
                 self.assertRegex(fails[0], r"\berror=\S")
+                self.assertIn(BROKEN[d], fails[0].split("error=", 1)[-1])
                 # the fetch was tried (a TLS ClientHello for its name)
                 self.assertTrue(web.contacts("mta-sts." + d), web.events()[-20:])
         # no certificate refused was ever asked for a policy
