@@ -24,6 +24,7 @@ every connection and command. What is asserted:
 Loopback only; every server started and stopped by its PID."""
 import os
 import re
+import socket
 import sys
 import time
 import unittest
@@ -33,7 +34,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
 import relayharness as h  # noqa: E402
 import test_delivery as td  # noqa: E402  (the lab environment)
 import test_requiretls as trt  # noqa: E402  (its REQUIRETLS submission)
-from dnslab import HOSTS, STS, STS_WEB  # noqa: E402
+from dnslab import HOSTS, PLAIN_RESOLVER, STS_WEB  # noqa: E402
+from forger import Forger  # noqa: E402
 from smtpstub import SmtpStub  # noqa: E402
 from stsweb import StsWeb  # noqa: E402
 from test_delivery import wait_until  # noqa: E402
@@ -43,10 +45,26 @@ tearDownModule = td.tearDownModule
 
 # The policy servers' port: 443 as root (the tests' normal case), else any.
 PORT = 443 if os.geteuid() == 0 else h.free_port(STS_WEB)
+FORGER = "127.53.0.8"  # lab/forger.py, on-path in front of the non-validating Unbound
 # each broken site, and a word its fetch error must name (why it is broken)
 BROKEN = {"sts-syntax.test": "sometimes", "sts-ctype.test": "text/html",
           "sts-expired.test": "certificate", "sts-wrongname.test": "mta-sts.elsewhere.test",
           "sts-redirect.test": "302", "sts-big.test": "65536"}
+
+
+def txt_answer_count(server, name, timeout=4):
+    """ANCOUNT of a TXT query for name at server:53 (UDP), None without a
+    reply within timeout: what the relay's resolver path says."""
+    q = bytes.fromhex("5a5a01000001000000000000") + b"".join(
+        bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00\x00\x10\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(q, (server, 53))
+            reply = sock.recv(4096)
+        except OSError:
+            return None
+    return int.from_bytes(reply[6:8], "big") if len(reply) >= 12 and reply[:2] == q[:2] else None
 
 
 class StsCase(td.LabCase):
@@ -327,6 +345,43 @@ class FetchAndCacheTest(StsCase):
         self.assertEqual(evil.messages, 0)
         self.assert_lines_say(env, "m@sts-enforce.test", "enforced")
         self.assertEqual(len(web.requests("mta-sts.sts-enforce.test")), fetched)
+
+    def test_an_attacker_hiding_the_txt_record_gains_nothing(self):
+        # On the path (lab/forger.py in front of the resolver): first
+        # honest; then, with the policy cached, it drops the _mta-sts TXT
+        # queries, or forges their absence (an unsigned zone: a NODATA is
+        # believable), blocks mta-sts.sts-enforce.test's address, and an MX
+        # with a valid certificate for another name answers. The cached
+        # policy still decides: deferred, never delivered.
+        web = self.web()
+        mx = self.stub("mx.sts-enforce.test")
+        dns = {**td.LAB.relay_dns("local"), "resolvers": [FORGER]}
+        with Forger(FORGER, PLAIN_RESOLVER, "nothing.sts-enforce.test/A=-"):  # honest
+            self.assertEqual(txt_answer_count(FORGER, "_mta-sts.sts-enforce.test"), 1)
+            env = self.sts_env(dns=dns)
+            qid = env.submit("s@sts-enforce.test")
+            self.assertIn(" sts=enforced", self.delivered_line(env, qid, "s@sts-enforce.test"))
+            env.relay.stop()  # before its resolver goes
+        web.stop()
+        mx.stop()
+        evil = self.stub("mx.sts-enforce.test", cert_of="mx.sts-nomatch.test")
+        txt = "_mta-sts.sts-enforce.test/16="  # TXT
+        for n, (hide, status, seen) in enumerate((
+                (txt + "-", "4.", None),  # dropped: any 4.x deferral
+                (txt + "_mta-stx.sts-enforce.test", "4.7.5 ", 0))):  # forged NODATA
+            with self.subTest(hide=hide):
+                with Forger(FORGER, PLAIN_RESOLVER, hide, "mta-sts.sts-enforce.test=-"):
+                    # the premise: the record is hidden on the relay's path
+                    self.assertEqual(txt_answer_count(FORGER, "_mta-sts.sts-enforce.test",
+                                                      timeout=2), seen)
+                    env.relay.start()
+                    try:
+                        q = env.submit(f"t{n}@sts-enforce.test")
+                        self.assert_sts_deferred(env, q, f"t{n}@sts-enforce.test", status=status)
+                        self.assertEqual(self.mails(evil), [], evil.commands)
+                        self.assertEqual(evil.messages, 0)
+                    finally:
+                        env.relay.stop()
 
 
 class RequireTlsOverStsTest(StsCase):
