@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lab"))
 import relayharness as h  # noqa: E402
 import test_delivery as td  # noqa: E402  (the lab environment)
 import test_requiretls as trt  # noqa: E402  (its REQUIRETLS submission)
-from dnslab import HOSTS, PLAIN_RESOLVER, STS_WEB  # noqa: E402
+from dnslab import HOSTS, PLAIN_RESOLVER, STS_WEB, sts_policy  # noqa: E402
 from forger import Forger  # noqa: E402
 from smtpstub import SmtpStub  # noqa: E402
 from stsweb import StsWeb  # noqa: E402
@@ -45,6 +45,7 @@ tearDownModule = td.tearDownModule
 
 # The policy servers' port: 443 as root (the tests' normal case), else any.
 PORT = 443 if os.geteuid() == 0 else h.free_port(STS_WEB)
+STS_NOMATCH_BODY = sts_policy("enforce", "*.elsewhere.test")
 FORGER = "127.53.0.8"  # lab/forger.py, on-path in front of the non-validating Unbound
 # each broken site, and a word its fetch error must name (why it is broken)
 BROKEN = {"sts-syntax.test": "sometimes", "sts-ctype.test": "text/html",
@@ -237,6 +238,21 @@ class TestingModeTest(StsCase):
         self.assertTrue(any(re.search(r"\bdomain=sts-testing\.test(\s|$)", l)
                             and "mx.sts-testing.test" in l for l in reports), reports)
 
+    def test_a_bad_certificate_is_reported_not_refused(self):
+        # testing mode, the MX matching now, its certificate for another name
+        matching = "\r\n".join(["version: STSv1", "mode: testing", "mx: mx.sts-testing.test",
+                                 "max_age: 86400", ""])
+        self.web(**{"sts-testing.test": {"body": matching}})
+        mx = self.stub("mx.sts-testing.test", cert_of="mx.sts-enforce.test")
+        env = self.sts_env()
+        qid = env.submit("u@sts-testing.test")
+        self.assertIn(" sts=testing", self.delivered_line(env, qid, "u@sts-testing.test"))
+        self.assertEqual(mx.messages, 1)
+        reports = [l for l in env.relay.read_log().splitlines() if "event=sts-report" in l
+                   and "domain=sts-testing.test" in l]
+        self.assertTrue(reports, self.log(env))
+        self.assertIn("certificate", reports[-1])
+
 
 class DanePrecedenceTest(StsCase):
     def test_dane_decides_where_the_domain_has_it(self):
@@ -321,6 +337,22 @@ class FetchAndCacheTest(StsCase):
         self.assert_sts_deferred(env, qid, "k@sts-nomatch.test")
         self.assertEqual(mx.connections, 0, mx.commands)
         self.assertFalse(any("outcome=delivered" in l for l in env.log_lines("k@sts-nomatch.test")))
+
+    def test_a_cached_policy_is_not_fetched_again_for_each_message(self):
+        # the id in the TXT record is unchanged and max_age is a day: the
+        # second message uses the cached policy, even if the server now
+        # serves another one (RFC 8461 3.3, 5.1)
+        web = self.web()
+        mx = self.stub("mx.sts-enforce.test")
+        env = self.sts_env()
+        q1 = env.submit("v1@sts-enforce.test")
+        self.assertIn(" sts=enforced", self.delivered_line(env, q1, "v1@sts-enforce.test"))
+        self.assertEqual(len(web.requests("mta-sts.sts-enforce.test")), 1)
+        web.set_site("sts-enforce.test", body=STS_NOMATCH_BODY)
+        q2 = env.submit("v2@sts-enforce.test")
+        self.assertIn(" sts=enforced", self.delivered_line(env, q2, "v2@sts-enforce.test"))
+        self.assertEqual(mx.messages, 2)
+        self.assertEqual(len(web.requests("mta-sts.sts-enforce.test")), 1, web.requests())
 
     def test_a_cached_policy_is_enforced_without_its_server_after_a_restart(self):
         web = self.web()
