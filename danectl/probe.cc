@@ -1,8 +1,11 @@
 #include "danectl/probe.h"
 
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <sstream>
 
 #include "common/clock.h"
 #include "common/event.h"
@@ -10,7 +13,10 @@
 #include "policy/policy.h"
 #include "relay/outbound/delivery.h"
 #include "relay/outbound/destination.h"
+#include "relay/outbound/mta_sts.h"
 #include "relay/runtime/config.h"
+#include "sts/cache.h"
+#include "sts/fetcher.h"
 #include "sts/txt_record.h"
 
 namespace danerelay::danectl {
@@ -26,6 +32,8 @@ struct ProbeSetup {
     std::string policyDir;
     relay::OwnAddresses self;
     size_t maxHosts = kProbeMaxHostsWithoutConfig;
+    relay::MtaStsConfig mtaSts;
+    std::string spoolDir;  // the daemon's policy cache is SPOOL/sts/ (read only here)
 };
 
 // What the resolver said: its probe, and the destination.
@@ -33,25 +41,37 @@ struct ProbeFindings {
     bool validating = false;
     std::string detail;
     relay::DestinationInfo info;
-    // MTA-STS (RFC 8461): the _mta-sts TXT record, shown; delivery does not
-    // act on it yet (sts/ is not wired into plan()).
+    // MTA-STS (RFC 8461): the _mta-sts TXT record, the daemon's cached
+    // policy (read from its cache file, nothing written) and one fetched now.
     sts::TxtLookup sts;
     dns::Security stsSecurity = dns::Security::Indeterminate;
+    std::optional<sts::CacheEntry> cached;
+    std::string cacheNote;  // why nothing cached could be shown
+    std::optional<sts::Policy> fetched;
+    std::string fetchNote;  // not fetched, or the failure
     bool done = false;
 };
 
-// The _mta-sts.DOMAIN TXT record, read as sts/ reads it.
-sts::TxtLookup stsRecord(const std::string& domain, const dns::Answer& a) {
-    if (a.outcome == dns::Outcome::NxDomain || a.outcome == dns::Outcome::NoData)
-        return sts::selectTxtRecord(domain, {});
-    if (a.outcome != dns::Outcome::Data || a.security == dns::Security::Bogus) {
-        sts::TxtLookup l;
-        l.status = sts::TxtStatus::LookupFailed;
-        l.error = "_mta-sts." + domain + ": " + dns::toString(a.outcome) + ", " +
-                  dns::toString(a.security) + (a.detail.empty() ? "" : ": " + a.detail);
-        return l;
+// The daemon's cached policy for domain, read without side effects.
+void readCached(const std::string& spoolDir, const std::string& domain, ProbeFindings* found) {
+    if (spoolDir.empty()) {
+        found->cacheNote = "no configuration read";
+        return;
     }
-    return sts::selectTxtRecord(domain, a.txt);
+    std::string path = spoolDir + "/sts/" + domain;
+    std::ifstream in(path);
+    if (!in) {
+        found->cacheNote = "nothing cached";
+        return;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto e = sts::parseEntry(domain, text.str());
+    if (e) {
+        found->cached = std::move(*e);
+    } else {
+        found->cacheNote = path + ": " + e.error().message;
+    }
 }
 
 bool loadSetup(const std::string& configPath, const ProbeOptions& o, ProbeSetup* setup) {
@@ -64,6 +84,8 @@ bool loadSetup(const std::string& configPath, const ProbeOptions& o, ProbeSetup*
             setup->policyDir = cfg.policyDir;
             setup->self = relay::ownAddresses(cfg.listeners, cfg.delivery.port);
             setup->maxHosts = cfg.delivery.maxHostsPerAttempt;
+            setup->mtaSts = cfg.mtaSts;
+            setup->spoolDir = cfg.spoolDir;
         } catch (const std::exception& e) {
             printError(e.what());
             return false;
@@ -105,22 +127,55 @@ Result<dns::ResolverOptions> probeResolverOptions(const relay::DnsConfig& dnsCon
     return options;
 }
 
-// The resolver's probe, then the destination (or the policy's next hop).
-ProbeFindings resolve(const dns::ResolverOptions& options, const std::string& domain,
-                      const policy::Decision& pol, size_t maxHosts) {
+// The resolver's probe, then the destination (or the policy's next hop),
+// then MTA-STS: the TXT record, the cache, and a fetch now.
+ProbeFindings resolve(const dns::ResolverOptions& options, const ProbeSetup& setup,
+                      const std::string& domain, const policy::Decision& pol) {
     EventBasePtr base(event_base_new());
     dns::Resolver resolver(base.get(), options);
+    Dispatcher dispatcher(base.get());
+    sts::FetchOptions fo;
+    fo.caFile = setup.mtaSts.trustStore;
+    fo.port = setup.mtaSts.port;
+    fo.totalTimeout = std::chrono::seconds(setup.mtaSts.fetchTimeout);
+    fo.connectTimeout = std::min(fo.connectTimeout, fo.totalTimeout);
+    sts::Fetcher fetcher(dispatcher, fo);
+    auto alive = std::make_shared<bool>(true);
     ProbeFindings found;
+    auto finish = [&] {
+        found.done = true;
+        event_base_loopbreak(base.get());
+    };
+    auto fetch = [&] {
+        readCached(setup.spoolDir, domain, &found);
+        if (!setup.mtaSts.enabled) {
+            found.fetchNote = "mta_sts.enabled is false";
+            return finish();
+        }
+        if (found.sts.status != sts::TxtStatus::Found && !found.cached) {
+            found.fetchNote = "not fetched: no _mta-sts record";
+            return finish();
+        }
+        relay::fetchPolicyBody(resolver, fetcher, domain, alive, [&](Result<std::string> body) {
+            if (!body) {
+                found.fetchNote = body.error().message;
+            } else if (auto p = sts::parsePolicy(domain, *body); p) {
+                found.fetched = std::move(*p);
+            } else {
+                found.fetchNote = p.error().message;
+            }
+            finish();
+        });
+    };
     resolver.probe([&](bool ok, const std::string& detail) {
         found.validating = ok;
         found.detail = detail;
         auto got = [&](const relay::DestinationInfo& d) {
             found.info = d;
             resolver.lookup("_mta-sts." + domain, dns::kTypeTxt, [&](const dns::Answer& a) {
-                found.sts = stsRecord(domain, a);
+                found.sts = relay::stsRecord(domain, a);
                 found.stsSecurity = a.security;
-                found.done = true;
-                event_base_loopbreak(base.get());
+                fetch();
             });
         };
         const auto& hop = pol.effective.nextHop;
@@ -128,11 +183,67 @@ ProbeFindings resolve(const dns::ResolverOptions& options, const std::string& do
             relay::DestinationLookup::runNextHop(resolver, domain, hop->host, hop->literal,
                                                  hop->port, got);
         } else {
-            relay::DestinationLookup::run(resolver, domain, maxHosts, got);
+            relay::DestinationLookup::run(resolver, domain, setup.maxHosts, got);
         }
     });
     event_base_dispatch(base.get());
+    *alive = false;
     return found;
+}
+
+// What the daemon would apply now: a live cached policy, else (first
+// contact, or expired) the one just fetched; nothing where MTA-STS is off.
+std::optional<relay::StsView> stsView(const ProbeSetup& setup, const ProbeFindings& found,
+                                      const policy::Decision& pol) {
+    const auto& e = pol.effective;
+    if (!setup.mtaSts.enabled || !e.mtaSts || e.nextHop || e.level == policy::Level::None ||
+        e.level == policy::Level::May) {
+        return std::nullopt;
+    }
+    relay::StsView v;
+    int64_t now = SystemClock::instance().wallSeconds();
+    if (found.cached && found.cached->liveAt(now)) {
+        v.policy = found.cached->policy;
+        v.why = "cached policy id " + found.cached->id;
+    } else if (found.fetched) {
+        v.policy = found.fetched;
+        v.why = "policy fetched now";
+    } else {
+        v.why = found.fetchNote;
+    }
+    return v;
+}
+
+relay::DeliveryPlan probePlan(const ProbeSetup& setup, const ProbeFindings& found,
+                              const policy::Decision& pol) {
+    auto sts = stsView(setup, found, pol);
+    return relay::plan(found.info, found.validating, false, pol.effective.level, setup.self,
+                       sts ? &*sts : nullptr);
+}
+
+// Which mechanism authenticates delivery: per usable host, DANE, MTA-STS
+// or nothing; said once for the destination.
+std::string deciding(const relay::DeliveryPlan& p) {
+    bool dane = false, sts = false, none = false;
+    for (const auto& h : p.hosts) {
+        if (h.skip) continue;
+        if (h.mode == relay::TlsMode::Dane || h.mode == relay::TlsMode::Mandatory) {
+            dane = true;
+        } else if (std::string_view(h.sts) == "enforced") {
+            sts = true;
+        } else {
+            none = true;
+        }
+    }
+    std::string out;
+    if (dane) out += "dane";
+    if (sts) out += std::string(out.empty() ? "" : "+") + "mta-sts";
+    if (none) out += std::string(out.empty() ? "" : "+") + "none";
+    return out.empty() ? "no usable host" : out;
+}
+
+nlohmann::json policyJson(const sts::Policy& p) {
+    return {{"mode", sts::toString(p.mode)}, {"max_age", p.maxAge}, {"mx", p.mx}};
 }
 
 void printJsonReport(const ProbeSetup& setup, const std::string& servers,
@@ -140,17 +251,33 @@ void printJsonReport(const ProbeSetup& setup, const std::string& servers,
     auto j = relay::toJson(found.info);
     j["resolver"] = {
         {"servers", servers}, {"validating", found.validating}, {"detail", found.detail}};
-    j["decision"] = relay::toJson(
-        relay::plan(found.info, found.validating, false, pol.effective.level, setup.self));
+    auto decision = probePlan(setup, found, pol);
+    j["decision"] = relay::toJson(decision);
     j["policy"] = {{"destination", pol.effective.destination},
                    {"level", policy::toString(pol.effective.level)},
                    {"where", pol.effective.file.empty() ? "" : pol.effective.where()},
                    {"warnings", pol.warnings}};
-    j["mta_sts"] = {{"record", sts::toString(found.sts.status)},
-                    {"id", found.sts.id},
-                    {"error", found.sts.error},
-                    {"dnssec", dns::toString(found.stsSecurity)},
-                    {"enforced", false}};
+    json sts = {{"record", sts::toString(found.sts.status)},
+                {"id", found.sts.id},
+                {"error", found.sts.error},
+                {"dnssec", dns::toString(found.stsSecurity)},
+                {"cached", nullptr},
+                {"fetched", nullptr},
+                {"decides", deciding(decision)}};
+    if (found.cached) {
+        sts["cached"] = policyJson(found.cached->policy);
+        sts["cached"]["id"] = found.cached->id;
+        sts["cached"]["fetched_at"] = found.cached->fetchedAt;
+        sts["cached"]["expires_at"] = found.cached->expiresAt();
+    } else {
+        sts["cache_note"] = found.cacheNote;
+    }
+    if (found.fetched) {
+        sts["fetched"] = policyJson(*found.fetched);
+    } else {
+        sts["fetch_note"] = found.fetchNote;
+    }
+    j["mta_sts"] = sts;
     printJson(j);
 }
 
@@ -166,15 +293,28 @@ void printTextReport(const ProbeSetup& setup, const std::string& servers,
                 pol.effective.destination.c_str(),
                 pol.effective.file.empty() ? "" : (" (" + pol.effective.where() + ")").c_str());
     for (const auto& w : pol.warnings) std::printf("  warning: %s\n", w.c_str());
-    std::printf("mta-sts: _mta-sts.%s TXT: %s%s%s (dnssec %s); not enforced by this version\n",
-                found.info.domain.c_str(), sts::toString(found.sts.status),
+    std::printf("mta-sts: _mta-sts.%s TXT: %s%s%s (dnssec %s)\n", found.info.domain.c_str(),
+                sts::toString(found.sts.status),
                 found.sts.id.empty() ? "" : (", id " + found.sts.id).c_str(),
                 found.sts.error.empty() ? "" : (": " + found.sts.error).c_str(),
                 dns::toString(found.stsSecurity));
-    std::fputs(relay::toText(relay::plan(found.info, found.validating, false, pol.effective.level,
-                                         setup.self))
-                   .c_str(),
-               stdout);
+    auto show = [](const sts::Policy& p) {
+        std::string mx;
+        for (const auto& m : p.mx) mx += (mx.empty() ? "" : ", ") + m;
+        return std::string("mode ") + sts::toString(p.mode) + ", max_age " +
+               std::to_string(p.maxAge) + ", mx " + (mx.empty() ? "-" : mx);
+    };
+    if (found.cached) {
+        std::printf("  cached:  id %s, %s\n", found.cached->id.c_str(),
+                    show(found.cached->policy).c_str());
+    } else {
+        std::printf("  cached:  %s\n", found.cacheNote.c_str());
+    }
+    std::printf("  fetched: %s\n",
+                found.fetched ? show(*found.fetched).c_str() : found.fetchNote.c_str());
+    auto decision = probePlan(setup, found, pol);
+    std::printf("authenticated by: %s\n", deciding(decision).c_str());
+    std::fputs(relay::toText(decision).c_str(), stdout);
 }
 
 }  // namespace
@@ -189,7 +329,7 @@ int probe(const std::string& configPath, const ProbeOptions& options, bool asJso
         printError(resolverOptions.error().message);
         return 1;
     }
-    auto found = resolve(*resolverOptions, options.domain, pol, setup.maxHosts);
+    auto found = resolve(*resolverOptions, setup, options.domain, pol);
     if (!found.done) {
         printError("probe did not finish");
         return 1;

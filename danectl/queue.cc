@@ -175,6 +175,7 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
                   {"tls", e.tls},
                   {"envid", e.envid},
                   {"requiretls", e.requireTls},
+                  {"tls_required_no", e.tlsRequiredNo},
                   {"recipients", recipientsJson(*m)},
                   {"headers", headers}};
         if (body) j["content"] = *content;
@@ -191,6 +192,10 @@ int queueShow(const std::string& spoolDir, const std::string& id, bool asJson, b
         std::printf(
             "REQUIRETLS: yes (RFC 8689: relayed only over authenticated TLS to hosts "
             "that offer REQUIRETLS)\n");
+    if (e.tlsRequiredNo && !e.requireTls)
+        std::printf(
+            "TLS-Required: No (RFC 8689: the sender asks for delivery despite TLS policy; "
+            "honoured only with delivery.allow_tls_required_no)\n");
     for (size_t i = 0; i < e.recipients.size(); ++i) {
         const auto& st = m->status[i];
         std::printf("Recipient <%s>: %s, %d attempt%s", e.recipients[i].address.c_str(),

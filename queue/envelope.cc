@@ -50,11 +50,19 @@ json envelopeToJson(const Envelope& env) {
     for (const auto& r : env.recipients) {
         rcpts.push_back({{"address", r.address}, {"orcpt", r.orcpt}, {"notify", r.notify}});
     }
-    return {
-        {"sender", env.sender},         {"recipients", rcpts},      {"envid", env.envid},
-        {"ret", retName(env.ret)},      {"smtputf8", env.smtputf8}, {"8bitmime", env.eightBitMime},
-        {"requiretls", env.requireTls}, {"arrival", env.arrival},   {"client", env.clientAddress},
-        {"helo", env.heloName},         {"auth", env.authUser},     {"tls", env.tls}};
+    return {{"sender", env.sender},
+            {"recipients", rcpts},
+            {"envid", env.envid},
+            {"ret", retName(env.ret)},
+            {"smtputf8", env.smtputf8},
+            {"8bitmime", env.eightBitMime},
+            {"requiretls", env.requireTls},
+            {"tls_required_no", env.tlsRequiredNo},
+            {"arrival", env.arrival},
+            {"client", env.clientAddress},
+            {"helo", env.heloName},
+            {"auth", env.authUser},
+            {"tls", env.tls}};
 }
 
 namespace {
@@ -103,6 +111,8 @@ Result<Envelope> envelopeFromJson(const json& j) {
     }
     // Written since REQUIRETLS (absent in older spools: false).
     if (j.contains("requiretls") && !field(j, "requiretls", &env.requireTls, &err))
+        return Error::internal("envelope: " + err);
+    if (j.contains("tls_required_no") && !field(j, "tls_required_no", &env.tlsRequiredNo, &err))
         return Error::internal("envelope: " + err);
     if (ret == "FULL") {
         env.ret = DsnRet::Full;

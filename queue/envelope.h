@@ -45,6 +45,11 @@ struct Envelope {
     // RFC 8689 REQUIRETLS: relayed only over authenticated TLS (DANE or
     // MTA-STS) to hosts that offer REQUIRETLS, or not at all.
     bool requireTls = false;
+    // RFC 8689 5: the header carried "TLS-Required: No" (read once, at
+    // accept, by relay/inbound's header scan); delivery honours it only
+    // where delivery.allow_tls_required_no says so, and never beside
+    // requireTls. Absent in older spools: false.
+    bool tlsRequiredNo = false;
     int64_t arrival = 0;  // Unix seconds
     std::string clientAddress;
     std::string heloName;

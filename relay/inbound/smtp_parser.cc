@@ -467,8 +467,29 @@ Reply DataReader::refusal() const {
     return {};
 }
 
-size_t countReceivedHeaders(std::string_view content) {
-    size_t count = 0;
+namespace {
+
+bool nameIs(std::string_view name, std::string_view lowerWanted) {
+    return name.size() == lowerWanted.size() &&
+           std::equal(lowerWanted.begin(), lowerWanted.end(), name.begin(), [](char a, char b) {
+               return a == std::tolower(static_cast<unsigned char>(b));
+           });
+}
+
+std::string_view trimWsp(std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+}
+
+}  // namespace
+
+HeaderFacts scanHeaderSection(std::string_view content) {
+    HeaderFacts facts;
+    size_t tlsRequiredFields = 0;
+    constexpr size_t kMaxValue = 100;  // bytes of the TLS-Required value kept
+    std::string tlsRequired;           // the value, unfolded, at most kMaxValue + 1
+    bool inTlsRequired = false;        // the field being read is TLS-Required
     size_t pos = 0;
     while (pos < content.size()) {
         size_t eol = content.find('\n', pos);
@@ -476,25 +497,31 @@ size_t countReceivedHeaders(std::string_view content) {
             content.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         if (line.empty()) break;  // end of the header section
-        if (line[0] != ' ' && line[0] != '\t') {
+        if (line[0] == ' ' || line[0] == '\t') {
+            if (inTlsRequired && tlsRequired.size() <= kMaxValue)
+                tlsRequired += line.substr(0, kMaxValue + 1 - tlsRequired.size());
+        } else {
             // A field name: printable US-ASCII but ':', then WSP*, then ':'.
             size_t n = 0;
             while (n < line.size() && line[n] > 32 && line[n] < 127 && line[n] != ':') ++n;
             size_t colon = n;
             while (colon < line.size() && (line[colon] == ' ' || line[colon] == '\t')) ++colon;
             if (n == 0 || colon >= line.size() || line[colon] != ':') break;  // the body
-            constexpr std::string_view kReceived = "received";
-            if (n == kReceived.size() &&
-                std::equal(kReceived.begin(), kReceived.end(), line.begin(), [](char a, char b) {
-                    return a == std::tolower(static_cast<unsigned char>(b));
-                })) {
-                ++count;
+            std::string_view name = line.substr(0, n);
+            inTlsRequired = nameIs(name, "tls-required");
+            if (nameIs(name, "received")) ++facts.received;
+            if (inTlsRequired) {
+                ++tlsRequiredFields;
+                tlsRequired = std::string(line.substr(colon + 1, kMaxValue + 1));
             }
         }
         if (eol == std::string_view::npos) break;
         pos = eol + 1;
     }
-    return count;
+    // A value cut at the cap is never "No", however it began.
+    facts.tlsRequiredNo = tlsRequiredFields == 1 && tlsRequired.size() <= kMaxValue &&
+                          nameIs(trimWsp(tlsRequired), "no");
+    return facts;
 }
 
 }  // namespace danerelay::relay

@@ -111,13 +111,25 @@ bool decodeXtext(std::string_view in, std::string* out);
 // Is this a plausible EHLO/HELO argument (domain or address literal)?
 bool isValidHeloArg(std::string_view s);
 
-// Counts the Received: fields of a message's header section (a mail loop
-// shows as too many). Only field names at the start of a line count, without
-// regard to case and with white space allowed before the colon (RFC 5322
-// 4.5.3); continuation lines never do. Counting stops at the first empty
+// What the relay reads in a message's header section, in one pass (the only
+// reader of header fields): the Received: fields (a mail loop shows as too
+// many) and RFC 8689's "TLS-Required: No". Only field names at the start of
+// a line count, without regard to case and with white space allowed before
+// the colon (RFC 5322 4.5.3); continuation lines never start a field (a
+// folded TLS-Required value is read whole). Reading stops at the first empty
 // line, or the first line that is neither a field nor a continuation: the
-// body, whatever it contains, is never counted. Lines end in CRLF or LF.
-size_t countReceivedHeaders(std::string_view content);
+// body, whatever it contains, is never read. Lines end in CRLF or LF.
+// tlsRequiredNo: exactly one TLS-Required field, whose value is "No" (any
+// case, white space around); a second one, or another value, is not a
+// request (RFC 8689 5 allows one).
+struct HeaderFacts {
+    size_t received = 0;
+    bool tlsRequiredNo = false;
+};
+HeaderFacts scanHeaderSection(std::string_view content);
+inline size_t countReceivedHeaders(std::string_view content) {
+    return scanHeaderSection(content).received;
+}
 
 // Reads one message's DATA section, byte by byte, without ever buffering more
 // than maxSize bytes of content. Only <CRLF>.<CRLF> ends it. A bare CR, a bare

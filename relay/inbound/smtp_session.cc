@@ -779,8 +779,10 @@ void SmtpSession::finishData() {
     auto refusal = data_->refusal();
     if (refusal.code != 0) return refuseData(refusal);
     // A mail loop: refused before it costs a commit. Ours would be one more.
-    size_t hops = countReceivedHeaders(data_->content());
+    HeaderFacts header = scanHeaderSection(data_->content());
+    size_t hops = header.received;
     if (hops >= server_.ctx_.config->limits.maxHops) return refuseLoop(hops);
+    env_.tlsRequiredNo = header.tlsRequiredNo;
     commitMessage();
 }
 

@@ -126,6 +126,7 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
         pol.effective.destination = "(built-in default)";
     }
     for (const auto& w : pol.warnings) logEvent("policy-warning", {{"qid", id_}, {"detail", w}});
+    lowerForTlsRequiredNo(domain, pol);
     const auto& eff = pol.effective;
     policyText_[domain] =
         std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
@@ -160,6 +161,34 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
     } else {
         DestinationLookup::run(s_.resolver, domain, s_.cfg.delivery.maxHostsPerAttempt, onInfo);
     }
+}
+
+// RFC 8689 5: "TLS-Required: No" asks for delivery despite TLS policy
+// failures. Where the operator allows it (delivery.allow_tls_required_no)
+// the destination's policy becomes "may" for this message (opportunistic
+// TLS, no DANE or MTA-STS enforcement), logged; never for a REQUIRETLS
+// message (RFC 8689 4.1: the header is then ignored), never below "none".
+void MessageDelivery::lowerForTlsRequiredNo(const std::string& domain, policy::Decision& pol) {
+    const auto& env = msg_.envelope;
+    if (!env.tlsRequiredNo || env.requireTls) return;
+    auto& e = pol.effective;
+    if (!s_.cfg.delivery.allowTlsRequiredNo) {
+        logEvent("tls-required-no", {{"qid", id_},
+                                     {"domain", domain},
+                                     {"action", "ignored"},
+                                     {"detail", "delivery.allow_tls_required_no is false"}});
+        return;
+    }
+    if (e.level == policy::Level::None || e.level == policy::Level::May) return;
+    logEvent("tls-required-no",
+             {{"qid", id_},
+              {"domain", domain},
+              {"action", "honoured"},
+              {"detail", std::string("policy ") + policy::toString(e.level) +
+                             " lowered to may for this message (TLS-Required: No)"}});
+    e.level = policy::Level::May;
+    e.reason = "TLS-Required: No";
+    pol.reported.reset();
 }
 
 void MessageDelivery::onPlan(const std::string& domain, const std::vector<size_t>& idx,
@@ -333,8 +362,7 @@ void MessageDelivery::reportSts(const HostAttempt& a, const HostPlan& h, const C
                             {"mx", h.name},
                             {"mode", "testing"},
                             {"result", "would defer under enforce: " + would}});
-    s_.metrics->tlsResult(h.stsWould.empty() ? "sts-webpki-invalid" : "validation-failure",
-                          destinationLabel(a.policy.file.empty() ? "" : a.policy.destination));
+    s_.metrics->stsTestingWouldFail.inc();
 }
 
 void MessageDelivery::logAttempt(size_t i, const AttemptLog& w, const std::string& reply,

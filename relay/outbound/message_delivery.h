@@ -119,6 +119,7 @@ class MessageDelivery : public std::enable_shared_from_this<MessageDelivery> {
     void startDomains();
     void bounceAll();
     void deliverDomain(const std::string& domain, const std::vector<size_t>& idx);
+    void lowerForTlsRequiredNo(const std::string& domain, policy::Decision& pol);
     void onPlan(const std::string& domain, const std::vector<size_t>& idx,
                 const policy::Decision& pol, const DestinationInfo& info, const StsView* sts);
     void report(const std::string& domain, const DestinationInfo& info, const policy::Entry& e,

@@ -160,7 +160,7 @@ void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback
     const sts::CacheEntry* cached = d.entry ? &*d.entry : nullptr;
     const sts::FetchHistory& history = cached ? cached->history : d.history;
     auto r = sts::decideRefresh(cached, txt, history, dispatcher_.clock());
-    if (r.fetchNow()) startFetch(name, r.fetchId, r.fetch);
+    if (r.fetchNow()) startFetch(name, r.fetchId);
     if (r.apply) {
         StsView v = viewOf(d, "");
         return dispatcher_.post([done, v] { done(v); });
@@ -170,7 +170,10 @@ void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback
         return;
     }
     std::string why;
-    if (r.heldBack) {
+    const sts::FetchHistory& now = d.entry ? d.entry->history : d.history;
+    if (r.fetchNow() && now.failures > 0) {
+        why = "policy fetch failed: " + now.lastError;  // it failed at once (no address)
+    } else if (r.heldBack) {
         why = "policy fetch failed " + std::to_string(history.failures) +
               " time(s), next try after " + timeText(r.retryAt) + ": " + history.lastError;
     } else if (txt.status == sts::TxtStatus::Found) {
@@ -183,48 +186,50 @@ void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback
     dispatcher_.post([done, v] { done(v); });
 }
 
-void MtaSts::startFetch(const std::string& name, const std::string& id, sts::FetchReason why) {
-    Domain& d = domain(name);
-    if (d.fetching) return;
-    d.fetching = true;
-    (void)why;
-    // The policy host's addresses, from our own resolver.
+void fetchPolicyBody(dns::Resolver& resolver, sts::Fetcher& fetcher, const std::string& domain,
+                     std::weak_ptr<bool> alive, std::function<void(Result<std::string>)> done) {
     struct Gather {
         std::vector<std::string> addresses;
         std::string errors;
         int pending = 2;
     };
     auto g = std::make_shared<Gather>();
-    std::weak_ptr<bool> alive = alive_;
-    const std::string host = "mta-sts." + name;
+    auto live = [alive] { return !alive.expired() && *alive.lock(); };
+    const std::string host = "mta-sts." + domain;
     for (uint16_t type : {dns::kTypeA, dns::kTypeAaaa}) {
-        resolver_.lookup(host, type, [this, alive, g, name, id, host, type](const dns::Answer& a) {
-            if (alive.expired() || !*alive.lock()) return;
-            bool usable = a.outcome == dns::Outcome::Data && a.security != dns::Security::Bogus &&
-                          a.security != dns::Security::Indeterminate;
-            if (usable) {
-                g->addresses.insert(g->addresses.end(), a.addresses.begin(), a.addresses.end());
-            } else if (a.outcome != dns::Outcome::NoData || a.security == dns::Security::Bogus) {
-                g->errors += std::string(g->errors.empty() ? "" : "; ") +
-                             (type == dns::kTypeA ? "A: " : "AAAA: ") + dns::toString(a.outcome) +
-                             ", " + dns::toString(a.security);
-            }
-            if (--g->pending > 0) return;
-            if (g->addresses.empty()) {
-                return fetched(name, id,
-                               Error::temporary(host + " has no usable address" +
-                                                (g->errors.empty() ? "" : " (" + g->errors + ")")));
-            }
-            fetchAt(name, id, std::move(g->addresses));
-        });
+        resolver.lookup(
+            host, type, [&fetcher, g, live, domain, host, type, done](const dns::Answer& a) {
+                if (!live()) return;
+                bool usable = a.outcome == dns::Outcome::Data &&
+                              a.security != dns::Security::Bogus &&
+                              a.security != dns::Security::Indeterminate;
+                if (usable) {
+                    g->addresses.insert(g->addresses.end(), a.addresses.begin(), a.addresses.end());
+                } else if (a.outcome != dns::Outcome::NoData ||
+                           a.security == dns::Security::Bogus) {
+                    g->errors += std::string(g->errors.empty() ? "" : "; ") +
+                                 (type == dns::kTypeA ? "A: " : "AAAA: ") +
+                                 dns::toString(a.outcome) + ", " + dns::toString(a.security);
+                }
+                if (--g->pending > 0) return;
+                if (g->addresses.empty()) {
+                    return done(
+                        Error::temporary(host + " has no usable address" +
+                                         (g->errors.empty() ? "" : " (" + g->errors + ")")));
+                }
+                fetcher.fetch({domain, std::move(g->addresses)},
+                              [live, done](Result<std::string> b) {
+                                  if (live()) done(std::move(b));
+                              });
+            });
     }
 }
 
-void MtaSts::fetchAt(const std::string& name, const std::string& id,
-                     std::vector<std::string> addresses) {
-    std::weak_ptr<bool> alive = alive_;
-    fetcher_.fetch({name, std::move(addresses)}, [this, alive, name, id](Result<std::string> body) {
-        if (alive.expired() || !*alive.lock()) return;
+void MtaSts::startFetch(const std::string& name, const std::string& id) {
+    Domain& d = domain(name);
+    if (d.fetching) return;
+    d.fetching = true;
+    fetchPolicyBody(resolver_, fetcher_, name, alive_, [this, name, id](Result<std::string> body) {
         fetched(name, id, std::move(body));
     });
 }
@@ -247,12 +252,14 @@ void MtaSts::fetched(const std::string& name, const std::string& id, Result<std:
                                  {"mode", sts::toString(e->policy.mode)},
                                  {"max_age", std::to_string(e->policy.maxAge)},
                                  {"mx", mxText(e->policy)}});
+        if (metrics_) metrics_->stsFetchOk.inc();
         d.entry = std::move(*e);
         d.history = {};
         store(name, *d.entry);
     } else {
         failure = e.error().message;
         logEvent("sts-fetch-failed", {{"domain", name}, {"error", failure}});
+        if (metrics_) metrics_->stsFetchFailed.inc();
         if (d.entry) {
             d.entry->history = sts::recordFailure(d.entry->history, failure, dispatcher_.clock());
             store(name, *d.entry);

@@ -38,6 +38,7 @@
 #include "relay/outbound/delivery.h"
 #include "relay/runtime/config.h"
 #include "relay/runtime/event_loop.h"
+#include "relay/runtime/metrics_handles.h"
 #include "sts/cache.h"
 #include "sts/fetcher.h"
 
@@ -59,6 +60,9 @@ class MtaSts {
     // done runs later on the loop, never from inside lookup().
     void lookup(const std::string& domain, Callback done);
 
+    // Where fetches are counted (the Scheduler's; may change, never null
+    // once set).
+    void setMetrics(OutboundMetrics* m) { metrics_ = m; }
     size_t domains() const { return domains_.size(); }
     size_t fetchesInFlight() const { return fetcher_.inFlight(); }
     const std::string& trustStore() const { return cfg_.trustStore; }
@@ -80,9 +84,7 @@ class MtaSts {
     Domain& domain(const std::string& name);
     void load(const std::string& name, std::function<void()> then);
     void decide(const std::string& name, const sts::TxtLookup& txt, Callback done);
-    void startFetch(const std::string& name, const std::string& id, sts::FetchReason why);
-    void fetchAt(const std::string& name, const std::string& id,
-                 std::vector<std::string> addresses);
+    void startFetch(const std::string& name, const std::string& id);
     void fetched(const std::string& name, const std::string& id, Result<std::string> body);
     void store(const std::string& name, sts::CacheEntry e);
     void trim();
@@ -95,6 +97,7 @@ class MtaSts {
     std::shared_ptr<sts::PolicyCache> cache_;  // shared with worker tasks
     sts::Fetcher fetcher_;
     std::map<std::string, Domain> domains_;
+    OutboundMetrics* metrics_ = nullptr;
     // Worker and resolver callbacks check it: none runs after the end.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
@@ -102,5 +105,12 @@ class MtaSts {
 // The TXT answer at _mta-sts.DOMAIN as sts/ reads it (a failed, bogus or
 // indeterminate lookup is LookupFailed). Shared with danectl probe.
 sts::TxtLookup stsRecord(const std::string& domain, const dns::Answer& a);
+
+// The policy body of DOMAIN: mta-sts.DOMAIN's A and AAAA from `resolver`
+// (answers that are bogus or indeterminate are not used), then the fetch
+// pinned to those addresses. done runs on the loop unless `alive` has
+// expired (or holds false) by then. Shared with danectl probe.
+void fetchPolicyBody(dns::Resolver& resolver, sts::Fetcher& fetcher, const std::string& domain,
+                     std::weak_ptr<bool> alive, std::function<void(Result<std::string>)> done);
 
 }  // namespace danerelay::relay

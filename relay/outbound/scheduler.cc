@@ -61,6 +61,7 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
         auto m = MtaSts::open(dispatcher_, workers, resolver, cfg.mtaSts, cfg.spoolDir + "/sts");
         if (m) {
             mtaSts_ = std::move(*m);
+            mtaSts_->setMetrics(metrics_.get());
             services_.mtaSts = mtaSts_.get();
         } else {
             logEvent("sts-disabled", {{"error", m.error().message}});
@@ -73,6 +74,7 @@ Scheduler::~Scheduler() = default;
 void Scheduler::setMetrics(OutboundMetrics* m) {
     metrics_ = metricsOrUnscraped(m);
     services_.metrics = metrics_.get();
+    if (mtaSts_) mtaSts_->setMetrics(metrics_.get());
 }
 
 void Scheduler::loaded(const std::string& id) {

@@ -481,6 +481,7 @@ bool readDns(const Checker& c, const json& d, const std::string& path, DnsConfig
 void readDelivery(const Checker& c, const json& d, DeliveryConfig& D) {
     Section(c, d, "delivery")
         .flag("enabled", &D.enabled)
+        .flag("allow_tls_required_no", &D.allowTlsRequiredNo)
         .number("max_concurrent", &D.maxConcurrent, 1, 10000)
         .number("max_per_destination", &D.maxPerDestination, 1, 10000)
         .number("max_hosts_per_attempt", &D.maxHostsPerAttempt, 1, 50)

@@ -95,6 +95,11 @@ struct DnsConfig {
 
 struct DeliveryConfig {
     unsigned maxConcurrent = 50;  // message deliveries in flight
+    // RFC 8689 5: a message whose header says "TLS-Required: No" is sent
+    // as policy "may" (opportunistic TLS, DANE and MTA-STS failures do
+    // not stop it). Off by default: the operator decides whether senders
+    // may lower the relay's policy.
+    bool allowTlsRequiredNo = false;
     bool enabled = true;  // false: accept and keep mail, deliver nothing (maintenance, benchmarks)
     unsigned maxPerDestination = 20;     // deliveries in flight to one domain
     unsigned maxHostsPerAttempt = 5;     // MX hosts tried per attempt

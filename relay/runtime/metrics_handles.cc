@@ -77,7 +77,14 @@ OutboundMetrics::OutboundMetrics(metrics::Registry& r)
       sessionsNew(sessions.with({"new"})),
       sessionsReused(sessions.with({"reused"})),
       handshakesOk(handshakes.with({"ok"})),
-      handshakesFailed(handshakes.with({"failed"})) {}
+      handshakesFailed(handshakes.with({"failed"})),
+      mtaSts(r.counter("danerelay_mta_sts_events_total",
+                       "MTA-STS (RFC 8461): policy fetches (fetch-ok, fetch-failed) and hosts "
+                       "a testing-mode policy would have refused (testing-would-fail).",
+                       {"event"})),
+      stsFetchOk(mtaSts.with({"fetch-ok"})),
+      stsFetchFailed(mtaSts.with({"fetch-failed"})),
+      stsTestingWouldFail(mtaSts.with({"testing-would-fail"})) {}
 
 std::string destinationLabel(const std::string& policyDestination) {
     if (policyDestination.empty() || policyDestination == "default" ||

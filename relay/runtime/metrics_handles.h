@@ -79,6 +79,12 @@ struct OutboundMetrics {
     metrics::Counter& sessionsReused;
     metrics::Counter& handshakesOk;
     metrics::Counter& handshakesFailed;
+    // MTA-STS (relay/outbound/mta_sts, message_delivery): policy fetches
+    // by result, and what a testing-mode policy would have refused.
+    metrics::Family<metrics::Counter> mtaSts;  // {event}
+    metrics::Counter& stsFetchOk;
+    metrics::Counter& stsFetchFailed;
+    metrics::Counter& stsTestingWouldFail;
 };
 
 // A policy entry's destination as a label: as written in the policy file

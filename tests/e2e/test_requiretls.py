@@ -116,5 +116,73 @@ class RequireTlsTest(td.LabCase):
         self.assertNotIn("for authenticated TLS only", text)
 
 
+class TlsRequiredNoTest(td.LabCase):
+    """RFC 8689 5: "TLS-Required: No" asks for delivery despite TLS policy.
+    secure.test's mx1 and mx2 here present each other's certificates: DANE
+    fails on both, so only the header could get the message through, and
+    only where delivery.allow_tls_required_no says so."""
+
+    mails = RequireTlsTest.mails
+
+    def submit_with_header(self, env, rcpt, requiretls=False):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", env.relay.tls_port), timeout=20)
+        c = h.SmtpConn(ctx.wrap_socket(raw))
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.command("EHLO client.inside.test")[0], 250)
+        extra = " REQUIRETLS" if requiretls else ""
+        self.assertEqual(c.command(f"MAIL FROM:<{td.SENDER}>{extra}")[0], 250)
+        self.assertEqual(c.command(f"RCPT TO:<{rcpt}>")[0], 250)
+        self.assertEqual(c.command("DATA")[0], 354)
+        code, lines = c.command("Subject: tls-required\r\nTLS-Required: No\r\n\r\n"
+                                "please deliver anyway\r\n.")
+        self.assertEqual(code, 250, lines)
+        c.command("QUIT")
+        c.close()
+        return h.queued_id(lines[-1])
+
+    def wrong_cert_mx1(self):
+        """mx1 and mx2 with each other's certificates; returns both."""
+        stubs = []
+        for name, other in (("mx1.secure.test", "mx2.secure.test"),
+                            ("mx2.secure.test", "mx1.secure.test")):
+            s = SmtpStub(HOSTS[name], name=name, cert=td.LAB.certs[other]).start()
+            self.addCleanup(s.stop)
+            stubs.append(s)
+        return stubs
+
+    def test_ignored_unless_the_operator_allows_it(self):
+        mx1, mx2 = self.wrong_cert_mx1()
+        env = self.env(None)
+        qid = self.submit_with_header(env, "n@secure.test")
+        self.assert_deferred(env, qid, "n@secure.test", "DANE")
+        self.assertEqual(env.states(qid)["n@secure.test"][1][:6], "4.7.5 ")
+        self.assertEqual(self.mails(mx1) + self.mails(mx2), [])
+        self.assertIn("event=tls-required-no", env.relay.read_log())
+        self.assertIn("action=ignored", env.relay.read_log())
+
+    def test_honoured_where_allowed_as_policy_may(self):
+        mx1, mx2 = self.wrong_cert_mx1()
+        env = self.env(None, delivery={"allow_tls_required_no": True})
+        qid = self.submit_with_header(env, "y@secure.test")
+        self.assertTrue(wait_until(lambda: env.states(qid) is None, timeout=40),
+                        env.relay.read_log()[-3000:])
+        self.assertEqual(mx1.messages + mx2.messages, 1)
+        log = env.relay.read_log()
+        self.assertIn("action=honoured", log)
+        line = [l for l in env.log_lines("y@secure.test") if "outcome=delivered" in l]
+        self.assertTrue(line and "tls_policy=opportunistic" in line[-1], log[-3000:])
+
+    def test_never_beside_requiretls(self):
+        mx1, mx2 = self.wrong_cert_mx1()
+        env = self.env(None, delivery={"allow_tls_required_no": True})
+        qid = self.submit_with_header(env, "b@secure.test", requiretls=True)
+        self.assert_deferred(env, qid, "b@secure.test", "DANE")
+        self.assertEqual(self.mails(mx1) + self.mails(mx2), [])
+        self.assertNotIn("action=honoured", env.relay.read_log())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

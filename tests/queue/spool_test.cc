@@ -93,6 +93,12 @@ TEST_F(SpoolTest, RequireTlsSurvivesTheSpool) {
     auto plain = message(ids_.next());
     ASSERT_TRUE(spool->commitOne(plain).ok());
     EXPECT_FALSE(spool->load(plain.id)->envelope.requireTls);
+    EXPECT_FALSE(spool->load(plain.id)->envelope.tlsRequiredNo);
+    // "TLS-Required: No" (RFC 8689 5), read at accept, travels the same way.
+    auto no = message(ids_.next());
+    no.envelope.tlsRequiredNo = true;
+    ASSERT_TRUE(spool->commitOne(no).ok());
+    EXPECT_TRUE(spool->load(no.id)->envelope.tlsRequiredNo);
 }
 
 TEST_F(SpoolTest, GroupCommitStoresEveryMessageOfTheBatch) {

@@ -431,4 +431,28 @@ TEST(ReceivedHeaders, CountsFieldNamesInTheHeaderOnly) {
     EXPECT_EQ(countReceivedHeaders(many + "\r\n" + many), 150u);
 }
 
+// RFC 8689 5: "TLS-Required: No", read by the same scan.
+TEST(HeaderFacts, TlsRequiredNoOnlyAsOneFieldInTheHeader) {
+    auto no = [](std::string_view m) { return scanHeaderSection(m).tlsRequiredNo; };
+    EXPECT_TRUE(no("Subject: s\r\nTLS-Required: No\r\n\r\nbody\r\n"));
+    EXPECT_TRUE(no("tls-required :   no  \r\n\r\n"));  // any case, white space around
+    EXPECT_TRUE(no("TLS-Required:\r\n No\r\n\r\n"));   // folded
+    EXPECT_TRUE(no("TLS-Required: No"));               // no line end at all
+    EXPECT_FALSE(no(""));
+    EXPECT_FALSE(no("TLS-Required: Yes\r\n\r\n"));
+    EXPECT_FALSE(no("TLS-Required: No thanks\r\n\r\n"));
+    EXPECT_FALSE(no("TLS-Required: N\r\n o\r\n\r\n"));  // folding is white space: "N o"
+    EXPECT_FALSE(no("X-TLS-Required: No\r\n\r\n"));
+    EXPECT_FALSE(no("Subject: s\r\n\r\nTLS-Required: No\r\n"));   // in the body
+    EXPECT_FALSE(no("not a field\r\nTLS-Required: No\r\n"));      // the body, too
+    EXPECT_FALSE(no("Subject: s\r\n TLS-Required: No\r\n\r\n"));  // a continuation
+    // Two fields (RFC 8689 allows one): not a request, whatever they say.
+    EXPECT_FALSE(no("TLS-Required: No\r\nTLS-Required: No\r\n\r\n"));
+    // An over-long value is not read without bound, and is not "No".
+    EXPECT_FALSE(no("TLS-Required: No" + std::string(100000, ' ') + "x\r\n\r\n"));
+    auto f = scanHeaderSection("Received: a\r\nTLS-Required: No\r\nReceived: b\r\n\r\n");
+    EXPECT_EQ(f.received, 2u);
+    EXPECT_TRUE(f.tlsRequiredNo);
+}
+
 }  // namespace
