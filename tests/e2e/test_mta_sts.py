@@ -338,6 +338,20 @@ class FetchAndCacheTest(StsCase):
         self.assertEqual(mx.connections, 0, mx.commands)
         self.assertFalse(any("outcome=delivered" in l for l in env.log_lines("k@sts-nomatch.test")))
 
+    def test_first_contact_waits_then_enforces(self):
+        # a slow policy server: without waiting, the preferred mx2 (not in
+        # the policy) would have had the message opportunistically
+        web = self.web(**{"sts-enforce.test": {"delay": 3}})
+        mx = self.stub("mx.sts-enforce.test")
+        mx2 = self.stub("mx2.sts-enforce.test")
+        env = self.sts_env()
+        qid = env.submit("w@sts-enforce.test")
+        line = self.delivered_line(env, qid, "w@sts-enforce.test")
+        self.assertIn(" sts=enforced", line)
+        self.assertIn("mx=mx.sts-enforce.test", line)
+        self.assertEqual((mx.messages, mx2.connections), (1, 0), mx2.commands)
+        self.assertEqual(len(web.requests("mta-sts.sts-enforce.test")), 1)
+
     def test_a_cached_policy_is_not_fetched_again_for_each_message(self):
         # the id in the TXT record is unchanged and max_age is a day: the
         # second message uses the cached policy, even if the server now
