@@ -9,16 +9,18 @@ hosts are lab/smtpstub.py stubs with the lab's certificates, so a test sees
 every connection and command. What is asserted:
 
 - enforce: delivered only to an MX host the policy names, over TLS whose
-  certificate is PKIX-valid for that host's name; a non-matching MX, a bad
-  certificate or a stripped STARTTLS defers with 4.7.5 (never a downgrade);
-  the attempt lines say sts=enforced beside dane=.
+  certificate is PKIX-valid for that host's name (not another name the
+  policy lists; a failing one gives way to the next matching MX); a
+  non-matching MX, a bad certificate or a stripped STARTTLS defers with
+  4.7.5 (never a downgrade); every delivery line says sts= beside dane=.
 - testing: delivered, sts=testing, and an event=sts-report line.
 - DANE decides where the domain is DANE-secure, in both directions.
 - a policy that cannot be had (bad syntax, wrong type, expired or wrong-name
   certificate, redirect, over 64 KiB) is no policy: opportunistic, sts=none,
   event=sts-fetch-failed; mode none and a domain without the TXT likewise.
-- first contact waits for the fetch; a cached policy is enforced after the
-  HTTPS server is gone and the relay restarted.
+- first contact waits for the fetch; a cached policy is not fetched per
+  message, and is enforced after the HTTPS server is gone and the relay
+  restarted, also when an on-path attacker hides the _mta-sts TXT record.
 - REQUIRETLS goes over MTA-STS enforce, not over testing.
 - policy files: level "sts" requires a policy; "mta_sts": false ignores one.
 Loopback only; every server started and stopped by its PID."""
