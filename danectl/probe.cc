@@ -1,11 +1,9 @@
 #include "danectl/probe.h"
 
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "common/clock.h"
 #include "common/event.h"
@@ -58,19 +56,15 @@ void readCached(const std::string& spoolDir, const std::string& domain, ProbeFin
         found->cacheNote = "no configuration read";
         return;
     }
-    std::string path = spoolDir + "/sts/" + domain;
-    std::ifstream in(path);
-    if (!in) {
-        found->cacheNote = "nothing cached";
-        return;
-    }
-    std::stringstream text;
-    text << in.rdbuf();
-    auto e = sts::parseEntry(domain, text.str());
-    if (e) {
-        found->cached = std::move(*e);
+    // The daemon's own reading (sts/cache.h), read only: the domain in its
+    // normal form (case, trailing dot), no symlink or FIFO followed.
+    auto l = sts::PolicyCache::peek(spoolDir + "/sts", domain);
+    if (!l) {
+        found->cacheNote = l.error().message;
+    } else if (l->entry) {
+        found->cached = std::move(l->entry);
     } else {
-        found->cacheNote = path + ": " + e.error().message;
+        found->cacheNote = l->damaged.empty() ? "nothing cached" : l->damaged;
     }
 }
 

@@ -221,12 +221,10 @@ List asSigned(const ldns_rr_list* rrset, const ldns_rr* sig) {
     return clone;
 }
 
-// The signature and the data it signs (RFC 4034 3.1.8.1): the RRSIG's RDATA
-// without the signature, then the RRset as signed; as ldns's
-// ldns_prepare_for_verify makes them. ECDSA signatures are re-encoded as
-// DER, which OpenSSL wants.
-ldns_status signedData(const ldns_rr_list* rrset, const ldns_rr* sig, ldns_buffer* rawsig,
-                       ldns_buffer* data) {
+// The data an RRSIG signs (RFC 4034 3.1.8.1): the RRSIG's RDATA without
+// the signature, then the RRset as signed; as ldns's
+// ldns_prepare_for_verify makes it.
+ldns_status signedData(const ldns_rr_list* rrset, const ldns_rr* sig, ldns_buffer* data) {
     if (ldns_rr_rd_count(sig) != 9 || !ldns_rr_rdf(sig, 8))
         return LDNS_STATUS_MISSING_RDATA_FIELDS_RRSIG;
     if (ldns_rdf2rr_type(ldns_rr_rrsig_typecovered(sig)) !=
@@ -234,12 +232,6 @@ ldns_status signedData(const ldns_rr_list* rrset, const ldns_rr* sig, ldns_buffe
         return LDNS_STATUS_CRYPTO_TYPE_COVERED_ERR;
     uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
     if (!supportedAlgorithm(alg)) return LDNS_STATUS_CRYPTO_UNKNOWN_ALGO;
-    if (alg == LDNS_ECDSAP256SHA256 || alg == LDNS_ECDSAP384SHA384) {
-        if (ldns_convert_ecdsa_rrsig_rdf2asn1(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK)
-            return LDNS_STATUS_MEM_ERR;
-    } else if (ldns_rdf2buffer_wire(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK) {
-        return LDNS_STATUS_MEM_ERR;
-    }
     List signedSet = asSigned(rrset, sig);
     if (!signedSet) return LDNS_STATUS_MEM_ERR;
     if (ldns_rrsig2buffer_wire(data, sig) != LDNS_STATUS_OK ||
@@ -247,6 +239,39 @@ ldns_status signedData(const ldns_rr_list* rrset, const ldns_rr* sig, ldns_buffe
         return LDNS_STATUS_MEM_ERR;
     return LDNS_STATUS_OK;
 }
+
+// The RRSIG's signature as OpenSSL wants it: ECDSA re-encoded as DER.
+ldns_status rawSignature(const ldns_rr* sig, ldns_buffer* rawsig) {
+    uint8_t alg = ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig));
+    if (alg == LDNS_ECDSAP256SHA256 || alg == LDNS_ECDSAP384SHA384) {
+        if (ldns_convert_ecdsa_rrsig_rdf2asn1(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK)
+            return LDNS_STATUS_MEM_ERR;
+    } else if (ldns_rdf2buffer_wire(rawsig, ldns_rr_rdf(sig, 8)) != LDNS_STATUS_OK) {
+        return LDNS_STATUS_MEM_ERR;
+    }
+    return LDNS_STATUS_OK;
+}
+
+void appendSized(std::string& out, const void* p, size_t n) {
+    uint32_t len = static_cast<uint32_t>(n);
+    out.append(reinterpret_cast<const char*>(&len), sizeof len);
+    out.append(static_cast<const char*>(p), n);
+}
+
+// What VerifiedSignatures knows a verification by: the key's RDATA, the
+// signature field as received, the signed data, each with its length.
+std::string verifiedKey(const std::string& keyRdata, const ldns_rr* sig, const ldns_buffer* data) {
+    const ldns_rdf* s = ldns_rr_rdf(sig, 8);
+    std::string key;
+    key.reserve(12 + keyRdata.size() + ldns_rdf_size(s) + ldns_buffer_position(data));
+    appendSized(key, keyRdata.data(), keyRdata.size());
+    appendSized(key, ldns_rdf_data(s), ldns_rdf_size(s));
+    appendSized(key, ldns_buffer_begin(data), ldns_buffer_position(data));
+    return key;
+}
+
+std::atomic<uint64_t> verifications{0};
+std::atomic<uint64_t> verifiedHits{0};
 
 // The RRSIG's validity period at `now`, in serial-number arithmetic
 // (RFC 4034 3.1.5) exactly as ldns_rrsig_check_timestamps does it.
@@ -262,29 +287,57 @@ ldns_status checkTimes(const ldns_rr* sig, int64_t now) {
 }
 
 // One RRSIG over the RRset against the candidate keys: the signature
-// first, then (only if some key made it) its validity period, as
-// ldns_verify_rrsig_keylist_time orders them. Not OK: the first key's
-// failure.
+// first (remembered, or computed and then remembered), then (only if some
+// key made it) its validity period, as ldns_verify_rrsig_keylist_time
+// orders them. Not OK: the first key's failure.
 ldns_status verifySig(const ldns_rr_list* rrset, const ldns_rr* sig, const ZoneKeys& keys,
                       const std::vector<size_t>& candidates, int64_t now) {
     if (candidates.empty()) return LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY;
-    Buffer rawsig(ldns_buffer_new(LDNS_MAX_PACKETLEN));
     Buffer data(ldns_buffer_new(LDNS_MAX_PACKETLEN));
-    if (!rawsig || !data) return LDNS_STATUS_MEM_ERR;
-    if (ldns_status st = signedData(rrset, sig, rawsig.get(), data.get()); st != LDNS_STATUS_OK)
-        return st;
+    if (!data) return LDNS_STATUS_MEM_ERR;
+    if (ldns_status st = signedData(rrset, sig, data.get()); st != LDNS_STATUS_OK) return st;
+    VerifiedSignatures* verified = keys.verified();
+    Buffer rawsig;
     const EVP_MD* md = digestOf(ldns_rdf2native_int8(ldns_rr_rrsig_algorithm(sig)));
     ldns_status result = LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY;
     for (size_t k : candidates) {
+        std::string key;
+        if (verified && !keys.rdataWire(k).empty()) {
+            key = verifiedKey(keys.rdataWire(k), sig, data.get());
+            if (verified->contains(key, now)) {
+                verifiedHits.fetch_add(1, std::memory_order_relaxed);
+                return checkTimes(sig, now);
+            }
+        }
         EVP_PKEY* pkey = keys.publicKey(k);
-        ldns_status st = pkey ? ldns_verify_rrsig_evp_raw(ldns_buffer_begin(rawsig.get()),
-                                                          ldns_buffer_position(rawsig.get()),
-                                                          data.get(), pkey, md)
-                              : LDNS_STATUS_CRYPTO_BOGUS;
-        if (st == LDNS_STATUS_OK) return checkTimes(sig, now);
+        ldns_status st = LDNS_STATUS_CRYPTO_BOGUS;
+        if (pkey && !rawsig) {
+            rawsig.reset(ldns_buffer_new(LDNS_MAX_PACKETLEN));
+            if (!rawsig) return LDNS_STATUS_MEM_ERR;
+            if (ldns_status raw = rawSignature(sig, rawsig.get()); raw != LDNS_STATUS_OK)
+                return raw;
+        }
+        if (pkey) {
+            verifications.fetch_add(1, std::memory_order_relaxed);
+            st =
+                ldns_verify_rrsig_evp_raw(ldns_buffer_begin(rawsig.get()),
+                                          ldns_buffer_position(rawsig.get()), data.get(), pkey, md);
+        }
+        if (st == LDNS_STATUS_OK) {
+            if (!key.empty()) verified->add(std::move(key), now);
+            return checkTimes(sig, now);
+        }
         if (result == LDNS_STATUS_CRYPTO_NO_MATCHING_KEYTAG_DNSKEY) result = st;
     }
     return result;
+}
+
+// Record rr's RDATA in wire form; empty if it cannot be written.
+std::string rdataWireOf(const ldns_rr* rr) {
+    Buffer b(ldns_buffer_new(512));
+    if (!b || ldns_rr_rdata2buffer_wire(b.get(), rr) != LDNS_STATUS_OK) return {};
+    return std::string(reinterpret_cast<const char*>(ldns_buffer_begin(b.get())),
+                       ldns_buffer_position(b.get()));
 }
 
 }  // namespace
@@ -306,9 +359,54 @@ bool strictlyCovers(const ldns_rr* rr, const ldns_rdf* name) {
     return ownerVsName < 0 || nameVsNext < 0;
 }
 
-ZoneKeys::ZoneKeys(List rrs) : rrs_(rrs ? std::move(rrs) : newList()) {
+bool VerifiedSignatures::contains(std::string_view key, int64_t now) const {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return false;
+    int64_t added = it->second->added;
+    return now > added - static_cast<int64_t>(maxAge_) &&
+           now < added + static_cast<int64_t>(maxAge_);
+}
+
+void VerifiedSignatures::dropOldest() {
+    index_.erase(order_.front().key);
+    bytes_ -= order_.front().key.size();
+    order_.pop_front();
+}
+
+void VerifiedSignatures::add(std::string key, int64_t now) {
+    if (maxEntries_ == 0 || key.size() > maxBytes_ / 64) return;
+    std::lock_guard lock(mu_);
+    if (auto it = index_.find(key); it != index_.end()) {
+        it->second->added = now;  // verified again (the entry had expired)
+        return;
+    }
+    while (!order_.empty() && (order_.size() >= maxEntries_ || bytes_ + key.size() > maxBytes_ ||
+                               order_.front().added + static_cast<int64_t>(maxAge_) <= now))
+        dropOldest();
+    bytes_ += key.size();
+    order_.push_back({std::move(key), now});
+    auto last = std::prev(order_.end());
+    index_.emplace(std::string_view(last->key), last);
+}
+
+size_t VerifiedSignatures::size() const {
+    std::lock_guard lock(mu_);
+    return order_.size();
+}
+
+size_t VerifiedSignatures::bytes() const {
+    std::lock_guard lock(mu_);
+    return bytes_;
+}
+
+ZoneKeys::ZoneKeys(List rrs, std::shared_ptr<VerifiedSignatures> verified)
+    : rrs_(rrs ? std::move(rrs) : newList()), verified_(std::move(verified)) {
     keys_.resize(size());
     done_.resize(size());
+    rdata_.reserve(size());
+    for (size_t i = 0; i < size(); ++i)
+        rdata_.push_back(rdataWireOf(ldns_rr_list_rr(rrs_.get(), i)));
 }
 
 EVP_PKEY* ZoneKeys::publicKey(size_t i) const {
@@ -321,8 +419,10 @@ EVP_PKEY* ZoneKeys::publicKey(size_t i) const {
     return keys_[i].get();
 }
 
-SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted) {
-    auto keys = std::make_shared<ZoneKeys>(List(l ? ldns_rr_list_clone(l) : nullptr));
+SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted,
+                      std::shared_ptr<VerifiedSignatures> verified) {
+    auto keys =
+        std::make_shared<ZoneKeys>(List(l ? ldns_rr_list_clone(l) : nullptr), std::move(verified));
     if (converted) {
         std::lock_guard lock(converted->mu_);  // keys is not shared yet
         for (size_t i = 0; i < keys->size(); ++i) {
@@ -344,6 +444,14 @@ SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted) {
 
 uint64_t dnskeyConversions() {
     return conversions.load(std::memory_order_relaxed);
+}
+
+uint64_t signatureVerifications() {
+    return verifications.load(std::memory_order_relaxed);
+}
+
+uint64_t verifiedSignatureHits() {
+    return verifiedHits.load(std::memory_order_relaxed);
 }
 
 Why verifyRrset(const RrSet& set, const std::string& zone, const ZoneKeys& keys,

@@ -18,14 +18,31 @@
 // order, the RRSIG's RDATA without its signature) and checked with ldns's
 // ldns_verify_rrsig_evp_raw; only the algorithms supportedAlgorithm() names
 // are verified (RSAMD5, DSA and GOST RRSIGs fail as unsupported).
+//
+// Signatures that verified are remembered (VerifiedSignatures, one per
+// KeyChain, reached through the ZoneKeys the chain hands out): keyed by
+// every byte the verification read — the DNSKEY's RDATA, the RRSIG's
+// signature field and the signed data (the RRSIG's RDATA without its
+// signature, with its validity period, then the canonical RRset at the
+// original TTL) — so the same RRSIG over the same RRset by the same key
+// (the NSEC proof of a wildcard, the wildcard RRset itself, repeated for
+// every name it synthesises) is computed once. Only the arithmetic is
+// remembered: the validity period is checked at every use, failures are
+// never remembered, and an RRset that differs in one byte of its records
+// (or of the signature, or of the key) is verified afresh. The record TTLs
+// are not signed (the original TTL is), so an RRset whose TTLs a cache
+// counted down is the same signed data, as it is for ldns.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "dns/ldns_ptr.h"
@@ -74,6 +91,38 @@ bool bitmapHas(const ldns_rdf* bitmap, uint16_t t);
 // the hashed owner name (base32 label + zone).
 bool strictlyCovers(const ldns_rr* rr, const ldns_rdf* name);
 
+// Signatures whose arithmetic verified, by the exact bytes checked (see
+// the top of this file). Bounded: at most maxEntries and maxBytes of keys
+// (oldest dropped first; a key over maxBytes / 64 is not kept at all), each
+// kept at most maxAge seconds of validation time. Thread-safe.
+class VerifiedSignatures {
+  public:
+    VerifiedSignatures(size_t maxEntries, size_t maxBytes, uint32_t maxAge)
+        : maxEntries_(maxEntries), maxBytes_(maxBytes), maxAge_(maxAge) {}
+    VerifiedSignatures(const VerifiedSignatures&) = delete;
+    VerifiedSignatures& operator=(const VerifiedSignatures&) = delete;
+
+    // Did exactly these bytes verify, no longer than maxAge before `now`?
+    bool contains(std::string_view key, int64_t now) const;
+    void add(std::string key, int64_t now);
+    size_t size() const;
+    size_t bytes() const;
+
+  private:
+    struct Entry {
+        std::string key;
+        int64_t added;
+    };
+    void dropOldest();  // under mu_
+
+    const size_t maxEntries_, maxBytes_;
+    const uint32_t maxAge_;
+    mutable std::mutex mu_;
+    std::list<Entry> order_;                                                  // oldest first
+    std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // views into order_
+    size_t bytes_ = 0;
+};
+
 // A zone's DNSKEY records with each one's public key converted at most
 // once. Thread-safe: the records never change; a key's conversion happens
 // under the mutex, and the EVP_PKEY, once made, is only read (OpenSSL
@@ -83,7 +132,9 @@ using SharedKeys = std::shared_ptr<const ZoneKeys>;
 
 class ZoneKeys {
   public:
-    explicit ZoneKeys(List rrs);
+    // verified: where signatures these keys checked are remembered (null:
+    // nowhere, every signature is computed).
+    explicit ZoneKeys(List rrs, std::shared_ptr<VerifiedSignatures> verified = nullptr);
     ZoneKeys(const ZoneKeys&) = delete;
     ZoneKeys& operator=(const ZoneKeys&) = delete;
 
@@ -93,10 +144,17 @@ class ZoneKeys {
     // null (also kept) if it cannot be: an algorithm supportedAlgorithm()
     // does not name, or key data OpenSSL refuses. Valid while *this lives.
     EVP_PKEY* publicKey(size_t i) const;
+    // Record i's RDATA in wire form (what identifies the key in
+    // VerifiedSignatures); empty if it has none.
+    const std::string& rdataWire(size_t i) const { return rdata_[i]; }
+    VerifiedSignatures* verified() const { return verified_.get(); }
 
   private:
-    friend SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted);
+    friend SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted,
+                                 std::shared_ptr<VerifiedSignatures> verified);
     List rrs_;
+    std::vector<std::string> rdata_;  // beside rrs_, by index
+    std::shared_ptr<VerifiedSignatures> verified_;
     mutable std::mutex mu_;
     mutable std::vector<PKey> keys_;     // beside rrs_, by index
     mutable std::vector<uint8_t> done_;  // conversion tried (keys_[i] may be null)
@@ -105,7 +163,9 @@ class ZoneKeys {
 // A deep copy of `l` as zone keys. With `converted`: the keys it has
 // already converted for records identical to ours (ldns_rr_compare) come
 // along, so the key that signed the DNSKEY set is not converted again.
-SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted = nullptr);
+// With `verified`: the signatures they check are remembered there.
+SharedKeys zoneKeysOf(const ldns_rr_list* l, const ZoneKeys* converted = nullptr,
+                      std::shared_ptr<VerifiedSignatures> verified = nullptr);
 
 // An RRset signed by `zone` with `keys`: the first RRSIG that verifies at
 // `now`. Empty: verified, and *good (if asked) is the RRSIG that did it.

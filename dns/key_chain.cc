@@ -129,7 +129,7 @@ Link KeyChain::anchorLink(ValidationCtx& ctx) {
     if (auto why = verifyRrset(*keys, zone, anchored, limits_, ctx.now); !why.empty())
         return remember(zone, bogus(keySetReason(why), "DNSKEY set of " + zone + ": " + why.text),
                         0, ctx.now);
-    return remember(zone, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &anchored), ""},
+    return remember(zone, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &anchored, verified_), ""},
                     minTtl(keys->rrs.get(), limits_.maxRecordTtl), ctx.now);
 }
 
@@ -205,8 +205,8 @@ Link KeyChain::stepToKeys(const std::string& name, const std::string& zone, cons
                         0, ctx.now);
     uint32_t ttl = std::min(minTtl(keys->rrs.get(), limits_.maxRecordTtl),
                             minTtl(ds.rrs.get(), limits_.maxRecordTtl));
-    return remember(name, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &dsKeys), ""}, ttl,
-                    ctx.now);
+    return remember(name, {Link::SecureZone, zoneKeysOf(keys->rrs.get(), &dsKeys, verified_), ""},
+                    ttl, ctx.now);
 }
 
 // The walk one label further down, at `name`; *done when it ends here.

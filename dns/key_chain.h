@@ -45,7 +45,10 @@ class KeyChain {
     };
 
     KeyChain(Validator::Fetch fetch, ValidatorLimits limits)
-        : fetch_(std::move(fetch)), limits_(limits) {}
+        : fetch_(std::move(fetch)),
+          limits_(limits),
+          verified_(std::make_shared<VerifiedSignatures>(
+              limits.maxVerifiedSignatures, limits.maxVerifiedBytes, limits.maxCacheTtl)) {}
 
     // One anchor record (DS or DNSKEY) of the anchor zone; the caller has
     // checked its owner and type.
@@ -79,6 +82,9 @@ class KeyChain {
     List anchorKeys_ = newList();  // DNSKEY anchors
     std::mutex mu_;
     std::map<std::string, Link> cache_;  // name → link (the anchor zone too)
+    // Signatures the keys of cache_ verified (every SecureZone link's keys
+    // remember theirs here).
+    std::shared_ptr<VerifiedSignatures> verified_;
 };
 
 }  // namespace danerelay::dns

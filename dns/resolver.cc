@@ -188,26 +188,28 @@ class Resolver::Query {
             lastError_ = server_.text() + ": " + std::strerror(errno);  // e.g. ICMP refused
             return attempt();
         }
-        if (!acceptable(buf, static_cast<size_t>(n)))
-            return arm();                      // spoofed or stray: keep waiting
+        auto response = acceptable(buf, static_cast<size_t>(n));
+        if (!response) return arm();           // spoofed or stray: keep waiting
         if (buf[2] & 0x02) return startTcp();  // TC: ask again over TCP
-        handle(buf, static_cast<size_t>(n));
+        handle(std::move(response));
     }
 
     // Is this an answer to us at all: our ID, a response, our question?
-    // Anything else (spoofed, stray, late) is dropped and we keep waiting.
-    bool acceptable(const uint8_t* buf, size_t n) const {
-        if (n < 12) return false;
+    // Anything else (spoofed, stray, late) is null: dropped, and we keep
+    // waiting. The packet is read once (response.h), here.
+    std::shared_ptr<Response> acceptable(const uint8_t* buf, size_t n) const {
+        if (n < 12) return nullptr;
         uint16_t id = static_cast<uint16_t>(buf[0] << 8 | buf[1]);
-        return id == id_ && (buf[2] & 0x80) && questionMatches(buf, n, key_.first, key_.second);
+        if (id != id_ || !(buf[2] & 0x80)) return nullptr;
+        auto response = readResponse(buf, n, key_.first, key_.second);
+        return response->forUs ? response : nullptr;
     }
 
     // One reading of the packet (response.h): the resolver-mode answer and
     // the validator's proof are both made from this Response, so the
     // records delivery sees are exactly those the validator checked.
-    void handle(const uint8_t* buf, size_t n) {
+    void handle(std::shared_ptr<Response> response) {
         auto& validator = r_.opts_.validator;
-        auto response = readResponse(buf, n, key_.first, key_.second);
         Answer a;
         if (validator) {
             a = answerFrom(*response, Security::Indeterminate);
@@ -304,11 +306,12 @@ class Resolver::Query {
         if (tcpIn_.size() < 2) return arm();
         size_t want = static_cast<size_t>(tcpIn_[0] << 8 | tcpIn_[1]);
         if (tcpIn_.size() < want + 2) return arm();
-        if (!acceptable(tcpIn_.data() + 2, want)) {
+        auto response = acceptable(tcpIn_.data() + 2, want);
+        if (!response) {
             lastError_ = server_.text() + " (tcp): wrong ID";
             return attempt();
         }
-        handle(tcpIn_.data() + 2, want);
+        handle(std::move(response));
     }
 
     Resolver& r_;

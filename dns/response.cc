@@ -7,8 +7,44 @@
 
 namespace danerelay::dns {
 
+namespace {
+
+// A byte ldns prints as itself in a name (ldns_rdf2buffer_str_dname: ASCII
+// graphic, none of . ; ( ) \\ which it escapes).
+bool plainNameByte(uint8_t c) {
+    return c > 0x20 && c < 0x7f && c != '.' && c != ';' && c != '(' && c != ')' && c != '\\';
+}
+
+// The name in lower case with its trailing dot, read from the wire form
+// directly where that is exactly what ldns would print: well-formed
+// labels that end at the rdf's end, at most 255 bytes, only plain bytes.
+// Anything else: empty (the caller asks ldns).
+std::string plainFqdn(const ldns_rdf* d) {
+    const uint8_t* p = ldns_rdf_data(d);
+    size_t n = ldns_rdf_size(d);
+    if (!p || n == 0 || n > LDNS_MAX_DOMAINLEN) return {};
+    if (n == 1) return p[0] == 0 ? "." : "";
+    std::string out;
+    out.reserve(n);
+    size_t i = 0;
+    while (i < n && p[i] != 0) {
+        size_t len = p[i++];
+        if (len > 63 || i + len >= n) return {};
+        for (size_t k = 0; k < len; ++k, ++i) {
+            if (!plainNameByte(p[i])) return {};
+            out += static_cast<char>(std::tolower(p[i]));
+        }
+        out += '.';
+    }
+    if (i + 1 != n) return {};  // the root label must be the last byte
+    return out;
+}
+
+}  // namespace
+
 std::string fqdnOf(const ldns_rdf* d) {
     if (!d || ldns_rdf_get_type(d) != LDNS_RDF_TYPE_DNAME) return ".";
+    if (std::string plain = plainFqdn(d); !plain.empty()) return plain;
     std::string out = takeString(ldns_rdf2str(d));
     for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (out.empty() || out.back() != '.') out += '.';
@@ -242,6 +278,7 @@ std::shared_ptr<Response> readResponse(const uint8_t* wire, size_t len, const st
     r->pkt.reset(raw);
     if (st != LDNS_STATUS_OK || !raw) return failed(r, Outcome::Error, "malformed response");
     if (auto why = questionProblem(*r); !why.empty()) return failed(r, Outcome::Error, why);
+    r->forUs = true;
     const ldns_pkt* p = r->pkt.get();
     r->ad = ldns_pkt_ad(p);
     if (auto problem = answerProblem(*r)) return failed(r, problem->first, problem->second);

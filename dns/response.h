@@ -64,6 +64,10 @@ struct Response {
     uint16_t qtype = 0;
     Outcome outcome = Outcome::Error;  // Data, NxDomain, NoData; else why in `error`
     std::string error;
+    // The packet parsed and is a response to exactly our question (QR, one
+    // question, our name, type and class): what makes a resolver take it
+    // as the answer (anything else is spoofed or stray: dropped).
+    bool forUs = false;
     bool ad = false;
     std::vector<RrSet> answer;     // the answer section's RRsets
     std::vector<RrSet> authority;  // the authority section's RRsets

@@ -69,6 +69,11 @@ struct ValidatorLimits {
     // Names in the key cache; past it the cache is emptied and starts again
     // (one hostile sender asking for endless names cannot grow it).
     size_t maxCacheEntries = 10000;
+    // Signatures remembered as verified (dnssec_util.h VerifiedSignatures):
+    // at most this many, in at most this many bytes, each for at most
+    // maxCacheTtl; 0 entries: none remembered.
+    size_t maxVerifiedSignatures = 10000;
+    size_t maxVerifiedBytes = 8 << 20;
 };
 
 // Why an answer is Bogus, in the spirit of PowerDNS's vState: the check
@@ -142,6 +147,11 @@ class Validator {
 // process (each key once while its zone's keys are cached): for tests and
 // benchmarks.
 uint64_t dnskeyConversions();
+// Signatures computed (an RRSIG checked against one key's public key) and
+// signatures found already verified, by every Validator of the process:
+// for tests and benchmarks.
+uint64_t signatureVerifications();
+uint64_t verifiedSignatureHits();
 
 // A blocking query for the validator's key fetches (on a worker thread):
 // UDP with EDNS0 1232, DO and CD, TCP when truncated; `attempts` tries in

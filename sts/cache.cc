@@ -214,25 +214,38 @@ std::string serializeEntry(const CacheEntry& e) {
 
 namespace {
 
+// An integer field, or -1 when absent or not an integer: a float (1e300)
+// or an integer beyond int64 is never converted (that conversion is
+// undefined behaviour; found by the sts_policy fuzz target).
+int64_t intField(const nlohmann::json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end()) return -1;
+    if (it->is_number_unsigned()) {
+        auto u = it->get<uint64_t>();
+        return u > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(u);
+    }
+    return it->is_number_integer() ? it->get<int64_t>() : -1;
+}
+
 Result<CacheEntry> entryFromJson(std::string_view domain, const nlohmann::json& j) {
     auto bad = [&](const std::string& why) {
         return Error::permanent("MTA-STS cache file for " + std::string(domain) + ": " + why);
     };
-    if (!j.is_object() || j.value("format", 0) != kFormat) return bad("not format 1");
+    if (!j.is_object() || intField(j, "format") != kFormat) return bad("not format 1");
     CacheEntry e;
     e.domain = j.value("domain", "");
     e.id = j.value("id", "");
     e.text = j.value("policy", "");
-    e.fetchedAt = j.value("fetched_at", int64_t{-1});
-    e.history.failures = j.value("failures", -1);
-    e.history.lastFailureAt = j.value("last_failure_at", int64_t{-1});
+    e.fetchedAt = intField(j, "fetched_at");
+    int64_t failures = intField(j, "failures");
+    e.history.lastFailureAt = intField(j, "last_failure_at");
     e.history.lastError = j.value("last_error", "");
     if (e.domain != domain) return bad("names the domain " + sts::quoted(e.domain));
-    if (e.fetchedAt < 0 || e.fetchedAt > kMaxTime || e.history.failures < 0 ||
-        e.history.failures > 1000 || e.history.lastFailureAt < 0 ||
-        e.history.lastFailureAt > kMaxTime || !isPolicyId(e.id)) {
+    if (e.fetchedAt < 0 || e.fetchedAt > kMaxTime || failures < 0 || failures > 1000 ||
+        e.history.lastFailureAt < 0 || e.history.lastFailureAt > kMaxTime || !isPolicyId(e.id)) {
         return bad("a field out of range");
     }
+    e.history.failures = static_cast<int>(failures);
     if (j.value("checksum", "") != checksumOf(e)) return bad("checksum mismatch");
     auto p = parsePolicy(e.domain, e.text);
     if (!p) return bad(p.error().message);
@@ -306,6 +319,36 @@ Result<PolicyCache::Loaded> PolicyCache::load(std::string_view domain) const {
         return out;
     }
     out.entry = std::move(*e);
+    return out;
+}
+
+Result<PolicyCache::Loaded> PolicyCache::peek(const std::string& dir, std::string_view domain) {
+    std::string name = normalizeName(domain);
+    if (!isCacheName(name)) {
+        return Error::permanent("MTA-STS cache: not a policy domain: " + sts::quoted(domain));
+    }
+    Loaded out;
+    UniqueFd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dirFd.valid()) {
+        if (errno == ENOENT) return out;
+        return Error::temporary(sysError("open " + dir, errno));
+    }
+    bool notRegular = false;
+    auto text = readSmallFile(dirFd.get(), name, kMaxFileBytes, &notRegular);
+    if (!text) return text.error();
+    if (notRegular) {
+        out.damaged = "MTA-STS cache file for " + name + ": not a regular file";
+    } else if (*text && (*text)->size() > kMaxFileBytes) {
+        out.damaged = "MTA-STS cache file for " + name + ": larger than " +
+                      std::to_string(kMaxFileBytes) + " bytes";
+    } else if (*text) {
+        auto e = parseEntry(name, **text);
+        if (e) {
+            out.entry = std::move(*e);
+        } else {
+            out.damaged = e.error().message;
+        }
+    }
     return out;
 }
 

@@ -113,6 +113,9 @@ class PolicyCache {
     };
     // Errors: a name that is not a domain (permanent), I/O (temporary).
     Result<Loaded> load(std::string_view domain) const;
+    // As load(), read only (danectl probe): DIR is not created, a damaged
+    // file is reported but left where it is.
+    static Result<Loaded> peek(const std::string& dir, std::string_view domain);
     Status store(const CacheEntry& e);
     Status remove(std::string_view domain);
     // Every domain with a file (for start-up and danectl); names that are

@@ -5,6 +5,7 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 
@@ -190,43 +191,12 @@ static std::vector<TlsaRecord> strongestDigests(const std::vector<TlsaRecord>& i
     return out;
 }
 
-DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
-                      const std::vector<TlsaRecord>& tlsaIn,
-                      const std::vector<std::string>& referenceNames, std::time_t now) {
+// DANE-TA: for each usage-2 record, find the anchor, then validate the
+// path leaf → anchor; crts holds the whole chain, parsed.
+static DaneResult verifyTa(const std::vector<std::vector<uint8_t>>& chain,
+                           const std::vector<Crt>& crts, const std::vector<TlsaRecord>& usableTlsa,
+                           const std::vector<std::string>& referenceNames, std::time_t now) {
     DaneResult res;
-    const std::vector<TlsaRecord> usableTlsa = strongestDigests(tlsaIn);
-    if (usableTlsa.empty()) {
-        res.failure = DaneFailure::TlsaInvalid;
-        res.reason = "no usable TLSA record";
-        return res;
-    }
-    if (chain.empty()) {
-        res.failure = DaneFailure::ValidationFailure;
-        res.reason = "the server presented no certificate";
-        return res;
-    }
-    std::vector<Crt> crts;
-    for (const auto& der : chain) {
-        Crt c = importDer(der);
-        if (!c) {
-            res.failure = DaneFailure::ValidationFailure;
-            res.reason = "the server presented a certificate that does not parse";
-            return res;
-        }
-        crts.push_back(std::move(c));
-    }
-
-    // DANE-EE first: cheapest, and it needs nothing but the leaf.
-    for (const auto& r : usableTlsa) {
-        if (r.usage != 3) continue;
-        if (matches(r, selected(chain[0], crts[0].get(), r.selector))) {
-            res.authenticated = true;
-            res.matched = recordText(r);
-            return res;
-        }
-    }
-
-    // DANE-TA: find the anchor, then validate the path leaf → anchor.
     DaneFailure best = DaneFailure::ValidationFailure;
     std::string bestReason = "no TLSA record matched the certificate chain";
     for (const auto& r : usableTlsa) {
@@ -262,6 +232,54 @@ DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
     res.failure = best;
     res.reason = bestReason;
     return res;
+}
+
+DaneResult verifyDane(const std::vector<std::vector<uint8_t>>& chain,
+                      const std::vector<TlsaRecord>& tlsaIn,
+                      const std::vector<std::string>& referenceNames, std::time_t now) {
+    DaneResult res;
+    const std::vector<TlsaRecord> usableTlsa = strongestDigests(tlsaIn);
+    if (usableTlsa.empty()) {
+        res.failure = DaneFailure::TlsaInvalid;
+        res.reason = "no usable TLSA record";
+        return res;
+    }
+    if (chain.empty()) {
+        res.failure = DaneFailure::ValidationFailure;
+        res.reason = "the server presented no certificate";
+        return res;
+    }
+    // The leaf alone is parsed first: DANE-EE needs nothing else (RFC 7672
+    // 3.1.1); the rest of the chain only when a DANE-TA record is tried.
+    auto unparsable = [&res]() {
+        res.failure = DaneFailure::ValidationFailure;
+        res.reason = "the server presented a certificate that does not parse";
+        return res;
+    };
+    std::vector<Crt> crts;
+    crts.push_back(importDer(chain[0]));
+    if (!crts[0]) return unparsable();
+
+    // DANE-EE first: cheapest, and it needs nothing but the leaf.
+    for (const auto& r : usableTlsa) {
+        if (r.usage != 3) continue;
+        if (matches(r, selected(chain[0], crts[0].get(), r.selector))) {
+            res.authenticated = true;
+            res.matched = recordText(r);
+            return res;
+        }
+    }
+    if (std::none_of(usableTlsa.begin(), usableTlsa.end(),
+                     [](const TlsaRecord& r) { return r.usage == 2; })) {
+        res.failure = DaneFailure::ValidationFailure;
+        res.reason = "no TLSA record matched the certificate chain";
+        return res;
+    }
+    for (size_t i = 1; i < chain.size(); ++i) {
+        crts.push_back(importDer(chain[i]));
+        if (!crts.back()) return unparsable();
+    }
+    return verifyTa(chain, crts, usableTlsa, referenceNames, now);
 }
 
 std::vector<uint8_t> spkiSha256(const std::vector<uint8_t>& certDer) {

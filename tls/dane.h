@@ -5,7 +5,8 @@
 //
 // DANE-EE (usage 3): the leaf certificate (selector 0) or its public key
 // (selector 1) matches, full (0), SHA2-256 (1) or SHA2-512 (2). No name
-// check, no expiry check (RFC 7672 3.1.1).
+// check, no expiry check (RFC 7672 3.1.1); only the leaf is parsed (the
+// rest of the chain, only when a DANE-TA record is to be tried).
 // DANE-TA (usage 2): a certificate of the presented chain (not the leaf)
 // matches, or a whole certificate published in DNS (2 0 0) is the anchor;
 // then the leaf must chain to that anchor with valid signatures, every

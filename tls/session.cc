@@ -10,6 +10,21 @@ namespace {
 Error tlsError(const char* what, int rc) {
     return Error::temporary(std::string(what) + ": " + gnutls_strerror(rc));
 }
+
+struct PriorityDeleter {
+    void operator()(gnutls_priority_t p) const { gnutls_priority_deinit(p); }
+};
+using Priority = std::unique_ptr<std::remove_pointer_t<gnutls_priority_t>, PriorityDeleter>;
+
+// kPriority parsed once for every session (GnuTLS only reads it); null if
+// it does not parse, and then each session parses it again and reports why.
+gnutls_priority_t sharedPriority() {
+    static const Priority p = [] {
+        gnutls_priority_t raw = nullptr;
+        return Priority(gnutls_priority_init(&raw, kPriority, nullptr) < 0 ? nullptr : raw);
+    }();
+    return p.get();
+}
 }  // namespace
 
 Result<std::shared_ptr<ServerCredentials>> ServerCredentials::load(const std::string& certFile,
@@ -38,7 +53,9 @@ Result<std::unique_ptr<Session>> Session::make(int fd, unsigned flags,
     s->s_.reset(raw);
     s->creds_ = std::move(owner);
     const char* errPos = nullptr;
-    rc = gnutls_priority_set_direct(raw, kPriority, &errPos);
+    gnutls_priority_t shared = sharedPriority();
+    rc = shared ? gnutls_priority_set(raw, shared)
+                : gnutls_priority_set_direct(raw, kPriority, &errPos);
     if (rc < 0) return tlsError("priority", rc);
     rc = gnutls_credentials_set(raw, GNUTLS_CRD_CERTIFICATE, creds);
     if (rc < 0) return tlsError("credentials", rc);
@@ -66,7 +83,7 @@ Result<std::shared_ptr<ClientCredentials>> ClientCredentials::create() {
 Result<std::unique_ptr<Session>> Session::client(int fd, std::shared_ptr<ClientCredentials> creds,
                                                  const std::string& sni) {
     gnutls_certificate_credentials_t c = creds->get();
-    auto s = make(fd, GNUTLS_CLIENT, c, std::move(creds));
+    auto s = make(fd, GNUTLS_CLIENT | GNUTLS_KEY_SHARE_TOP, c, std::move(creds));
     if (!s) return s.error();
     if (!sni.empty()) {
         int rc = gnutls_server_name_set((*s)->get(), GNUTLS_NAME_DNS, sni.data(), sni.size());

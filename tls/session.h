@@ -50,8 +50,10 @@ struct IoResult {
     bool eof = false;  // the peer closed (read only)
 };
 
-// Client-side credentials: no trust store. Authentication, where there is
-// any, is DANE (verifyDane) on the peer chain, decided by the caller.
+// Client-side credentials: no trust store, so the handshake verifies no
+// chain (only the server's CertificateVerify signature, by the key of the
+// leaf it sent). Authentication, where there is any, is DANE (verifyDane)
+// or PKIX (verifyPkix) on the peer chain, decided by the caller.
 class ClientCredentials {
   public:
     static Result<std::shared_ptr<ClientCredentials>> create();
@@ -65,7 +67,10 @@ class Session {
   public:
     static Result<std::unique_ptr<Session>> server(int fd,
                                                    std::shared_ptr<ServerCredentials> creds);
-    // sni may be empty (no server_name extension).
+    // sni may be empty (no server_name extension). A TLS 1.3 client hello
+    // carries one key share, for the first group of kPriority (GnuTLS
+    // would make one for each of two groups and throw one away); a server
+    // that wants another group asks for it (HelloRetryRequest).
     static Result<std::unique_ptr<Session>> client(int fd, std::shared_ptr<ClientCredentials> creds,
                                                    const std::string& sni);
     // The certificates the peer presented, DER, leaf first.

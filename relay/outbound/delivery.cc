@@ -209,6 +209,17 @@ static bool isIpLiteral(const std::string& s) {
     return inet_pton(AF_INET, s.c_str(), &buf) == 1 || inet_pton(AF_INET6, s.c_str(), &buf) == 1;
 }
 
+bool daneCovers(const DestinationInfo& d, const HostInfo& h) {
+    return d.mx.security == Security::Secure && h.addressSecurity() == Security::Secure &&
+           (h.tlsaStatus == TlsaStatus::Usable || h.tlsaStatus == TlsaStatus::NoneUsable ||
+            h.tlsaStatus == TlsaStatus::Failed);
+}
+
+bool needsSts(const DestinationInfo& d) {
+    return std::any_of(d.hosts.begin(), d.hosts.end(),
+                       [&](const HostInfo& h) { return !daneCovers(d, h); });
+}
+
 // "a, b, c" of the policy's mx patterns, for reasons (bounded by dsnText later).
 static std::string patternList(const sts::Policy& p) {
     std::string out;
@@ -234,6 +245,13 @@ static void applySts(const DestinationInfo& d, policy::Level level, const StsVie
     for (size_t i = 0; i < hosts.size(); ++i) {
         auto& hp = hosts[i];
         if (daneCovered[i] || hp.skip || hp.mode != TlsMode::Opportunistic) continue;
+        if (sts && sts->unknown && d.nextHop.empty()) {
+            hp.skip = true;
+            hp.status = kAuthFailure;
+            hp.why =
+                "the MTA-STS policy of " + d.domain + " cannot be known now (" + sts->why + ")";
+            continue;
+        }
         if (required && !enforce) {
             hp.skip = true;
             hp.status = kAuthFailure;
@@ -386,11 +404,7 @@ DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffl
             }
         }
         hp.why += dropped;
-        daneCovered.push_back(addressesOk && mx.security == Security::Secure &&
-                              h.addressSecurity() == Security::Secure &&
-                              (h.tlsaStatus == TlsaStatus::Usable ||
-                               h.tlsaStatus == TlsaStatus::NoneUsable ||
-                               h.tlsaStatus == TlsaStatus::Failed));
+        daneCovered.push_back(addressesOk && daneCovers(d, h));
         ownHost.push_back(addressesOk && d.nextHop.empty() &&
                           std::any_of(hp.addresses.begin(), hp.addresses.end(),
                                       [&](const auto& ip) { return self.reaches(ip); }));

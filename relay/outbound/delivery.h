@@ -54,6 +54,8 @@
 //     none/may, or "mta_sts": false
 //   policy level sts: no live policy (or mode  → the host is skipped (4.7.5);
 //     none)                                      testing is applied as enforce
+//   policy unknown (cache unreadable)          → the host is skipped (4.7.5):
+//                                                securely or not yet
 //
 // A skipped host's status (HostPlan::status) follows RFC 3463 and Postfix:
 // 4.7.5 for a DNSSEC or DANE authentication failure (a bogus answer, data
@@ -118,6 +120,10 @@ struct HostPlan {
 struct StsView {
     std::optional<sts::Policy> policy;  // live (cached or just fetched); empty: none
     std::string why;                    // none: why; else where it came from
+    // The policy cannot be known now (its cache file could not be read:
+    // an I/O error): a cached enforce policy may exist, so the hosts DANE
+    // does not cover are skipped (4.7.5) rather than used without it.
+    bool unknown = false;
 };
 
 struct DeliveryPlan {
@@ -169,6 +175,13 @@ OwnAddresses ownAddresses(const std::vector<ListenerConfig>& listeners, uint16_t
 DeliveryPlan plan(const DestinationInfo& d, bool resolverValidating, bool shuffle,
                   policy::Level level = policy::Level::Dane, const OwnAddresses& self = {},
                   const StsView* sts = nullptr);
+
+// True if DANE covers host h of d (see above: TLSA under a secure MX and
+// address, usable or not, or a failed TLSA lookup): MTA-STS never applies.
+bool daneCovers(const DestinationInfo& d, const HostInfo& h);
+// True if some host of d is not DANE's: only then is the destination's
+// MTA-STS policy worth looking up (a DANE destination needs no TXT query).
+bool needsSts(const DestinationInfo& d);
 
 nlohmann::json toJson(const DeliveryPlan& p);
 std::string toText(const DeliveryPlan& p);

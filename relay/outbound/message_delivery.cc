@@ -131,30 +131,17 @@ void MessageDelivery::deliverDomain(const std::string& domain, const std::vector
     policyText_[domain] =
         std::string(policy::toString(eff.level)) + (eff.file.empty() ? "" : "@" + eff.where());
     destinationLabel_[domain] = destinationLabel(eff.file.empty() ? "" : eff.destination);
-    // The MX lookup and the MTA-STS lookup run side by side; the plan waits
-    // for both (a first contact waits for the policy fetch).
-    struct Join {
-        std::optional<DestinationInfo> info;
-        std::optional<StsView> sts;
-        bool stsWanted = false;
-    };
-    auto join = std::make_shared<Join>();
-    join->stsWanted = s_.mtaSts && eff.mtaSts && !eff.nextHop && eff.level != policy::Level::None &&
-                      eff.level != policy::Level::May;
-    auto ready = [self, domain, idx, pol, join] {
-        if (!join->info || (join->stsWanted && !join->sts)) return;
-        self->onPlan(domain, idx, pol, *join->info, join->sts ? &*join->sts : nullptr);
-    };
-    auto onInfo = [join, ready](const DestinationInfo& info) {
-        join->info = info;
-        ready();
-    };
-    if (join->stsWanted) {
-        s_.mtaSts->lookup(domain, [join, ready](const StsView& v) {
-            join->sts = v;
-            ready();
+    // MTA-STS is looked up after the MX lookup, and only where some host is
+    // not DANE's (DANE decides where it applies: a DANE destination costs no
+    // TXT query). A first contact waits for the policy fetch.
+    bool stsWanted = s_.mtaSts && eff.mtaSts && !eff.nextHop && eff.level != policy::Level::None &&
+                     eff.level != policy::Level::May;
+    auto onInfo = [self, domain, idx, pol, stsWanted](const DestinationInfo& info) {
+        if (!stsWanted || !needsSts(info)) return self->onPlan(domain, idx, pol, info, nullptr);
+        self->s_.mtaSts->lookup(domain, [self, domain, idx, pol, info](const StsView& v) {
+            self->onPlan(domain, idx, pol, info, &v);
         });
-    }
+    };
     if (eff.nextHop) {
         DestinationLookup::runNextHop(s_.resolver, domain, eff.nextHop->host, eff.nextHop->literal,
                                       eff.nextHop->port, onInfo);
@@ -296,18 +283,7 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
     // secure MX RRset, else the next-hop domain).
     req.verifyName = h.referenceNames.empty() ? h.name : h.referenceNames.front();
     req.mode = requiredMode(h.mode, pe);
-    // MTA-STS: PKIX for the MX name against mta_sts.trust_store; in
-    // testing, the same check reported only (when the MX name matched).
-    const std::string stsTrust = s_.mtaSts ? s_.mtaSts->trustStore() : "";
-    if (std::string_view(h.sts) == "enforced" && h.mode == TlsMode::Verify) {
-        req.stsEnforced = true;
-        req.trustStore = stsTrust;
-        req.verifyName = h.name;
-    } else if (std::string_view(h.sts) == "testing" && h.stsWould.empty() &&
-               req.mode != TlsMode::Verify) {
-        req.stsTestName = h.name;
-        if (req.mode != TlsMode::Dane) req.trustStore = stsTrust;
-    }
+    applyStsToRequest(req, h, pe, s_.mtaSts ? s_.mtaSts->trustStore() : "");
     req.tlsa = h.tlsa;
     req.sni = h.sni;
     req.referenceNames = h.referenceNames;
@@ -318,6 +294,20 @@ ClientRequest MessageDelivery::request(HostAttempt& a, const HostPlan& h) {
     req.timeouts = {s_.cfg.delivery.connectTimeout, s_.cfg.delivery.commandTimeout,
                     s_.cfg.delivery.commandTimeout, s_.cfg.delivery.dataTimeout};
     return req;
+}
+
+void applyStsToRequest(ClientRequest& req, const HostPlan& h, const policy::Entry& pe,
+                       const std::string& stsTrustStore) {
+    if (std::string_view(h.sts) == "enforced" && h.mode == TlsMode::Verify) {
+        req.stsEnforced = true;
+        // The operator's CA for this destination, if named, stays the only one.
+        req.trustStore = pe.trustStore.empty() ? stsTrustStore : pe.trustStore;
+        req.verifyName = h.name;
+    } else if (std::string_view(h.sts) == "testing" && h.stsWould.empty() &&
+               req.mode != TlsMode::Verify) {
+        req.stsTestName = h.name;
+        if (req.mode != TlsMode::Dane && pe.trustStore.empty()) req.trustStore = stsTrustStore;
+    }
 }
 
 // What the session means is decided by judgeAttempt() (trouble.h), never

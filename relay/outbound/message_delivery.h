@@ -56,6 +56,16 @@ struct DeliveryServices {
     MtaSts* mtaSts = nullptr;            // null: MTA-STS off (mta_sts.enabled false)
 };
 
+// The MTA-STS part of host h's ClientRequest (request() fills the rest
+// first, req.mode and req.trustStore from the destination's policy pe):
+// under an enforce policy (h.sts "enforced", mode Verify) PKIX for the MX
+// name with stsEnforced, against the trust store the operator named for the
+// destination (policy trust_store: a private CA stays the only one
+// trusted) or else mta_sts.trust_store (stsTrustStore); under testing, the
+// same name checked on the connection and only reported.
+void applyStsToRequest(ClientRequest& req, const HostPlan& h, const policy::Entry& pe,
+                       const std::string& stsTrustStore);
+
 // The Scheduler as a delivery sees it.
 class DeliveryHost {
   public:

@@ -77,17 +77,19 @@ MtaSts::~MtaSts() {
 }
 
 MtaSts::Domain& MtaSts::domain(const std::string& name) {
-    if (domains_.size() >= kMaxDomains && !domains_.count(name)) trim();
+    if (domains_.size() >= maxDomains_ && !domains_.count(name)) trim();
     return domains_[name];
 }
 
-// Idle domains leave memory (their files stay): none loading, fetching,
-// storing or waited for.
+// Idle domains leave memory (their files stay): none loading, looking up
+// its TXT record, fetching, storing or waited for.
 void MtaSts::trim() {
-    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= kMaxDomains / 2;) {
+    for (auto it = domains_.begin(); it != domains_.end() && domains_.size() >= maxDomains_ / 2;) {
         const Domain& d = it->second;
-        bool idle = d.loaded && !d.loading && !d.fetching && !d.storing && d.waiters.empty() &&
-                    d.afterLoad.empty();
+        // (One whose file could not be read is dropped too: it is read
+        // again anyway.)
+        bool idle = (d.loaded || !d.loadError.empty()) && !d.loading && d.lookups == 0 &&
+                    !d.fetching && !d.storing && d.waiters.empty() && d.afterLoad.empty();
         it = idle ? domains_.erase(it) : std::next(it);
     }
 }
@@ -104,9 +106,11 @@ void MtaSts::lookup(const std::string& domainIn, Callback done) {
     std::weak_ptr<bool> alive = alive_;
     load(name, [this, alive, name, done] {
         if (alive.expired() || !*alive.lock()) return;
+        ++domain(name).lookups;  // kept in memory until decide()
         resolver_.lookup("_mta-sts." + name, dns::kTypeTxt,
                          [this, alive, name, done](const dns::Answer& a) {
                              if (alive.expired() || !*alive.lock()) return;
+                             --domain(name).lookups;
                              decide(name, stsRecord(name, a), done);
                          });
     });
@@ -119,6 +123,7 @@ void MtaSts::load(const std::string& name, std::function<void()> then) {
     d.afterLoad.push_back(std::move(then));
     if (d.loading) return;
     d.loading = true;
+    d.loadError.clear();
     auto got = std::make_shared<Result<sts::PolicyCache::Loaded>>(Error::internal("not read"));
     auto cache = cache_;
     std::weak_ptr<bool> alive = alive_;
@@ -136,6 +141,12 @@ void MtaSts::load(const std::string& name, std::function<void()> then) {
                 if ((*got)->entry) dom.entry = std::move((*got)->entry);
             } else {
                 logEvent("sts-cache-error", {{"domain", name}, {"error", got->error().message}});
+                // A name that cannot have a cache file (permanent) has
+                // nothing cached; an I/O error may hide a cached policy.
+                if (got->error().kind != ErrorKind::Permanent && !dom.entry) {
+                    dom.loaded = false;
+                    dom.loadError = got->error().message;
+                }
             }
             auto waiting = std::move(dom.afterLoad);
             dom.afterLoad.clear();
@@ -157,6 +168,16 @@ StsView MtaSts::viewOf(const Domain& d, const std::string& noPolicyWhy) const {
 
 void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback done) {
     Domain& d = domain(name);
+    if (!d.loaded) {
+        // The cache file could not be read: whether a policy is cached is
+        // not known, so no fetch and no "no policy" (the next lookup reads
+        // the file again).
+        StsView v;
+        v.unknown = true;
+        v.why = "MTA-STS cache unreadable: " +
+                (d.loadError.empty() ? std::string("not read") : d.loadError);
+        return dispatcher_.post([done, v] { done(v); });
+    }
     const sts::CacheEntry* cached = d.entry ? &*d.entry : nullptr;
     const sts::FetchHistory& history = cached ? cached->history : d.history;
     auto r = sts::decideRefresh(cached, txt, history, dispatcher_.clock());

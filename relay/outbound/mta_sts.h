@@ -64,12 +64,21 @@ class MtaSts {
     // once set).
     void setMetrics(OutboundMetrics* m) { metrics_ = m; }
     size_t domains() const { return domains_.size(); }
+    // The in-memory bound (kMaxDomains; tests make it small).
+    void setMaxDomains(size_t n) { maxDomains_ = n; }
     size_t fetchesInFlight() const { return fetcher_.inFlight(); }
     const std::string& trustStore() const { return cfg_.trustStore; }
 
   private:
     struct Domain {
         bool loaded = false, loading = false;
+        // TXT lookups in flight (after the load, before decide()): the
+        // entry must stay in memory for them, or decide() would find a
+        // fresh one without its cached policy.
+        int lookups = 0;
+        // The cache file could not be read (I/O): not loaded, read again by
+        // the next lookup; lookups until then answer "unknown".
+        std::string loadError;
         std::vector<std::function<void()>> afterLoad;
         std::optional<sts::CacheEntry> entry;
         sts::FetchHistory history;  // nothing cached: failures kept here
@@ -97,6 +106,7 @@ class MtaSts {
     std::shared_ptr<sts::PolicyCache> cache_;  // shared with worker tasks
     sts::Fetcher fetcher_;
     std::map<std::string, Domain> domains_;
+    size_t maxDomains_ = kMaxDomains;
     OutboundMetrics* metrics_ = nullptr;
     // Worker and resolver callbacks check it: none runs after the end.
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -57,15 +57,18 @@ Scheduler::Scheduler(event_base* base, const Config& cfg, queue::Spool& spool, W
     sweepTimer_.addSeconds(cfg_.limits.queueSweepInterval);
     if (cfg.mtaSts.enabled) {
         // The policy cache beside the queue (SPOOL/sts/): it is state that
-        // must survive restarts, as the queue does.
+        // must survive restarts, as the queue does. Without it, a start
+        // error: running on without MTA-STS would ignore every cached
+        // enforce policy (mta_sts.enabled false says so in the config).
         auto m = MtaSts::open(dispatcher_, workers, resolver, cfg.mtaSts, cfg.spoolDir + "/sts");
-        if (m) {
-            mtaSts_ = std::move(*m);
-            mtaSts_->setMetrics(metrics_.get());
-            services_.mtaSts = mtaSts_.get();
-        } else {
-            logEvent("sts-disabled", {{"error", m.error().message}});
+        if (!m) {
+            throw std::runtime_error("cannot open the MTA-STS policy cache " + cfg.spoolDir +
+                                     "/sts: " + m.error().message +
+                                     " (mta_sts.enabled false runs without MTA-STS)");
         }
+        mtaSts_ = std::move(*m);
+        mtaSts_->setMetrics(metrics_.get());
+        services_.mtaSts = mtaSts_.get();
     }
 }
 

@@ -1,4 +1,5 @@
 #include "dns/answer.h"
+#include "dns/response.h"
 
 #include <gtest/gtest.h>
 
@@ -212,6 +213,47 @@ TEST(Names, Normalize) {
     EXPECT_FALSE(normalizeName("bad name.example", &out));
     EXPECT_FALSE(normalizeName(std::string(64, 'a') + ".example", &out));
     EXPECT_FALSE(normalizeName("a\\.b.example", &out));
+}
+
+// fqdnOf reads plain names from the wire itself (the answer path asks it
+// for every owner and every question): the text must be exactly what it was
+// through ldns_rdf2str, lower-cased, for every byte value in a label, for
+// escapes, the root, long labels and names, and bytes after the root label.
+TEST(Names, FqdnOfIsLdnsTextLowerCased) {
+    auto reference = [](const ldns_rdf* d) {
+        char* raw = ldns_rdf2str(d);
+        std::string out = raw ? raw : "";
+        free(raw);
+        for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (out.empty() || out.back() != '.') out += '.';
+        return out;
+    };
+    auto check = [&](const std::vector<uint8_t>& wire) {
+        ldns_rdf* d = ldns_rdf_new_frm_data(LDNS_RDF_TYPE_DNAME, wire.size(), wire.data());
+        ASSERT_NE(d, nullptr);
+        EXPECT_EQ(fqdnOf(d), reference(d)) << "wire of " << wire.size() << " bytes";
+        ldns_rdf_deep_free(d);
+    };
+    for (int b = 0; b < 256; ++b) {
+        auto c = static_cast<uint8_t>(b);
+        check({3, 'A', c, 'z', 7, 'E', 'x', 'a', 'm', 'p', 'l', 'e', 0});
+        check({1, c, 0});
+    }
+    check({0});
+    check({1, '*', 1, 'W', 1, 't', 0});
+    check({4, '_', '2', '5', 'X', 4, '_', 't', 'c', 'p', 0});
+    std::vector<uint8_t> longest;  // 4 labels of 63, 61 and the root: 255 bytes
+    for (int l = 0; l < 3; ++l) {
+        longest.push_back(63);
+        longest.insert(longest.end(), 63, 'M');
+    }
+    longest.push_back(61);
+    longest.insert(longest.end(), 61, 'q');
+    longest.push_back(0);
+    ASSERT_EQ(longest.size(), 255u);
+    check(longest);
+    check({1, 'a', 0, 1, 'b', 0});  // bytes after the root label
+    check({1, 'a', 0, 0});
 }
 
 }  // namespace

@@ -267,7 +267,14 @@ TEST_F(ResolverTest, SpoofedIdAndForeignQuestionAreDropped) {
         Reply other = mxReply(q);
         other.qname = "other.example.";
         other.answer = {"other.example. 300 IN MX 10 evil.example."};
-        return Packets{build(forged), build(other), build(mxReply(q))};
+        // Our ID and our question, but a body that does not parse: read
+        // once, found wanting, dropped like the others (never the answer,
+        // never a failure of the lookup).
+        Reply cutReply = mxReply(q);
+        cutReply.answer = {q.name + " 300 IN MX 10 evil.example."};
+        auto cut = build(cutReply);
+        cut.resize(cut.size() - 3);
+        return Packets{build(forged), build(other), cut, build(mxReply(q))};
     });
     Resolver r(base_, options({server.port()}));
     auto a = run(r, {{"example.org", kTypeMx}});

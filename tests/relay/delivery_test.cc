@@ -1,6 +1,7 @@
 // plan(): the RFC 7672 decision table, one case per row, from DNS facts made
 // in the test (no network).
 #include "relay/outbound/delivery.h"
+#include "relay/outbound/message_delivery.h"
 
 #include "relay/outbound/smtp_client.h"
 #include "relay/outbound/trouble.h"
@@ -831,6 +832,69 @@ TEST(PlanSts, TestingDeliversAsBeforeAndSaysWhatEnforceWouldRefuse) {
     EXPECT_STREQ(plan(d, true, false, policy::Level::Dane, {}, &none).hosts[0].sts, "none");
 }
 
+// A policy that cannot be known (its cache file unreadable) may be an
+// enforce policy: the hosts DANE does not cover wait, DANE's are used.
+TEST(PlanSts, AnUnknownPolicySkipsTheHostsDaneDoesNotCover) {
+    StsView unknown;
+    unknown.unknown = true;
+    unknown.why = "MTA-STS cache unreadable: open: I/O error";
+    auto d = dest(Security::Insecure,
+                  {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
+    auto p = plan(d, true, false, policy::Level::Dane, {}, &unknown);
+    EXPECT_EQ(p.action, DeliveryPlan::Action::Defer);
+    EXPECT_EQ(p.status, "4.7.5");
+    EXPECT_NE(p.reason.find("cannot be known"), std::string::npos) << p.reason;
+    auto mixed =
+        plan(dest(Security::Secure,
+                  {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable),
+                   host("mx2.example.org", 20, Security::Secure, TlsaStatus::SecurelyAbsent)}),
+             true, false, policy::Level::Dane, {}, &unknown);
+    EXPECT_EQ(mixed.action, DeliveryPlan::Action::Deliver);
+    EXPECT_EQ(hostNamed(mixed, "mx.example.org").mode, TlsMode::Dane);
+    EXPECT_TRUE(hostNamed(mixed, "mx2.example.org").skip);
+    // The operator's lowering still lowers.
+    EXPECT_EQ(plan(d, true, false, policy::Level::May, {}, &unknown).action,
+              DeliveryPlan::Action::Deliver);
+}
+
+// The request under an enforce policy: PKIX for the MX name, stsEnforced;
+// a trust store the operator named for the destination (a private CA) is
+// never replaced by mta_sts.trust_store (that would trust every public CA
+// where the operator trusted one).
+TEST(PlanSts, TheRequestKeepsTheOperatorsTrustStoreUnderEnforce) {
+    HostPlan h;
+    h.name = "mx.example.org";
+    h.mode = TlsMode::Verify;
+    h.sts = "enforced";
+    h.referenceNames = {"mx.example.org"};
+    policy::Entry pe;
+    pe.level = policy::Level::Verify;
+    pe.trustStore = "/etc/danerelay/partner-ca.pem";
+    ClientRequest req;
+    req.mode = TlsMode::Verify;
+    req.trustStore = pe.trustStore;
+    req.verifyName = "example.org";
+    applyStsToRequest(req, h, pe, "/etc/danerelay/mta-sts-ca.pem");
+    EXPECT_TRUE(req.stsEnforced);
+    EXPECT_EQ(req.verifyName, "mx.example.org");
+    EXPECT_EQ(req.trustStore, "/etc/danerelay/partner-ca.pem");
+    // No trust store of the destination's own: mta_sts.trust_store.
+    policy::Entry plain;
+    ClientRequest r2;
+    r2.mode = TlsMode::Verify;
+    applyStsToRequest(r2, h, plain, "/etc/danerelay/mta-sts-ca.pem");
+    EXPECT_TRUE(r2.stsEnforced);
+    EXPECT_EQ(r2.trustStore, "/etc/danerelay/mta-sts-ca.pem");
+    // Testing: checked and reported, never enforced.
+    h.sts = "testing";
+    h.mode = TlsMode::Opportunistic;
+    ClientRequest r3;
+    r3.mode = TlsMode::Opportunistic;
+    applyStsToRequest(r3, h, plain, "/etc/danerelay/mta-sts-ca.pem");
+    EXPECT_FALSE(r3.stsEnforced);
+    EXPECT_EQ(r3.stsTestName, "mx.example.org");
+}
+
 TEST(PlanSts, LevelStsRequiresAPolicyWhereDaneDoesNotApply) {
     auto insecure = dest(Security::Insecure,
                          {host("mx.example.org", 10, Security::Insecure, TlsaStatus::Insecure)});
@@ -873,4 +937,19 @@ TEST(PlanSts, LoweringsAndNextHopsLeaveMtaStsOut) {
     auto v = plan(d, true, false, policy::Level::Verify, {}, &ok);
     EXPECT_EQ(v.hosts[0].mode, TlsMode::Verify);
     EXPECT_EQ(v.hosts[0].referenceNames, std::vector<std::string>{"mx.example.org"});
+}
+
+TEST(PlanSts, ADaneDestinationNeedsNoMtaStsLookup) {
+    auto dane =
+        dest(Security::Secure, {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable),
+                                host("mx2.example.org", 20, Security::Secure, TlsaStatus::Failed)});
+    EXPECT_FALSE(needsSts(dane));  // every host DANE's: no TXT query
+    auto mixed = dane;
+    mixed.hosts.push_back(
+        host("mx3.example.org", 30, Security::Secure, TlsaStatus::SecurelyAbsent));
+    EXPECT_TRUE(needsSts(mixed));
+    // An insecure MX RRset: DANE covers nothing, whatever TLSA says.
+    EXPECT_TRUE(needsSts(dest(Security::Insecure,
+                              {host("mx.example.org", 10, Security::Secure, TlsaStatus::Usable)})));
+    EXPECT_FALSE(needsSts(dest(Security::Insecure, {})));  // no host: nothing to apply it to
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 using namespace danerelay;
 using namespace danerelay::sts;
@@ -279,6 +280,14 @@ TEST_F(StsCacheDir, StoreRefusesTextThatDoesNotParse) {
     EXPECT_FALSE(c.store(e).ok());
 }
 
+// The file's text with one field's value replaced by `value` (JSON text).
+std::string setField(const std::string& fileText, const std::string& key,
+                     const std::string& value) {
+    auto j = nlohmann::json::parse(fileText);
+    j[key] = nlohmann::json::parse(value);
+    return j.dump(1);
+}
+
 TEST_F(StsCacheDir, DamagedFilesAreSetAsideAndReported) {
     ManualClock clock;
     auto c = open();
@@ -294,6 +303,13 @@ TEST_F(StsCacheDir, DamagedFilesAreSetAsideAndReported) {
         {"not JSON", std::string("\0\xff\xfe", 3)},
         {"type must be string", "{\"format\": 1, \"domain\": 5}"},
         {"format", "{\"format\": 2}"},
+        // Numbers no integer holds, as floats: refused, never converted
+        // (undefined behaviour before; UBSan stops the test then).
+        {"format", "{\"format\": 8.88889e+78}"},
+        {"format", "{\"format\": 1.0}"},
+        {"out of range", setField(good, "fetched_at", "1.70003e+43")},
+        {"out of range", setField(good, "failures", "1e300")},
+        {"out of range", setField(good, "last_failure_at", "18446744073709551615")},
         {"larger than", std::string(300000, ' ')},
         {"not JSON", ""},
     };
@@ -361,3 +377,37 @@ TEST_F(StsCacheDir, AFifoAsACacheFileNeitherHangsNorIsRead) {
 }
 
 }  // namespace
+
+// peek(): what danectl probe shows, read only. The same name rules as
+// load() (case and a trailing dot are one domain; hostile names are never
+// paths), the same refusals (no symlink, no FIFO, bounded), and nothing
+// written: a damaged file stays where it is, a missing directory is not
+// created.
+TEST_F(StsCacheDir, PeekReadsLikeLoadAndWritesNothing) {
+    EXPECT_FALSE(PolicyCache::peek(dir_, "example.com").ok() &&
+                 PolicyCache::peek(dir_, "example.com")->entry);
+    EXPECT_FALSE(fs::exists(dir_));
+    ManualClock clock;
+    auto c = open();
+    ASSERT_TRUE(c.store(entry(clock)).ok());
+    auto l = PolicyCache::peek(dir_, "EXAMPLE.com.");
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    ASSERT_TRUE(l->entry);
+    EXPECT_EQ(l->entry->policy.mode, Mode::Enforce);
+    for (auto bad : {"../etc", "a/b.example", "", "..", "damaged", ".tmp-example.com"}) {
+        EXPECT_FALSE(PolicyCache::peek(dir_, bad).ok()) << bad;
+    }
+    write("example.org", "{not json");
+    auto d = PolicyCache::peek(dir_, "example.org");
+    ASSERT_TRUE(d.ok());
+    EXPECT_FALSE(d->entry);
+    EXPECT_FALSE(d->damaged.empty());
+    EXPECT_EQ(read(dir_ + "/example.org"), "{not json");  // not set aside
+    ASSERT_EQ(::mkfifo((dir_ + "/example.net").c_str(), 0640), 0);
+    auto f = PolicyCache::peek(dir_, "example.net");  // O_NONBLOCK: never waits
+    ASSERT_TRUE(f.ok());
+    EXPECT_FALSE(f->entry);
+    EXPECT_FALSE(f->damaged.empty());
+    EXPECT_TRUE(fs::is_fifo(dir_ + "/example.net"));
+    EXPECT_EQ(c.damagedCount(), 0u);
+}

@@ -151,6 +151,33 @@ TEST_F(DaneTest, DaneEeIgnoresExpiryAndNames) {
                     .authenticated);
 }
 
+// DANE-EE reads the leaf alone (RFC 7672 3.1.1): what follows it is not
+// parsed unless a DANE-TA record needs the chain; the leaf itself must
+// parse, even where a 3 0 0 record names its bytes exactly.
+TEST_F(DaneTest, DaneEeParsesTheLeafAlone) {
+    auto junkAbove = chain({"leaf", "inter"});
+    junkAbove[1] = Der{0x30, 0x03, 1, 2, 3};
+    auto ee = verifyDane(junkAbove, {of("leaf", 3, 1, 1)}, names_, now_);
+    EXPECT_TRUE(ee.authenticated) << ee.reason;
+    auto ta = verifyDane(junkAbove, {of("inter", 2, 0, 1)}, names_, now_);
+    EXPECT_FALSE(ta.authenticated);
+    EXPECT_NE(ta.reason.find("does not parse"), std::string::npos) << ta.reason;
+    // An EE record that does not match, then a TA record: the chain is parsed.
+    auto both =
+        verifyDane(junkAbove, {of("otherleaf", 3, 1, 1), of("inter", 2, 0, 1)}, names_, now_);
+    EXPECT_FALSE(both.authenticated);
+    EXPECT_NE(both.reason.find("does not parse"), std::string::npos) << both.reason;
+    // EE records only, none matching: no TA work, the plain failure.
+    auto none = verifyDane(chain({"leaf", "inter"}), {of("otherleaf", 3, 1, 1)}, names_, now_);
+    EXPECT_FALSE(none.authenticated);
+    EXPECT_EQ(none.failure, DaneFailure::ValidationFailure);
+    Der junk{0x30, 0x03, 1, 2, 3};
+    TlsaRecord exact{3, 0, 0, junk};
+    auto leafJunk = verifyDane({junk}, {exact}, names_, now_);
+    EXPECT_FALSE(leafJunk.authenticated);
+    EXPECT_NE(leafJunk.reason.find("does not parse"), std::string::npos) << leafJunk.reason;
+}
+
 TEST_F(DaneTest, DaneTaOnTheIntermediate) {
     for (int si : {0, 1}) {
         auto s = static_cast<uint8_t>(si);

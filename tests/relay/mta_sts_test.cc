@@ -1,0 +1,334 @@
+// MtaSts (relay/outbound/mta_sts.h) as an attacker sees it: the in-memory
+// table, the durable cache and DNS answers an on-path attacker can delay.
+// The real Resolver asks a scripted DNS server on 127.0.0.1 (trusted: its
+// AD bit is believed); a name scripted silent never answers, so the
+// resolver times out (Indeterminate: "lookup failed").
+#include "relay/outbound/mta_sts.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/event.h"
+#include "tests/dns/dns_test_util.h"
+
+namespace danerelay::relay {
+namespace {
+
+using dns::testing::build;
+using dns::testing::Reply;
+
+constexpr const char* kSoa = "example. 300 IN SOA ns.example. host.example. 1 2 3 4 300";
+
+// UDP only. Keys "name. TYPE"; a key in `silent` is never answered;
+// `answers` holds RRs (secure); anything else: secure NXDOMAIN.
+class FakeDns {
+  public:
+    FakeDns(std::map<std::string, std::vector<std::string>> answers, std::set<std::string> silent)
+        : answers_(std::move(answers)), silent_(std::move(silent)) {
+        fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+        socklen_t len = sizeof sa;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+        port_ = ntohs(sa.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~FakeDns() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    uint16_t port() const { return port_; }
+
+  private:
+    void run() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 20) <= 0) continue;
+            uint8_t buf[4096];
+            sockaddr_storage from{};
+            socklen_t flen = sizeof from;
+            ssize_t n =
+                ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
+            ldns_pkt* pkt = nullptr;
+            if (n <= 0 || ldns_wire2pkt(&pkt, buf, static_cast<size_t>(n)) != LDNS_STATUS_OK) {
+                continue;
+            }
+            const ldns_rr* q = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
+            char* owner = ldns_rdf2str(ldns_rr_owner(q));
+            Reply r;
+            r.id = ldns_pkt_id(pkt);
+            r.qname = owner;
+            r.qtype = static_cast<uint16_t>(ldns_rr_get_type(q));
+            free(owner);
+            ldns_pkt_free(pkt);
+            for (auto& c : r.qname)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            std::string type = r.qtype == dns::kTypeTxt    ? "TXT"
+                               : r.qtype == dns::kTypeA    ? "A"
+                               : r.qtype == dns::kTypeAaaa ? "AAAA"
+                                                           : "?";
+            std::string key = r.qname + " " + type;
+            if (silent_.count(key)) continue;
+            r.ad = true;
+            if (auto it = answers_.find(key); it != answers_.end()) {
+                r.answer = it->second;
+            } else {
+                r.rcode = LDNS_RCODE_NXDOMAIN;
+                r.authority = {kSoa};
+            }
+            auto out = build(r);
+            ::sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+        }
+    }
+
+    std::map<std::string, std::vector<std::string>> answers_;
+    std::set<std::string> silent_;
+    int fd_ = -1;
+    uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+// Runs the loop until pred() holds, at most ~5 s.
+template <typename Pred>
+bool runUntil(event_base* base, Pred pred) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        timeval tv{0, 10000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    return true;
+}
+
+class MtaStsTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/mta-sts-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+    }
+    void TearDown() override {
+        workers_.stop();
+        std::filesystem::remove_all(dir_);
+    }
+
+    // An enforce policy for `domain` in the cache directory, fetched now.
+    void cacheEnforce(const std::string& domain) {
+        auto cache = sts::PolicyCache::open(dir_ + "/sts");
+        ASSERT_TRUE(cache) << cache.error().message;
+        auto e = sts::makeEntry(
+            domain, "id1", "version: STSv1\nmode: enforce\nmx: mx." + domain + "\nmax_age: 86400\n",
+            SystemClock::instance());
+        ASSERT_TRUE(e) << e.error().message;
+        ASSERT_TRUE(cache->store(*e));
+    }
+
+    dns::ResolverOptions options(const FakeDns& server) {
+        dns::ResolverOptions o;
+        dns::ServerAddress s;
+        s.host = "127.0.0.1";
+        s.port = server.port();
+        s.trusted = true;
+        o.servers = {s};
+        o.timeoutMs = 400;
+        o.attempts = 1;
+        return o;
+    }
+
+    EventBasePtr base_{event_base_new()};
+    LoopPoster poster_{base_.get()};
+    WorkerPool workers_{poster_, 1};
+    Dispatcher dispatcher_{base_.get()};
+    std::string dir_;
+};
+
+// An attacker on the path to the resolver delays the victim's TXT answer
+// while mail to many other domains fills the in-memory table: the victim's
+// entry, loaded from its cache file, must not be dropped from memory in
+// that window (its cached enforce policy would then be unknown to the
+// lookup, and a blocked fetch would leave the mail without MTA-STS).
+TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
+    cacheEnforce("victim.example");
+    FakeDns server({}, {"_mta-sts.victim.example. TXT"});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    cfg.fetchTimeout = 1;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    (*m)->setMaxDomains(4);
+
+    std::optional<StsView> victim;
+    (*m)->lookup("victim.example", [&](const StsView& v) { victim = v; });
+    // Its cache file read; its TXT query in flight (silent).
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return workers_.queued() == 0; }));
+    timeval tv{0, 100000};
+    event_base_loopexit(base_.get(), &tv);
+    event_base_dispatch(base_.get());
+    ASSERT_FALSE(victim.has_value());
+
+    int others = 0;
+    for (int i = 0; i < 8; ++i) {
+        (*m)->lookup("other" + std::to_string(i) + ".example", [&](const StsView&) { ++others; });
+    }
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return victim.has_value() && others == 8; }));
+    ASSERT_TRUE(victim->policy.has_value())
+        << "the cached enforce policy was lost: " << victim->why;
+    EXPECT_EQ(victim->policy->mode, sts::Mode::Enforce);
+    // Busy entries are never dropped, so the table may pass its bound by
+    // those in flight at once (here all of them), no more.
+    EXPECT_LE((*m)->domains(), 9u);
+}
+
+// A cache file that cannot be read for a passing reason (I/O: here a
+// symbolic link, which is never followed) may hide a cached enforce
+// policy: the lookup says "unknown" (delivery waits) instead of "no
+// policy", and the next lookup reads the file again.
+TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
+    cacheEnforce("victim.example");
+    const std::string file = dir_ + "/sts/victim.example";
+    ASSERT_EQ(::rename(file.c_str(), (dir_ + "/kept").c_str()), 0);
+    ASSERT_EQ(::symlink((dir_ + "/kept").c_str(), file.c_str()), 0);
+    FakeDns server({{"_mta-sts.victim.example. TXT",
+                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id2\""}}},
+                   {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    cfg.fetchTimeout = 1;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+
+    std::optional<StsView> first;
+    (*m)->lookup("victim.example", [&](const StsView& v) { first = v; });
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return first.has_value(); }));
+    EXPECT_FALSE(first->policy.has_value());
+    EXPECT_TRUE(first->unknown) << first->why;
+    EXPECT_EQ((*m)->fetchesInFlight(), 0u);  // nothing fetched over it
+
+    // The file readable again: the next lookup finds the policy.
+    ASSERT_EQ(::unlink(file.c_str()), 0);
+    ASSERT_EQ(::rename((dir_ + "/kept").c_str(), file.c_str()), 0);
+    std::optional<StsView> second;
+    (*m)->lookup("victim.example", [&](const StsView& v) { second = v; });
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return second.has_value(); }));
+    ASSERT_TRUE(second->policy.has_value()) << second->why;
+    EXPECT_EQ(second->policy->mode, sts::Mode::Enforce);
+    EXPECT_FALSE(second->unknown);
+}
+
+// The table stays bounded when every lookup finishes.
+TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
+    FakeDns server({}, {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    (*m)->setMaxDomains(10);
+    int done = 0;
+    for (int i = 0; i < 60; ++i) {
+        (*m)->lookup("d" + std::to_string(i) + ".example", [&](const StsView& v) {
+            EXPECT_FALSE(v.policy.has_value());
+            ++done;
+        });
+        ASSERT_TRUE(runUntil(base_.get(), [&] { return done == i + 1; }));
+    }
+    EXPECT_LE((*m)->domains(), 10u);
+}
+
+// ... also when every cache file is unreadable (a failing disk): such an
+// entry is read again at the next lookup, so it may leave memory.
+TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
+    ASSERT_TRUE(sts::PolicyCache::open(dir_ + "/sts"));
+    FakeDns server({}, {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    (*m)->setMaxDomains(10);
+    int done = 0;
+    for (int i = 0; i < 40; ++i) {
+        std::string name = "d" + std::to_string(i) + ".example";
+        ASSERT_EQ(::symlink("/nonexistent", (dir_ + "/sts/" + name).c_str()), 0);
+        (*m)->lookup(name, [&](const StsView& v) {
+            EXPECT_TRUE(v.unknown) << v.why;
+            ++done;
+        });
+        ASSERT_TRUE(runUntil(base_.get(), [&] { return done == i + 1; }));
+    }
+    EXPECT_LE((*m)->domains(), 10u);
+}
+
+// Recipient domains a hostile client may choose: every lookup answers
+// (no delivery left waiting), none with a policy, nothing written outside
+// the cache directory; case and a trailing dot name the same domain.
+TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
+    cacheEnforce("victim.example");
+    FakeDns server({{"_mta-sts.victim.example. TXT",
+                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id1\""}}},
+                   {});
+    dns::Resolver resolver(base_.get(), options(server));
+    MtaStsConfig cfg;
+    cfg.fetchTimeout = 1;
+    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+    ASSERT_TRUE(m) << m.error().message;
+    const std::vector<std::string> odd = {std::string(300, 'a') + ".example",
+                                          std::string(70, 'b') + ".example",
+                                          "[127.0.0.1]",
+                                          "[IPv6:::1]",
+                                          "localhost",
+                                          "a..b",
+                                          "../../victim.example",
+                                          "..",
+                                          ".",
+                                          "",
+                                          "victim.example/../x.example",
+                                          "damaged.x",
+                                          ".tmp-victim.example"};
+    int done = 0;
+    for (const auto& name : odd) {
+        (*m)->lookup(name, [&, name](const StsView& v) {
+            EXPECT_FALSE(v.policy.has_value()) << name;
+            ++done;
+        });
+    }
+    ASSERT_TRUE(runUntil(base_.get(), [&] { return done == static_cast<int>(odd.size()); }));
+    for (const auto& name : {"VICTIM.Example.", "victim.example"}) {
+        std::optional<StsView> v;
+        (*m)->lookup(name, [&](const StsView& got) { v = got; });
+        ASSERT_TRUE(runUntil(base_.get(), [&] { return v.has_value(); }));
+        ASSERT_TRUE(v->policy.has_value()) << name << ": " << v->why;
+        EXPECT_EQ(v->policy->mode, sts::Mode::Enforce);
+    }
+    // Only the victim's file (and damaged/) in the cache; nothing beside it.
+    std::set<std::string> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/sts")) {
+        files.insert(e.path().filename().string());
+    }
+    EXPECT_EQ(files, (std::set<std::string>{"damaged", "victim.example"}));
+    std::set<std::string> top;
+    for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+        top.insert(e.path().filename().string());
+    }
+    EXPECT_EQ(top, std::set<std::string>{"sts"});
+}
+
+}  // namespace
+}  // namespace danerelay::relay
