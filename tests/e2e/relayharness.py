@@ -87,9 +87,11 @@ class Relay:
     """One danerelayd with its own directory, config, spool and ports."""
 
     def __init__(self, relay_networks=("127.0.0.1/32",), limits=None, users=None,
-                 prlimit_fsize=None, dns=None, env=None, extra_listeners=None):
+                 prlimit_fsize=None, dns=None, env=None, extra_listeners=None, mta_sts=None):
         """extra_listeners: more "listeners" entries (dicts, e.g. with
-        proxy_protocol), after the two every relay has."""
+        proxy_protocol), after the two every relay has. mta_sts: the
+        "mta_sts" section ({"enabled", "trust_store": a PEM CA file, "port",
+        "fetch_timeout"}; the lab's: DnsLab.relay_mta_sts()), or None."""
         self.dir = tempfile.mkdtemp(prefix="danerelay-e2e-")
         self.port = free_port()
         self.tls_port = free_port()
@@ -116,6 +118,8 @@ class Relay:
         # Never the machine's own resolv.conf: without resolvers of its own a
         # test relay asks 127.0.0.1:53, named in a resolv.conf of its own.
         cfg["dns"] = self.with_resolvers(dns or {})
+        if mta_sts is not None:
+            cfg["mta_sts"] = dict(mta_sts)
         if users:
             path = os.path.join(self.dir, "credentials")
             with open(path, "w") as f:

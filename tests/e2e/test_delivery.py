@@ -48,12 +48,13 @@ class Env:
     """A relay pointed at the lab resolver, plus receiving MTAs."""
 
     def __init__(self, hosts, start_mtas=True, delivery=None, policies=None, policy_files=None,
-                 validation="local", dns=None):
+                 validation="local", dns=None, mta_sts=None):
         self.mtas = mtalab.ReceivingMtas(LAB, hosts) if hosts else None
         # The shipped default: DNSSEC validated in-process, behind a resolver
         # that does not validate. validation="resolver" believes the
         # validating Unbound's AD bit instead; dns= replaces the whole section.
-        self.relay = h.Relay(dns=dns or LAB.relay_dns(validation), limits={})
+        # mta_sts: the "mta_sts" section (LAB.relay_mta_sts(): the lab's CA).
+        self.relay = h.Relay(dns=dns or LAB.relay_dns(validation), limits={}, mta_sts=mta_sts)
         with open(self.relay.config) as f:
             cfg = json.load(f)
         cfg["delivery"] = {"retry_initial": 1, "retry_max": 2, "connect_timeout": 5,

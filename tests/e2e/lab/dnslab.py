@@ -7,16 +7,20 @@ Addresses (loopback only):
   127.53.0.1:53  NSD, authoritative for test. and every lab zone
   127.53.0.2:53  Unbound, validating, trust anchor = the lab's test. key
   127.53.0.3:53  Unbound, not validating ("iterator" only)
+  127.0.4.1      mta-sts.* of the sts-*.test domains (lab/stsweb.py serves
+                 their policies; the tests start it), MX hosts 127.0.5.x
 
 The zones (see ZONES below) cover: secure (NSEC and NSEC3), insecure (no DS),
 bogus (bad RRSIG, expired RRSIGs, DS that does not match), null MX, no MX
 (address only), CNAME'd MX hosts (secure and partly insecure), TLSA records of
 every usage, selector and matching type, a bogus TLSA RRset, and a lame
-delegation (its server, 127.53.0.9, a thread here, REFUSES: SERVFAIL). Every
-server is started and stopped by its PID.
+delegation (its server, 127.53.0.9, a thread here, REFUSES: SERVFAIL), and
+the MTA-STS domains (STS below: policies in each mode, broken ones, DANE and
+MTA-STS together). Every server is started and stopped by its PID.
 
 By hand:  python3 tests/e2e/lab/dnslab.py   (builds, starts, waits for Enter)
 """
+import json
 import os
 import shutil
 import signal
@@ -57,6 +61,78 @@ HOSTS = {
     # listen here to show that nothing ever reaches it.
     "mx.evil.example": "127.0.2.66",
 }
+
+# MTA-STS (RFC 8461) lab: the HTTPS server for every mta-sts.DOMAIN name
+# (lab/stsweb.py; every such name has an A record here), and the MX hosts of
+# the sts-*.test domains (in HOSTS, so each has a lab certificate).
+STS_WEB = "127.0.4.1"
+STS_MX = {
+    "mx.sts-enforce.test": "127.0.5.1",
+    "mx2.sts-enforce.test": "127.0.5.2",  # preferred (MX 5) but not in the policy
+    "mx.sts-nomatch.test": "127.0.5.3",
+    "mx.sts-wild.test": "127.0.5.4",
+    "mx.sts-testing.test": "127.0.5.5",
+    "mx.sts-badcert.test": "127.0.5.6",
+    "mx.sts-dane.test": "127.0.5.7",
+    "mx.sts-danefail.test": "127.0.5.8",
+    "mx.sts-syntax.test": "127.0.5.9",
+    "mx.sts-ctype.test": "127.0.5.10",
+    "mx.sts-expired.test": "127.0.5.11",
+    "mx.sts-wrongname.test": "127.0.5.12",
+    "mx.sts-redirect.test": "127.0.5.13",
+    "mx.sts-big.test": "127.0.5.14",
+    "mx.sts-none.test": "127.0.5.15",
+    "mx.sts-notxt.test": "127.0.5.16",
+}
+HOSTS.update(STS_MX)
+
+
+def sts_policy(mode, *mx, max_age=86400):
+    """An RFC 8461 3.2 policy body (CRLF lines)."""
+    return ("version: STSv1\r\n" + f"mode: {mode}\r\n" + "".join(f"mx: {m}\r\n" for m in mx)
+            + f"max_age: {max_age}\r\n")
+
+
+# What each MTA-STS lab domain publishes. txt: its _mta-sts TXT record (None:
+# none); mx: its MX RRset; signed: signed with a DS in test. (DANE); site:
+# what https://mta-sts.DOMAIN/.well-known/mta-sts.txt answers (lab/stsweb.py):
+# body, ctype (default text/plain), status (default 200), location, cert
+# ("own": a lab leaf for mta-sts.DOMAIN; "expired"; "wrongname": a lab leaf
+# for mta-sts.elsewhere.test), delay (seconds before answering).
+# The broken sites serve bodies that would otherwise be valid, enforced
+# policies matching the MX: a relay that took them would log sts=enforced.
+_BIG_PAD = "".join(f"pad{i}: {'a' * 60}\r\n" for i in range(1100))  # ~75 KiB of extensions
+STS = {
+    "sts-enforce.test": {"mx": [(10, "mx"), (5, "mx2")],
+                         "site": {"body": sts_policy("enforce", "mx.sts-enforce.test")}},
+    "sts-nomatch.test": {"site": {"body": sts_policy("enforce", "*.elsewhere.test")}},
+    "sts-wild.test": {"site": {"body": sts_policy("enforce", "*.sts-wild.test")}},
+    "sts-testing.test": {"site": {"body": sts_policy("testing", "*.elsewhere.test")}},
+    "sts-badcert.test": {"site": {"body": sts_policy("enforce", "mx.sts-badcert.test")}},
+    "sts-dane.test": {"signed": True,
+                      "site": {"body": sts_policy("enforce", "*.elsewhere.test")}},
+    "sts-danefail.test": {"signed": True,
+                          "site": {"body": sts_policy("enforce", "mx.sts-danefail.test")}},
+    "sts-syntax.test": {"site": {"body": "version: STSv1\r\nmode: sometimes\r\n"
+                                         "mx: mx.sts-syntax.test\r\nmax_age: 86400\r\n"}},
+    "sts-ctype.test": {"site": {"body": sts_policy("enforce", "mx.sts-ctype.test"),
+                                "ctype": "text/html"}},
+    "sts-expired.test": {"site": {"body": sts_policy("enforce", "mx.sts-expired.test"),
+                                  "cert": "expired"}},
+    "sts-wrongname.test": {"site": {"body": sts_policy("enforce", "mx.sts-wrongname.test"),
+                                    "cert": "wrongname"}},
+    # followed, the redirect would give sts-enforce.test's policy: mx not matching
+    "sts-redirect.test": {"site": {"status": 302, "body": "moved\r\n", "location":
+                                   "https://mta-sts.sts-enforce.test/.well-known/mta-sts.txt"}},
+    "sts-big.test": {"site": {"body": sts_policy("enforce", "mx.sts-big.test") + _BIG_PAD}},
+    "sts-none.test": {"site": {"body": sts_policy("none", "*.elsewhere.test")}},
+    # a policy served, but no TXT record: never to be fetched (RFC 8461 3.3)
+    "sts-notxt.test": {"txt": None,
+                       "site": {"body": sts_policy("enforce", "*.elsewhere.test")}},
+}
+for _d, _spec in STS.items():
+    _spec.setdefault("mx", [(10, "mx")])
+    _spec.setdefault("txt", f"v=STSv1; id=lab{_d.split('.')[0].replace('-', '')}1")
 
 
 def _run(*args, **kw):
@@ -242,10 +318,12 @@ class DnsLab:
         ])
         if self.dest_wildcard:
             self._dest_zone(secure_zone)
+        self._sts_zones(secure_zone)
         self.child_zones = ["notlsa.test.", "secure.test.", "nsec3.test.", "insecure.test.", "bogus.test.",
                             "expired.test.", "dsmismatch.test.", "nullmx.test.", "nomx.test.",
                             "cname.test.", "bogustlsa.test.", "usage01.test.", "badlen.test.",
                             "optout.test.", "child.optout.test."]
+        self.child_zones += [d + "." for d in STS]
         if self.dest_wildcard:
             self.child_zones.append("dest.test.")
         # The TLD: delegations, DS for the secure children, a lame delegation.
@@ -262,6 +340,59 @@ class DnsLab:
             f.write(self._ds(tld_ksk) + "\n")
         self._write_configs()
         return self
+
+    def _sts_zones(self, secure_zone):
+        """The MTA-STS domains (STS above): MX, _mta-sts TXT, mta-sts A at
+        STS_WEB; the signed ones with TLSA 3 1 1 (sts-dane.test: of its MX's
+        certificate; sts-danefail.test: of another's). Certificates for the
+        HTTPS server in self.sts_certs, its configuration in sts-web.json."""
+        for domain, spec in STS.items():
+            zone = domain + "."
+            records = [f"@ IN MX {pref} {rel}" for pref, rel in spec["mx"]]
+            for _, rel in spec["mx"]:
+                records += self._host_records(f"{rel}.{domain}", domain)
+            if spec["txt"] is not None:
+                records.append(f'_mta-sts IN TXT "{spec["txt"]}"')
+            records.append(f"mta-sts IN A {STS_WEB}")
+            if domain == "sts-dane.test":
+                crt = self.certs["mx.sts-dane.test"]["crt"]
+                records.append(f"_25._tcp.mx IN TLSA {Pki.tlsa(crt, 3, 1, 1)}")
+            elif domain == "sts-danefail.test":
+                crt = self.certs["mx.insecure.test"]["crt"]  # not what mx presents
+                records.append(f"_25._tcp.mx IN TLSA {Pki.tlsa(crt, 3, 1, 1)}")
+            if spec.get("signed"):
+                secure_zone(zone, records)
+            else:
+                self._write_zone(zone, records, sign=False)
+        pki = self.pki
+        self.sts_certs = {
+            "expired": pki.leaf("mta-sts_expired", ["mta-sts.sts-expired.test"], expired=True),
+            "wrongname": pki.leaf("mta-sts_wrongname", ["mta-sts.elsewhere.test"]),
+        }
+        sites = {}
+        for domain, spec in STS.items():
+            name = "mta-sts." + domain
+            site = dict(spec["site"])
+            kind = site.pop("cert", "own")
+            if kind == "own":
+                self.sts_certs[name] = pki.leaf(name.replace(".", "_"), [name])
+                cert = self.sts_certs[name]
+            else:
+                cert = self.sts_certs[kind]
+            sites[name] = {**site, "cert": {"chain": cert["chain"], "key": cert["key"]}}
+        # The lab's CA for MTA-STS (policy fetches and MX certificates): the root.
+        self.ca_file = os.path.join(self.dir, "lab-ca.pem")
+        shutil.copy(pki.ca["crt"], self.ca_file)
+        self.sts_web_config = os.path.join(self.dir, "sts-web.json")
+        with open(self.sts_web_config, "w") as f:
+            json.dump({"address": STS_WEB, "sites": sites,
+                       "default_cert": {"chain": self.sts_certs["wrongname"]["chain"],
+                                        "key": self.sts_certs["wrongname"]["key"]}}, f, indent=1)
+
+    def relay_mta_sts(self, port=443, fetch_timeout=60):
+        """The relay's "mta_sts" configuration for this lab."""
+        return {"enabled": True, "trust_store": self.ca_file, "port": port,
+                "fetch_timeout": fetch_timeout}
 
     def _dest_zone(self, secure_zone):
         """dest.test, signed (NSEC): every dN.dest.test has no MX (a NODATA
