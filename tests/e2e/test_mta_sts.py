@@ -157,6 +157,41 @@ class EnforceTest(StsCase):
                          "mta-sts.sts-enforce.test")
         self.assert_lines_say(env, "a@sts-enforce.test", "enforced")
 
+    def test_probe_shows_the_record_the_policies_and_what_decides(self):
+        # danectl probe with the relay's configuration: the record, a policy
+        # fetched now, the daemon's cached one once a delivery stored it,
+        # and which mechanism authenticates, through the daemon's own plan.
+        import json
+        import subprocess
+        self.web()
+        self.stub("mx.sts-enforce.test")
+        env = self.sts_env()
+
+        def probe(domain):
+            r = subprocess.run([h.DANECTL, "--config", env.relay.config, "probe", domain,
+                                "--json"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)
+
+        first = probe("sts-enforce.test")
+        sts = first["mta_sts"]
+        self.assertEqual((sts["record"], sts["cached"], sts["decides"]),
+                         ("found", None, "mta-sts"), sts)
+        self.assertEqual(sts["fetched"]["mode"], "enforce")
+        self.assertEqual(sts["fetched"]["mx"], ["mx.sts-enforce.test"])
+        hosts = {x["name"]: x for x in first["decision"]["hosts"]}
+        self.assertEqual(hosts["mx.sts-enforce.test"]["mta_sts"], "enforced")
+        self.assertEqual(hosts["mx2.sts-enforce.test"]["tls"], "skip")
+        self.assertIn("MTA-STS", hosts["mx2.sts-enforce.test"]["why"])
+        qid = env.submit("p@sts-enforce.test")
+        self.delivered_line(env, qid, "p@sts-enforce.test")
+        # any case and a trailing dot: the daemon's cache file is found
+        cached = probe("STS-Enforce.test.")["mta_sts"]["cached"]
+        self.assertIsNotNone(cached)
+        self.assertEqual(cached["mode"], "enforce")
+        self.assertEqual(probe("sts-dane.test")["mta_sts"]["decides"], "dane")
+        self.assertEqual(probe("sts-nomatch.test")["mta_sts"]["decides"], "no usable host")
+
     def test_a_wildcard_pattern_matches(self):
         self.web()
         mx = self.stub("mx.sts-wild.test")
