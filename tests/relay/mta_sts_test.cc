@@ -23,88 +23,22 @@
 #include <thread>
 
 #include "common/event.h"
-#include "tests/dns/dns_test_util.h"
+#include "tests/relay/fake_dns.h"
 
 namespace danerelay::relay {
 namespace {
 
-using dns::testing::build;
-using dns::testing::Reply;
+using namespace testing;
 
-constexpr const char* kSoa = "example. 300 IN SOA ns.example. host.example. 1 2 3 4 300";
-
-// UDP only. Keys "name. TYPE"; a key in `silent` is never answered;
-// `answers` holds RRs (secure); anything else: secure NXDOMAIN.
-class FakeDns {
-  public:
-    FakeDns(std::map<std::string, std::vector<std::string>> answers, std::set<std::string> silent)
-        : answers_(std::move(answers)), silent_(std::move(silent)) {
-        fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-        socklen_t len = sizeof sa;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-        port_ = ntohs(sa.sin_port);
-        thread_ = std::thread([this] { run(); });
-    }
-    ~FakeDns() {
-        stop_ = true;
-        thread_.join();
-        ::close(fd_);
-    }
-    uint16_t port() const { return port_; }
-
-  private:
-    void run() {
-        while (!stop_) {
-            pollfd p{fd_, POLLIN, 0};
-            if (::poll(&p, 1, 20) <= 0) continue;
-            uint8_t buf[4096];
-            sockaddr_storage from{};
-            socklen_t flen = sizeof from;
-            ssize_t n =
-                ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
-            ldns_pkt* pkt = nullptr;
-            if (n <= 0 || ldns_wire2pkt(&pkt, buf, static_cast<size_t>(n)) != LDNS_STATUS_OK) {
-                continue;
-            }
-            const ldns_rr* q = ldns_rr_list_rr(ldns_pkt_question(pkt), 0);
-            char* owner = ldns_rdf2str(ldns_rr_owner(q));
-            Reply r;
-            r.id = ldns_pkt_id(pkt);
-            r.qname = owner;
-            r.qtype = static_cast<uint16_t>(ldns_rr_get_type(q));
-            free(owner);
-            ldns_pkt_free(pkt);
-            for (auto& c : r.qname)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            std::string type = r.qtype == dns::kTypeTxt    ? "TXT"
-                               : r.qtype == dns::kTypeA    ? "A"
-                               : r.qtype == dns::kTypeAaaa ? "AAAA"
-                                                           : "?";
-            std::string key = r.qname + " " + type;
-            if (silent_.count(key)) continue;
-            r.ad = true;
-            if (auto it = answers_.find(key); it != answers_.end()) {
-                r.answer = it->second;
-            } else {
-                r.rcode = LDNS_RCODE_NXDOMAIN;
-                r.authority = {kSoa};
-            }
-            auto out = build(r);
-            ::sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
-        }
-    }
-
-    std::map<std::string, std::vector<std::string>> answers_;
-    std::set<std::string> silent_;
-    int fd_ = -1;
-    uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-};
+// The scripted server: `answers` secure, the keys in `quiet` never
+// answered, anything else secure NXDOMAIN.
+FakeDns scripted(const std::map<std::string, std::vector<std::string>>& answers,
+                 const std::set<std::string>& quiet) {
+    std::map<std::string, Zone> zones;
+    for (const auto& [key, rrs] : answers) zones[key] = secure(rrs);
+    for (const auto& key : quiet) zones[key] = silent();
+    return FakeDns(std::move(zones));
+}
 
 // Runs the loop until pred() holds, at most ~5 s.
 template <typename Pred>
@@ -168,7 +102,7 @@ class MtaStsTest : public ::testing::Test {
 // lookup, and a blocked fetch would leave the mail without MTA-STS).
 TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
     cacheEnforce("victim.example");
-    FakeDns server({}, {"_mta-sts.victim.example. TXT"});
+    auto server = scripted({}, {"_mta-sts.victim.example. TXT"});
     dns::Resolver resolver(base_.get(), options(server));
     MtaStsConfig cfg;
     cfg.fetchTimeout = 1;
@@ -207,9 +141,9 @@ TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
     const std::string file = dir_ + "/sts/victim.example";
     ASSERT_EQ(::rename(file.c_str(), (dir_ + "/kept").c_str()), 0);
     ASSERT_EQ(::symlink((dir_ + "/kept").c_str(), file.c_str()), 0);
-    FakeDns server({{"_mta-sts.victim.example. TXT",
-                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id2\""}}},
-                   {});
+    auto server = scripted({{"_mta-sts.victim.example. TXT",
+                             {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id2\""}}},
+                           {});
     dns::Resolver resolver(base_.get(), options(server));
     MtaStsConfig cfg;
     cfg.fetchTimeout = 1;
@@ -236,7 +170,7 @@ TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
 
 // The table stays bounded when every lookup finishes.
 TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
-    FakeDns server({}, {});
+    auto server = scripted({}, {});
     dns::Resolver resolver(base_.get(), options(server));
     MtaStsConfig cfg;
     auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
@@ -257,7 +191,7 @@ TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
 // entry is read again at the next lookup, so it may leave memory.
 TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
     ASSERT_TRUE(sts::PolicyCache::open(dir_ + "/sts"));
-    FakeDns server({}, {});
+    auto server = scripted({}, {});
     dns::Resolver resolver(base_.get(), options(server));
     MtaStsConfig cfg;
     auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
@@ -281,9 +215,9 @@ TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
 // the cache directory; case and a trailing dot name the same domain.
 TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
     cacheEnforce("victim.example");
-    FakeDns server({{"_mta-sts.victim.example. TXT",
-                     {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id1\""}}},
-                   {});
+    auto server = scripted({{"_mta-sts.victim.example. TXT",
+                             {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id1\""}}},
+                           {});
     dns::Resolver resolver(base_.get(), options(server));
     MtaStsConfig cfg;
     cfg.fetchTimeout = 1;
