@@ -26,6 +26,26 @@ setUpModule = td.setUpModule
 tearDownModule = td.tearDownModule
 
 
+def submit_over_tls(test, env, rcpt, mail_params, content):
+    """One message over implicit TLS to the relay (MAIL FROM with
+    mail_params, content ending in CRLF); its queue id."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", env.relay.tls_port), timeout=20)
+    c = h.SmtpConn(ctx.wrap_socket(raw))
+    test.assertEqual(c.reply()[0], 220)
+    test.assertEqual(c.command("EHLO client.inside.test")[0], 250)
+    test.assertEqual(c.command(f"MAIL FROM:<{td.SENDER}>{mail_params}")[0], 250)
+    test.assertEqual(c.command(f"RCPT TO:<{rcpt}>")[0], 250)
+    test.assertEqual(c.command("DATA")[0], 354)
+    code, lines = c.command(content + ".")
+    test.assertEqual(code, 250, lines)
+    c.command("QUIT")
+    c.close()
+    return h.queued_id(lines[-1])
+
+
 class RequireTlsTest(td.LabCase):
     def stub(self, host, **kw):
         s = SmtpStub(HOSTS[host], name=host, cert=td.LAB.certs[host], **kw).start()
@@ -34,21 +54,8 @@ class RequireTlsTest(td.LabCase):
 
     def submit_requiretls(self, env, rcpt):
         """Over implicit TLS to the relay, MAIL FROM ... REQUIRETLS."""
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        raw = socket.create_connection(("127.0.0.1", env.relay.tls_port), timeout=20)
-        c = h.SmtpConn(ctx.wrap_socket(raw))
-        self.assertEqual(c.reply()[0], 220)
-        self.assertEqual(c.command("EHLO client.inside.test")[0], 250)
-        self.assertEqual(c.command(f"MAIL FROM:<{td.SENDER}> REQUIRETLS")[0], 250)
-        self.assertEqual(c.command(f"RCPT TO:<{rcpt}>")[0], 250)
-        self.assertEqual(c.command("DATA")[0], 354)
-        code, lines = c.command("Subject: requiretls\r\n\r\nfor authenticated TLS only\r\n.")
-        self.assertEqual(code, 250, lines)
-        c.command("QUIT")
-        c.close()
-        return h.queued_id(lines[-1])
+        return submit_over_tls(self, env, rcpt, " REQUIRETLS",
+                               "Subject: requiretls\r\n\r\nfor authenticated TLS only\r\n")
 
     def mails(self, stub):
         return [c for _, c in stub.commands if c.upper().startswith("MAIL")]
@@ -125,23 +132,9 @@ class TlsRequiredNoTest(td.LabCase):
     mails = RequireTlsTest.mails
 
     def submit_with_header(self, env, rcpt, requiretls=False):
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        raw = socket.create_connection(("127.0.0.1", env.relay.tls_port), timeout=20)
-        c = h.SmtpConn(ctx.wrap_socket(raw))
-        self.assertEqual(c.reply()[0], 220)
-        self.assertEqual(c.command("EHLO client.inside.test")[0], 250)
-        extra = " REQUIRETLS" if requiretls else ""
-        self.assertEqual(c.command(f"MAIL FROM:<{td.SENDER}>{extra}")[0], 250)
-        self.assertEqual(c.command(f"RCPT TO:<{rcpt}>")[0], 250)
-        self.assertEqual(c.command("DATA")[0], 354)
-        code, lines = c.command("Subject: tls-required\r\nTLS-Required: No\r\n\r\n"
-                                "please deliver anyway\r\n.")
-        self.assertEqual(code, 250, lines)
-        c.command("QUIT")
-        c.close()
-        return h.queued_id(lines[-1])
+        return submit_over_tls(self, env, rcpt, " REQUIRETLS" if requiretls else "",
+                               "Subject: tls-required\r\nTLS-Required: No\r\n\r\n"
+                               "please deliver anyway\r\n")
 
     def wrong_cert_mx1(self):
         """mx1 and mx2 with each other's certificates; returns both."""
