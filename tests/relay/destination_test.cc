@@ -34,15 +34,7 @@ class DestinationTest : public ::testing::Test {
     void SetUp() override { base_.reset(event_base_new()); }
 
     DestinationInfo lookup(FakeDns& server, const std::string& domain, size_t maxHosts = 5) {
-        dns::ResolverOptions o;
-        dns::ServerAddress s;
-        s.host = "127.0.0.1";
-        s.port = server.port();
-        s.trusted = true;
-        o.servers = {s};
-        o.timeoutMs = 200;
-        o.attempts = 1;
-        dns::Resolver resolver(base_.get(), o);
+        dns::Resolver resolver(base_.get(), server.resolverOptions(200));
         std::optional<DestinationInfo> got;
         auto done = [&](const DestinationInfo& d) {
             got = d;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "dns/answer.h"
+#include "dns/resolver.h"
 #include "tests/dns/dns_test_util.h"
 
 namespace danerelay::relay::testing {
@@ -60,6 +61,18 @@ class FakeDns {
         ::close(fd_);
     }
     uint16_t port() const { return port_; }
+    // A Resolver's options for this server: trusted, one attempt.
+    dns::ResolverOptions resolverOptions(unsigned timeoutMs) const {
+        dns::ResolverOptions o;
+        dns::ServerAddress s;
+        s.host = "127.0.0.1";
+        s.port = port_;
+        s.trusted = true;
+        o.servers = {s};
+        o.timeoutMs = timeoutMs;
+        o.attempts = 1;
+        return o;
+    }
     // Every (name, type) asked, "name. TYPE".
     std::set<std::string> asked() const {
         std::lock_guard lock(mu_);

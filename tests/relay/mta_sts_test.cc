@@ -24,6 +24,7 @@
 
 #include "common/event.h"
 #include "tests/relay/fake_dns.h"
+#include "tests/relay/loop_util.h"
 
 namespace danerelay::relay {
 namespace {
@@ -40,17 +41,10 @@ FakeDns scripted(const std::map<std::string, std::vector<std::string>>& answers,
     return FakeDns(std::move(zones));
 }
 
-// Runs the loop until pred() holds, at most ~5 s.
+// Runs the loop until pred() holds, at most 5 s.
 template <typename Pred>
 bool runUntil(event_base* base, Pred pred) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        timeval tv{0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
-    return true;
+    return testing::runLoopUntil(base, pred);
 }
 
 class MtaStsTest : public ::testing::Test {
@@ -76,17 +70,7 @@ class MtaStsTest : public ::testing::Test {
         ASSERT_TRUE(cache->store(*e));
     }
 
-    dns::ResolverOptions options(const FakeDns& server) {
-        dns::ResolverOptions o;
-        dns::ServerAddress s;
-        s.host = "127.0.0.1";
-        s.port = server.port();
-        s.trusted = true;
-        o.servers = {s};
-        o.timeoutMs = 400;
-        o.attempts = 1;
-        return o;
-    }
+    dns::ResolverOptions options(const FakeDns& server) { return server.resolverOptions(400); }
 
     EventBasePtr base_{event_base_new()};
     LoopPoster poster_{base_.get()};

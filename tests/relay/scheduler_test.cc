@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "queue/utf8.h"
 #include "relay/outbound/scheduler.h"
+#include "tests/relay/loop_util.h"
 
 namespace danerelay::relay {
 namespace {
@@ -142,14 +143,8 @@ class SchedulerSpoolTest : public ::testing::Test {
     }
     // Run the loop until done() or 10 s; 50 ms slices, so bounded either way.
     bool runUntil(const std::function<bool()>& done, int seconds = 10) {
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            timeval slice{0, 50000};
-            event_base_loopexit(base_.get(), &slice);
-            event_base_dispatch(base_.get());
-        }
-        return true;
+        return testing::runLoopUntil(base_.get(), done, std::chrono::seconds(seconds),
+                                     std::chrono::milliseconds(50));
     }
 
     std::string dir_;

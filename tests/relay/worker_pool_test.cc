@@ -7,21 +7,15 @@
 #include <future>
 
 #include "relay/runtime/event_loop.h"
+#include "tests/relay/loop_util.h"
 
 namespace danerelay::relay {
 namespace {
 
-// Runs the loop until pred() holds, at most ~5 s.
+// Runs the loop until pred() holds, at most 5 s.
 template <typename Pred>
 bool runUntil(event_base* base, Pred pred) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        timeval tv{0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
-    return true;
+    return testing::runLoopUntil(base, pred);
 }
 
 struct Gate {
