@@ -42,6 +42,10 @@ def trickle(sock, data, interval, limit):
                 break
         except BlockingIOError:
             pass
+        except ConnectionResetError:
+            # The server closed with our trickled bytes still unread in its
+            # socket, so the kernel sent a reset: closed, as EOF is.
+            break
         try:
             sock.send(data[i % len(data):i % len(data) + 1])
         except OSError:
