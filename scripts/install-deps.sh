@@ -12,7 +12,8 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 # lab's NSEC3 opt-out zone; dns-root-data is the default trust anchor.
 # libcurl4-gnutls-dev: MTA-STS policy fetches (sts/fetcher), the GnuTLS
 # build so that one TLS library stays in the process. libssl-dev: libcrypto,
-# which dns/ links for the DNSKEYs' public keys (ldns uses it too).
+# which dns/ links for the DNSKEYs' public keys (ldns uses it too). curl
+# (the command): the MTA-STS lab's self-check fetches each policy site.
 # prometheus ships promtool (no smaller Debian 12 package does), for the
 # metrics and alert-rule tests: ~20 MB download, ~100 MB installed with its
 # small libjs-* dependencies (its service is disabled below).
@@ -20,7 +21,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config ca-certificates haproxy \
   libgnutls28-dev libldns-dev libevent-dev nlohmann-json3-dev libgtest-dev libcrypt-dev libsystemd-dev \
-  libcurl4-gnutls-dev libssl-dev \
+  libcurl4-gnutls-dev libssl-dev curl \
   gnutls-bin swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3 python3-jsonschema util-linux procps \
   nsd unbound ldnsutils bind9-utils openssl dns-root-data man-db groff-base \
   debhelper lintian adduser systemd >/dev/null
