@@ -293,10 +293,8 @@ void printTextReport(const ProbeSetup& setup, const std::string& servers,
                 found.sts.error.empty() ? "" : (": " + found.sts.error).c_str(),
                 dns::toString(found.stsSecurity));
     auto show = [](const sts::Policy& p) {
-        std::string mx;
-        for (const auto& m : p.mx) mx += (mx.empty() ? "" : ", ") + m;
         return std::string("mode ") + sts::toString(p.mode) + ", max_age " +
-               std::to_string(p.maxAge) + ", mx " + (mx.empty() ? "-" : mx);
+               std::to_string(p.maxAge) + ", mx " + (p.mx.empty() ? "-" : p.mxText());
     };
     if (found.cached) {
         std::printf("  cached:  id %s, %s\n", found.cached->id.c_str(),

@@ -187,6 +187,12 @@ bool mxPatternMatches(std::string_view pattern, std::string_view host) {
     return !p.empty() && h == p;
 }
 
+std::string Policy::mxText() const {
+    std::string out;
+    for (const auto& m : mx) out += (out.empty() ? "" : ", ") + m;
+    return out;
+}
+
 bool Policy::matchesMx(std::string_view host) const {
     for (const auto& p : mx) {
         if (mxPatternMatches(p, host)) return true;

@@ -57,6 +57,8 @@ struct Policy {
 
     // RFC 8461 4.1: does the MX host name match one of the patterns?
     bool matchesMx(std::string_view host) const;
+    // The mx patterns for logs and reasons: "a, b" ("" without any).
+    std::string mxText() const;
 };
 
 Result<Policy> parsePolicy(std::string_view domain, std::string_view text);

@@ -220,13 +220,6 @@ bool needsSts(const DestinationInfo& d) {
                        [&](const HostInfo& h) { return !daneCovers(d, h); });
 }
 
-// "a, b, c" of the policy's mx patterns, for reasons (bounded by dsnText later).
-static std::string patternList(const sts::Policy& p) {
-    std::string out;
-    for (const auto& m : p.mx) out += (out.empty() ? "" : ", ") + m;
-    return out.empty() ? "none" : out;
-}
-
 // MTA-STS on the hosts DANE does not cover (see delivery.h). daneCovered:
 // by index in hosts.
 static void applySts(const DestinationInfo& d, policy::Level level, const StsView* sts,
@@ -265,7 +258,7 @@ static void applySts(const DestinationInfo& d, policy::Level level, const StsVie
         if (!enforce && !testing) continue;
         bool matches = pol->matchesMx(hp.name);
         std::string mismatch = "not an MX host of the MTA-STS policy of " + d.domain +
-                               " (mx: " + patternList(*pol) + ")";
+                               " (mx: " + (pol->mx.empty() ? "none" : pol->mxText()) + ")";
         if (testing) {
             hp.sts = "testing";
             if (!matches) hp.stsWould = mismatch;

@@ -3,17 +3,11 @@
 #include <algorithm>
 
 #include "relay/runtime/log.h"
+#include "sts/text.h"
 
 namespace danerelay::relay {
 
 namespace {
-
-std::string lowerAscii(std::string s) {
-    for (auto& c : s) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    return s;
-}
 
 std::string timeText(int64_t t) {
     char buf[32];
@@ -22,12 +16,6 @@ std::string timeText(int64_t t) {
     gmtime_r(&tt, &tm);
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
-}
-
-std::string mxText(const sts::Policy& p) {
-    std::string out;
-    for (const auto& m : p.mx) out += (out.empty() ? "" : ",") + m;
-    return out;
 }
 
 }  // namespace
@@ -114,8 +102,7 @@ void MtaSts::trim() {
 }
 
 void MtaSts::lookup(const std::string& domainIn, Callback done) {
-    std::string name = lowerAscii(domainIn);
-    if (!name.empty() && name.back() == '.') name.pop_back();
+    std::string name = sts::normalizeName(domainIn);
     // An address literal or a name without a dot has no policy domain.
     if (name.empty() || name.front() == '[' || name.find('.') == std::string::npos) {
         StsView v;
@@ -210,9 +197,10 @@ void MtaSts::decide(const std::string& name, const sts::TxtLookup& txt, Callback
         return;
     }
     std::string why;
-    const sts::FetchHistory& now = d.entry ? d.entry->history : d.history;
-    if (r.fetchNow() && now.failures > 0) {
-        why = "policy fetch failed: " + now.lastError;  // it failed at once (no address)
+    // (history is the entry's or the domain's, as updated by a fetch that
+    // failed at once, inside startFetch(): no address.)
+    if (r.fetchNow() && history.failures > 0) {
+        why = "policy fetch failed: " + history.lastError;
     } else if (r.heldBack) {
         why = "policy fetch failed " + std::to_string(history.failures) +
               " time(s), next try after " + timeText(r.retryAt) + ": " + history.lastError;
@@ -291,7 +279,7 @@ void MtaSts::fetched(const std::string& name, const std::string& id, Result<std:
                                  {"id", e->id},
                                  {"mode", sts::toString(e->policy.mode)},
                                  {"max_age", std::to_string(e->policy.maxAge)},
-                                 {"mx", mxText(e->policy)}});
+                                 {"mx", e->policy.mxText()}});
         if (metrics_) metrics_->stsFetchOk.inc();
         setEntry(d, std::move(*e));
         d.history = {};
