@@ -70,6 +70,16 @@ class MtaStsTest : public ::testing::Test {
         ASSERT_TRUE(cache->store(*e));
     }
 
+    // The MtaSts under test, its cache in dir_/sts (null, and a failure, if
+    // it cannot be opened).
+    std::unique_ptr<MtaSts> openSts(dns::Resolver& resolver, unsigned fetchTimeout) {
+        MtaStsConfig cfg;
+        cfg.fetchTimeout = fetchTimeout;
+        auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
+        if (!m) ADD_FAILURE() << m.error().message;
+        return m ? std::move(*m) : nullptr;
+    }
+
     dns::ResolverOptions options(const FakeDns& server) { return server.resolverOptions(400); }
 
     EventBasePtr base_{event_base_new()};
@@ -88,14 +98,12 @@ TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
     cacheEnforce("victim.example");
     auto server = scripted({}, {"_mta-sts.victim.example. TXT"});
     dns::Resolver resolver(base_.get(), options(server));
-    MtaStsConfig cfg;
-    cfg.fetchTimeout = 1;
-    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
-    ASSERT_TRUE(m) << m.error().message;
-    (*m)->setMaxDomains(4);
+    auto m = openSts(resolver, 1);
+    ASSERT_TRUE(m);
+    m->setMaxDomains(4);
 
     std::optional<StsView> victim;
-    (*m)->lookup("victim.example", [&](const StsView& v) { victim = v; });
+    m->lookup("victim.example", [&](const StsView& v) { victim = v; });
     // Its cache file read; its TXT query in flight (silent).
     ASSERT_TRUE(runUntil(base_.get(), [&] { return workers_.queued() == 0; }));
     timeval tv{0, 100000};
@@ -105,7 +113,7 @@ TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
 
     int others = 0;
     for (int i = 0; i < 8; ++i) {
-        (*m)->lookup("other" + std::to_string(i) + ".example", [&](const StsView&) { ++others; });
+        m->lookup("other" + std::to_string(i) + ".example", [&](const StsView&) { ++others; });
     }
     ASSERT_TRUE(runUntil(base_.get(), [&] { return victim.has_value() && others == 8; }));
     ASSERT_TRUE(victim->policy.has_value())
@@ -113,7 +121,7 @@ TEST_F(MtaStsTest, ACachedPolicyIsNotForgottenWhileItsTxtLookupIsDelayed) {
     EXPECT_EQ(victim->policy->mode, sts::Mode::Enforce);
     // Busy entries are never dropped, so the table may pass its bound by
     // those in flight at once (here all of them), no more.
-    EXPECT_LE((*m)->domains(), 9u);
+    EXPECT_LE(m->domains(), 9u);
 }
 
 // A cache file that cannot be read for a passing reason (I/O: here a
@@ -129,23 +137,21 @@ TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
                              {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id2\""}}},
                            {});
     dns::Resolver resolver(base_.get(), options(server));
-    MtaStsConfig cfg;
-    cfg.fetchTimeout = 1;
-    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
-    ASSERT_TRUE(m) << m.error().message;
+    auto m = openSts(resolver, 1);
+    ASSERT_TRUE(m);
 
     std::optional<StsView> first;
-    (*m)->lookup("victim.example", [&](const StsView& v) { first = v; });
+    m->lookup("victim.example", [&](const StsView& v) { first = v; });
     ASSERT_TRUE(runUntil(base_.get(), [&] { return first.has_value(); }));
     EXPECT_FALSE(first->policy.has_value());
     EXPECT_TRUE(first->unknown) << first->why;
-    EXPECT_EQ((*m)->fetchesInFlight(), 0u);  // nothing fetched over it
+    EXPECT_EQ(m->fetchesInFlight(), 0u);  // nothing fetched over it
 
     // The file readable again: the next lookup finds the policy.
     ASSERT_EQ(::unlink(file.c_str()), 0);
     ASSERT_EQ(::rename((dir_ + "/kept").c_str(), file.c_str()), 0);
     std::optional<StsView> second;
-    (*m)->lookup("victim.example", [&](const StsView& v) { second = v; });
+    m->lookup("victim.example", [&](const StsView& v) { second = v; });
     ASSERT_TRUE(runUntil(base_.get(), [&] { return second.has_value(); }));
     ASSERT_TRUE(second->policy.has_value()) << second->why;
     EXPECT_EQ(second->policy->mode, sts::Mode::Enforce);
@@ -156,19 +162,18 @@ TEST_F(MtaStsTest, AnUnreadableCacheFileIsUnknownNotNoPolicy) {
 TEST_F(MtaStsTest, TheTableIsBoundedAfterManyDomains) {
     auto server = scripted({}, {});
     dns::Resolver resolver(base_.get(), options(server));
-    MtaStsConfig cfg;
-    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
-    ASSERT_TRUE(m) << m.error().message;
-    (*m)->setMaxDomains(10);
+    auto m = openSts(resolver, 60);
+    ASSERT_TRUE(m);
+    m->setMaxDomains(10);
     int done = 0;
     for (int i = 0; i < 60; ++i) {
-        (*m)->lookup("d" + std::to_string(i) + ".example", [&](const StsView& v) {
+        m->lookup("d" + std::to_string(i) + ".example", [&](const StsView& v) {
             EXPECT_FALSE(v.policy.has_value());
             ++done;
         });
         ASSERT_TRUE(runUntil(base_.get(), [&] { return done == i + 1; }));
     }
-    EXPECT_LE((*m)->domains(), 10u);
+    EXPECT_LE(m->domains(), 10u);
 }
 
 // ... also when every cache file is unreadable (a failing disk): such an
@@ -177,21 +182,20 @@ TEST_F(MtaStsTest, TheTableIsBoundedWhenCacheFilesCannotBeRead) {
     ASSERT_TRUE(sts::PolicyCache::open(dir_ + "/sts"));
     auto server = scripted({}, {});
     dns::Resolver resolver(base_.get(), options(server));
-    MtaStsConfig cfg;
-    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
-    ASSERT_TRUE(m) << m.error().message;
-    (*m)->setMaxDomains(10);
+    auto m = openSts(resolver, 60);
+    ASSERT_TRUE(m);
+    m->setMaxDomains(10);
     int done = 0;
     for (int i = 0; i < 40; ++i) {
         std::string name = "d" + std::to_string(i) + ".example";
         ASSERT_EQ(::symlink("/nonexistent", (dir_ + "/sts/" + name).c_str()), 0);
-        (*m)->lookup(name, [&](const StsView& v) {
+        m->lookup(name, [&](const StsView& v) {
             EXPECT_TRUE(v.unknown) << v.why;
             ++done;
         });
         ASSERT_TRUE(runUntil(base_.get(), [&] { return done == i + 1; }));
     }
-    EXPECT_LE((*m)->domains(), 10u);
+    EXPECT_LE(m->domains(), 10u);
 }
 
 // Recipient domains a hostile client may choose: every lookup answers
@@ -203,10 +207,8 @@ TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
                              {"_mta-sts.victim.example. 300 IN TXT \"v=STSv1; id=id1\""}}},
                            {});
     dns::Resolver resolver(base_.get(), options(server));
-    MtaStsConfig cfg;
-    cfg.fetchTimeout = 1;
-    auto m = MtaSts::open(dispatcher_, workers_, resolver, cfg, dir_ + "/sts");
-    ASSERT_TRUE(m) << m.error().message;
+    auto m = openSts(resolver, 1);
+    ASSERT_TRUE(m);
     const std::vector<std::string> odd = {std::string(300, 'a') + ".example",
                                           std::string(70, 'b') + ".example",
                                           "[127.0.0.1]",
@@ -222,7 +224,7 @@ TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
                                           ".tmp-victim.example"};
     int done = 0;
     for (const auto& name : odd) {
-        (*m)->lookup(name, [&, name](const StsView& v) {
+        m->lookup(name, [&, name](const StsView& v) {
             EXPECT_FALSE(v.policy.has_value()) << name;
             ++done;
         });
@@ -230,7 +232,7 @@ TEST_F(MtaStsTest, OddDomainNamesAnswerAndNeverEscapeTheCache) {
     ASSERT_TRUE(runUntil(base_.get(), [&] { return done == static_cast<int>(odd.size()); }));
     for (const auto& name : {"VICTIM.Example.", "victim.example"}) {
         std::optional<StsView> v;
-        (*m)->lookup(name, [&](const StsView& got) { v = got; });
+        m->lookup(name, [&](const StsView& got) { v = got; });
         ASSERT_TRUE(runUntil(base_.get(), [&] { return v.has_value(); }));
         ASSERT_TRUE(v->policy.has_value()) << name << ": " << v->why;
         EXPECT_EQ(v->policy->mode, sts::Mode::Enforce);
